@@ -1,0 +1,493 @@
+"""fnlb Python runtime bootstrap: runs one SCF function instance.
+
+fnlb starts ``python3 -I -B bootstrap.py`` with the working directory set to the
+function's code directory and these environment variables (among the SCF ones):
+
+    FNLB_RUNTIME_SOCKET  Unix stream socket to connect to (once); '@name' is in the abstract namespace
+    _HANDLER             "file.function", e.g. "index.main_handler"
+    USER_CODE_ROOT       the code directory (defaults to the working directory)
+
+Every frame, in both directions, is
+
+    length:u32 big-endian (counts kind + payload) | kind:u8 | payload
+
+with length <= 16 MiB + 1 (see docs/function-protocol.md).
+
+    fnlb -> instance   1  INVOKE      JSON {"event": ..., "context": {...}}
+    instance -> fnlb  10  READY       empty; the handler was imported and found
+                      11  INIT_ERROR  JSON {statusCode 437, ...}; then we exit
+                      12  LOG         UTF-8 text, whole lines, ending in "\\n"
+                      13  RESULT      u64 BE peak RSS in bytes + return value as JSON
+                      14  ERROR       JSON {statusCode 430, ..., memUsage}
+
+The instance runs one invocation at a time: read INVOKE, call
+``handler(event, context)``, answer RESULT or ERROR, repeat until the socket
+reaches end of file. ``sys.stdout``, ``sys.stderr`` and the root logger are
+redirected into LOG frames; whatever is still buffered (a line without its
+newline) is sent before the RESULT or ERROR frame of the invocation.
+"""
+
+import codecs
+import io
+import json
+import logging
+import os
+import resource
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+
+# Frame kinds.
+INVOKE = 1
+READY = 10
+INIT_ERROR = 11
+LOG = 12
+RESULT = 13
+ERROR = 14
+
+MAX_PAYLOAD = 16 * 1024 * 1024          # a frame's length is at most this + 1
+MAX_RESULT_JSON = MAX_PAYLOAD - 8       # RESULT starts with the 8-byte RSS
+INIT_STATUS = 437
+INVOKE_STATUS = 430
+
+_HEADER = struct.Struct('>IB')          # length, kind
+_RESULT_HEADER = struct.Struct('>IBQ')  # length, kind, peak RSS
+_RSS_UNIT = 1 if sys.platform == 'darwin' else 1024   # ru_maxrss is KiB on Linux
+
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode   # == json.dumps(v, ensure_ascii=False)
+_encode_json_ascii = json.JSONEncoder().encode
+_decode_json = json.JSONDecoder().decode
+_getrusage = resource.getrusage
+_RUSAGE_SELF = resource.RUSAGE_SELF
+_modules = sys.modules
+
+_request_id = ''    # of the running invocation, for the log format
+
+
+class ProtocolError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- socket
+
+class Channel(object):
+    """The connection to fnlb: buffered frame reads, locked frame writes.
+
+    ``lock`` serialises writers (user threads may print while the main thread
+    answers); hold it and call ``send_locked`` to send several frames in a row.
+    """
+
+    def __init__(self, path):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A leading '@' names a socket in the abstract namespace (no file on disk).
+        sock.connect('\0' + path[1:] if path.startswith('@') else path)
+        self._sock = sock
+        self._sendall = sock.sendall
+        # One recv() of up to 64 KiB usually brings in a whole INVOKE frame.
+        self._read = sock.makefile('rb', buffering=65536).read
+        self.lock = threading.Lock()
+
+    def read_frame(self):
+        """Return (kind, payload), or None at end of file."""
+        head = self._read(5)
+        if len(head) < 5:
+            return None
+        length, kind = _HEADER.unpack(head)
+        if length < 1 or length > MAX_PAYLOAD + 1:
+            raise ProtocolError('frame length %d out of range' % length)
+        size = length - 1
+        if not size:
+            return kind, b''
+        payload = self._read(size)
+        if len(payload) < size:
+            return None
+        return kind, payload
+
+    def send_locked(self, data):
+        """Send one already-framed message; the caller holds ``lock``."""
+        try:
+            self._sendall(data)
+        except OSError:
+            os._exit(0)     # fnlb is gone: nobody is left to report to
+
+    def send(self, kind, payload):
+        data = _HEADER.pack(len(payload) + 1, kind) + payload
+        with self.lock:
+            self.send_locked(data)
+
+
+# --------------------------------------------------------------------------- logs
+
+class LogSink(object):
+    """Collects text written to stdout/stderr and sends complete lines as LOG frames.
+
+    Both streams share one sink so that their lines keep their relative order.
+    """
+
+    def __init__(self, channel):
+        self._channel = channel
+        self._lock = channel.lock
+        self._pieces = []       # text written after the last newline
+
+    def write(self, text):
+        nl = text.rfind('\n')
+        with self._lock:
+            pieces = self._pieces
+            if nl < 0:
+                if text:
+                    pieces.append(text)
+                return
+            end = nl + 1
+            if end == len(text):
+                lines, rest = text, None
+            else:
+                lines, rest = text[:end], text[end:]
+            if pieces:
+                pieces.append(lines)
+                lines = ''.join(pieces)
+                del pieces[:]
+            if rest:
+                pieces.append(rest)
+            self._send_locked(lines)
+
+    def flush_locked(self):
+        """Send a pending partial line (completed with a newline); hold ``lock``."""
+        pieces = self._pieces
+        if pieces:
+            pieces.append('\n')
+            text = ''.join(pieces)
+            del pieces[:]
+            self._send_locked(text)
+
+    def flush(self):
+        with self._lock:
+            self.flush_locked()
+
+    def _send_locked(self, text):
+        data = text.encode('utf-8', 'backslashreplace')
+        if len(data) <= MAX_PAYLOAD:
+            self._channel.send_locked(_HEADER.pack(len(data) + 1, LOG) + data)
+            return
+        # A giant write: split it into frames that fit (4 bytes per char at most).
+        step = MAX_PAYLOAD // 4
+        for start in range(0, len(text), step):
+            chunk = text[start:start + step].encode('utf-8', 'backslashreplace')
+            self._channel.send_locked(_HEADER.pack(len(chunk) + 1, LOG) + chunk)
+
+
+class LogStream(io.TextIOBase):
+    """Replacement for sys.stdout / sys.stderr that writes into a LogSink."""
+
+    encoding = 'utf-8'
+    errors = 'strict'
+    newlines = None
+    line_buffering = True
+    mode = 'w'
+
+    def __init__(self, sink, name, fd):
+        self._sink_write = sink.write
+        self._fd = fd
+        self.name = name
+        self.buffer = LogBuffer(self)
+
+    def write(self, s):
+        if s.__class__ is not str and not isinstance(s, str):
+            raise TypeError('write() argument must be str, not %s' % type(s).__name__)
+        self._sink_write(s)
+        return len(s)
+
+    def flush(self):
+        pass    # lines are sent as soon as they are complete
+
+    def close(self):
+        pass    # stays usable: the bootstrap needs it after user code ran
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._fd     # the real pipe: subprocesses and C code write there
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return False
+
+    def seekable(self):
+        return False
+
+    def reconfigure(self, **kwargs):
+        pass
+
+
+class LogBuffer(io.BufferedIOBase):
+    """``sys.stdout.buffer``: bytes are decoded as UTF-8 and written as text."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._decode = codecs.getincrementaldecoder('utf-8')('replace').decode
+
+    def write(self, b):
+        data = bytes(b)
+        self._stream.write(self._decode(data))
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+    def fileno(self):
+        return self._stream.fileno()
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """A logging handler that writes to whatever ``sys.stderr`` is at the time."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class LogFormatter(logging.Formatter):
+    """``[LEVEL]\\t2024-01-02T03:04:05.678Z\\t<request id>\\tmessage`` (UTC)."""
+
+    converter = time.gmtime
+
+    def format(self, record):
+        record.request_id = _request_id
+        return logging.Formatter.format(self, record)
+
+
+def install_log_capture(channel):
+    sink = LogSink(channel)
+    sys.stdout = LogStream(sink, '<stdout>', 1)
+    sys.stderr = LogStream(sink, '<stderr>', 2)
+    handler = CurrentStderrHandler()
+    handler.setFormatter(LogFormatter(
+        '[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(request_id)s\t%(message)s',
+        '%Y-%m-%dT%H:%M:%S'))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return sink
+
+
+# --------------------------------------------------------------------------- errors
+
+_THIS_FILE = Channel.__init__.__code__.co_filename
+
+
+def format_traceback(exc):
+    """The traceback of ``exc`` without the bootstrap's own leading frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == _THIS_FILE:
+        tb = tb.tb_next
+    return ''.join(traceback.format_exception(type(exc), exc, tb))
+
+
+def error_payload(status, exc, mem_usage=None):
+    try:
+        message = str(exc)
+    except Exception:
+        message = '<unprintable %s object>' % type(exc).__name__
+    error = {
+        'statusCode': status,
+        'errorCode': -1,
+        'errorMessage': message,
+        'errorType': type(exc).__name__,
+        'stackTrace': format_traceback(exc),
+    }
+    if mem_usage is not None:
+        error['memUsage'] = mem_usage
+    return json.dumps(error).encode('ascii')
+
+
+def peak_rss():
+    return _getrusage(_RUSAGE_SELF).ru_maxrss * _RSS_UNIT
+
+
+def exit_like_python(sink, code):
+    """End the process the way an uncaught SystemExit(code) would, minus cleanup."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code & 0xff
+    else:
+        sys.stderr.write('%s\n' % (code,))
+        status = 1
+    sink.flush()
+    os._exit(status)
+
+
+def die(sink, message, status):
+    if sink is not None:
+        sink.flush()
+    os.write(2, ('fnlb bootstrap: %s\n' % message).encode('utf-8', 'backslashreplace'))
+    os._exit(status)
+
+
+# --------------------------------------------------------------------------- start
+
+def setup_sys_path(code_dir):
+    """The code directory first, then /opt (layers), like SCF's /var/user:/opt."""
+    sys.path.insert(0, code_dir)
+    if os.path.isdir('/opt') and '/opt' not in sys.path:
+        sys.path.insert(1, '/opt')
+
+
+def load_handler(spec):
+    module_name, _, func_name = spec.rpartition('.')
+    if not module_name or not func_name:
+        raise ValueError('invalid handler %r: expected "file.function"' % spec)
+    module_name = module_name.replace('/', '.')
+    __import__(module_name)
+    module = sys.modules[module_name]
+    func = getattr(module, func_name)
+    if not callable(func):
+        raise TypeError('handler %s is not callable' % spec)
+    return func
+
+
+def init(channel, sink, spec):
+    """Import the handler; send INIT_ERROR and exit if that fails."""
+    try:
+        return load_handler(spec)
+    except SystemExit as exc:
+        exit_like_python(sink, exc.code)
+    except BaseException as exc:
+        payload = error_payload(INIT_STATUS, exc)
+        with channel.lock:
+            sink.flush_locked()
+            channel.send_locked(_HEADER.pack(len(payload) + 1, INIT_ERROR) + payload)
+        os._exit(0)
+
+
+# --------------------------------------------------------------------------- invoke
+
+def apply_environ(environ):
+    """Set ``K=V;K=V`` pairs from the context into os.environ, as SCF does."""
+    env = os.environ
+    for item in environ.split(';'):
+        key, sep, value = item.partition('=')
+        if key and sep:
+            env[key] = value
+
+
+def encode_result(value):
+    decimal = _modules.get('decimal')
+    if decimal is not None and isinstance(value, decimal.Decimal):
+        value = str(value)
+    text = _encode_json(value)
+    try:
+        return text.encode('utf-8')
+    except UnicodeEncodeError:      # lone surrogates: escape them instead
+        return _encode_json_ascii(value).encode('ascii')
+
+
+def send_error(channel, sink, exc):
+    payload = error_payload(INVOKE_STATUS, exc, peak_rss())
+    with channel.lock:
+        sink.flush_locked()
+        channel.send_locked(_HEADER.pack(len(payload) + 1, ERROR) + payload)
+
+
+def send_result(channel, sink, value):
+    try:
+        body = encode_result(value)
+    except Exception as exc:
+        send_error(channel, sink, exc)
+        return
+    if len(body) > MAX_RESULT_JSON:
+        send_error(channel, sink, ValueError(
+            'return value is too large: %d bytes of JSON (at most %d)'
+            % (len(body), MAX_RESULT_JSON)))
+        return
+    frame = _RESULT_HEADER.pack(len(body) + 9, RESULT, peak_rss()) + body
+    with channel.lock:
+        sink.flush_locked()
+        channel.send_locked(frame)
+
+
+def invoke(channel, sink, handler, payload):
+    global _request_id
+    try:
+        request = _decode_json(payload.decode('utf-8'))
+        event = request.get('event')
+        context = request.get('context')
+        if context is None:
+            context = {}
+        environ = context.get('environ')
+        if environ:
+            apply_environ(environ)
+        _request_id = context.get('request_id') or ''
+    except Exception as exc:
+        send_error(channel, sink, exc)
+        return
+
+    try:
+        value = handler(event, context)
+    except Exception as exc:
+        send_error(channel, sink, exc)
+        return
+    except SystemExit as exc:
+        exit_like_python(sink, exc.code)
+    except BaseException as exc:   # KeyboardInterrupt and the like end the process
+        sys.stderr.write(format_traceback(exc))
+        sink.flush()
+        os._exit(1)
+    send_result(channel, sink, value)
+
+
+def serve(channel, sink, handler):
+    read_frame = channel.read_frame
+    while True:
+        try:
+            frame = read_frame()
+        except ProtocolError as exc:
+            die(sink, 'protocol error: %s' % exc, 2)
+        if frame is None:
+            sink.flush()
+            os._exit(0)
+        kind, payload = frame
+        if kind != INVOKE:
+            die(sink, 'protocol error: unexpected frame kind %d' % kind, 2)
+        invoke(channel, sink, handler, payload)
+
+
+def main():
+    # Removed so that user subprocesses do not see (or try) the socket.
+    socket_path = os.environ.pop('FNLB_RUNTIME_SOCKET', '')
+    spec = os.environ.get('_HANDLER', '')
+    code_dir = os.environ.get('USER_CODE_ROOT') or os.getcwd()
+    if not socket_path:
+        die(None, 'FNLB_RUNTIME_SOCKET is not set', 2)
+    try:
+        channel = Channel(socket_path)
+    except OSError as exc:
+        die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
+
+    sink = install_log_capture(channel)
+    setup_sys_path(code_dir)
+    handler = init(channel, sink, spec)
+    channel.send(READY, b'')
+    serve(channel, sink, handler)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,220 @@
+//! CreateListener, DescribeListeners, DeleteListener.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::health_check_output;
+use super::rules::rule_output;
+use crate::api::params::{obj, parse};
+use crate::api::{ApiError, Ctx};
+use crate::state::{Command, Listener, NewListener, Protocol};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateListener {
+    load_balancer_id: String,
+    ports: Vec<i64>,
+    protocol: String,
+    listener_names: Option<Vec<String>>,
+    certificate: Option<Value>,
+    multi_cert_info: Option<Value>,
+    session_expire_time: Option<i64>,
+    scheduler: Option<String>,
+    sni_switch: Option<i64>,
+    keepalive_enable: Option<i64>,
+    end_port: Option<i64>,
+}
+
+pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: CreateListener = parse(p)?;
+    let protocol = Protocol::parse(&req.protocol).ok_or_else(|| {
+        ApiError::new(
+            "InvalidParameterValue",
+            format!(
+                "Protocol must be TCP, UDP, HTTP, HTTPS, TCP_SSL or QUIC, not `{}`.",
+                req.protocol
+            ),
+        )
+    })?;
+    if req.ports.is_empty() {
+        return Err(ApiError::missing("Ports"));
+    }
+    if req.end_port.is_some_and(|p| p != 0) {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            "Port ranges (EndPort) are not supported by this server.",
+        ));
+    }
+    let names = req.listener_names.unwrap_or_default();
+    if !names.is_empty() && names.len() != req.ports.len() {
+        return Err(ApiError::new(
+            "InvalidParameter",
+            "ListenerNames must name every port in Ports, in order.",
+        ));
+    }
+    let sni = match req.sni_switch.unwrap_or(0) {
+        0 => false,
+        1 if protocol == Protocol::Https => true,
+        _ => {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                "SniSwitch is 0 or 1, and 1 only for HTTPS listeners.",
+            ));
+        }
+    };
+    let needs_certificate = protocol == Protocol::TcpSsl || (protocol == Protocol::Https && !sni);
+    if needs_certificate && req.certificate.is_none() && req.multi_cert_info.is_none() {
+        return Err(ApiError::missing("Certificate"));
+    }
+    let scheduler = req.scheduler.unwrap_or_else(|| "WRR".to_string());
+    if !matches!(scheduler.as_str(), "WRR" | "LEAST_CONN") {
+        return Err(ApiError::new(
+            "InvalidParameterValue",
+            format!("Scheduler must be WRR or LEAST_CONN, not `{scheduler}`."),
+        ));
+    }
+    let session_expire_time = req.session_expire_time.unwrap_or(0);
+    if session_expire_time != 0 && !(30..=3600).contains(&session_expire_time) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Range",
+            "SessionExpireTime must be 0, or 30 to 3600 seconds.",
+        ));
+    }
+    let keepalive_enable = match req.keepalive_enable.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        _ => {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                "KeepaliveEnable must be 0 or 1.",
+            ));
+        }
+    };
+    let mut listeners = Vec::with_capacity(req.ports.len());
+    for (i, port) in req.ports.iter().enumerate() {
+        let port = u16::try_from(*port).ok().filter(|p| *p >= 1).ok_or_else(|| {
+            ApiError::new(
+                "InvalidParameterValue.Range",
+                format!("Port {port} is not valid: ports are 1 to 65535."),
+            )
+        })?;
+        listeners.push(NewListener {
+            id: crate::ids::resource_id("lbl"),
+            name: names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("{}-{port}", req.protocol)),
+            protocol,
+            port,
+            scheduler: scheduler.clone(),
+            session_expire_time: session_expire_time as u32,
+            sni_switch: sni,
+            keepalive_enable,
+        });
+    }
+    let ids: Vec<String> = listeners.iter().map(|l| l.id.clone()).collect();
+    let lb_id = req.load_balancer_id;
+    let command = Command::CreateListeners {
+        scope: ctx.scope.clone(),
+        lb_id: lb_id.clone(),
+        listeners,
+        now: crate::clock::now_ms(),
+    };
+    ctx.apply(command, Some(vec![lb_id])).await?;
+    Ok(obj([("ListenerIds", json!(ids))]))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeListeners {
+    load_balancer_id: String,
+    listener_ids: Option<Vec<String>>,
+    protocol: Option<String>,
+    port: Option<i64>,
+}
+
+pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DescribeListeners = parse(p)?;
+    let state = &ctx.snapshot.state;
+    state.load_balancer(&ctx.scope, &req.load_balancer_id)?;
+    let listeners: Vec<Value> = state
+        .listeners_of(&req.load_balancer_id)
+        .into_iter()
+        .filter(|l| req.listener_ids.as_ref().is_none_or(|ids| ids.contains(&l.id)))
+        .filter(|l| req.protocol.as_ref().is_none_or(|p| p == l.protocol.as_api()))
+        .filter(|l| req.port.is_none_or(|p| p == i64::from(l.port)))
+        .map(|l| listener_output(ctx, l))
+        .collect();
+    Ok(obj([
+        ("TotalCount", json!(listeners.len())),
+        ("Listeners", json!(listeners)),
+    ]))
+}
+
+fn listener_output(ctx: &Ctx<'_>, l: &Listener) -> Value {
+    let layer7 = l.protocol.is_layer7();
+    let rules: Value = if layer7 {
+        json!(
+            ctx.snapshot
+                .state
+                .rules_of(&l.id)
+                .into_iter()
+                .map(|r| rule_output(ctx, l, r))
+                .collect::<Vec<_>>()
+        )
+    } else {
+        Value::Null
+    };
+    let certificate = match l.protocol {
+        Protocol::Https | Protocol::TcpSsl => {
+            json!({"SSLMode": "UNIDIRECTIONAL", "SSLVerifyClient": null, "CertId": "", "CertCaId": null, "ExtCertIds": null})
+        }
+        _ => Value::Null,
+    };
+    json!({
+        "ListenerId": l.id,
+        "Protocol": l.protocol.as_api(),
+        "Port": l.port,
+        "Certificate": certificate,
+        "HealthCheck": if layer7 { Value::Null } else { health_check_output() },
+        "Scheduler": if layer7 { Value::Null } else { json!(l.scheduler) },
+        "SessionExpireTime": if layer7 { Value::Null } else { json!(l.session_expire_time) },
+        "SniSwitch": i64::from(l.sni_switch),
+        "Rules": rules,
+        "ListenerName": l.name,
+        "CreateTime": ctx.time(l.create_time),
+        "EndPort": 0,
+        "TargetType": "NODE",
+        "TargetGroup": null,
+        "SessionType": "NORMAL",
+        "KeepaliveEnable": i64::from(l.keepalive_enable),
+        "Toa": false,
+        "DeregisterTargetRst": false,
+        "AttrFlags": [],
+        "TargetGroupList": null,
+        "MaxConn": -1,
+        "MaxCps": -1,
+        "IdleConnectTimeout": null,
+        "RescheduleInterval": 0,
+        "DataCompressMode": "transparent",
+        "RescheduleStartTime": 0,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteListener {
+    load_balancer_id: String,
+    listener_id: String,
+}
+
+pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DeleteListener = parse(p)?;
+    let command = Command::DeleteListener {
+        scope: ctx.scope.clone(),
+        lb_id: req.load_balancer_id.clone(),
+        listener_id: req.listener_id,
+    };
+    ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
+    Ok(Map::new())
+}

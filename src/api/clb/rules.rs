@@ -1,0 +1,232 @@
+//! CreateRule, DeleteRule, and the `RuleOutput` object.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::health_check_output;
+use crate::api::params::{obj, parse};
+use crate::api::{ApiError, Ctx};
+use crate::proxy::router::{DomainPattern, UrlPattern, compile_regex, parse_domain, parse_url};
+use crate::state::{Command, Listener, NewRule, Rule, RulesSelector};
+
+static PLAIN_DOMAIN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9.\-_]+$").expect("valid pattern"));
+static PLAIN_URL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^/[a-zA-Z0-9.\-_/=?:]*$").expect("valid pattern"));
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RuleInput {
+    url: String,
+    domain: Option<String>,
+    domains: Option<Vec<String>>,
+    session_expire_time: Option<i64>,
+    scheduler: Option<String>,
+    forward_type: Option<String>,
+    default_server: Option<bool>,
+    http2: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateRule {
+    load_balancer_id: String,
+    listener_id: String,
+    rules: Vec<RuleInput>,
+}
+
+pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: CreateRule = parse(p)?;
+    let state = &ctx.snapshot.state;
+    let lb = state.load_balancer(&ctx.scope, &req.load_balancer_id)?;
+    let listener = state.listener(&ctx.scope, &req.load_balancer_id, &req.listener_id)?;
+    if req.rules.is_empty() {
+        return Err(ApiError::missing("Rules"));
+    }
+    let mut rules = Vec::with_capacity(req.rules.len());
+    for input in req.rules {
+        let domain = match (input.domain, input.domains) {
+            (Some(d), _) => d,
+            (None, Some(mut ds)) if ds.len() == 1 => ds.remove(0),
+            (None, Some(ds)) if ds.len() > 1 => {
+                return Err(ApiError::new(
+                    "UnsupportedOperation",
+                    "A rule with several Domains is not supported; create one rule per domain.",
+                ));
+            }
+            // CLB uses the listener's default domain, and the VIP for the first rule.
+            _ => listener.default_domain.clone().unwrap_or_else(|| lb.vip.clone()),
+        };
+        let domain = check_domain(&domain)?;
+        check_url(&input.url)?;
+        let scheduler = input.scheduler.unwrap_or_else(|| "WRR".to_string());
+        if !matches!(scheduler.as_str(), "WRR" | "LEAST_CONN" | "IP_HASH") {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                format!("Scheduler must be WRR, LEAST_CONN or IP_HASH, not `{scheduler}`."),
+            ));
+        }
+        let session_expire_time = input.session_expire_time.unwrap_or(0);
+        if session_expire_time != 0 && !(30..=86400).contains(&session_expire_time) {
+            return Err(ApiError::new(
+                "InvalidParameterValue.Range",
+                "SessionExpireTime must be 0, or 30 to 86400 seconds.",
+            ));
+        }
+        let forward_type = input.forward_type.unwrap_or_else(|| "HTTP".to_string());
+        if !matches!(forward_type.as_str(), "HTTP" | "HTTPS" | "GRPC" | "GRPCS" | "TRPC") {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                format!("ForwardType `{forward_type}` is not valid."),
+            ));
+        }
+        rules.push(NewRule {
+            id: crate::ids::resource_id("loc"),
+            domain,
+            url: input.url,
+            default_server: input.default_server.unwrap_or(false),
+            scheduler,
+            session_expire_time: session_expire_time as u32,
+            forward_type,
+            http2: input.http2.unwrap_or(false),
+        });
+    }
+    let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
+    let command = Command::CreateRules {
+        scope: ctx.scope.clone(),
+        lb_id: req.load_balancer_id.clone(),
+        listener_id: req.listener_id,
+        rules,
+        now: crate::clock::now_ms(),
+    };
+    ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
+    Ok(obj([("LocationIds", json!(ids))]))
+}
+
+/// Domains (contract 5.3): 1–80 characters, not starting with `_`; `*.x`, `x.*` or `~regex`. Stored lower-case
+/// unless a regular expression.
+pub fn check_domain(domain: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        ApiError::new(
+            "InvalidParameterValue",
+            format!("Domain `{domain}` is not valid: {why}."),
+        )
+    };
+    if domain.is_empty() || domain.chars().count() > 80 {
+        return Err(bad("it must be 1 to 80 characters"));
+    }
+    if domain.starts_with('_') {
+        return Err(bad("it must not start with `_`"));
+    }
+    match parse_domain(domain) {
+        DomainPattern::Regex(re) => {
+            compile_regex(re, true).map_err(|e| bad(&format!("the regular expression does not compile ({e})")))?;
+            Ok(domain.to_string())
+        }
+        DomainPattern::Exact(name) | DomainPattern::Leading(name) | DomainPattern::Trailing(name) => {
+            let lowered = name.to_ascii_lowercase();
+            if lowered.is_empty() || lowered.contains('*') || !PLAIN_DOMAIN.is_match(&lowered) {
+                return Err(bad(
+                    "use letters, digits, `.`, `-` and `_`, with one `*` at the start or the end",
+                ));
+            }
+            Ok(domain.to_ascii_lowercase())
+        }
+    }
+}
+
+/// URLs (contract 5.3): 1–200 characters; plain ones start with `/`; `=`, `^~`, `~` and `~*` forms.
+pub fn check_url(url: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::new("InvalidParameterValue", format!("Url `{url}` is not valid: {why}."));
+    if url.is_empty() || url.chars().count() > 200 {
+        return Err(bad("it must be 1 to 200 characters"));
+    }
+    match parse_url(url) {
+        UrlPattern::Regex(re) => compile_regex(re, false)
+            .map(|_| ())
+            .map_err(|e| bad(&format!("the regular expression does not compile ({e})"))),
+        UrlPattern::RegexCaseless(re) => compile_regex(re, true)
+            .map(|_| ())
+            .map_err(|e| bad(&format!("the regular expression does not compile ({e})"))),
+        UrlPattern::Exact(path) | UrlPattern::Prefix(path) | UrlPattern::PrefixNoRegex(path) => {
+            if PLAIN_URL.is_match(path) {
+                Ok(())
+            } else {
+                Err(bad("it must start with `/` and use letters, digits and `.-_/=?:`"))
+            }
+        }
+    }
+}
+
+/// A domain as it is stored: lower-case, unless it is a regular expression.
+pub fn normalize_domain(domain: &str) -> String {
+    if domain.starts_with('~') {
+        domain.to_string()
+    } else {
+        domain.to_ascii_lowercase()
+    }
+}
+
+/// A `RuleOutput` object.
+pub fn rule_output(ctx: &Ctx<'_>, listener: &Listener, rule: &Rule) -> Value {
+    json!({
+        "LocationId": rule.id,
+        "Domain": rule.domain,
+        "Url": rule.url,
+        "SessionExpireTime": rule.session_expire_time,
+        "HealthCheck": health_check_output(),
+        "Certificate": null,
+        "Scheduler": rule.scheduler,
+        "ListenerId": listener.id,
+        "RewriteTarget": {"TargetListenerId": null, "TargetLocationId": null, "RewriteCode": null, "TakeUrl": null, "RewriteType": null},
+        "HttpGzip": true,
+        "BeAutoCreated": false,
+        "DefaultServer": listener.default_domain.as_deref() == Some(rule.domain.as_str()),
+        "Http2": rule.http2,
+        "ForwardType": rule.forward_type,
+        "CreateTime": ctx.time(rule.create_time),
+        "TargetType": "NODE",
+        "TargetGroup": null,
+        "WafDomainId": "",
+        "TrpcCallee": "",
+        "TrpcFunc": "",
+        "QuicStatus": "QUIC_INACTIVE",
+        "Domains": [rule.domain],
+        "TargetGroupList": null,
+        "OAuth": {"OAuthEnable": false, "OAuthFailureStatus": "BYPASS"},
+        "CookieName": "",
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteRule {
+    load_balancer_id: String,
+    listener_id: String,
+    location_ids: Option<Vec<String>>,
+    domain: Option<String>,
+    url: Option<String>,
+    new_default_server_domain: Option<String>,
+}
+
+pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DeleteRule = parse(p)?;
+    let selector = match (req.location_ids, req.domain, req.url) {
+        (Some(ids), _, _) if !ids.is_empty() => RulesSelector::Ids(ids),
+        (_, domain, url) if domain.is_some() || url.is_some() => RulesSelector::DomainUrl {
+            domain: domain.map(|d| normalize_domain(&d)),
+            url,
+        },
+        _ => return Err(ApiError::missing("LocationIds")),
+    };
+    let command = Command::DeleteRules {
+        scope: ctx.scope.clone(),
+        lb_id: req.load_balancer_id.clone(),
+        listener_id: req.listener_id,
+        selector,
+        new_default_domain: req.new_default_server_domain.map(|d| normalize_domain(&d)),
+    };
+    ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
+    Ok(Map::new())
+}

@@ -1,0 +1,94 @@
+//! API errors: a Tencent error code and a clear English message, decided in one place.
+
+use crate::control::ControlError;
+use crate::state::StateError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(name: &str) -> ApiError {
+        ApiError::new("MissingParameter", format!("The parameter `{name}` is missing."))
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(code, message)
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            "InternalError",
+            "An internal error occurred; the request was not carried out.",
+        )
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match e {
+            ControlError::Refused(e) => e.into(),
+            ControlError::Store(e) => {
+                tracing::error!(error = %e, "Store commit failed.");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> ApiError {
+        use StateError::*;
+        let code = match &e {
+            AccountNotFound(_) => "AuthFailure.UnauthorizedOperation",
+            NamespaceNotFound(_) => "ResourceNotFound.Namespace",
+            FunctionExists(_) => "ResourceInUse.Function",
+            FunctionNotFound(_) => "ResourceNotFound.Function",
+            FunctionQuota { .. } => "LimitExceeded.Function",
+            RuntimeChange(_) => "InvalidParameterValue.Runtime",
+            LoadBalancerNotFound(_) => "InvalidParameter.LBIdNotFound",
+            VipInUse(..) => "InvalidParameterValue",
+            LoadBalancerQuota { .. } => "LimitExceeded",
+            ListenerNotFound(_) => "InvalidParameter.ListenerIdNotFound",
+            PortInUse { .. } => "InvalidParameter.PortCheckFailed",
+            ListenerQuota { .. } => "LimitExceeded",
+            NotLayer7(..) => "InvalidParameter.ProtocolCheckFailed",
+            RuleExists { .. } => "InvalidParameter",
+            RuleQuota { .. } => "LimitExceeded",
+            RuleNotFound(_) => "InvalidParameter.LocationNotFound",
+            DomainNotFound(_) => "InvalidParameter",
+            RuleHasFunction(..) => "LimitExceeded",
+            TargetNotBound { .. } => "ResourceNotFound",
+            QualifierNotFound { .. } => "ResourceNotFound",
+            ClassicLoadBalancer(_)
+            | ClassicNetwork(_)
+            | Ipv6FullChain(_)
+            | WebFunction(_)
+            | TraditionalAccount(_)
+            | BindingRegion(_) => "UnsupportedOperation",
+        };
+        ApiError::new(code, sentence(&e.to_string()))
+    }
+}
+
+/// Internal messages are lower-case phrases; API messages are sentences.
+pub fn sentence(phrase: &str) -> String {
+    let mut chars = phrase.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}

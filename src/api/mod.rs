@@ -1,0 +1,381 @@
+//! The TencentCloud API 3.0 endpoint (contract 3): `POST /` with a JSON body, signed with TC3-HMAC-SHA256,
+//! answered with HTTP 200 and `{"Response": {…, "RequestId"}}` whether it succeeded or not.
+//!
+//! Handlers translate: they parse and check a request's shape, build a `Command`, apply it through the
+//! control plane and render the result. The rules live in `state`.
+
+mod actions;
+pub mod clb;
+pub mod error;
+mod params;
+pub mod scf;
+pub mod tc3;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+pub use actions::{ACTIONS, ActionInfo, Service};
+pub use error::ApiError;
+
+use crate::clock::Zone;
+use crate::control::{Committed, Control};
+use crate::functions::Engine;
+use crate::snapshot::Snapshot;
+use crate::state::{Account, Command, Scope};
+use crate::store::Task;
+
+/// The API's settings. Each is a documented setting (docs/configuration.md).
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Regions the API serves; a request for another answers `UnsupportedRegion`.
+    pub regions: Vec<String>,
+    /// The region of a request that names none.
+    pub default_region: String,
+    pub zone: Zone,
+    pub max_body_bytes: usize,
+    /// How long a mutation waits for the data plane to put it into effect before answering.
+    pub apply_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// TC3 POST bodies are limited to 10 MB (contract 3.1).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sync `Invoke` calls time out at 300 s (contract 1.4), plus room to answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(310);
+
+pub const DEFAULT_REGIONS: &[&str] = &[
+    "ap-guangzhou",
+    "ap-shanghai",
+    "ap-beijing",
+    "ap-chengdu",
+    "ap-chongqing",
+    "ap-nanjing",
+    "ap-hongkong",
+    "ap-singapore",
+    "ap-jakarta",
+    "ap-seoul",
+    "ap-tokyo",
+    "ap-mumbai",
+    "ap-bangkok",
+    "na-siliconvalley",
+    "na-ashburn",
+    "na-toronto",
+    "eu-frankfurt",
+    "sa-saopaulo",
+    "ap-shenzhen-fsi",
+    "ap-shanghai-fsi",
+    "ap-beijing-fsi",
+];
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            regions: DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect(),
+            default_region: "ap-guangzhou".to_string(),
+            zone: Zone::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            apply_timeout: DEFAULT_APPLY_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+pub struct Api {
+    pub control: Arc<Control>,
+    pub functions: Arc<Engine>,
+    pub settings: ApiSettings,
+}
+
+/// One authenticated request, as handlers see it.
+pub struct Ctx<'a> {
+    pub api: &'a Api,
+    pub account: Account,
+    pub scope: Scope,
+    pub request_id: String,
+    pub snapshot: Arc<Snapshot>,
+}
+
+// === impl Ctx ===
+
+impl Ctx<'_> {
+    /// Applies a command and waits until the data plane serves it. CLB mutations pass the load balancers
+    /// they touch, so that `DescribeTaskStatus` can report the task.
+    pub async fn apply(&self, command: Command, task_lbs: Option<Vec<String>>) -> Result<Committed, ApiError> {
+        let control = self.api.control.clone();
+        let task = task_lbs.map(|lbs| Task {
+            request_id: self.request_id.clone(),
+            uin: self.account.uin.clone(),
+            load_balancer_ids: lbs,
+            created_ms: crate::clock::now_ms(),
+        });
+        let committed = tokio::task::spawn_blocking(move || control.apply(command, task))
+            .await
+            .map_err(|_| ApiError::internal())??;
+        if !self
+            .api
+            .control
+            .wait_in_effect(committed.version, self.api.settings.apply_timeout)
+            .await
+        {
+            tracing::warn!(
+                version = committed.version,
+                "The data plane did not confirm a change in time."
+            );
+        }
+        Ok(committed)
+    }
+
+    pub fn time(&self, ms: i64) -> String {
+        self.api.settings.zone.format(ms)
+    }
+}
+
+// === impl Api ===
+
+impl Api {
+    /// Serves the API on `listener` until `shutdown` turns true.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            let (stream, client) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "API accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let api = self.clone();
+            let service = service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(req, client).await) }
+            });
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "API connection ended with an error.");
+                }
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    }
+
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
+        if req.uri().path() != "/" {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            return response;
+        }
+        let request_id = crate::ids::request_id();
+        let action = header_str(req.headers(), "x-tc-action").unwrap_or_default().to_string();
+        let span = tracing::info_span!("api", %action, %request_id, %client);
+        let result = tokio::time::timeout(
+            self.settings.request_timeout,
+            self.call(req, &request_id).instrument(span.clone()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
+        let body = match result {
+            Ok(mut fields) => {
+                fields.insert("RequestId".to_string(), Value::String(request_id));
+                Value::Object(fields)
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::debug!(code = e.code, message = %e.message, "Request refused."));
+                serde_json::json!({"Error": {"Code": e.code, "Message": e.message}, "RequestId": request_id})
+            }
+        };
+        let body = serde_json::to_vec(&serde_json::json!({ "Response": body })).expect("responses serialise");
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        // Exactly this value: the Python SDK ignores `Error` under any other (contract 3.3).
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+
+    async fn call(&self, req: Request<Incoming>, request_id: &str) -> Result<Map<String, Value>, ApiError> {
+        if req.method() != Method::POST {
+            return Err(ApiError::new(
+                "UnsupportedProtocol",
+                "Only POST requests with a JSON body are supported.",
+            ));
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return Err(ApiError::new(
+                    "RequestSizeLimitExceeded",
+                    format!("The request body exceeds {} bytes.", self.settings.max_body_bytes),
+                ));
+            }
+        };
+        let headers = &parts.headers;
+        let (account, service) = self.authenticate(headers, &body)?;
+        let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
+        let info = ACTIONS
+            .iter()
+            .find(|a| a.service == service && a.name == action)
+            .ok_or_else(|| {
+                ApiError::new(
+                    "InvalidAction",
+                    format!("The action `{action}` does not exist for {}.", service.name()),
+                )
+            })?;
+        let version = header_str(headers, "x-tc-version").ok_or_else(|| ApiError::missing("X-TC-Version"))?;
+        if version != service.version() {
+            return Err(ApiError::new(
+                "NoSuchVersion",
+                format!(
+                    "The version `{version}` does not exist for {}; use {}.",
+                    service.name(),
+                    service.version()
+                ),
+            ));
+        }
+        let region = match header_str(headers, "x-tc-region") {
+            Some(r) if !r.is_empty() => r.to_string(),
+            _ => self.settings.default_region.clone(),
+        };
+        if !self.settings.regions.contains(&region) {
+            return Err(ApiError::new(
+                "UnsupportedRegion",
+                format!("The region `{region}` is not supported."),
+            ));
+        }
+        let params: Value = if body.is_empty() {
+            Value::Object(Map::new())
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::new("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?
+        };
+        let Value::Object(params) = params else {
+            return Err(ApiError::new(
+                "InvalidParameter",
+                "The request body must be a JSON object.",
+            ));
+        };
+        if let Some(unknown) = params.keys().find(|k| !info.params.contains(&k.as_str())) {
+            return Err(ApiError::new(
+                "UnknownParameter",
+                format!("The parameter `{unknown}` is not recognized."),
+            ));
+        }
+        let ctx = Ctx {
+            api: self,
+            scope: Scope {
+                uin: account.uin.clone(),
+                region,
+            },
+            account,
+            request_id: request_id.to_string(),
+            snapshot: self.control.snapshot(),
+        };
+        actions::dispatch(&ctx, service, action, params).await
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Account, Service), ApiError> {
+        use tc3::AuthError;
+        let auth_error = |e: AuthError| {
+            let code = match e {
+                AuthError::InvalidAuthorization => "AuthFailure.InvalidAuthorization",
+                AuthError::SignatureFailure => "AuthFailure.SignatureFailure",
+                AuthError::SignatureExpire => "AuthFailure.SignatureExpire",
+            };
+            ApiError::new(code, error::sentence(&e.to_string()))
+        };
+        let header = header_str(headers, "authorization")
+            .ok_or(AuthError::InvalidAuthorization)
+            .map_err(auth_error)?;
+        let auth = tc3::parse_authorization(header).map_err(auth_error)?;
+        let service = Service::parse(auth.service).ok_or_else(|| {
+            ApiError::new(
+                "InvalidAction",
+                format!(
+                    "The service `{}` is not served here; fnlb serves scf and clb.",
+                    auth.service
+                ),
+            )
+        })?;
+        let timestamp: i64 = header_str(headers, "x-tc-timestamp")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    "AuthFailure.InvalidAuthorization",
+                    "The X-TC-Timestamp header is missing or not a number.",
+                )
+            })?;
+        let snapshot = self.control.snapshot();
+        let account = snapshot
+            .state
+            .account_by_secret_id(auth.secret_id)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    "AuthFailure.SecretIdNotFound",
+                    "The SecretId is not found; check that it is correct and active.",
+                )
+            })?;
+        if header_str(headers, "x-tc-token").is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::new(
+                "AuthFailure.TokenFailure",
+                "Temporary credentials (X-TC-Token) are not issued by this server.",
+            ));
+        }
+        if !auth.signed_headers.contains(&"content-type") || !auth.signed_headers.contains(&"host") {
+            return Err(ApiError::new(
+                "AuthFailure.InvalidAuthorization",
+                "The signed headers must include content-type and host.",
+            ));
+        }
+        let mut signed = Vec::with_capacity(auth.signed_headers.len());
+        for name in &auth.signed_headers {
+            let value = header_str(headers, name).unwrap_or("");
+            signed.push((name.to_string(), value));
+        }
+        let payload_hash = match header_str(headers, "x-tc-content-sha256") {
+            Some(tc3::UNSIGNED_PAYLOAD) => tc3::sha256_hex(tc3::UNSIGNED_PAYLOAD.as_bytes()),
+            _ => tc3::sha256_hex(body),
+        };
+        let request = tc3::Signed {
+            method: "POST",
+            query: "",
+            headers: signed,
+            payload_hash,
+            timestamp,
+            service: auth.service,
+        };
+        let now = crate::clock::now_ms() / 1000;
+        tc3::verify(&auth, &account.secret_key, &request, now).map_err(auth_error)?;
+        Ok((account, service))
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

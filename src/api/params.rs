@@ -1,0 +1,60 @@
+//! Reading request parameters into typed structs, with Tencent's errors for missing and malformed ones.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::ApiError;
+
+/// Deserialises an action's parameters: a missing required one is `MissingParameter`, a value of the wrong type
+/// `InvalidParameter`, both naming the parameter.
+pub fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, ApiError> {
+    let value = Value::Object(params);
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if let Some(rest) = inner.strip_prefix("missing field `") {
+            let field = rest.split('`').next().unwrap_or(rest);
+            let name = if path == "." {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            return ApiError::missing(&name);
+        }
+        let inner = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+        ApiError::new(
+            "InvalidParameter",
+            format!("The parameter `{path}` is not valid: {inner}."),
+        )
+    })
+}
+
+/// A paginated slice: `Offset` default 0, `Limit` default `default`, at most `max`.
+pub fn page<T>(
+    items: Vec<T>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+    default: i64,
+    max: i64,
+) -> Result<Vec<T>, ApiError> {
+    let offset = offset.unwrap_or(0);
+    let limit = limit.unwrap_or(default);
+    if offset < 0 {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Offset",
+            "Offset must be 0 or more.",
+        ));
+    }
+    if !(0..=max).contains(&limit) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Limit",
+            format!("Limit must be between 0 and {max}."),
+        ));
+    }
+    Ok(items.into_iter().skip(offset as usize).take(limit as usize).collect())
+}
+
+/// `Map` building for responses: `obj([("A", v)…])`.
+pub fn obj<const N: usize>(fields: [(&str, Value); N]) -> Map<String, Value> {
+    fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}

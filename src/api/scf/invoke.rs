@@ -1,0 +1,240 @@
+//! Invoke, InvokeFunction and GetFunctionLogs.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::function_key;
+use crate::api::params::{obj, page, parse};
+use crate::api::{ApiError, Ctx};
+use crate::functions::{Invocation, status};
+
+/// `Invoke` with `LogType` `Tail` returns at most this much of the log (its end).
+pub const TAIL_LOG_BYTES: usize = 4 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Invoke {
+    function_name: String,
+    invocation_type: Option<String>,
+    qualifier: Option<String>,
+    client_context: Option<String>,
+    log_type: Option<String>,
+    namespace: Option<String>,
+}
+
+pub async fn invoke(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: Invoke = parse(p)?;
+    match req.invocation_type.as_deref() {
+        None | Some("") | Some("RequestResponse") => {}
+        Some("Event") => {
+            return Err(ApiError::new(
+                "UnsupportedOperation",
+                "Asynchronous invocation (InvocationType Event) is not available on this server yet; use RequestResponse.",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.InvocationType",
+                format!("InvocationType must be RequestResponse or Event, not `{other}`."),
+            ));
+        }
+    }
+    let qualifier = req.qualifier.unwrap_or_else(|| "$LATEST".to_string());
+    run(
+        ctx,
+        &req.function_name,
+        req.namespace.as_deref(),
+        &qualifier,
+        req.client_context,
+        req.log_type,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvokeFunction {
+    function_name: String,
+    qualifier: Option<String>,
+    event: Option<String>,
+    log_type: Option<String>,
+    namespace: Option<String>,
+}
+
+pub async fn invoke_function(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: InvokeFunction = parse(p)?;
+    let qualifier = req.qualifier.unwrap_or_else(|| "$DEFAULT".to_string());
+    run(
+        ctx,
+        &req.function_name,
+        req.namespace.as_deref(),
+        &qualifier,
+        req.event,
+        req.log_type,
+    )
+    .await
+}
+
+async fn run(
+    ctx: &Ctx<'_>,
+    name: &str,
+    namespace: Option<&str>,
+    qualifier: &str,
+    event: Option<String>,
+    log_type: Option<String>,
+) -> Result<Map<String, Value>, ApiError> {
+    let key = function_key(ctx, name, namespace)?;
+    let spec = ctx
+        .snapshot
+        .functions
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| ApiError::new("ResourceNotFound.Function", format!("Function {name} does not exist.")))?;
+    let tail = match log_type.as_deref() {
+        None | Some("") | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.LogType",
+                format!("LogType must be None or Tail, not `{other}`."),
+            ));
+        }
+    };
+    let event = event
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "{}".to_string());
+    if serde_json::from_str::<serde::de::IgnoredAny>(&event).is_err() {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Param",
+            "The event (ClientContext) is not valid JSON.",
+        ));
+    }
+    if event.len() > ctx.api.functions.settings().max_event_bytes {
+        return Err(ApiError::new(
+            "InvalidParameter.RequestTooLarge",
+            "The event is larger than 6 MB.",
+        ));
+    }
+    let request_id = crate::ids::request_id();
+    let invocation = ctx
+        .api
+        .functions
+        .invoke(&spec, qualifier, event.as_bytes(), request_id)
+        .await;
+    Ok(obj([("Result", result(&invocation, tail))]))
+}
+
+/// The `Result` object (contract 0.3).
+fn result(invocation: &Invocation, tail: bool) -> Value {
+    let duration_ms = invocation.duration.as_secs_f64() * 1000.0;
+    let (ret_msg, err_msg, invoke_result) = match &invocation.result {
+        Ok(json) => (String::from_utf8_lossy(json).into_owned(), String::new(), 0),
+        Err(e) => {
+            let text = e.to_ret_msg(&invocation.request_id);
+            let code = if status::is_user_failure(e.status) { 1 } else { -1 };
+            (text.clone(), text, code)
+        }
+    };
+    let log = if tail {
+        tail_of(&invocation.log, TAIL_LOG_BYTES)
+    } else {
+        ""
+    };
+    json!({
+        "Log": log,
+        "RetMsg": ret_msg,
+        "ErrMsg": err_msg,
+        "MemUsage": invocation.mem_bytes,
+        "Duration": (duration_ms * 1000.0).round() / 1000.0,
+        "BillDuration": duration_ms.ceil() as u64,
+        "FunctionRequestId": invocation.request_id,
+        "InvokeResult": invoke_result,
+    })
+}
+
+/// The last `max` bytes of a log, cut at a character boundary.
+fn tail_of(log: &str, max: usize) -> &str {
+    if log.len() <= max {
+        return log;
+    }
+    let mut start = log.len() - max;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LogFilter {
+    ret_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetFunctionLogs {
+    function_name: Option<String>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+    order: Option<String>,
+    filter: Option<LogFilter>,
+    namespace: Option<String>,
+    function_request_id: Option<String>,
+}
+
+pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: GetFunctionLogs = parse(p)?;
+    let name = req.function_name.ok_or_else(|| ApiError::missing("FunctionName"))?;
+    let key = function_key(ctx, &name, req.namespace.as_deref())?;
+    ctx.snapshot.state.function(&key)?;
+    let ret_code = req.filter.and_then(|f| f.ret_code);
+    let mut records: Vec<_> = ctx
+        .api
+        .functions
+        .logs
+        .recent(&key)
+        .into_iter()
+        .filter(|r| req.function_request_id.as_ref().is_none_or(|id| &r.request_id == id))
+        .filter(|r| match ret_code.as_deref() {
+            None | Some("") => true,
+            Some("is0") => r.status == status::SUCCESS,
+            Some("not0") => r.status != status::SUCCESS,
+            Some("TimeLimitExceeded") => r.status == status::TIMEOUT,
+            Some("ResourceLimitExceeded") => r.status == status::MEMORY,
+            Some("UserCodeException") => r.status == status::USER_CODE_EXCEPTION,
+            Some(_) => false,
+        })
+        .collect();
+    if req.order.as_deref() == Some("ASC") {
+        records.reverse();
+    }
+    let total = records.len();
+    let data: Vec<Value> = page(records, req.offset, req.limit, 10, 10_000)?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "FunctionName": name,
+                "RetMsg": r.ret_msg,
+                "RequestId": r.request_id,
+                "StartTime": ctx.time(r.start_ms),
+                "RetCode": if r.status == status::SUCCESS { 0 } else { i64::from(r.status) },
+                "InvokeFinished": 1,
+                "Duration": (r.duration_ms * 1000.0).round() / 1000.0,
+                "BillDuration": r.duration_ms.ceil() as u64,
+                "MemUsage": r.mem_bytes,
+                "Log": r.log,
+                "Level": "",
+                "Source": "",
+                "RetryNum": 0,
+            })
+        })
+        .collect();
+    Ok(obj([
+        ("TotalCount", json!(total)),
+        ("Data", json!(data)),
+        (
+            "SearchContext",
+            json!({"Offset": "", "Limit": 0, "Keyword": "", "Type": ""}),
+        ),
+    ]))
+}

@@ -1,0 +1,36 @@
+//! SCF (`2018-04-16`) actions.
+
+pub mod functions;
+pub mod invoke;
+pub mod triggers;
+mod validate;
+
+use serde::Deserialize;
+
+use super::{ApiError, Ctx};
+use crate::state::{DEFAULT_NAMESPACE, FunctionKey};
+
+/// `{"Key": …, "Value": …}`, as `Environment.Variables` holds them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Variable {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Environment {
+    pub variables: Option<Vec<Variable>>,
+}
+
+/// The function a request names, in the caller's account and region.
+pub fn function_key(ctx: &Ctx<'_>, name: &str, namespace: Option<&str>) -> Result<FunctionKey, ApiError> {
+    let namespace = namespace.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE);
+    validate::namespace(namespace)?;
+    Ok(FunctionKey {
+        scope: ctx.scope.clone(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    })
+}

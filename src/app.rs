@@ -1,0 +1,254 @@
+//! Wiring: open the store, restore the state, start the API, the load balancer and the function engine, run
+//! until asked to stop, then drain.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{Api, Service};
+use crate::client::{Client, ClientError, Credentials};
+use crate::config::Config;
+use crate::control::Control;
+use crate::functions::Engine;
+use crate::functions::runtimes::Runtimes;
+use crate::proxy::Proxy;
+use crate::state::{Account, AccountKind, Command, State};
+use crate::store::Store;
+
+/// The embedded example: the seed's function, byte for byte.
+pub const EXAMPLE_CODE: &[u8] = include_bytes!("../examples/hello-clb/index.py");
+pub const EXAMPLE_NAME: &str = "hello-clb";
+
+/// Runs fnlb until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict the data directory {}", data_dir.display()))?;
+    let store = Arc::new(Store::open(&data_dir.join("fnlb.sqlite3"))?);
+    let state = State::restore(config.limits.clone(), store.load_entities()?);
+    let control = Arc::new(Control::new(state, store.clone()));
+    let account = ensure_account(&control)?;
+    let credentials_path = write_credentials(data_dir, &account)?;
+    println!("fnlb: credentials in {}", credentials_path.display());
+
+    let runtimes = Runtimes::prepare(data_dir, config.python.clone())?;
+    let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let proxy = Arc::new(Proxy {
+        control: control.clone(),
+        functions: engine.clone(),
+        settings: config.proxy.clone(),
+    });
+    let proxy_task = tokio::spawn(proxy.run(stop_rx.clone()));
+
+    let listener = TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api_addr))?;
+    let api_addr = listener.local_addr()?;
+    let api = Arc::new(Api {
+        control: control.clone(),
+        functions: engine.clone(),
+        settings: config.api.clone(),
+    });
+    let api_task = tokio::spawn(api.serve(listener, stop_rx.clone()));
+    println!("fnlb: API listening on http://{api_addr}");
+    tracing::info!(%api_addr, data_dir = %data_dir.display(), "fnlb started.");
+
+    if let Some(port) = config.example_port {
+        let credentials = Credentials {
+            secret_id: account.secret_id.clone(),
+            secret_key: account.secret_key.clone(),
+        };
+        let client = Client::new(&format!("http://{api_addr}"), credentials, &config.region)?;
+        match deploy_example(&client, port).await {
+            Ok(path) => println!("fnlb: example {EXAMPLE_NAME} deployed; open {path}"),
+            Err(e) => eprintln!("fnlb: the example could not be deployed: {e}"),
+        }
+    }
+
+    shutdown.await;
+    tracing::info!("Stopping: draining connections.");
+    let _ = stop_tx.send(true);
+    let _ = api_task.await;
+    let _ = proxy_task.await;
+    tracing::info!("fnlb stopped.");
+    Ok(())
+}
+
+/// The first start creates an account: from `FNLB_SECRET_ID` / `FNLB_SECRET_KEY` when set, otherwise new.
+fn ensure_account(control: &Control) -> anyhow::Result<Account> {
+    if let Some(account) = control.snapshot().state.accounts.values().next() {
+        return Ok(account.clone());
+    }
+    let (secret_id, secret_key) = match (std::env::var("FNLB_SECRET_ID"), std::env::var("FNLB_SECRET_KEY")) {
+        (Ok(id), Ok(key)) if !id.is_empty() && !key.is_empty() => (id, key),
+        _ => crate::ids::new_credentials(),
+    };
+    let account = Account {
+        uin: crate::ids::random_digits(12),
+        app_id: crate::ids::random_digits(10),
+        secret_id,
+        secret_key,
+        kind: AccountKind::Standard,
+    };
+    control.apply(Command::PutAccount(account.clone()), None)?;
+    Ok(account)
+}
+
+/// Writes `credentials.json` (mode 0600): `{"secretId","secretKey","appId","uin"}`.
+fn write_credentials(data_dir: &Path, account: &Account) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let path = data_dir.join("credentials.json");
+    let body = json!({
+        "secretId": account.secret_id,
+        "secretKey": account.secret_key,
+        "appId": account.app_id,
+        "uin": account.uin,
+    });
+    let tmp = data_dir.join(".credentials.json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(serde_json::to_string_pretty(&body)?.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Deploys the Hello CLB example through the API, reusing what a previous start deployed; returns its access path.
+pub async fn deploy_example(client: &Client, port: u16) -> Result<String, ClientError> {
+    use base64::Engine as _;
+    let scf = |action: &'static str, params: serde_json::Value| client.call(Service::Scf, action, params);
+    let function = scf("GetFunction", json!({"FunctionName": EXAMPLE_NAME})).await;
+    match function {
+        Ok(_) => {}
+        Err(ClientError::Api { code, .. }) if code.starts_with("ResourceNotFound") => {
+            let zip = crate::functions::zip_files(&[("index.py", EXAMPLE_CODE)]);
+            let zip = base64::engine::general_purpose::STANDARD.encode(zip);
+            scf(
+                "CreateFunction",
+                json!({
+                    "FunctionName": EXAMPLE_NAME,
+                    "Runtime": "Python3.6",
+                    "Handler": "index.main_handler",
+                    "Description": "The Hello CLB example",
+                    "Code": {"ZipFile": zip},
+                }),
+            )
+            .await?;
+        }
+        Err(e) => return Err(e),
+    }
+    let clb = |action: &'static str, params: serde_json::Value| client.call(Service::Clb, action, params);
+    let lbs = clb("DescribeLoadBalancers", json!({"LoadBalancerName": EXAMPLE_NAME})).await?;
+    let lb_id = match lbs["LoadBalancerSet"]
+        .get(0)
+        .and_then(|lb| lb["LoadBalancerId"].as_str())
+    {
+        Some(id) => id.to_string(),
+        None => {
+            let created = clb(
+                "CreateLoadBalancer",
+                json!({"LoadBalancerType": "OPEN", "LoadBalancerName": EXAMPLE_NAME}),
+            )
+            .await?;
+            created["LoadBalancerIds"][0].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let listeners = clb(
+        "DescribeListeners",
+        json!({"LoadBalancerId": lb_id, "Protocol": "HTTP", "Port": port}),
+    )
+    .await?;
+    let listener_id = match listeners["Listeners"].get(0).and_then(|l| l["ListenerId"].as_str()) {
+        Some(id) => id.to_string(),
+        None => {
+            let created = clb(
+                "CreateListener",
+                json!({"LoadBalancerId": lb_id, "Ports": [port], "Protocol": "HTTP", "ListenerNames": ["hello-clb-http"]}),
+            )
+            .await?;
+            created["ListenerIds"][0].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let triggers = scf("ListTriggers", json!({"FunctionName": EXAMPLE_NAME})).await?;
+    let bound_here = triggers["Triggers"].as_array().into_iter().flatten().find_map(|t| {
+        let desc: serde_json::Value = serde_json::from_str(t["TriggerDesc"].as_str()?).ok()?;
+        (desc["listenerId"] == listener_id.as_str())
+            .then(|| desc["accessPath"].as_str().map(str::to_string))
+            .flatten()
+    });
+    if let Some(path) = bound_here {
+        return Ok(path);
+    }
+    let rule = json!({"LoadBalancerId": lb_id, "ListenerId": listener_id, "Rules": [{"Url": "/"}]});
+    let location_id = match clb("CreateRule", rule).await {
+        Ok(created) => created["LocationIds"][0].as_str().unwrap_or_default().to_string(),
+        Err(ClientError::Api { code, .. }) if code == "InvalidParameter" => {
+            let listed = clb(
+                "DescribeListeners",
+                json!({"LoadBalancerId": lb_id, "ListenerIds": [listener_id]}),
+            )
+            .await?;
+            listed["Listeners"][0]["Rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["Url"] == "/")
+                .and_then(|r| r["LocationId"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    clb(
+        "RegisterFunctionTargets",
+        json!({
+            "LoadBalancerId": lb_id,
+            "ListenerId": listener_id,
+            "LocationId": location_id,
+            "FunctionTargets": [{"Function": {"FunctionNamespace": "default", "FunctionName": EXAMPLE_NAME, "FunctionQualifier": "$LATEST"}, "Weight": 10}],
+        }),
+    )
+    .await?;
+    let triggers = scf("ListTriggers", json!({"FunctionName": EXAMPLE_NAME})).await?;
+    let path = triggers["Triggers"].as_array().into_iter().flatten().find_map(|t| {
+        let desc: serde_json::Value = serde_json::from_str(t["TriggerDesc"].as_str()?).ok()?;
+        (desc["locationId"] == location_id.as_str())
+            .then(|| desc["accessPath"].as_str().map(str::to_string))
+            .flatten()
+    });
+    path.ok_or_else(|| ClientError::BadResponse("the example's trigger is missing after binding".to_string()))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

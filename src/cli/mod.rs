@@ -1,0 +1,148 @@
+//! The `fnlb` command line: `serve` runs the node; every other subcommand is a client of its API.
+
+mod clb;
+mod function;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Client, Credentials};
+use crate::config::{self, Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fnlb",
+    version,
+    about = "A load balancer with serverless functions behind it, speaking Tencent CLB and SCF"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run fnlb: the API, the load balancer and the function service.
+    Serve(ServeArgs),
+    /// Create, update, list, show and delete functions.
+    #[command(subcommand)]
+    Function(function::FunctionCommand),
+    /// Invoke a function synchronously and print its result.
+    Invoke(function::InvokeArgs),
+    /// List a function's triggers with their access paths.
+    Triggers(function::TriggersArgs),
+    /// Load balancers, listeners, rules and function bindings.
+    #[command(subcommand)]
+    Clb(clb::ClbCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where fnlb keeps its store, code and credentials.
+    #[arg(long, env = "FNLB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address of the TencentCloud API endpoint.
+    #[arg(long, env = "FNLB_API_ADDR", default_value = config::DEFAULT_API_ADDR)]
+    pub api_addr: SocketAddr,
+    /// Region of requests that name none (and of the example).
+    #[arg(long, env = "FNLB_REGION", default_value = config::DEFAULT_REGION)]
+    pub region: String,
+    /// Log format of fnlb's own logs.
+    #[arg(long, env = "FNLB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Python interpreter for the Python runtimes (default: the host's python3, resolved once).
+    #[arg(long, env = "FNLB_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// Deploy the Hello CLB example (function, load balancer, HTTP listener, rule) and print its access path.
+    #[arg(long)]
+    pub example: bool,
+    /// Port of the example's HTTP listener.
+    #[arg(long, env = "FNLB_EXAMPLE_PORT", default_value_t = config::DEFAULT_EXAMPLE_PORT)]
+    pub example_port: u16,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Result<Config, config::ConfigError> {
+        let mut config = Config::new(self.data_dir, self.api_addr, self.region, self.log_format)?;
+        config.python = self.python;
+        config.example_port = self.example.then_some(self.example_port);
+        Ok(config)
+    }
+}
+
+/// How a client subcommand reaches the API.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The fnlb API endpoint.
+    #[arg(long, global = true, env = "FNLB_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    pub endpoint: String,
+    /// Region of the request.
+    #[arg(long, global = true, env = "TENCENTCLOUD_REGION", default_value = config::DEFAULT_REGION)]
+    pub region: String,
+    /// Data directory whose credentials.json to use when TENCENTCLOUD_SECRET_ID/KEY are not set.
+    #[arg(long, global = true, env = "FNLB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error(
+        "no credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or point --data-dir at a data directory with credentials.json ({0})"
+    )]
+    NoCredentials(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Connection {
+    pub fn client(&self) -> Result<Client, CliError> {
+        let credentials = match (
+            std::env::var("TENCENTCLOUD_SECRET_ID"),
+            std::env::var("TENCENTCLOUD_SECRET_KEY"),
+        ) {
+            (Ok(id), Ok(key)) if !id.is_empty() && !key.is_empty() => Credentials {
+                secret_id: id,
+                secret_key: key,
+            },
+            _ => {
+                let path = self.data_dir.join("credentials.json");
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| CliError::NoCredentials(format!("{}: {e}", path.display())))?;
+                let value: Value = serde_json::from_str(&text)
+                    .map_err(|e| CliError::NoCredentials(format!("{}: {e}", path.display())))?;
+                let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                match (field("secretId"), field("secretKey")) {
+                    (Some(secret_id), Some(secret_key)) => Credentials { secret_id, secret_key },
+                    _ => {
+                        return Err(CliError::NoCredentials(format!(
+                            "{} lacks secretId or secretKey",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(Client::new(&self.endpoint, credentials, &self.region)?)
+    }
+}
+
+/// Runs a client subcommand; prints its result as JSON.
+pub async fn run_client(command: Command) -> Result<(), CliError> {
+    let output = match command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Function(cmd) => function::run(cmd).await?,
+        Command::Invoke(args) => function::invoke(args).await?,
+        Command::Triggers(args) => function::triggers(args).await?,
+        Command::Clb(cmd) => clb::run(cmd).await?,
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output).expect("JSON values serialise")
+    );
+    Ok(())
+}

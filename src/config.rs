@@ -1,0 +1,74 @@
+//! The validated configuration of `fnlb serve`. Flags and environment variables are read by `cli`; every
+//! setting has a documented default (docs/configuration.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::api::ApiSettings;
+use crate::functions::EngineSettings;
+use crate::proxy::ProxySettings;
+use crate::state::Limits;
+
+pub const DEFAULT_DATA_DIR: &str = "./fnlb-data";
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:9000";
+pub const DEFAULT_REGION: &str = "ap-guangzhou";
+/// The port of the embedded example's HTTP listener.
+pub const DEFAULT_EXAMPLE_PORT: u16 = 8080;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api_addr: SocketAddr,
+    /// The region of requests that name none, and of the embedded example.
+    pub region: String,
+    pub log_format: LogFormat,
+    /// The Python interpreter for the Python runtimes (found on the host when unset).
+    pub python: Option<PathBuf>,
+    /// Deploy the embedded Hello CLB example on this port at start.
+    pub example_port: Option<u16>,
+    pub limits: Limits,
+    pub api: ApiSettings,
+    pub engine: EngineSettings,
+    pub proxy: ProxySettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("region {0} is not one of the regions this server serves ({1})")]
+    UnknownRegion(String, String),
+}
+
+impl Config {
+    pub fn new(
+        data_dir: PathBuf,
+        api_addr: SocketAddr,
+        region: String,
+        log_format: LogFormat,
+    ) -> Result<Config, ConfigError> {
+        let api = ApiSettings {
+            default_region: region.clone(),
+            ..ApiSettings::default()
+        };
+        if !api.regions.contains(&region) {
+            return Err(ConfigError::UnknownRegion(region, api.regions.join(", ")));
+        }
+        Ok(Config {
+            data_dir,
+            api_addr,
+            region,
+            log_format,
+            python: None,
+            example_port: None,
+            limits: Limits::default(),
+            api,
+            engine: EngineSettings::default(),
+            proxy: ProxySettings::default(),
+        })
+    }
+}

@@ -1,0 +1,299 @@
+//! One function instance: a runtime bootstrap in its own process group, and the channel to it.
+
+use std::os::linux::net::SocketAddrExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::process::{Child, Command};
+
+use super::protocol::{self, Frame, FrameError};
+
+/// How to start an instance of one function revision.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub code_dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub init_timeout: Duration,
+    /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
+    pub stray_output_limit: usize,
+}
+
+/// An error the runtime reported while loading the function (`INIT_ERROR`), or the start failing.
+#[derive(Debug)]
+pub enum StartError {
+    /// The runtime could not load the handler: its JSON error (statusCode 437 and the error).
+    Init {
+        error: serde_json::Value,
+        log: String,
+    },
+    Spawn(std::io::Error),
+    /// The process exited before it was ready.
+    Exited {
+        log: String,
+    },
+    TimedOut {
+        log: String,
+    },
+}
+
+/// How an invocation ended, when it did not end with a result.
+#[derive(Debug)]
+pub enum InvokeFailure {
+    TimedOut,
+    /// The process exited or closed its channel while running the invocation.
+    Exited,
+    Protocol(String),
+}
+
+/// What the runtime answered.
+#[derive(Debug)]
+pub enum Reply {
+    /// The return value as JSON text, and the instance's peak memory in bytes.
+    Returned { json: Bytes, mem_bytes: u64 },
+    /// The runtime's error object (`statusCode`, `errorMessage`, `stackTrace`, …).
+    Raised { error: serde_json::Value, mem_bytes: u64 },
+}
+
+pub struct Instance {
+    pub id: u64,
+    child: Child,
+    pgid: Option<i32>,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    stray: Arc<Mutex<String>>,
+    /// Output written while the instance started, reported with its first invocation.
+    pub init_log: String,
+}
+
+// === impl Instance ===
+
+impl Instance {
+    pub async fn start(id: u64, launch: &Launch) -> Result<Instance, StartError> {
+        let name = format!(
+            "fnlb-{}-{id}-{}",
+            std::process::id(),
+            crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 16)
+        );
+        let listener = bind_abstract(&name).map_err(StartError::Spawn)?;
+        let mut command = Command::new(&launch.program);
+        command
+            .args(&launch.args)
+            .current_dir(&launch.code_dir)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("FNLB_RUNTIME_SOCKET", format!("@{name}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(StartError::Spawn)?;
+        let pgid = child.id().map(|pid| pid as i32);
+        let stray = Arc::new(Mutex::new(String::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(collect_output(out, stray.clone(), launch.stray_output_limit));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(collect_output(err, stray.clone(), launch.stray_output_limit));
+        }
+        let mut instance_log = String::new();
+        let deadline = tokio::time::Instant::now() + launch.init_timeout;
+
+        let accepted = tokio::select! {
+            accepted = tokio::time::timeout_at(deadline, listener.accept()) => accepted,
+            _ = child.wait() => {
+                return Err(StartError::Exited { log: take(&stray) });
+            }
+        };
+        drop(listener);
+        let stream: UnixStream = match accepted {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                kill_group(pgid);
+                return Err(StartError::Spawn(e));
+            }
+            Err(_) => {
+                kill_group(pgid);
+                return Err(StartError::TimedOut { log: take(&stray) });
+            }
+        };
+        let (read_half, writer) = stream.into_split();
+        let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, protocol::read_frame(&mut reader)).await {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(_)) => {
+                    // Give the process a moment to finish writing its last words before we read them.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
+                    instance_log.push_str(&take(&stray));
+                    kill_group(pgid);
+                    return Err(StartError::Exited { log: instance_log });
+                }
+                Err(_) => {
+                    kill_group(pgid);
+                    instance_log.push_str(&take(&stray));
+                    return Err(StartError::TimedOut { log: instance_log });
+                }
+            };
+            match frame.kind {
+                protocol::READY => break,
+                protocol::LOG => instance_log.push_str(&String::from_utf8_lossy(&frame.payload)),
+                protocol::INIT_ERROR => {
+                    let error = serde_json::from_slice(&frame.payload).unwrap_or_else(|_| {
+                        serde_json::json!({"statusCode": 437, "errorMessage": String::from_utf8_lossy(&frame.payload)})
+                    });
+                    kill_group(pgid);
+                    instance_log.push_str(&take(&stray));
+                    return Err(StartError::Init {
+                        error,
+                        log: instance_log,
+                    });
+                }
+                other => {
+                    kill_group(pgid);
+                    instance_log.push_str(&format!("runtime sent frame {other} before it was ready\n"));
+                    return Err(StartError::Exited { log: instance_log });
+                }
+            }
+        }
+        instance_log.push_str(&take(&stray));
+        Ok(Instance {
+            id,
+            child,
+            pgid,
+            reader,
+            writer,
+            stray,
+            init_log: instance_log,
+        })
+    }
+
+    /// Runs one invocation: writes the payload, collects log lines into `log`, waits for the result.
+    pub async fn invoke(
+        &mut self,
+        payload: &[&[u8]],
+        timeout: Duration,
+        log: &mut String,
+        log_limit: usize,
+    ) -> Result<Reply, InvokeFailure> {
+        let run = async {
+            protocol::write_frame(&mut self.writer, protocol::INVOKE, payload)
+                .await
+                .map_err(failure)?;
+            loop {
+                let Frame { kind, payload } = protocol::read_frame(&mut self.reader).await.map_err(failure)?;
+                match kind {
+                    protocol::LOG => append_bounded(log, &String::from_utf8_lossy(&payload), log_limit),
+                    protocol::RESULT if payload.len() >= 8 => {
+                        let mem_bytes = u64::from_be_bytes(payload[..8].try_into().expect("eight bytes"));
+                        return Ok(Reply::Returned {
+                            json: payload.slice(8..),
+                            mem_bytes,
+                        });
+                    }
+                    protocol::ERROR => {
+                        let error: serde_json::Value = serde_json::from_slice(&payload)
+                            .map_err(|e| InvokeFailure::Protocol(format!("unreadable error frame: {e}")))?;
+                        let mem_bytes = error.get("memUsage").and_then(|m| m.as_u64()).unwrap_or(0);
+                        return Ok(Reply::Raised { error, mem_bytes });
+                    }
+                    other => {
+                        return Err(InvokeFailure::Protocol(format!("unexpected frame {other}")));
+                    }
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(InvokeFailure::TimedOut),
+        };
+        if matches!(result, Err(InvokeFailure::Exited)) {
+            // Let the exiting process flush what it wrote to its stdout and stderr.
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await;
+        }
+        let stray = take(&self.stray);
+        if !stray.is_empty() {
+            append_bounded(log, &stray, log_limit);
+        }
+        result
+    }
+
+    /// Kills the instance's whole process group.
+    pub fn kill(&mut self) {
+        kill_group(self.pgid.take());
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn failure(e: FrameError) -> InvokeFailure {
+    match e {
+        FrameError::Closed | FrameError::Io(_) => InvokeFailure::Exited,
+        FrameError::TooLarge(n) => InvokeFailure::Protocol(format!("frame of {n} bytes")),
+    }
+}
+
+fn bind_abstract(name: &str) -> std::io::Result<UnixListener> {
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+fn kill_group(pgid: Option<i32>) {
+    let Some(pgid) = pgid.and_then(rustix::process::Pid::from_raw) else {
+        return;
+    };
+    // The group may already be gone; nothing else to do then.
+    let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+}
+
+async fn collect_output<R: AsyncRead + Unpin>(out: R, into: Arc<Mutex<String>>, limit: usize) {
+    let mut lines = BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let mut buf = into.lock().unwrap_or_else(|p| p.into_inner());
+                append_bounded(&mut buf, &String::from_utf8_lossy(&line), limit);
+            }
+        }
+    }
+}
+
+fn take(buf: &Arc<Mutex<String>>) -> String {
+    std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Appends to a log, keeping at most `limit` bytes: past it, the text is cut and marked once.
+pub fn append_bounded(log: &mut String, text: &str, limit: usize) {
+    const MARK: &str = "\n[log truncated]\n";
+    if log.ends_with(MARK) {
+        return;
+    }
+    if log.len() + text.len() <= limit {
+        log.push_str(text);
+        return;
+    }
+    let room = limit.saturating_sub(log.len());
+    let mut cut = room.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    log.push_str(&text[..cut]);
+    log.push_str(MARK);
+}

@@ -1,0 +1,318 @@
+//! The function service's data plane: pools of instances per function, invocations, logs.
+
+mod code;
+mod instance;
+pub mod logs;
+mod pool;
+pub mod protocol;
+pub mod runtimes;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+pub use code::{CodeError, check_zip, sha256_hex, unpack, zip_dir, zip_files};
+use logs::{LogRecord, LogStore};
+use pool::Pool;
+use runtimes::Runtimes;
+
+use crate::snapshot::{FunctionSpec, Snapshot};
+use crate::state::FunctionKey;
+use crate::store::Store;
+
+/// SCF function status codes (contract 2.7) that fnlb itself produces.
+pub mod status {
+    pub const SUCCESS: u16 = 200;
+    pub const REQUEST_TOO_LARGE: u16 = 406;
+    pub const RESPONSE_TOO_LARGE: u16 = 407;
+    pub const USER_CODE_EXCEPTION: u16 = 430;
+    pub const CONCURRENCY: u16 = 432;
+    pub const TIMEOUT: u16 = 433;
+    pub const MEMORY: u16 = 434;
+    pub const FUNCTION_NOT_FOUND: u16 = 435;
+    pub const HANDLER_NOT_FOUND: u16 = 437;
+    pub const PROCESS_EXITED: u16 = 439;
+    pub const QUALIFIER_NOT_FOUND: u16 = 442;
+    pub const CONTAINER_INIT: u16 = 445;
+    pub const INIT_TIMEOUT: u16 = 450;
+    pub const INTERNAL: u16 = 500;
+
+    /// Whether a status is the function's own failure (`InvokeResult` 1) rather than the platform's (-1).
+    pub fn is_user_failure(code: u16) -> bool {
+        matches!(code, 407 | 430 | 433 | 434 | 437 | 439 | 443)
+    }
+}
+
+/// The limits of the function engine. Each is a documented setting (docs/configuration.md).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub max_instances_per_function: usize,
+    pub max_queue_per_function: usize,
+    pub queue_timeout: Duration,
+    pub max_event_bytes: usize,
+    pub max_response_bytes: usize,
+    pub max_log_bytes: usize,
+    pub logs_per_function: usize,
+    pub max_code_unpacked_bytes: u64,
+}
+
+pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
+pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Synchronous event and response limit (contract 1.4).
+pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+pub const DEFAULT_MAX_LOG_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_LOGS_PER_FUNCTION: usize = 1000;
+/// Code size limit per function, unpacked (contract 2.9).
+pub const DEFAULT_MAX_CODE_UNPACKED_BYTES: u64 = 500 * 1024 * 1024;
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_instances_per_function: DEFAULT_MAX_INSTANCES_PER_FUNCTION,
+            max_queue_per_function: DEFAULT_MAX_QUEUE_PER_FUNCTION,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_event_bytes: SYNC_PAYLOAD_LIMIT,
+            max_response_bytes: SYNC_PAYLOAD_LIMIT,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            logs_per_function: DEFAULT_LOGS_PER_FUNCTION,
+            max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
+        }
+    }
+}
+
+/// Why an invocation produced no return value: an SCF status code and a message.
+#[derive(Clone, Debug)]
+pub struct FunctionError {
+    pub status: u16,
+    pub message: String,
+    /// The runtime's own error object, when it sent one (`errorMessage`, `stackTrace`, …).
+    pub error: Option<serde_json::Value>,
+}
+
+impl FunctionError {
+    pub fn new(status: u16, message: impl Into<String>) -> FunctionError {
+        FunctionError {
+            status,
+            message: message.into(),
+            error: None,
+        }
+    }
+
+    /// The error JSON Tencent reports as `RetMsg` (contract 0.3).
+    pub fn to_ret_msg(&self, request_id: &str) -> String {
+        let get = |k: &str| self.error.as_ref().and_then(|e| e.get(k)).cloned();
+        serde_json::json!({
+            "errorCode": get("errorCode").unwrap_or(serde_json::json!(-1)),
+            "errorMessage": self.message,
+            "requestId": request_id,
+            "stackTrace": get("stackTrace").unwrap_or(serde_json::json!("")),
+            "statusCode": self.status,
+        })
+        .to_string()
+    }
+}
+
+/// A finished invocation.
+pub struct Invocation {
+    pub request_id: String,
+    /// The return value as JSON text, or the failure.
+    pub result: Result<Bytes, FunctionError>,
+    pub duration: Duration,
+    pub mem_bytes: u64,
+    pub log: String,
+}
+
+pub struct Engine {
+    settings: EngineSettings,
+    runtimes: Runtimes,
+    code_root: PathBuf,
+    store: Arc<Store>,
+    pools: Mutex<HashMap<FunctionKey, Arc<Pool>>>,
+    next_instance: AtomicU64,
+    pub logs: LogStore,
+}
+
+// === impl Engine ===
+
+impl Engine {
+    pub fn new(settings: EngineSettings, runtimes: Runtimes, data_dir: &Path, store: Arc<Store>) -> Engine {
+        Engine {
+            logs: LogStore::new(settings.logs_per_function),
+            settings,
+            runtimes,
+            code_root: data_dir.join("code"),
+            store,
+            pools: Mutex::new(HashMap::new()),
+            next_instance: AtomicU64::new(1),
+        }
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Retires the pools of functions that were deleted or changed (called when a snapshot is published).
+    pub fn reconcile(&self, snapshot: &Snapshot) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|key, pool| {
+            let current = snapshot
+                .functions
+                .get(key)
+                .is_some_and(|s| s.function.revision == pool.revision);
+            if !current {
+                pool.retire();
+                if !snapshot.functions.contains_key(key) {
+                    self.logs.forget(key);
+                }
+            }
+            current
+        });
+    }
+
+    /// Runs one synchronous invocation of a function and records its log.
+    pub async fn invoke(
+        &self,
+        spec: &Arc<FunctionSpec>,
+        qualifier: &str,
+        event: &[u8],
+        request_id: String,
+    ) -> Invocation {
+        let function = &spec.function;
+        let span = tracing::debug_span!("invoke", function = %function.key, request_id = %request_id);
+        let started = Instant::now();
+        let start_ms = crate::clock::now_ms();
+        let mut log = format!("START RequestId:{request_id}\n");
+        let (result, mem_bytes) = async {
+            if qualifier != "$LATEST" && qualifier != "$DEFAULT" {
+                let e = FunctionError::new(
+                    status::QUALIFIER_NOT_FOUND,
+                    format!("qualifier {qualifier} does not exist"),
+                );
+                return (Err(e), 0);
+            }
+            if event.len() > self.settings.max_event_bytes {
+                return (Err(FunctionError::new(status::REQUEST_TOO_LARGE, "RequestTooLarge")), 0);
+            }
+            let pool = match self.pool(spec).await {
+                Ok(pool) => pool,
+                Err(e) => return (Err(e), 0),
+            };
+            let ran = pool
+                .invoke(event, &request_id, &mut log, || {
+                    self.next_instance.fetch_add(1, Ordering::Relaxed)
+                })
+                .await;
+            if ran.cold {
+                tracing::debug!("Started a new instance.");
+            }
+            (ran.result, ran.mem_bytes)
+        }
+        .instrument(span)
+        .await;
+        let duration = started.elapsed();
+        let (status, ret_msg) = match &result {
+            Ok(json) => (status::SUCCESS, String::from_utf8_lossy(json).into_owned()),
+            Err(e) => {
+                log.push_str(&format!("ERROR RequestId:{request_id} Result:{}\n", e.message));
+                (e.status, e.to_ret_msg(&request_id))
+            }
+        };
+        let duration_ms = duration.as_secs_f64() * 1000.0;
+        log.push_str(&format!(
+            "END RequestId:{request_id}\nReport RequestId:{request_id} Duration:{}ms Memory:{}MB MemUsage:{:.6}MB\n",
+            duration_ms.ceil() as u64,
+            function.config.memory_mb,
+            mem_bytes as f64 / (1024.0 * 1024.0),
+        ));
+        self.logs.record(
+            &function.key,
+            LogRecord {
+                request_id: request_id.clone(),
+                qualifier: qualifier.to_string(),
+                start_ms,
+                duration_ms,
+                mem_bytes,
+                status,
+                ret_msg,
+                log: log.clone(),
+            },
+        );
+        Invocation {
+            request_id,
+            result,
+            duration,
+            mem_bytes,
+            log,
+        }
+    }
+
+    /// The pool of the function's current revision, created (and its code unpacked) on first use.
+    async fn pool(&self, spec: &Arc<FunctionSpec>) -> Result<Arc<Pool>, FunctionError> {
+        let function = &spec.function;
+        {
+            let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pool) = pools.get(&function.key).filter(|p| p.revision == function.revision) {
+                return Ok(pool.clone());
+            }
+        }
+        let code_dir = self.code_dir(&function.code.sha256).await?;
+        let launch = self
+            .runtimes
+            .launch(spec, &code_dir, self.settings.max_log_bytes)
+            .map_err(|why| FunctionError::new(status::CONTAINER_INIT, why))?;
+        let pool = Arc::new(Pool::new(
+            function.revision,
+            launch,
+            Duration::from_secs(u64::from(function.config.timeout_s)),
+            runtimes::context_tail(spec),
+            self.settings.clone(),
+        ));
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        // Another caller may have created it meanwhile; keep the first.
+        let entry = pools.entry(function.key.clone()).or_insert_with(|| pool.clone());
+        if entry.revision != function.revision {
+            if entry.revision < function.revision {
+                entry.retire();
+                *entry = pool.clone();
+            } else {
+                return Ok(pool);
+            }
+        }
+        Ok(entry.clone())
+    }
+
+    async fn code_dir(&self, sha256: &str) -> Result<PathBuf, FunctionError> {
+        let dir = self.code_root.join(sha256);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let store = self.store.clone();
+        let root = self.code_root.clone();
+        let sha = sha256.to_string();
+        let limit = self.settings.max_code_unpacked_bytes;
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let data = store
+                .code(&sha)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| CodeError::Missing(sha.clone()).to_string())?;
+            code::unpack(&root, &sha, &data, limit).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        unpacked.map_err(|why| {
+            tracing::error!(error = %why, "Cannot unpack function code.");
+            FunctionError::new(status::INTERNAL, "the function's code could not be prepared")
+        })
+    }
+}

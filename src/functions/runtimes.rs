@@ -1,0 +1,175 @@
+//! Runtimes: which interpreter runs a function, its bootstrap, its environment and its context.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::instance::Launch;
+use crate::snapshot::FunctionSpec;
+
+/// The Python bootstrap, embedded so that the binary alone is enough.
+pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
+
+/// Runtimes fnlb runs on the host's Python 3.
+pub const PYTHON_RUNTIMES: &[&str] = &["Python3.6", "Python3.7", "Python3.9", "Python3.10"];
+
+/// The `PATH` instances see (contract 2.4).
+const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Clone, Debug)]
+pub struct Runtimes {
+    /// The real Python 3 interpreter (never a shim), if the host has one.
+    pub python: Option<PathBuf>,
+    bootstrap_dir: PathBuf,
+    scratch_root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot write the runtime bootstraps to {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+// === impl Runtimes ===
+
+impl Runtimes {
+    /// Finds the interpreters and writes the embedded bootstraps under `<data-dir>/runtime`.
+    pub fn prepare(data_dir: &Path, python: Option<PathBuf>) -> Result<Runtimes, RuntimeError> {
+        let bootstrap_dir = data_dir.join("runtime");
+        let scratch_root = data_dir.join("scratch");
+        let write = |path: &Path, contents: &str| {
+            std::fs::create_dir_all(path.parent().expect("bootstrap paths have a parent"))
+                .and_then(|()| std::fs::write(path, contents))
+                .map_err(|source| RuntimeError::Write {
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
+        write(&bootstrap_dir.join("python/bootstrap.py"), PYTHON_BOOTSTRAP)?;
+        let _ = std::fs::remove_dir_all(&scratch_root);
+        std::fs::create_dir_all(&scratch_root).map_err(|source| RuntimeError::Write {
+            path: scratch_root.display().to_string(),
+            source,
+        })?;
+        let python = python.or_else(find_python);
+        match &python {
+            Some(p) => tracing::info!(python = %p.display(), "Python runtimes available."),
+            None => tracing::warn!("No python3 found: Python functions cannot run."),
+        }
+        Ok(Runtimes {
+            python,
+            bootstrap_dir,
+            scratch_root,
+        })
+    }
+
+    /// Whether a `Runtime` value can run on this host; `Err` says why not.
+    pub fn check(&self, runtime: &str) -> Result<(), String> {
+        if PYTHON_RUNTIMES.contains(&runtime) {
+            return match self.python {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "runtime {runtime} needs python3, which this host does not have"
+                )),
+            };
+        }
+        Err(format!(
+            "runtime {runtime} is not supported by this fnlb; supported: {}",
+            PYTHON_RUNTIMES.join(", ")
+        ))
+    }
+
+    /// How to start an instance of a function whose code is unpacked in `code_dir`.
+    pub fn launch(&self, spec: &FunctionSpec, code_dir: &Path, log_limit: usize) -> Result<Launch, String> {
+        let function = &spec.function;
+        self.check(&function.runtime)?;
+        let python = self.python.clone().expect("checked above");
+        let bootstrap = self.bootstrap_dir.join("python/bootstrap.py");
+        let code_root = code_dir.display().to_string();
+        let mut env = base_env(spec);
+        env.extend([
+            ("_HANDLER".to_string(), function.handler.clone()),
+            ("USER_CODE_ROOT".to_string(), code_root.clone()),
+            ("PYTHONPATH".to_string(), format!("{code_root}:/opt")),
+            ("PYTHONDONTWRITEBYTECODE".to_string(), "x".to_string()),
+            ("HOME".to_string(), self.scratch_root.display().to_string()),
+            ("TMPDIR".to_string(), self.scratch_root.display().to_string()),
+        ]);
+        env.extend(function.config.environment.iter().cloned());
+        Ok(Launch {
+            program: python,
+            args: vec!["-I".to_string(), "-B".to_string(), bootstrap.display().to_string()],
+            code_dir: code_dir.to_path_buf(),
+            env,
+            init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
+            stray_output_limit: log_limit,
+        })
+    }
+}
+
+/// The SCF variables every instance gets (contract 2.4).
+fn base_env(spec: &FunctionSpec) -> Vec<(String, String)> {
+    let f = &spec.function;
+    [
+        ("PATH", INSTANCE_PATH),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("TENCENTCLOUD_RUNENV", "SCF"),
+        ("TENCENTCLOUD_TZ", "UTC"),
+        ("SCF_RUNTIME", &f.runtime),
+        ("SCF_FUNCTIONNAME", &f.key.name),
+        ("SCF_FUNCTIONVERSION", "$LATEST"),
+        ("SCF_NAMESPACE", &f.key.namespace),
+        ("TENCENTCLOUD_REGION", &f.key.scope.region),
+        ("TENCENTCLOUD_APPID", &spec.app_id),
+        ("TENCENTCLOUD_UIN", &f.key.scope.uin),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The context members every invocation of this function shares (all but `request_id`), as JSON members.
+pub fn context_tail(spec: &FunctionSpec) -> String {
+    let f = &spec.function;
+    let mut environment = serde_json::Map::new();
+    environment.insert("SCF_NAMESPACE".to_string(), f.key.namespace.clone().into());
+    let mut environ = vec![format!("SCF_NAMESPACE={}", f.key.namespace)];
+    for (k, v) in &f.config.environment {
+        environment.insert(k.clone(), v.clone().into());
+        environ.push(format!("{k}={v}"));
+    }
+    let context = serde_json::json!({
+        "memory_limit_in_mb": f.config.memory_mb,
+        "time_limit_in_ms": u64::from(f.config.timeout_s) * 1000,
+        "environment": serde_json::Value::Object(environment).to_string(),
+        "environ": environ.join(";"),
+        "function_version": "$LATEST",
+        "function_name": f.key.name,
+        "namespace": f.key.namespace,
+        "tencentcloud_region": f.key.scope.region,
+        "tencentcloud_appid": spec.app_id,
+        "tencentcloud_uin": f.key.scope.uin,
+    });
+    let text = context.to_string();
+    // Drop the braces: the members are spliced after `"request_id":"…",`.
+    text[1..text.len() - 1].to_string()
+}
+
+/// The host's real Python 3: Debian's, else whatever `python3` on `PATH` reports as its executable (so that a
+/// version-manager shim is resolved once, not run per instance).
+fn find_python() -> Option<PathBuf> {
+    let debian = PathBuf::from("/usr/bin/python3");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}

@@ -1,0 +1,44 @@
+//! Identifiers: resource ids in Tencent's shapes, request ids, generated secrets.
+
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A resource id such as `lb-6efswuxa`: the prefix, a dash and eight lowercase letters or digits.
+pub fn resource_id(prefix: &str) -> String {
+    format!("{prefix}-{}", random_string(ID_ALPHABET, 8))
+}
+
+/// A request id: a random UUID, as Tencent's `RequestId`.
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A random string of `len` characters from `alphabet` (uniform: bytes past the last full multiple are redrawn).
+pub fn random_string(alphabet: &[u8], len: usize) -> String {
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf).expect("the operating system's random source is available");
+        for &b in &buf {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// A new account's `SecretId` (`AKID` and 32 characters) and `SecretKey` (32 characters), as Tencent issues them.
+pub fn new_credentials() -> (String, String) {
+    (
+        format!("AKID{}", random_string(SECRET_ALPHABET, 32)),
+        random_string(SECRET_ALPHABET, 32),
+    )
+}
+
+/// A random decimal string of `len` digits not starting with 0 (`AppId`, `Uin`).
+pub fn random_digits(len: usize) -> String {
+    let first = random_string(b"123456789", 1);
+    first + &random_string(b"0123456789", len - 1)
+}

@@ -1,0 +1,19 @@
+#![recursion_limit = "256"]
+
+//! fnlb: a self-hosted load balancer with serverless functions behind it, speaking Tencent CLB and SCF.
+//!
+//! The map of the code is in ARCHITECTURE.md.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod functions;
+pub mod ids;
+pub mod proxy;
+pub mod snapshot;
+pub mod state;
+pub mod store;

@@ -1,0 +1,73 @@
+//! Every answer the load balancer makes itself, decided in one place (contract 0.2).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::functions::{FunctionError, status};
+
+pub type Body = Full<Bytes>;
+
+/// The HTTP status a function failure is answered with.
+pub fn function_status(code: u16) -> StatusCode {
+    match code {
+        status::REQUEST_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        status::CONCURRENCY => StatusCode::SERVICE_UNAVAILABLE,
+        status::TIMEOUT => StatusCode::GATEWAY_TIMEOUT,
+        status::INTERNAL => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// `{"errno": …, "error": …, "requestId": …}` with the status that goes with the errno.
+pub fn function_error(error: &FunctionError, request_id: &str) -> Response<Body> {
+    errno(function_status(error.status), error.status, &error.message, request_id)
+}
+
+/// The return value was not an integration response (the documented text, kept exactly).
+pub fn bad_integration(request_id: &str) -> Response<Body> {
+    errno(StatusCode::BAD_GATEWAY, 403, "Analyse scf response failed.", request_id)
+}
+
+pub fn errno(http: StatusCode, errno: u16, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({"errno": errno, "error": message, "requestId": request_id}).to_string();
+    with_type(http, "application/json", body)
+}
+
+pub fn not_found() -> Response<Body> {
+    page(StatusCode::NOT_FOUND, "404 Not Found")
+}
+
+/// The matched rule has no target (or none that can take the request).
+pub fn no_target() -> Response<Body> {
+    page(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable")
+}
+
+pub fn bad_request() -> Response<Body> {
+    page(StatusCode::BAD_REQUEST, "400 Bad Request")
+}
+
+/// 301 to `location` (the trailing-slash rule of contract 5.3).
+pub fn moved(location: &str) -> Response<Body> {
+    let mut response = page(StatusCode::MOVED_PERMANENTLY, "301 Moved Permanently");
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn page(status: StatusCode, title: &str) -> Response<Body> {
+    let body = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>fnlb</center>\r\n</body>\r\n</html>\r\n"
+    );
+    with_type(status, "text/html", body)
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,155 @@
+//! One layer-7 listener: accept connections, route each request, forward it to its target.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::bridge::{self, RequestInfo};
+use super::respond::{self, Body};
+use super::router::Route;
+use super::{Proxy, ProxySettings};
+use crate::functions::status;
+
+/// Accepts connections until `stop` turns true, then lets open connections finish their current request.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, addr: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = connection_builder(&proxy.settings);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let (stream, client) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(%addr, error = %e, "Accept failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(handle(&proxy, addr, client, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%client, error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(proxy.settings.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!(%addr, "Connections still open after the drain period were cut.");
+    }
+}
+
+fn connection_builder(settings: &ProxySettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(settings.max_header_bytes as u32);
+    builder
+}
+
+async fn handle(proxy: &Proxy, addr: SocketAddr, client: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let start_ms = crate::clock::now_ms();
+    let snapshot = proxy.control.snapshot();
+    let Some(routes) = snapshot.http_listeners.get(&addr) else {
+        return respond::not_found();
+    };
+    let host = match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => host.to_string(),
+        None => req.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
+    };
+    let index = match routes.router.route(&host, req.uri().path()) {
+        Route::Rule(index) => index,
+        Route::Redirect(path) => {
+            let location = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            return respond::moved(&location);
+        }
+        Route::NotFound => return respond::not_found(),
+    };
+    let target = &routes.rules[index];
+    let Some((key, qualifier)) = &target.function else {
+        return respond::no_target();
+    };
+    let Some(spec) = snapshot.functions.get(key) else {
+        return respond::no_target();
+    };
+    let request_id = crate::ids::request_id();
+    let span =
+        tracing::debug_span!("request", location = %target.location_id, function = %key, request_id = %request_id);
+    async {
+        let (parts, body) = req.into_parts();
+        let limit = proxy.functions.settings().max_event_bytes;
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return respond::errno(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    status::REQUEST_TOO_LARGE,
+                    "RequestTooLarge",
+                    &request_id,
+                );
+            }
+            Err(_) => return respond::bad_request(),
+        };
+        let info = RequestInfo {
+            request_id: &request_id,
+            client,
+            lb_id: &routes.lb_id,
+            listener_id: &routes.listener_id,
+            location_id: &target.location_id,
+            vip: addr,
+            scheme: "http",
+            start_ms,
+        };
+        let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, &body, &info);
+        let invocation = proxy
+            .functions
+            .invoke(spec, qualifier, &event, request_id.clone())
+            .await;
+        match invocation.result {
+            Ok(json) => match bridge::integration_response(&json) {
+                Some(integration) => {
+                    let mut response = Response::new(Full::new(integration.body));
+                    *response.status_mut() = integration.status;
+                    *response.headers_mut() = integration.headers;
+                    response
+                }
+                None => respond::bad_integration(&request_id),
+            },
+            Err(e) => respond::function_error(&e, &request_id),
+        }
+    }
+    .instrument(span)
+    .await
+}

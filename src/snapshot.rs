@@ -1,0 +1,114 @@
+//! The immutable view the data plane reads: compiled once per change, never per request.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::proxy::router::{RouteRule, Router};
+use crate::state::{Function, FunctionKey, Protocol, State};
+
+pub struct Snapshot {
+    pub version: u64,
+    /// The whole state, for the API's read actions.
+    pub state: Arc<State>,
+    /// Layer-7 listeners by the address they serve.
+    pub http_listeners: HashMap<SocketAddr, Arc<ListenerRoutes>>,
+    pub functions: HashMap<FunctionKey, Arc<FunctionSpec>>,
+}
+
+/// One HTTP listener, ready to route.
+pub struct ListenerRoutes {
+    pub lb_id: String,
+    pub listener_id: String,
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+    pub router: Router,
+    pub rules: Vec<RouteTarget>,
+}
+
+/// Where a matched rule sends the request.
+#[derive(Clone, Debug)]
+pub struct RouteTarget {
+    pub location_id: String,
+    pub function: Option<(FunctionKey, String)>,
+}
+
+/// What the function engine needs to run a function.
+#[derive(Debug)]
+pub struct FunctionSpec {
+    pub function: Function,
+    pub app_id: String,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    pub fn compile(state: Arc<State>, version: u64) -> Snapshot {
+        let mut http_listeners = HashMap::new();
+        for listener in state.listeners.values() {
+            if !matches!(listener.protocol, Protocol::Http) {
+                continue;
+            }
+            let lb = &state.load_balancers[&listener.lb_id];
+            let Ok(ip) = lb.vip.parse::<IpAddr>() else {
+                continue;
+            };
+            let addr = SocketAddr::new(ip, listener.port);
+            let rules = state.rules_of(&listener.id);
+            let router = Router::build(
+                rules.iter().map(|r| RouteRule {
+                    domain: r.domain.clone(),
+                    url: r.url.clone(),
+                }),
+                listener.default_domain.as_deref(),
+            );
+            let targets = rules
+                .iter()
+                .map(|r| RouteTarget {
+                    location_id: r.id.clone(),
+                    function: r.function.as_ref().map(|t| {
+                        let key = FunctionKey {
+                            scope: lb.scope.clone(),
+                            namespace: t.namespace.clone(),
+                            name: t.name.clone(),
+                        };
+                        (key, t.qualifier.clone())
+                    }),
+                })
+                .collect();
+            let routes = ListenerRoutes {
+                lb_id: lb.id.clone(),
+                listener_id: listener.id.clone(),
+                protocol: listener.protocol,
+                addr,
+                router,
+                rules: targets,
+            };
+            http_listeners.insert(addr, Arc::new(routes));
+        }
+        let functions = state
+            .functions
+            .values()
+            .map(|f| {
+                let app_id = state
+                    .accounts
+                    .get(&f.key.scope.uin)
+                    .map(|a| a.app_id.clone())
+                    .unwrap_or_default();
+                (
+                    f.key.clone(),
+                    Arc::new(FunctionSpec {
+                        function: f.clone(),
+                        app_id,
+                    }),
+                )
+            })
+            .collect();
+        Snapshot {
+            version,
+            state,
+            http_listeners,
+            functions,
+        }
+    }
+}

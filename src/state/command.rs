@@ -1,0 +1,151 @@
+//! Commands: every change to the state is one of these, built by the API from a request.
+//!
+//! Ids and times are decided by the caller, so that applying a command is deterministic.
+
+use super::model::{
+    Account, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion, LoadBalancerType, Protocol,
+    Scope,
+};
+
+#[derive(Clone, Debug)]
+pub enum Command {
+    PutAccount(Account),
+    CreateFunction(NewFunction),
+    UpdateFunctionCode {
+        key: FunctionKey,
+        code: CodeRef,
+        handler: Option<String>,
+        now: i64,
+    },
+    UpdateFunctionConfiguration {
+        key: FunctionKey,
+        patch: FunctionConfigPatch,
+        now: i64,
+    },
+    DeleteFunction {
+        key: FunctionKey,
+    },
+    CreateLoadBalancer(NewLoadBalancer),
+    DeleteLoadBalancers {
+        scope: Scope,
+        ids: Vec<String>,
+    },
+    CreateListeners {
+        scope: Scope,
+        lb_id: String,
+        listeners: Vec<NewListener>,
+        now: i64,
+    },
+    DeleteListener {
+        scope: Scope,
+        lb_id: String,
+        listener_id: String,
+    },
+    CreateRules {
+        scope: Scope,
+        lb_id: String,
+        listener_id: String,
+        rules: Vec<NewRule>,
+        now: i64,
+    },
+    DeleteRules {
+        scope: Scope,
+        lb_id: String,
+        listener_id: String,
+        selector: RulesSelector,
+        new_default_domain: Option<String>,
+    },
+    RegisterFunctionTargets {
+        rule: RuleRef,
+        targets: Vec<FunctionTarget>,
+        now: i64,
+    },
+    DeregisterFunctionTargets {
+        rule: RuleRef,
+        targets: Vec<FunctionTarget>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct NewFunction {
+    pub key: FunctionKey,
+    pub id: String,
+    pub runtime: String,
+    pub handler: String,
+    pub kind: FunctionType,
+    pub config: FunctionConfig,
+    pub code: CodeRef,
+    pub now: i64,
+}
+
+/// Fields left `None` keep their value.
+#[derive(Clone, Debug, Default)]
+pub struct FunctionConfigPatch {
+    pub description: Option<String>,
+    pub memory_mb: Option<u32>,
+    pub timeout_s: Option<u32>,
+    pub init_timeout_s: Option<u32>,
+    pub environment: Option<Vec<(String, String)>>,
+    pub runtime: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewLoadBalancer {
+    pub scope: Scope,
+    pub id: String,
+    pub name: String,
+    pub lb_type: LoadBalancerType,
+    pub forward: u8,
+    pub ip_version: IpVersion,
+    pub vip: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub project_id: i64,
+    pub tags: Vec<(String, String)>,
+    pub now: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewListener {
+    pub id: String,
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub scheduler: String,
+    pub session_expire_time: u32,
+    pub sni_switch: bool,
+    pub keepalive_enable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRule {
+    pub id: String,
+    pub domain: String,
+    pub url: String,
+    pub default_server: bool,
+    pub scheduler: String,
+    pub session_expire_time: u32,
+    pub forward_type: String,
+    pub http2: bool,
+}
+
+/// How a request names the rules it acts on.
+#[derive(Clone, Debug)]
+pub enum RulesSelector {
+    Ids(Vec<String>),
+    DomainUrl {
+        domain: Option<String>,
+        url: Option<String>,
+    },
+}
+
+/// One rule, by `LocationId` or by `Domain` + `Url` (the id wins when both are given).
+#[derive(Clone, Debug)]
+pub struct RuleRef {
+    pub scope: Scope,
+    pub lb_id: String,
+    pub listener_id: String,
+    pub location_id: Option<String>,
+    pub domain: Option<String>,
+    pub url: Option<String>,
+}

@@ -1,0 +1,68 @@
+use super::model::{FunctionKey, Protocol};
+
+/// Why a command was refused. The API maps each variant to a Tencent error code (`api::error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("account {0} does not exist")]
+    AccountNotFound(String),
+    #[error("namespace {0} does not exist")]
+    NamespaceNotFound(String),
+    #[error("function {0} already exists")]
+    FunctionExists(FunctionKey),
+    #[error("function {0} does not exist")]
+    FunctionNotFound(FunctionKey),
+    #[error("namespace {namespace} already holds {limit} functions, the most it may hold")]
+    FunctionQuota { namespace: String, limit: usize },
+    #[error("the runtime of function {0} cannot be changed after creation")]
+    RuntimeChange(FunctionKey),
+    #[error("load balancer {0} does not exist")]
+    LoadBalancerNotFound(String),
+    #[error("VIP {0} is already used by load balancer {1}")]
+    VipInUse(String, String),
+    #[error("region {region} already holds {limit} load balancers, the most it may hold")]
+    LoadBalancerQuota { region: String, limit: usize },
+    #[error("listener {0} does not exist on this load balancer")]
+    ListenerNotFound(String),
+    #[error("port {port} is already used by listener {listener} ({protocol:?})")]
+    PortInUse {
+        port: u16,
+        protocol: Protocol,
+        listener: String,
+    },
+    #[error("load balancer {lb} already has {limit} listeners, the most it may have")]
+    ListenerQuota { lb: String, limit: usize },
+    #[error("listener {0} is a {1:?} listener; rules and functions need an HTTP or HTTPS listener")]
+    NotLayer7(String, Protocol),
+    #[error("a rule for domain {domain} and URL {url} already exists ({location})")]
+    RuleExists {
+        domain: String,
+        url: String,
+        location: String,
+    },
+    #[error("listener {listener} already has {limit} rules, the most it may have")]
+    RuleQuota { listener: String, limit: usize },
+    #[error("no rule matches {0}")]
+    RuleNotFound(String),
+    #[error("domain {0} has no rule on this listener")]
+    DomainNotFound(String),
+    #[error("rule {0} is already bound to function {1}; a rule forwards to one function only")]
+    RuleHasFunction(String, String),
+    #[error("function {function} is not bound to rule {rule}")]
+    TargetNotBound { rule: String, function: String },
+    #[error("load balancer {0} is a classic load balancer (Forward 0); functions can be bound only to CLB instances")]
+    ClassicLoadBalancer(String),
+    #[error("load balancer {0} is in the classic network; functions can be bound only to VPC instances")]
+    ClassicNetwork(String),
+    #[error(
+        "load balancer {0} is an IPv6 (IPv6FullChain) instance; functions can be bound only to IPv4 and IPv6 NAT64 instances"
+    )]
+    Ipv6FullChain(String),
+    #[error("function {0} is a web function (Type HTTP); only event functions can be bound to a load balancer")]
+    WebFunction(String),
+    #[error("account {0} is a traditional (bill-by-CVM) account, which cannot bind functions to load balancers")]
+    TraditionalAccount(String),
+    #[error("function {function} has no version or alias {qualifier}")]
+    QualifierNotFound { function: String, qualifier: String },
+    #[error("functions cannot be bound to load balancers in region {0}")]
+    BindingRegion(String),
+}

@@ -1,0 +1,749 @@
+//! The pure core: every resource fnlb keeps and every rule about them.
+//!
+//! `State::apply` takes a `Command`, checks it against the invariants and the documented restrictions, and
+//! either changes the state and reports which entities it touched, or refuses with a `StateError` and
+//! changes nothing. It does no I/O and reads no clock.
+
+mod command;
+mod error;
+mod model;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{
+    Command, FunctionConfigPatch, NewFunction, NewListener, NewLoadBalancer, NewRule, RuleRef, RulesSelector,
+};
+pub use error::StateError;
+pub use model::{
+    Account, AccountKind, CodeRef, Function, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion,
+    Listener, LoadBalancer, LoadBalancerType, Protocol, Rule, Scope,
+};
+
+/// The namespace every account has in every region.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Quotas and policies the state enforces. Each is a documented setting (docs/configuration.md).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub functions_per_namespace: usize,
+    pub load_balancers_per_region: usize,
+    pub listeners_per_load_balancer: usize,
+    pub rules_per_listener: usize,
+    /// Regions where functions may be bound to load balancers (contract 0.6).
+    pub binding_regions: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            functions_per_namespace: 50,
+            load_balancers_per_region: 200,
+            listeners_per_load_balancer: 50,
+            rules_per_listener: 50,
+            binding_regions: DEFAULT_BINDING_REGIONS.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
+pub const DEFAULT_BINDING_REGIONS: &[&str] = &[
+    "ap-guangzhou",
+    "ap-shanghai",
+    "ap-beijing",
+    "ap-chengdu",
+    "ap-hongkong",
+    "ap-singapore",
+    "ap-mumbai",
+    "ap-tokyo",
+    "na-siliconvalley",
+];
+
+/// An entity the store keeps, by key. `Applied` lists the ones a command touched.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntityKey {
+    Account(String),
+    Function(FunctionKey),
+    LoadBalancer(String),
+    Listener(String),
+    Rule(String),
+}
+
+/// One stored entity, as the store reads and writes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Entity {
+    Account(Account),
+    Function(Function),
+    LoadBalancer(LoadBalancer),
+    Listener(Listener),
+    Rule(Rule),
+}
+
+/// What a successful command changed: the store writes these entities (or removes the ones now gone).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub touched: Vec<EntityKey>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub limits: Limits,
+    pub accounts: BTreeMap<String, Account>,
+    pub functions: BTreeMap<FunctionKey, Function>,
+    pub load_balancers: BTreeMap<String, LoadBalancer>,
+    pub listeners: BTreeMap<String, Listener>,
+    pub rules: BTreeMap<String, Rule>,
+}
+
+// === impl State ===
+
+impl State {
+    pub fn new(limits: Limits) -> State {
+        State {
+            limits,
+            ..State::default()
+        }
+    }
+
+    /// Rebuilds a state from stored entities (no checks: they were checked when they were written).
+    pub fn restore(limits: Limits, entities: impl IntoIterator<Item = Entity>) -> State {
+        let mut state = State::new(limits);
+        for entity in entities {
+            match entity {
+                Entity::Account(a) => {
+                    state.accounts.insert(a.uin.clone(), a);
+                }
+                Entity::Function(f) => {
+                    state.functions.insert(f.key.clone(), f);
+                }
+                Entity::LoadBalancer(lb) => {
+                    state.load_balancers.insert(lb.id.clone(), lb);
+                }
+                Entity::Listener(l) => {
+                    state.listeners.insert(l.id.clone(), l);
+                }
+                Entity::Rule(r) => {
+                    state.rules.insert(r.id.clone(), r);
+                }
+            }
+        }
+        state
+    }
+
+    /// The current value of an entity, or `None` when it no longer exists.
+    pub fn entity(&self, key: &EntityKey) -> Option<Entity> {
+        match key {
+            EntityKey::Account(k) => self.accounts.get(k).cloned().map(Entity::Account),
+            EntityKey::Function(k) => self.functions.get(k).cloned().map(Entity::Function),
+            EntityKey::LoadBalancer(k) => self.load_balancers.get(k).cloned().map(Entity::LoadBalancer),
+            EntityKey::Listener(k) => self.listeners.get(k).cloned().map(Entity::Listener),
+            EntityKey::Rule(k) => self.rules.get(k).cloned().map(Entity::Rule),
+        }
+    }
+
+    pub fn account_by_secret_id(&self, secret_id: &str) -> Option<&Account> {
+        self.accounts.values().find(|a| a.secret_id == secret_id)
+    }
+
+    /// Applies a command. On error the state is unchanged.
+    pub fn apply(&mut self, command: Command) -> Result<Applied, StateError> {
+        let (next, applied) = self.try_apply(command)?;
+        *self = next;
+        Ok(applied)
+    }
+
+    /// The state after a command, leaving this one as it is.
+    pub fn try_apply(&self, command: Command) -> Result<(State, Applied), StateError> {
+        let mut next = self.clone();
+        let applied = next.apply_in_place(command)?;
+        #[cfg(debug_assertions)]
+        next.check_invariants();
+        Ok((next, applied))
+    }
+
+    fn apply_in_place(&mut self, command: Command) -> Result<Applied, StateError> {
+        let mut touched = Vec::new();
+        match command {
+            Command::PutAccount(account) => {
+                touched.push(EntityKey::Account(account.uin.clone()));
+                self.accounts.insert(account.uin.clone(), account);
+            }
+            Command::CreateFunction(new) => self.create_function(new, &mut touched)?,
+            Command::UpdateFunctionCode {
+                key,
+                code,
+                handler,
+                now,
+            } => {
+                let function = self.function_mut(&key)?;
+                function.code = code;
+                if let Some(handler) = handler {
+                    function.handler = handler;
+                }
+                function.mod_time = now;
+                function.revision += 1;
+                touched.push(EntityKey::Function(key));
+            }
+            Command::UpdateFunctionConfiguration { key, patch, now } => {
+                let function = self.function_mut(&key)?;
+                if let Some(runtime) = patch.runtime
+                    && runtime != function.runtime
+                {
+                    return Err(StateError::RuntimeChange(key));
+                }
+                let config = &mut function.config;
+                if let Some(v) = patch.description {
+                    config.description = v;
+                }
+                if let Some(v) = patch.memory_mb {
+                    config.memory_mb = v;
+                }
+                if let Some(v) = patch.timeout_s {
+                    config.timeout_s = v;
+                }
+                if let Some(v) = patch.init_timeout_s {
+                    config.init_timeout_s = v;
+                }
+                if let Some(v) = patch.environment {
+                    config.environment = v;
+                }
+                function.mod_time = now;
+                function.revision += 1;
+                touched.push(EntityKey::Function(key));
+            }
+            Command::DeleteFunction { key } => {
+                if self.functions.remove(&key).is_none() {
+                    return Err(StateError::FunctionNotFound(key));
+                }
+                // Its CLB bindings go with it; the rules stay and answer 503 until a target is bound again.
+                for rule in self.rules.values_mut() {
+                    let bound_here = rule.function.as_ref().is_some_and(|t| {
+                        t.namespace == key.namespace
+                            && t.name == key.name
+                            && self.load_balancers[&rule.lb_id].scope == key.scope
+                    });
+                    if bound_here {
+                        rule.function = None;
+                        touched.push(EntityKey::Rule(rule.id.clone()));
+                    }
+                }
+                touched.push(EntityKey::Function(key));
+            }
+            Command::CreateLoadBalancer(new) => self.create_load_balancer(new, &mut touched)?,
+            Command::DeleteLoadBalancers { scope, ids } => {
+                for id in &ids {
+                    self.load_balancer(&scope, id)?;
+                }
+                for id in ids {
+                    self.load_balancers.remove(&id);
+                    touched.push(EntityKey::LoadBalancer(id.clone()));
+                    let listeners: Vec<String> = self
+                        .listeners
+                        .values()
+                        .filter(|l| l.lb_id == id)
+                        .map(|l| l.id.clone())
+                        .collect();
+                    for listener in listeners {
+                        self.remove_listener(&listener, &mut touched);
+                    }
+                }
+            }
+            Command::CreateListeners {
+                scope,
+                lb_id,
+                listeners,
+                now,
+            } => self.create_listeners(&scope, &lb_id, listeners, now, &mut touched)?,
+            Command::DeleteListener {
+                scope,
+                lb_id,
+                listener_id,
+            } => {
+                self.listener(&scope, &lb_id, &listener_id)?;
+                self.remove_listener(&listener_id, &mut touched);
+            }
+            Command::CreateRules {
+                scope,
+                lb_id,
+                listener_id,
+                rules,
+                now,
+            } => self.create_rules(&scope, &lb_id, &listener_id, rules, now, &mut touched)?,
+            Command::DeleteRules {
+                scope,
+                lb_id,
+                listener_id,
+                selector,
+                new_default_domain,
+            } => self.delete_rules(&scope, &lb_id, &listener_id, selector, new_default_domain, &mut touched)?,
+            Command::RegisterFunctionTargets { rule, targets, now } => {
+                self.register_function_targets(&rule, targets, now, &mut touched)?
+            }
+            Command::DeregisterFunctionTargets { rule, targets } => {
+                let rule_id = self.resolve_rule(&rule)?;
+                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+                for target in targets {
+                    let bound = entry.function.as_ref().is_some_and(|t| {
+                        t.namespace == target.namespace && t.name == target.name && t.qualifier == target.qualifier
+                    });
+                    if !bound {
+                        return Err(StateError::TargetNotBound {
+                            rule: rule_id,
+                            function: target.name,
+                        });
+                    }
+                    entry.function = None;
+                }
+                touched.push(EntityKey::Rule(rule_id));
+            }
+        }
+        Ok(Applied { touched })
+    }
+
+    fn create_function(&mut self, new: NewFunction, touched: &mut Vec<EntityKey>) -> Result<(), StateError> {
+        if !self.accounts.contains_key(&new.key.scope.uin) {
+            return Err(StateError::AccountNotFound(new.key.scope.uin));
+        }
+        if new.key.namespace != DEFAULT_NAMESPACE {
+            return Err(StateError::NamespaceNotFound(new.key.namespace));
+        }
+        if self.functions.contains_key(&new.key) {
+            return Err(StateError::FunctionExists(new.key));
+        }
+        let in_namespace = self
+            .functions
+            .keys()
+            .filter(|k| k.scope == new.key.scope && k.namespace == new.key.namespace)
+            .count();
+        if in_namespace >= self.limits.functions_per_namespace {
+            return Err(StateError::FunctionQuota {
+                namespace: new.key.namespace,
+                limit: self.limits.functions_per_namespace,
+            });
+        }
+        let function = Function {
+            key: new.key.clone(),
+            id: new.id,
+            runtime: new.runtime,
+            handler: new.handler,
+            kind: new.kind,
+            config: new.config,
+            code: new.code,
+            add_time: new.now,
+            mod_time: new.now,
+            revision: 1,
+        };
+        self.functions.insert(new.key.clone(), function);
+        touched.push(EntityKey::Function(new.key));
+        Ok(())
+    }
+
+    fn create_load_balancer(&mut self, new: NewLoadBalancer, touched: &mut Vec<EntityKey>) -> Result<(), StateError> {
+        if !self.accounts.contains_key(&new.scope.uin) {
+            return Err(StateError::AccountNotFound(new.scope.uin));
+        }
+        // A VIP is an address of this host: it belongs to one load balancer, whatever the account.
+        if let Some(other) = self.load_balancers.values().find(|lb| lb.vip == new.vip) {
+            return Err(StateError::VipInUse(new.vip, other.id.clone()));
+        }
+        let in_region = self.load_balancers.values().filter(|lb| lb.scope == new.scope).count();
+        if in_region >= self.limits.load_balancers_per_region {
+            return Err(StateError::LoadBalancerQuota {
+                region: new.scope.region,
+                limit: self.limits.load_balancers_per_region,
+            });
+        }
+        let lb = LoadBalancer {
+            id: new.id.clone(),
+            scope: new.scope,
+            name: new.name,
+            lb_type: new.lb_type,
+            forward: new.forward,
+            ip_version: new.ip_version,
+            vip: new.vip,
+            vpc_id: new.vpc_id,
+            subnet_id: new.subnet_id,
+            project_id: new.project_id,
+            create_time: new.now,
+            tags: new.tags,
+        };
+        self.load_balancers.insert(new.id.clone(), lb);
+        touched.push(EntityKey::LoadBalancer(new.id));
+        Ok(())
+    }
+
+    fn create_listeners(
+        &mut self,
+        scope: &Scope,
+        lb_id: &str,
+        listeners: Vec<NewListener>,
+        now: i64,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        self.load_balancer(scope, lb_id)?;
+        for new in listeners {
+            let existing: Vec<&Listener> = self.listeners.values().filter(|l| l.lb_id == lb_id).collect();
+            if existing.len() >= self.limits.listeners_per_load_balancer {
+                return Err(StateError::ListenerQuota {
+                    lb: lb_id.to_string(),
+                    limit: self.limits.listeners_per_load_balancer,
+                });
+            }
+            let clash = existing
+                .iter()
+                .find(|l| l.port == new.port && l.protocol.transport_is_udp() == new.protocol.transport_is_udp());
+            if let Some(other) = clash {
+                return Err(StateError::PortInUse {
+                    port: new.port,
+                    protocol: other.protocol,
+                    listener: other.id.clone(),
+                });
+            }
+            let listener = Listener {
+                id: new.id.clone(),
+                lb_id: lb_id.to_string(),
+                name: new.name,
+                protocol: new.protocol,
+                port: new.port,
+                scheduler: new.scheduler,
+                session_expire_time: new.session_expire_time,
+                sni_switch: new.sni_switch,
+                keepalive_enable: new.keepalive_enable,
+                default_domain: None,
+                create_time: now,
+            };
+            self.listeners.insert(new.id.clone(), listener);
+            touched.push(EntityKey::Listener(new.id));
+        }
+        Ok(())
+    }
+
+    fn create_rules(
+        &mut self,
+        scope: &Scope,
+        lb_id: &str,
+        listener_id: &str,
+        rules: Vec<NewRule>,
+        now: i64,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        let listener = self.listener(scope, lb_id, listener_id)?;
+        if !listener.protocol.is_layer7() {
+            return Err(StateError::NotLayer7(listener_id.to_string(), listener.protocol));
+        }
+        for new in rules {
+            let on_listener: Vec<&Rule> = self.rules.values().filter(|r| r.listener_id == listener_id).collect();
+            if on_listener.len() >= self.limits.rules_per_listener {
+                return Err(StateError::RuleQuota {
+                    listener: listener_id.to_string(),
+                    limit: self.limits.rules_per_listener,
+                });
+            }
+            if let Some(other) = on_listener.iter().find(|r| r.domain == new.domain && r.url == new.url) {
+                return Err(StateError::RuleExists {
+                    domain: new.domain,
+                    url: new.url,
+                    location: other.id.clone(),
+                });
+            }
+            let listener = self.listeners.get_mut(listener_id).expect("listener checked above");
+            if listener.default_domain.is_none() || new.default_server {
+                listener.default_domain = Some(new.domain.clone());
+                touched.push(EntityKey::Listener(listener_id.to_string()));
+            }
+            let rule = Rule {
+                id: new.id.clone(),
+                lb_id: lb_id.to_string(),
+                listener_id: listener_id.to_string(),
+                domain: new.domain,
+                url: new.url,
+                scheduler: new.scheduler,
+                session_expire_time: new.session_expire_time,
+                forward_type: new.forward_type,
+                http2: new.http2,
+                create_time: now,
+                function: None,
+            };
+            self.rules.insert(new.id.clone(), rule);
+            touched.push(EntityKey::Rule(new.id));
+        }
+        Ok(())
+    }
+
+    fn delete_rules(
+        &mut self,
+        scope: &Scope,
+        lb_id: &str,
+        listener_id: &str,
+        selector: RulesSelector,
+        new_default_domain: Option<String>,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        self.listener(scope, lb_id, listener_id)?;
+        let on_listener = |r: &&Rule| r.listener_id == listener_id;
+        let doomed: Vec<String> = match selector {
+            RulesSelector::Ids(ids) => {
+                for id in &ids {
+                    if self.rules.get(id).is_none_or(|r| r.listener_id != listener_id) {
+                        return Err(StateError::RuleNotFound(id.clone()));
+                    }
+                }
+                ids
+            }
+            RulesSelector::DomainUrl { domain, url } => {
+                let matching: Vec<String> = self
+                    .rules
+                    .values()
+                    .filter(on_listener)
+                    .filter(|r| domain.as_ref().is_none_or(|d| &r.domain == d))
+                    .filter(|r| url.as_ref().is_none_or(|u| &r.url == u))
+                    .map(|r| r.id.clone())
+                    .collect();
+                if matching.is_empty() {
+                    let what = format!(
+                        "domain {} and URL {}",
+                        domain.unwrap_or_default(),
+                        url.unwrap_or_default()
+                    );
+                    return Err(StateError::RuleNotFound(what));
+                }
+                matching
+            }
+        };
+        for id in &doomed {
+            self.rules.remove(id);
+            touched.push(EntityKey::Rule(id.clone()));
+        }
+        // The default domain moves when its last rule goes: to the domain named, or the oldest remaining one.
+        let default_domain = self.listeners[listener_id].default_domain.clone();
+        let remaining: Vec<&Rule> = self.rules.values().filter(on_listener).collect();
+        let default_survives = default_domain
+            .as_ref()
+            .is_some_and(|d| remaining.iter().any(|r| &r.domain == d));
+        let next_default = match new_default_domain {
+            Some(domain) => {
+                if !remaining.iter().any(|r| r.domain == domain) {
+                    return Err(StateError::DomainNotFound(domain));
+                }
+                Some(domain)
+            }
+            None if default_survives => default_domain.clone(),
+            None => remaining
+                .iter()
+                .min_by_key(|r| (r.create_time, r.id.clone()))
+                .map(|r| r.domain.clone()),
+        };
+        if next_default != default_domain {
+            self.listeners
+                .get_mut(listener_id)
+                .expect("listener checked above")
+                .default_domain = next_default;
+            touched.push(EntityKey::Listener(listener_id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn register_function_targets(
+        &mut self,
+        rule: &RuleRef,
+        targets: Vec<FunctionTarget>,
+        now: i64,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        let scope = &rule.scope;
+        let lb = self.load_balancer(scope, &rule.lb_id)?;
+        let listener = self.listener(scope, &rule.lb_id, &rule.listener_id)?;
+        // The documented restrictions (contract 5.5), in the order a user meets them.
+        let account = self
+            .accounts
+            .get(&scope.uin)
+            .ok_or_else(|| StateError::AccountNotFound(scope.uin.clone()))?;
+        if account.kind == AccountKind::Traditional {
+            return Err(StateError::TraditionalAccount(scope.uin.clone()));
+        }
+        if !self.limits.binding_regions.contains(&scope.region) {
+            return Err(StateError::BindingRegion(scope.region.clone()));
+        }
+        if !listener.protocol.is_layer7() {
+            return Err(StateError::NotLayer7(listener.id.clone(), listener.protocol));
+        }
+        if lb.forward == 0 {
+            return Err(StateError::ClassicLoadBalancer(lb.id.clone()));
+        }
+        if lb.vpc_id.is_empty() || lb.vpc_id == "0" {
+            return Err(StateError::ClassicNetwork(lb.id.clone()));
+        }
+        if lb.ip_version == IpVersion::Ipv6FullChain {
+            return Err(StateError::Ipv6FullChain(lb.id.clone()));
+        }
+        let rule_id = self.resolve_rule(rule)?;
+        for target in &targets {
+            let key = FunctionKey {
+                scope: scope.clone(),
+                namespace: target.namespace.clone(),
+                name: target.name.clone(),
+            };
+            let function = self
+                .functions
+                .get(&key)
+                .ok_or_else(|| StateError::FunctionNotFound(key.clone()))?;
+            if function.kind == FunctionType::Http {
+                return Err(StateError::WebFunction(target.name.clone()));
+            }
+            if !matches!(target.qualifier.as_str(), "$LATEST" | "$DEFAULT") {
+                return Err(StateError::QualifierNotFound {
+                    function: target.name.clone(),
+                    qualifier: target.qualifier.clone(),
+                });
+            }
+        }
+        let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+        for mut target in targets {
+            if let Some(bound) = &entry.function {
+                return Err(StateError::RuleHasFunction(rule_id, bound.name.clone()));
+            }
+            target.add_time = now;
+            entry.function = Some(target);
+        }
+        touched.push(EntityKey::Rule(rule_id));
+        Ok(())
+    }
+
+    fn remove_listener(&mut self, listener_id: &str, touched: &mut Vec<EntityKey>) {
+        self.listeners.remove(listener_id);
+        touched.push(EntityKey::Listener(listener_id.to_string()));
+        self.rules.retain(|id, rule| {
+            let keep = rule.listener_id != listener_id;
+            if !keep {
+                touched.push(EntityKey::Rule(id.clone()));
+            }
+            keep
+        });
+    }
+
+    // --- lookups, each checked against the caller's scope ---
+
+    pub fn function(&self, key: &FunctionKey) -> Result<&Function, StateError> {
+        self.functions
+            .get(key)
+            .ok_or_else(|| StateError::FunctionNotFound(key.clone()))
+    }
+
+    fn function_mut(&mut self, key: &FunctionKey) -> Result<&mut Function, StateError> {
+        self.functions
+            .get_mut(key)
+            .ok_or_else(|| StateError::FunctionNotFound(key.clone()))
+    }
+
+    /// A load balancer of this account and region; another account's is reported as missing.
+    pub fn load_balancer(&self, scope: &Scope, id: &str) -> Result<&LoadBalancer, StateError> {
+        self.load_balancers
+            .get(id)
+            .filter(|lb| &lb.scope == scope)
+            .ok_or_else(|| StateError::LoadBalancerNotFound(id.to_string()))
+    }
+
+    pub fn listener(&self, scope: &Scope, lb_id: &str, listener_id: &str) -> Result<&Listener, StateError> {
+        self.load_balancer(scope, lb_id)?;
+        self.listeners
+            .get(listener_id)
+            .filter(|l| l.lb_id == lb_id)
+            .ok_or_else(|| StateError::ListenerNotFound(listener_id.to_string()))
+    }
+
+    /// Finds the rule a request names: `LocationId` first, else `Domain` + `Url`.
+    pub fn resolve_rule(&self, rule: &RuleRef) -> Result<String, StateError> {
+        let listener = self.listener(&rule.scope, &rule.lb_id, &rule.listener_id)?;
+        if !listener.protocol.is_layer7() {
+            return Err(StateError::NotLayer7(listener.id.clone(), listener.protocol));
+        }
+        let found = match (&rule.location_id, &rule.domain, &rule.url) {
+            (Some(id), _, _) => self.rules.get(id).filter(|r| r.listener_id == listener.id),
+            (None, domain, Some(url)) => {
+                let domain = domain.as_deref().or(listener.default_domain.as_deref());
+                self.rules
+                    .values()
+                    .find(|r| r.listener_id == listener.id && Some(r.domain.as_str()) == domain && &r.url == url)
+            }
+            (None, _, None) => None,
+        };
+        let what = || match (&rule.location_id, &rule.domain, &rule.url) {
+            (Some(id), _, _) => id.clone(),
+            (None, d, u) => {
+                format!(
+                    "domain {} and URL {}",
+                    d.as_deref().unwrap_or("(default)"),
+                    u.as_deref().unwrap_or("(none)")
+                )
+            }
+        };
+        found
+            .map(|r| r.id.clone())
+            .ok_or_else(|| StateError::RuleNotFound(what()))
+    }
+
+    /// The rules of a listener in creation order.
+    pub fn rules_of(&self, listener_id: &str) -> Vec<&Rule> {
+        let mut rules: Vec<&Rule> = self.rules.values().filter(|r| r.listener_id == listener_id).collect();
+        rules.sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
+        rules
+    }
+
+    /// The listeners of a load balancer in creation order.
+    pub fn listeners_of(&self, lb_id: &str) -> Vec<&Listener> {
+        let mut listeners: Vec<&Listener> = self.listeners.values().filter(|l| l.lb_id == lb_id).collect();
+        listeners.sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
+        listeners
+    }
+
+    /// Every rule bound to a function, with its listener and load balancer.
+    pub fn bindings_of(&self, key: &FunctionKey) -> Vec<(&LoadBalancer, &Listener, &Rule)> {
+        let mut found = Vec::new();
+        for rule in self.rules.values() {
+            let Some(target) = &rule.function else {
+                continue;
+            };
+            if target.namespace != key.namespace || target.name != key.name {
+                continue;
+            }
+            let lb = &self.load_balancers[&rule.lb_id];
+            if lb.scope != key.scope {
+                continue;
+            }
+            found.push((lb, &self.listeners[&rule.listener_id], rule));
+        }
+        found.sort_by(|a, b| (a.2.create_time, &a.2.id).cmp(&(b.2.create_time, &b.2.id)));
+        found
+    }
+
+    /// Checks the invariants that every command must keep (debug builds, after each apply).
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        for listener in self.listeners.values() {
+            assert!(
+                self.load_balancers.contains_key(&listener.lb_id),
+                "listener {} has no load balancer",
+                listener.id
+            );
+            if let Some(domain) = &listener.default_domain {
+                assert!(
+                    self.rules
+                        .values()
+                        .any(|r| r.listener_id == listener.id && &r.domain == domain),
+                    "listener {} default domain {domain} has no rule",
+                    listener.id
+                );
+            }
+        }
+        for rule in self.rules.values() {
+            let listener = self.listeners.get(&rule.listener_id);
+            assert!(
+                listener.is_some_and(|l| l.lb_id == rule.lb_id),
+                "rule {} has no listener",
+                rule.id
+            );
+        }
+    }
+}

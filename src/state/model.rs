@@ -1,0 +1,225 @@
+//! The resources fnlb keeps: accounts, functions, load balancers, listeners and rules.
+//!
+//! Every type here is plain data, serialisable for the store. Times are Unix milliseconds supplied by the
+//! caller of `State::apply`; the model never reads a clock.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a resource lives: one account (by `Uin`) in one region.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Scope {
+    pub uin: String,
+    pub region: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountKind {
+    /// Bill-by-IP: may bind functions to load balancers.
+    Standard,
+    /// Bill-by-CVM: may not (contract 5.5).
+    Traditional,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub uin: String,
+    pub app_id: String,
+    pub secret_id: String,
+    pub secret_key: String,
+    pub kind: AccountKind,
+}
+
+/// A function is named by its account, region, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FunctionKey {
+    pub scope: Scope,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for FunctionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.scope.region, self.namespace, self.name)
+    }
+}
+
+/// A code package, stored once by its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FunctionType {
+    /// An event function: `main_handler(event, context)`.
+    Event,
+    /// A web function (`Type` `HTTP`): stored, never bindable to a load balancer.
+    Http,
+}
+
+impl FunctionType {
+    pub fn as_api(self) -> &'static str {
+        match self {
+            FunctionType::Event => "Event",
+            FunctionType::Http => "HTTP",
+        }
+    }
+}
+
+/// The settings of a function that `UpdateFunctionConfiguration` may change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    pub description: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    pub init_timeout_s: u32,
+    /// User variables in the order given.
+    pub environment: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Function {
+    pub key: FunctionKey,
+    pub id: String,
+    pub runtime: String,
+    pub handler: String,
+    pub kind: FunctionType,
+    pub config: FunctionConfig,
+    pub code: CodeRef,
+    pub add_time: i64,
+    pub mod_time: i64,
+    /// Bumped on every change of code or configuration: instances of an older revision are retired.
+    pub revision: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadBalancerType {
+    Open,
+    Internal,
+}
+
+impl LoadBalancerType {
+    pub fn as_api(self) -> &'static str {
+        match self {
+            LoadBalancerType::Open => "OPEN",
+            LoadBalancerType::Internal => "INTERNAL",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpVersion {
+    Ipv4,
+    /// IPv6 NAT64 (`AddressIPVersion` `IPV6`).
+    Ipv6Nat64,
+    Ipv6FullChain,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    pub id: String,
+    pub scope: Scope,
+    pub name: String,
+    pub lb_type: LoadBalancerType,
+    /// 1 for a CLB instance, 0 for a classic one.
+    pub forward: u8,
+    pub ip_version: IpVersion,
+    pub vip: String,
+    /// Empty for a classic-network (non-VPC) instance.
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub project_id: i64,
+    pub create_time: i64,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Http,
+    Https,
+    Tcp,
+    Udp,
+    TcpSsl,
+    Quic,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Some(match s {
+            "HTTP" => Protocol::Http,
+            "HTTPS" => Protocol::Https,
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            "TCP_SSL" => Protocol::TcpSsl,
+            "QUIC" => Protocol::Quic,
+            _ => return None,
+        })
+    }
+
+    pub fn as_api(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Https => "HTTPS",
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::TcpSsl => "TCP_SSL",
+            Protocol::Quic => "QUIC",
+        }
+    }
+
+    /// Layer-7 listeners hold rules; layer-4 ones hold targets directly.
+    pub fn is_layer7(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
+    }
+
+    /// UDP and QUIC share a port number with TCP-based listeners without clashing.
+    pub fn transport_is_udp(self) -> bool {
+        matches!(self, Protocol::Udp | Protocol::Quic)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub id: String,
+    pub lb_id: String,
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub scheduler: String,
+    pub session_expire_time: u32,
+    pub sni_switch: bool,
+    pub keepalive_enable: bool,
+    /// The domain used when a request's host matches no rule (layer 7 only; the first domain by default).
+    pub default_domain: Option<String>,
+    pub create_time: i64,
+}
+
+/// The one function a rule forwards to (the CLB trigger).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionTarget {
+    pub namespace: String,
+    pub name: String,
+    pub qualifier: String,
+    pub weight: u32,
+    /// When the function was bound (Unix ms).
+    #[serde(default)]
+    pub add_time: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    pub lb_id: String,
+    pub listener_id: String,
+    pub domain: String,
+    pub url: String,
+    pub scheduler: String,
+    pub session_expire_time: u32,
+    pub forward_type: String,
+    pub http2: bool,
+    pub create_time: i64,
+    pub function: Option<FunctionTarget>,
+}
