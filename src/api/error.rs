@@ -53,6 +53,7 @@ impl From<StateError> for ApiError {
             NamespaceNotFound(_) => "ResourceNotFound.Namespace",
             FunctionExists(_) => "ResourceInUse.Function",
             FunctionNotFound(_) => "ResourceNotFound.Function",
+            TargetFunctionNotFound(_) => "ResourceNotFound",
             FunctionQuota { .. } => "LimitExceeded.Function",
             RuntimeChange(_) => "InvalidParameterValue.Runtime",
             LoadBalancerNotFound(_) => "InvalidParameter.LBIdNotFound",

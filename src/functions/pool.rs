@@ -124,6 +124,17 @@ impl Pool {
                 cold,
             },
             Ok(Reply::Raised { error, mem_bytes }) => {
+                // The runtime reports the traceback; the log shows it, as the platform's does.
+                if let Some(trace) = error
+                    .get("stackTrace")
+                    .and_then(|t| t.as_str())
+                    .filter(|t| !t.is_empty())
+                {
+                    super::instance::append_bounded(log, trace, self.settings.max_log_bytes);
+                    if !trace.ends_with('\n') {
+                        log.push('\n');
+                    }
+                }
                 let code = error
                     .get("statusCode")
                     .and_then(|c| c.as_u64())

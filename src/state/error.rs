@@ -11,6 +11,8 @@ pub enum StateError {
     FunctionExists(FunctionKey),
     #[error("function {0} does not exist")]
     FunctionNotFound(FunctionKey),
+    #[error("function {0} does not exist in this region")]
+    TargetFunctionNotFound(FunctionKey),
     #[error("namespace {namespace} already holds {limit} functions, the most it may hold")]
     FunctionQuota { namespace: String, limit: usize },
     #[error("the runtime of function {0} cannot be changed after creation")]

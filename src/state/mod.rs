@@ -588,7 +588,7 @@ impl State {
             let function = self
                 .functions
                 .get(&key)
-                .ok_or_else(|| StateError::FunctionNotFound(key.clone()))?;
+                .ok_or_else(|| StateError::TargetFunctionNotFound(key.clone()))?;
             if function.kind == FunctionType::Http {
                 return Err(StateError::WebFunction(target.name.clone()));
             }

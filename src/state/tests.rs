@@ -182,7 +182,7 @@ fn binding_restrictions() {
     ));
     assert!(matches!(
         s.apply(bind("lb-1", "lbl-1", "loc-1", "missing")),
-        Err(StateError::FunctionNotFound(_))
+        Err(StateError::TargetFunctionNotFound(_))
     ));
     s.apply(create_function("web", FunctionType::Http)).unwrap();
     assert!(matches!(

@@ -1,1 +1,8 @@
+//! fnlb's integration tests: one binary, fnlb started as a real process per test.
 
+mod api;
+mod clb_trigger;
+mod cli;
+mod harness;
+mod persistence;
+mod sdk;

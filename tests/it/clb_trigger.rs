@@ -1,0 +1,436 @@
+//! The CLB trigger end to end: a request to a listener becomes a function's event, its return value the response.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, bind_params, eventually, get, request};
+
+const HELLO_BODY: &str = "<html><body><h1>Hello CLB</h1></body></html>";
+
+fn api_code(r: Result<Value, fnlb::client::ClientError>) -> String {
+    match r {
+        Err(fnlb::client::ClientError::Api { code, .. }) => code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hello_clb_through_the_api() {
+    let app = TestApp::start();
+    let code = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py")).unwrap();
+    let zip = fnlb::functions::zip_files(&[("index.py", &code)]);
+    app.scf(
+        "CreateFunction",
+        json!({
+            "FunctionName": "hello-clb",
+            "Runtime": "Python3.6",
+            "Handler": "index.main_handler",
+            "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        }),
+    )
+    .await
+    .unwrap();
+    let status = eventually("the function is Active", Duration::from_secs(10), || async {
+        let f = app
+            .scf("GetFunction", json!({"FunctionName": "hello-clb"}))
+            .await
+            .ok()?;
+        (f["Status"] == "Active").then_some(f)
+    })
+    .await;
+    assert_eq!(status["Runtime"], "Python3.6");
+    assert!(status["FunctionId"].as_str().unwrap().starts_with("lam-"));
+
+    let route = app.route_to("hello-clb").await;
+    let reply = get(&format!("{}/", route.base)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), "text/html");
+    assert_eq!(reply.text(), HELLO_BODY);
+
+    // The trigger, as SCF lists it, with the access path a browser opens.
+    let triggers = app
+        .scf("ListTriggers", json!({"FunctionName": "hello-clb"}))
+        .await
+        .unwrap();
+    assert_eq!(triggers["TotalCount"], 1);
+    let trigger = &triggers["Triggers"][0];
+    assert_eq!(trigger["Type"], "clb");
+    let desc: Value = serde_json::from_str(trigger["TriggerDesc"].as_str().unwrap()).unwrap();
+    assert_eq!(desc["loadBalanceId"], route.lb_id.as_str());
+    assert_eq!(desc["locationId"], route.location_id.as_str());
+    let access_path = desc["accessPath"].as_str().unwrap();
+    assert_eq!(access_path, format!("{}/", route.base));
+    assert_eq!(get(access_path).await.text(), HELLO_BODY);
+    let resource = trigger["ResourceId"].as_str().unwrap();
+    assert!(
+        resource.starts_with("qcs::clb:ap-guangzhou:uin/") && resource.ends_with(&route.location_id),
+        "{resource}"
+    );
+    let function = app
+        .scf("GetFunction", json!({"FunctionName": "hello-clb", "ShowCode": "TRUE"}))
+        .await
+        .unwrap();
+    assert_eq!(function["Triggers"][0]["TriggerDesc"], trigger["TriggerDesc"]);
+    assert_eq!(function["CodeInfo"].as_str().unwrap().as_bytes(), &code[..]);
+
+    // The binding seen from the CLB side, and the task that made it.
+    let targets = app
+        .clb("DescribeTargets", json!({"LoadBalancerId": route.lb_id}))
+        .await
+        .unwrap();
+    let function_target = &targets["Listeners"][0]["Rules"][0]["FunctionTargets"][0];
+    assert_eq!(function_target["Function"]["FunctionName"], "hello-clb");
+    assert_eq!(function_target["Weight"], 10);
+    let unbind = app
+        .clb(
+            "DeregisterFunctionTargets",
+            bind_params(&route.lb_id, &route.listener_id, &route.location_id, "hello-clb"),
+        )
+        .await
+        .unwrap();
+    let task = app
+        .clb("DescribeTaskStatus", json!({"TaskId": unbind["RequestId"]}))
+        .await
+        .unwrap();
+    assert_eq!(task["Status"], 0);
+    assert_eq!(
+        api_code(app.clb("DescribeTaskStatus", json!({"TaskId": "no-such-task"})).await),
+        "InvalidParameter"
+    );
+
+    // Unbound, the rule answers 503; the function no longer lists the trigger.
+    assert_eq!(get(&format!("{}/", route.base)).await.status, 503);
+    let triggers = app
+        .scf("ListTriggers", json!({"FunctionName": "hello-clb"}))
+        .await
+        .unwrap();
+    assert_eq!(triggers["TotalCount"], 0);
+
+    // Deleting the listener stops it listening.
+    app.clb(
+        "DeleteListener",
+        json!({"LoadBalancerId": route.lb_id, "ListenerId": route.listener_id}),
+    )
+    .await
+    .unwrap();
+    let addr = route.base.trim_start_matches("http://").to_string();
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "{addr} still accepts connections"
+    );
+    app.clb("DeleteLoadBalancer", json!({"LoadBalancerIds": [route.lb_id]}))
+        .await
+        .unwrap();
+    app.scf("DeleteFunction", json!({"FunctionName": "hello-clb"}))
+        .await
+        .unwrap();
+    let listed = app.scf("ListFunctions", json!({})).await.unwrap();
+    assert_eq!(listed["TotalCount"], 0);
+    let lbs = app.clb("DescribeLoadBalancers", json!({})).await.unwrap();
+    assert_eq!(lbs["TotalCount"], 0);
+}
+
+async fn echo_route(app: &TestApp) -> String {
+    app.create_fixture(
+        "echo",
+        "echo",
+        json!({"Environment": {"Variables": [{"Key": "GREETING", "Value": "hi"}]}, "MemorySize": 256}),
+    )
+    .await
+    .unwrap();
+    app.route_to("echo").await.base
+}
+
+#[tokio::test]
+async fn event_shape_for_json_text_and_binary_bodies() {
+    let app = TestApp::start();
+    let base = echo_route(&app).await;
+
+    let reply = request(
+        "POST",
+        &format!("{base}/orders/42?a=1&b=x%20y&a=2"),
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("User-Agent", "fnlb-test"),
+        ],
+        r#"{"key1":"123","key2":"abc"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let event = &body["event"];
+    assert_eq!(event["payload"], json!({"key1": "123", "key2": "abc"}));
+    assert_eq!(event["isBase64Encoded"], "false");
+    let headers = &event["headers"];
+    assert_eq!(headers["Content-Type"], "application/json");
+    assert_eq!(headers["User-Agent"], "fnlb-test");
+    assert_eq!(headers["X-Client-Proto"], "http");
+    assert_eq!(headers["X-Forwarded-Proto"], "http");
+    assert_eq!(headers["X-Client-Proto-Ver"], "HTTP/1.1");
+    assert_eq!(headers["X-Real-IP"], "127.0.0.1");
+    assert_eq!(headers["X-Forwarded-For"], "203.0.113.7, 127.0.0.1");
+    let stgw: f64 = headers["X-Stgw-Time"].as_str().unwrap().parse().unwrap();
+    assert!(stgw > 1.6e9);
+    assert_eq!(event["httpMethod"], "POST");
+    assert_eq!(event["path"], "/orders/42");
+    assert_eq!(event["queryString"], json!({"a": ["1", "2"], "b": "x y"}));
+    let ctx = &event["requestContext"];
+    assert_eq!(ctx["sourceIp"], "127.0.0.1");
+    assert!(ctx["loadBalancerId"].as_str().unwrap().starts_with("lb-"));
+    assert!(ctx["locationId"].as_str().unwrap().starts_with("loc-"));
+    assert_eq!(ctx["protocol"], "HTTP");
+
+    // The context and environment of contract 2.2 and 2.4.
+    let context = &body["context"];
+    assert_eq!(context["memory_limit_in_mb"], 256);
+    assert_eq!(context["time_limit_in_ms"], 3000);
+    assert_eq!(context["function_name"], "echo");
+    assert_eq!(context["namespace"], "default");
+    assert_eq!(context["function_version"], "$LATEST");
+    assert_eq!(context["tencentcloud_region"], "ap-guangzhou");
+    assert_eq!(context["request_id"], ctx["requestId"]);
+    assert!(context["environ"].as_str().unwrap().contains("GREETING=hi"));
+    let env = &body["env"];
+    assert_eq!(env["GREETING"], "hi");
+    assert_eq!(env["SCF_FUNCTIONNAME"], "echo");
+    assert_eq!(env["SCF_NAMESPACE"], "default");
+    assert_eq!(env["TENCENTCLOUD_RUNENV"], "SCF");
+    assert_eq!(env["TENCENTCLOUD_REGION"], "ap-guangzhou");
+
+    let reply = request(
+        "POST",
+        &format!("{base}/"),
+        &[("Content-Type", "text/plain")],
+        "plain text",
+    )
+    .await;
+    let event = &reply.json()["event"];
+    assert_eq!(event["payload"], "plain text");
+    assert_eq!(event["isBase64Encoded"], "false");
+
+    let binary: &[u8] = &[0, 1, 2, 250, 251, 255];
+    let reply = request(
+        "POST",
+        &format!("{base}/"),
+        &[("Content-Type", "application/octet-stream")],
+        binary,
+    )
+    .await;
+    let event = &reply.json()["event"];
+    assert_eq!(event["isBase64Encoded"], "true");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(event["payload"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, binary);
+
+    let reply = get(&format!("{base}/")).await;
+    assert_eq!(reply.json()["event"]["payload"], "");
+}
+
+#[tokio::test]
+async fn warm_instances_are_reused() {
+    let app = TestApp::start();
+    let base = echo_route(&app).await;
+    let first = get(&format!("{base}/")).await.header("x-pid").to_string();
+    for _ in 0..5 {
+        assert_eq!(get(&format!("{base}/")).await.header("x-pid"), first);
+    }
+}
+
+async fn function_log(app: &TestApp, function: &str, request_id: &str) -> String {
+    let logs = app
+        .scf(
+            "GetFunctionLogs",
+            json!({"FunctionName": function, "FunctionRequestId": request_id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logs["TotalCount"], 1, "{logs}");
+    logs["Data"][0]["Log"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_exception_is_502_errno_430_with_the_traceback_in_the_log() {
+    let app = TestApp::start();
+    app.create_fixture("fail", "fail", json!({})).await.unwrap();
+    let base = app.route_to("fail").await.base;
+    let reply = get(&format!("{base}/")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.header("content-type"), "application/json");
+    let body = reply.json();
+    assert_eq!(body["errno"], 430);
+    assert_eq!(body["error"], "something broke");
+    let request_id = body["requestId"].as_str().unwrap();
+    let log = function_log(&app, "fail", request_id).await;
+    assert!(log.starts_with(&format!("START RequestId:{request_id}\n")), "{log}");
+    assert!(log.contains("about to fail"), "{log}");
+    assert!(
+        log.contains("Traceback") && log.contains("ValueError: something broke"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "END RequestId:{request_id}\nReport RequestId:{request_id} Duration:"
+        )),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_non_integration_return_value_is_errno_403() {
+    let app = TestApp::start();
+    app.create_fixture("bad-return", "bad_return", json!({})).await.unwrap();
+    let base = app.route_to("bad-return").await.base;
+    let reply = get(&format!("{base}/")).await;
+    assert_eq!(reply.status, 502);
+    let body = reply.json();
+    assert_eq!(body["errno"], 403);
+    assert_eq!(body["error"], "Analyse scf response failed.");
+}
+
+#[tokio::test]
+async fn a_timeout_is_504_errno_433_and_the_next_request_gets_a_fresh_instance() {
+    let app = TestApp::start();
+    app.create_fixture("sleepy", "sleepy", json!({"Timeout": 1}))
+        .await
+        .unwrap();
+    let base = app.route_to("sleepy").await.base;
+    let before = get(&format!("{base}/")).await;
+    assert_eq!(before.status, 200);
+    let started = std::time::Instant::now();
+    let reply = get(&format!("{base}/sleep")).await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.json()["errno"], 433);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout is enforced, not waited out"
+    );
+    let after = get(&format!("{base}/")).await;
+    assert_eq!(after.status, 200);
+    assert_ne!(after.text(), before.text(), "the timed-out instance was replaced");
+}
+
+#[tokio::test]
+async fn no_matching_rule_is_404() {
+    let app = TestApp::start();
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    let route = app.route_to("echo").await;
+    // Replace the catch-all rule with one for /api only.
+    app.clb(
+        "DeleteRule",
+        json!({"LoadBalancerId": route.lb_id, "ListenerId": route.listener_id, "LocationIds": [route.location_id]}),
+    )
+    .await
+    .unwrap();
+    let rule = app
+        .clb(
+            "CreateRule",
+            json!({"LoadBalancerId": route.lb_id, "ListenerId": route.listener_id, "Rules": [{"Domain": "fnlb.test", "Url": "/api"}]}),
+        )
+        .await
+        .unwrap();
+    let location = rule["LocationIds"][0].as_str().unwrap();
+    app.clb(
+        "RegisterFunctionTargets",
+        bind_params(&route.lb_id, &route.listener_id, location, "echo"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&format!("{}/api/x", route.base)).await.status, 200);
+    assert_eq!(get(&format!("{}/other", route.base)).await.status, 404);
+}
+
+#[tokio::test]
+async fn binding_restrictions_are_enforced() {
+    let app = TestApp::start();
+    app.create_fixture("one", "echo", json!({})).await.unwrap();
+    app.create_fixture("two", "echo", json!({})).await.unwrap();
+    let route = app.route_to("one").await;
+    // A second function on the same rule.
+    let second = bind_params(&route.lb_id, &route.listener_id, &route.location_id, "two");
+    assert_eq!(
+        api_code(app.clb("RegisterFunctionTargets", second).await),
+        "LimitExceeded"
+    );
+    // A layer-4 listener.
+    let tcp = app
+        .clb(
+            "CreateListener",
+            json!({"LoadBalancerId": route.lb_id, "Ports": [1], "Protocol": "TCP"}),
+        )
+        .await
+        .unwrap();
+    let tcp_id = tcp["ListenerIds"][0].as_str().unwrap();
+    let on_tcp = bind_params(&route.lb_id, tcp_id, &route.location_id, "one");
+    assert_eq!(
+        api_code(app.clb("RegisterFunctionTargets", on_tcp).await),
+        "InvalidParameter.ProtocolCheckFailed"
+    );
+    // A rule that does not exist.
+    let missing = bind_params(&route.lb_id, &route.listener_id, "loc-nothere", "one");
+    assert_eq!(
+        api_code(app.clb("RegisterFunctionTargets", missing).await),
+        "InvalidParameter.LocationNotFound"
+    );
+    // A function that does not exist.
+    let ghost = bind_params(&route.lb_id, &route.listener_id, &route.location_id, "ghost");
+    assert_eq!(
+        api_code(app.clb("RegisterFunctionTargets", ghost).await),
+        "ResourceNotFound"
+    );
+}
+
+#[tokio::test]
+async fn invoke_reports_results_and_failures_per_contract() {
+    let app = TestApp::start();
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    app.create_fixture("fail", "fail", json!({})).await.unwrap();
+    let ok = app
+        .scf(
+            "Invoke",
+            json!({"FunctionName": "echo", "ClientContext": "{\"k\":\"v\"}", "LogType": "Tail"}),
+        )
+        .await
+        .unwrap();
+    let result = &ok["Result"];
+    assert_eq!(result["InvokeResult"], 0);
+    let ret: Value = serde_json::from_str(result["RetMsg"].as_str().unwrap()).unwrap();
+    assert_eq!(ret["statusCode"], 200);
+    let body: Value = serde_json::from_str(ret["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["event"], json!({"k": "v"}));
+    let request_id = result["FunctionRequestId"].as_str().unwrap();
+    assert!(
+        result["Log"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Report RequestId:{request_id}"))
+    );
+    assert!(result["Duration"].as_f64().unwrap() > 0.0);
+    assert!(result["BillDuration"].as_u64().unwrap() >= 1);
+    assert!(result["MemUsage"].as_u64().unwrap() > 1_000_000);
+
+    let failed = app.scf("Invoke", json!({"FunctionName": "fail"})).await.unwrap();
+    let result = &failed["Result"];
+    assert_eq!(result["InvokeResult"], 1);
+    let error: Value = serde_json::from_str(result["RetMsg"].as_str().unwrap()).unwrap();
+    assert_eq!(error["statusCode"], 430);
+    assert_eq!(error["errorMessage"], "something broke");
+    assert!(error["stackTrace"].as_str().unwrap().contains("ValueError"));
+    assert_eq!(error["requestId"], result["FunctionRequestId"]);
+
+    assert_eq!(
+        api_code(
+            app.scf("Invoke", json!({"FunctionName": "echo", "ClientContext": "{not json"}))
+                .await
+        ),
+        "InvalidParameterValue.Param"
+    );
+    assert_eq!(
+        api_code(app.scf("Invoke", json!({"FunctionName": "nope"})).await),
+        "ResourceNotFound.Function"
+    );
+}

@@ -1,0 +1,277 @@
+//! Starts fnlb as a real process on ports the OS picks, and talks to it as users do.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use fnlb::api::Service;
+use fnlb::client::{Client, ClientError, Credentials};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// How long fnlb may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct TestApp {
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    child: Child,
+    pub api_addr: SocketAddr,
+    pub credentials: Credentials,
+    pub region: String,
+}
+
+impl TestApp {
+    pub fn start() -> TestApp {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = temp.path().join("data");
+        let mut app = TestApp::start_in(&data_dir, &[]);
+        app._temp = Some(temp);
+        app
+    }
+
+    /// Starts fnlb on an existing data directory (a restart), with extra `serve` arguments.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestApp {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fnlb"))
+            .args(["serve", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("FNLB_LOG", "warn")
+            .env_remove("FNLB_SECRET_ID")
+            .env_remove("FNLB_SECRET_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("fnlb starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        let api_addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("fnlb did not report its API address within {START_DEADLINE:?}");
+                }
+            };
+            if let Some(addr) = line.strip_prefix("fnlb: API listening on http://") {
+                break addr.parse().expect("a socket address");
+            }
+        };
+        // Keep draining stdout so that fnlb never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let text = std::fs::read_to_string(data_dir.join("credentials.json")).expect("credentials.json");
+        let v: Value = serde_json::from_str(&text).expect("credentials.json is JSON");
+        let credentials = Credentials {
+            secret_id: v["secretId"].as_str().unwrap().to_string(),
+            secret_key: v["secretKey"].as_str().unwrap().to_string(),
+        };
+        TestApp {
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            child,
+            api_addr,
+            credentials,
+            region: "ap-guangzhou".to_string(),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.endpoint(), self.credentials.clone(), &self.region).expect("a client")
+    }
+
+    pub async fn scf(&self, action: &str, params: Value) -> Result<Value, ClientError> {
+        self.client().call(Service::Scf, action, params).await
+    }
+
+    pub async fn clb(&self, action: &str, params: Value) -> Result<Value, ClientError> {
+        self.client().call(Service::Clb, action, params).await
+    }
+
+    /// Kills fnlb with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill_9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let temp = self._temp.take();
+        std::mem::forget(temp); // the directory outlives this process; the OS cleans /tmp
+        self.data_dir.clone()
+    }
+
+    /// Creates a Python function from a fixture directory under tests/fixtures/functions.
+    pub async fn create_fixture(&self, name: &str, fixture: &str, extra: Value) -> Result<Value, ClientError> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/functions")
+            .join(fixture);
+        let zip = fnlb::functions::zip_dir(&dir).expect("fixture packs");
+        let mut params = json!({
+            "FunctionName": name,
+            "Runtime": "Python3.9",
+            "Handler": "index.main_handler",
+            "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        });
+        if let (Some(p), Some(extra)) = (params.as_object_mut(), extra.as_object()) {
+            p.extend(extra.clone());
+        }
+        self.scf("CreateFunction", params).await
+    }
+
+    /// A load balancer on a VIP of its own, an HTTP listener and a rule on `/`, bound to `function`.
+    pub async fn route_to(&self, function: &str) -> Route {
+        let (vip, port) = free_addr();
+        let lb = self
+            .clb(
+                "CreateLoadBalancer",
+                json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()}),
+            )
+            .await
+            .unwrap();
+        let lb_id = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+        let listener = self
+            .clb(
+                "CreateListener",
+                json!({"LoadBalancerId": lb_id, "Ports": [port], "Protocol": "HTTP"}),
+            )
+            .await
+            .unwrap();
+        let listener_id = listener["ListenerIds"][0].as_str().unwrap().to_string();
+        let rule = self
+            .clb(
+                "CreateRule",
+                json!({"LoadBalancerId": lb_id, "ListenerId": listener_id, "Rules": [{"Domain": "fnlb.test", "Url": "/"}]}),
+            )
+            .await
+            .unwrap();
+        let location_id = rule["LocationIds"][0].as_str().unwrap().to_string();
+        self.clb(
+            "RegisterFunctionTargets",
+            bind_params(&lb_id, &listener_id, &location_id, function),
+        )
+        .await
+        .unwrap();
+        Route {
+            lb_id,
+            listener_id,
+            location_id,
+            base: format!("http://{vip}:{port}"),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Route {
+    pub lb_id: String,
+    pub listener_id: String,
+    pub location_id: String,
+    /// `http://VIP:PORT`
+    pub base: String,
+}
+
+pub fn bind_params(lb: &str, listener: &str, location: &str, function: &str) -> Value {
+    json!({
+        "LoadBalancerId": lb,
+        "ListenerId": listener,
+        "LocationId": location,
+        "FunctionTargets": [{"Function": {"FunctionNamespace": "default", "FunctionName": function, "FunctionQualifier": "$LATEST"}, "Weight": 10}],
+    })
+}
+
+/// A loopback address of its own (127.x.y.z) and a port free on it, so that tests never share a listener.
+pub fn free_addr() -> (Ipv4Addr, u16) {
+    let mut bytes = [0u8; 3];
+    getrandom::fill(&mut bytes).unwrap();
+    let vip = Ipv4Addr::new(127, bytes[0].max(1), bytes[1], bytes[2].clamp(2, 254));
+    let port = TcpListener::bind((vip, 0))
+        .expect("a free port")
+        .local_addr()
+        .unwrap()
+        .port();
+    (vip, port)
+}
+
+/// An HTTP response, as a client saw it.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// Sends one request with a real HTTP/1.1 client.
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .expect("an answer in time")
+        .expect("a response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body }
+}
+
+pub async fn get(url: &str) -> Reply {
+    request("GET", url, &[], Bytes::new()).await
+}
+
+/// Retries `check` until it returns `Some`, or panics at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: not true within {deadline:?}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
