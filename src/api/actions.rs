@@ -4,6 +4,9 @@ use serde_json::{Map, Value};
 
 use super::{ApiError, Ctx, clb, scf};
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
     Scf,

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: the seed's Hello CLB function behind an fnlb HTTP listener, against the conventional setup doing the
+# same job (nginx, 1 worker, upstream keep-alive, in front of gunicorn with 2 sync workers serving the same page),
+# measured in the same run with the same wrk command. Prints req/s, p50/p99 and the ratio.
+#
+# Needs: wrk, nginx (Debian packages), python3 with venv. Everything runs on 127.0.0.1 and is stopped at the end.
+# Usage: bench/hello_clb.sh [duration, default 10s] [connections, default 64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10s}
+CONNS=${2:-64}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # url: poll until it answers, for at most 30 s
+    for _ in $(seq 1 300); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        python3 -c 'import time; time.sleep(0.1)'
+    done
+    echo "no answer from $1" >&2; return 1
+}
+
+run_wrk() { # label url
+    local out
+    out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$2")
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    printf '%-34s %10s req/s   p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99" >&2
+    echo "$rps"
+}
+
+cargo build --release --quiet
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+if [ ! -x bench/.venv/bin/gunicorn ]; then
+    "$python" -m venv bench/.venv
+    bench/.venv/bin/pip install --quiet --disable-pip-version-check gunicorn==23.0.0
+fi
+
+echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d$DURATION" >&2
+
+# fnlb with the embedded example.
+API_PORT=$(free_port); LB_PORT=$(free_port)
+./target/release/fnlb serve --data-dir "$WORK/fnlb" --api-addr "127.0.0.1:$API_PORT" --example --example-port "$LB_PORT" \
+    >"$WORK/fnlb.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$LB_PORT/"
+run_wrk "fnlb (cold pass: instances start)" "http://127.0.0.1:$LB_PORT/" >/dev/null
+FNLB=$(run_wrk "fnlb (warm)" "http://127.0.0.1:$LB_PORT/")
+
+# nginx -> gunicorn (2 sync workers) serving the same page.
+GUNI_PORT=$(free_port); NGINX_PORT=$(free_port)
+cat >"$WORK/app.py" <<'PY'
+BODY = b"<html><body><h1>Hello CLB</h1></body></html>"
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+PY
+(cd "$WORK" && exec "$OLDPWD/bench/.venv/bin/gunicorn" -w 2 -b "127.0.0.1:$GUNI_PORT" --log-level warning app:app) &
+PIDS+=($!)
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+    upstream app { server 127.0.0.1:$GUNI_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+NGINX
+nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$NGINX_PORT/"
+run_wrk "nginx -> gunicorn (warm-up)" "http://127.0.0.1:$NGINX_PORT/" >/dev/null
+PEER=$(run_wrk "nginx -> gunicorn 2 sync workers" "http://127.0.0.1:$NGINX_PORT/")
+
+python3 -c "print('fnlb / nginx+gunicorn throughput: %.2fx' % ($FNLB / $PEER))" >&2
