@@ -26,6 +26,7 @@ pub struct TestApp {
     pub api_addr: SocketAddr,
     pub credentials: Credentials,
     pub region: String,
+    stdout: mpsc::Receiver<String>,
 }
 
 impl TestApp {
@@ -39,6 +40,11 @@ impl TestApp {
 
     /// Starts fnlb on an existing data directory (a restart), with extra `serve` arguments.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestApp {
+        TestApp::start_with(data_dir, extra, &[])
+    }
+
+    /// Starts fnlb with extra `serve` arguments and environment variables.
+    pub fn start_with(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fnlb"))
             .args(["serve", "--api-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -46,6 +52,7 @@ impl TestApp {
             .env("FNLB_LOG", "warn")
             .env_remove("FNLB_SECRET_ID")
             .env_remove("FNLB_SECRET_KEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,8 +81,6 @@ impl TestApp {
                 break addr.parse().expect("a socket address");
             }
         };
-        // Keep draining stdout so that fnlb never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
         let text = std::fs::read_to_string(data_dir.join("credentials.json")).expect("credentials.json");
         let v: Value = serde_json::from_str(&text).expect("credentials.json is JSON");
         let credentials = Credentials {
@@ -89,6 +94,37 @@ impl TestApp {
             api_addr,
             credentials,
             region: "ap-guangzhou".to_string(),
+            stdout: rx,
+        }
+    }
+
+    /// Waits for a line fnlb prints on stdout that starts with `prefix`; returns the rest of it.
+    pub fn wait_line(&self, prefix: &str, deadline: Duration) -> String {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
+                }
+                Err(_) => panic!("fnlb printed no line starting with {prefix:?} within {deadline:?}"),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most `deadline`) for fnlb to exit; returns whether it exited successfully.
+    pub fn terminate(mut self, deadline: Duration) -> bool {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a live pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM is delivered");
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return status.success();
+            }
+            assert!(Instant::now() < end, "fnlb did not exit within {deadline:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

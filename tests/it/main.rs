@@ -6,3 +6,4 @@ mod cli;
 mod harness;
 mod persistence;
 mod sdk;
+mod serve;
