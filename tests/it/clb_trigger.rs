@@ -434,3 +434,55 @@ async fn invoke_reports_results_and_failures_per_contract() {
         "ResourceNotFound.Function"
     );
 }
+
+#[tokio::test]
+async fn rules_route_by_domain_and_url() {
+    let app = TestApp::start();
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    app.create_fixture("other", "sleepy", json!({})).await.unwrap();
+    let route = app.route_to("echo").await; // fnlb.test, "/": the default domain
+    let rules = json!({
+        "LoadBalancerId": route.lb_id,
+        "ListenerId": route.listener_id,
+        "Rules": [{"Domain": "shop.example.com", "Url": "=/exact"}, {"Domain": "shop.example.com", "Url": "/dir/"}],
+    });
+    let created = app.clb("CreateRule", rules).await.unwrap();
+    for location in created["LocationIds"].as_array().unwrap() {
+        let bind = bind_params(&route.lb_id, &route.listener_id, location.as_str().unwrap(), "other");
+        app.clb("RegisterFunctionTargets", bind).await.unwrap();
+    }
+    let host = |path: &str, host: &'static str| {
+        let url = format!("{}{path}", route.base);
+        async move { request("GET", &url, &[("Host", host)], "").await }
+    };
+    // The echo function answers JSON, the other one its pid as text.
+    let is_echo = |r: &crate::harness::Reply| r.header("content-type") == "application/json";
+    assert!(
+        is_echo(&host("/exact", "unknown.example.org").await),
+        "an unknown host goes to the default domain"
+    );
+    assert!(!is_echo(&host("/exact", "shop.example.com").await));
+    assert!(
+        !is_echo(&host("/exact", "SHOP.example.com:8080").await),
+        "host case and port are ignored"
+    );
+    assert_eq!(
+        host("/exact/more", "shop.example.com").await.status,
+        404,
+        "= matches only the exact path"
+    );
+    assert!(!is_echo(&host("/dir/a/b", "shop.example.com").await));
+    let redirect = host("/dir?x=1", "shop.example.com").await;
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), "/dir/?x=1");
+}
+
+#[tokio::test]
+async fn a_body_over_6_mb_is_413_errno_406() {
+    let app = TestApp::start();
+    let base = echo_route(&app).await;
+    let big = vec![b'x'; 6 * 1024 * 1024 + 1];
+    let reply = request("POST", &format!("{base}/"), &[("Content-Type", "text/plain")], big).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["errno"], 406);
+}
