@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::functions::Engine;
 use crate::functions::runtimes::Runtimes;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, Sockets};
 use crate::state::{Account, AccountKind, Command, State};
 use crate::store::Store;
 
@@ -42,31 +42,26 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let sockets = Arc::new(Sockets::default());
     let proxy = Arc::new(Proxy {
         control: control.clone(),
         functions: engine.clone(),
         settings: config.proxy.clone(),
+        sockets: sockets.clone(),
     });
     let proxy_task = tokio::spawn(proxy.run(stop_rx.clone()));
 
-    let listener = TcpListener::bind(config.api_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.api_addr))?;
+    let listener =
+        TcpListener::bind(config.api_addr).await.with_context(|| format!("cannot listen on {}", config.api_addr))?;
     let api_addr = listener.local_addr()?;
-    let api = Arc::new(Api {
-        control: control.clone(),
-        functions: engine.clone(),
-        settings: config.api.clone(),
-    });
+    let api =
+        Arc::new(Api { control: control.clone(), functions: engine.clone(), settings: config.api.clone(), sockets });
     let api_task = tokio::spawn(api.serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");
     tracing::info!(%api_addr, data_dir = %data_dir.display(), "fnlb started.");
 
     if let Some(port) = config.example_port {
-        let credentials = Credentials {
-            secret_id: account.secret_id.clone(),
-            secret_key: account.secret_key.clone(),
-        };
+        let credentials = Credentials { secret_id: account.secret_id.clone(), secret_key: account.secret_key.clone() };
         let client = Client::new(&format!("http://{api_addr}"), credentials, &config.region)?;
         match deploy_example(&client, port).await {
             Ok(path) => println!("fnlb: example {EXAMPLE_NAME} deployed; open {path}"),
@@ -157,25 +152,17 @@ pub async fn deploy_example(client: &Client, port: u16) -> Result<String, Client
     }
     let clb = |action: &'static str, params: serde_json::Value| client.call(Service::Clb, action, params);
     let lbs = clb("DescribeLoadBalancers", json!({"LoadBalancerName": EXAMPLE_NAME})).await?;
-    let lb_id = match lbs["LoadBalancerSet"]
-        .get(0)
-        .and_then(|lb| lb["LoadBalancerId"].as_str())
-    {
+    let lb_id = match lbs["LoadBalancerSet"].get(0).and_then(|lb| lb["LoadBalancerId"].as_str()) {
         Some(id) => id.to_string(),
         None => {
-            let created = clb(
-                "CreateLoadBalancer",
-                json!({"LoadBalancerType": "OPEN", "LoadBalancerName": EXAMPLE_NAME}),
-            )
-            .await?;
+            let created =
+                clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "LoadBalancerName": EXAMPLE_NAME}))
+                    .await?;
             created["LoadBalancerIds"][0].as_str().unwrap_or_default().to_string()
         }
     };
-    let listeners = clb(
-        "DescribeListeners",
-        json!({"LoadBalancerId": lb_id, "Protocol": "HTTP", "Port": port}),
-    )
-    .await?;
+    let listeners =
+        clb("DescribeListeners", json!({"LoadBalancerId": lb_id, "Protocol": "HTTP", "Port": port})).await?;
     let listener_id = match listeners["Listeners"].get(0).and_then(|l| l["ListenerId"].as_str()) {
         Some(id) => id.to_string(),
         None => {
@@ -190,9 +177,7 @@ pub async fn deploy_example(client: &Client, port: u16) -> Result<String, Client
     let triggers = scf("ListTriggers", json!({"FunctionName": EXAMPLE_NAME})).await?;
     let bound_here = triggers["Triggers"].as_array().into_iter().flatten().find_map(|t| {
         let desc: serde_json::Value = serde_json::from_str(t["TriggerDesc"].as_str()?).ok()?;
-        (desc["listenerId"] == listener_id.as_str())
-            .then(|| desc["accessPath"].as_str().map(str::to_string))
-            .flatten()
+        (desc["listenerId"] == listener_id.as_str()).then(|| desc["accessPath"].as_str().map(str::to_string)).flatten()
     });
     if let Some(path) = bound_here {
         return Ok(path);
@@ -201,11 +186,8 @@ pub async fn deploy_example(client: &Client, port: u16) -> Result<String, Client
     let location_id = match clb("CreateRule", rule).await {
         Ok(created) => created["LocationIds"][0].as_str().unwrap_or_default().to_string(),
         Err(ClientError::Api { code, .. }) if code == "InvalidParameter" => {
-            let listed = clb(
-                "DescribeListeners",
-                json!({"LoadBalancerId": lb_id, "ListenerIds": [listener_id]}),
-            )
-            .await?;
+            let listed =
+                clb("DescribeListeners", json!({"LoadBalancerId": lb_id, "ListenerIds": [listener_id]})).await?;
             listed["Listeners"][0]["Rules"]
                 .as_array()
                 .into_iter()
@@ -230,9 +212,7 @@ pub async fn deploy_example(client: &Client, port: u16) -> Result<String, Client
     let triggers = scf("ListTriggers", json!({"FunctionName": EXAMPLE_NAME})).await?;
     let path = triggers["Triggers"].as_array().into_iter().flatten().find_map(|t| {
         let desc: serde_json::Value = serde_json::from_str(t["TriggerDesc"].as_str()?).ok()?;
-        (desc["locationId"] == location_id.as_str())
-            .then(|| desc["accessPath"].as_str().map(str::to_string))
-            .flatten()
+        (desc["locationId"] == location_id.as_str()).then(|| desc["accessPath"].as_str().map(str::to_string)).flatten()
     });
     path.ok_or_else(|| ClientError::BadResponse("the example's trigger is missing after binding".to_string()))
 }

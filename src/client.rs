@@ -17,11 +17,7 @@ use crate::api::tc3;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{code}: {message} (RequestId {request_id})")]
-    Api {
-        code: String,
-        message: String,
-        request_id: String,
-    },
+    Api { code: String, message: String, request_id: String },
     #[error("cannot reach the API at {endpoint}: {reason}")]
     Transport { endpoint: String, reason: String },
     #[error("the API answered something that is not an API response: {0}")]
@@ -52,22 +48,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(320);
 impl Client {
     /// `endpoint` is `http://host:port`.
     pub fn new(endpoint: &str, credentials: Credentials, region: &str) -> Result<Client, ClientError> {
-        let bad = |reason: &str| ClientError::Transport {
-            endpoint: endpoint.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| ClientError::Transport { endpoint: endpoint.to_string(), reason: reason.to_string() };
         let uri: http::Uri = endpoint.parse().map_err(|_| bad("not a URL"))?;
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(bad("the endpoint must be http://host:port"));
         }
         let http = HttpClient::builder(TokioExecutor::new()).build_http();
-        Ok(Client {
-            endpoint: uri,
-            credentials,
-            region: region.to_string(),
-            timeout: DEFAULT_TIMEOUT,
-            http,
-        })
+        Ok(Client { endpoint: uri, credentials, region: region.to_string(), timeout: DEFAULT_TIMEOUT, http })
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
@@ -88,10 +75,7 @@ impl Client {
         let signed = tc3::Signed {
             method: "POST",
             query: "",
-            headers: vec![
-                ("content-type".to_string(), content_type),
-                ("host".to_string(), host.as_str()),
-            ],
+            headers: vec![("content-type".to_string(), content_type), ("host".to_string(), host.as_str())],
             payload_hash: tc3::sha256_hex(&body),
             timestamp,
             service: service.name(),
@@ -113,33 +97,20 @@ impl Client {
         };
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| transport(&e))?;
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| transport(&e))?
-                .to_bytes();
+            let bytes = response.into_body().collect().await.map_err(|e| transport(&e))?.to_bytes();
             Ok::<_, ClientError>(bytes)
         };
-        let bytes = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ClientError::TimedOut(self.timeout))??;
+        let bytes =
+            tokio::time::timeout(self.timeout, exchange).await.map_err(|_| ClientError::TimedOut(self.timeout))??;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|_| ClientError::BadResponse(String::from_utf8_lossy(&bytes).into_owned()))?;
-        let response = value
-            .get("Response")
-            .cloned()
-            .ok_or_else(|| ClientError::BadResponse(value.to_string()))?;
+        let response = value.get("Response").cloned().ok_or_else(|| ClientError::BadResponse(value.to_string()))?;
         if let Some(error) = response.get("Error") {
             let text = |k: &str| error.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
             return Err(ClientError::Api {
                 code: text("Code"),
                 message: text("Message"),
-                request_id: response
-                    .get("RequestId")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
+                request_id: response.get("RequestId").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
             });
         }
         Ok(response)

@@ -51,10 +51,7 @@ impl Config {
         region: String,
         log_format: LogFormat,
     ) -> Result<Config, ConfigError> {
-        let api = ApiSettings {
-            default_region: region.clone(),
-            ..ApiSettings::default()
-        };
+        let api = ApiSettings { default_region: region.clone(), ..ApiSettings::default() };
         if !api.regions.contains(&region) {
             return Err(ConfigError::UnknownRegion(region, api.regions.join(", ")));
         }

@@ -44,13 +44,7 @@ impl Control {
         let snapshot = Snapshot::compile(state.clone(), 1);
         let (published, _) = watch::channel(1);
         let (in_effect, _) = watch::channel(0);
-        Control {
-            state: Mutex::new(state),
-            store,
-            current: ArcSwap::from_pointee(snapshot),
-            published,
-            in_effect,
-        }
+        Control { state: Mutex::new(state), store, current: ArcSwap::from_pointee(snapshot), published, in_effect }
     }
 
     /// The current snapshot: lock-free, for every reader.
@@ -71,11 +65,7 @@ impl Control {
     pub fn apply(&self, command: Command, task: Option<Task>) -> Result<Committed, ControlError> {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (next, applied) = state.try_apply(command)?;
-        let changes: Vec<_> = applied
-            .touched
-            .iter()
-            .map(|key| (key.clone(), next.entity(key)))
-            .collect();
+        let changes: Vec<_> = applied.touched.iter().map(|key| (key.clone(), next.entity(key))).collect();
         self.store.commit(&changes, task.as_ref())?;
         let next = Arc::new(next);
         let version = self.current.load().version + 1;
@@ -100,8 +90,6 @@ impl Control {
     /// Waits until the data plane serves snapshot `version` (or newer); false if `timeout` passed first.
     pub async fn wait_in_effect(&self, version: u64, timeout: std::time::Duration) -> bool {
         let mut rx = self.in_effect.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version)).await.is_ok_and(|r| r.is_ok())
     }
 }

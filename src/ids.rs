@@ -31,10 +31,7 @@ pub fn random_string(alphabet: &[u8], len: usize) -> String {
 
 /// A new account's `SecretId` (`AKID` and 32 characters) and `SecretKey` (32 characters), as Tencent issues them.
 pub fn new_credentials() -> (String, String) {
-    (
-        format!("AKID{}", random_string(SECRET_ALPHABET, 32)),
-        random_string(SECRET_ALPHABET, 32),
-    )
+    (format!("AKID{}", random_string(SECRET_ALPHABET, 32)), random_string(SECRET_ALPHABET, 32))
 }
 
 /// A random decimal string of `len` digits not starting with 0 (`AppId`, `Uin`).

@@ -46,7 +46,7 @@ impl Snapshot {
     pub fn compile(state: Arc<State>, version: u64) -> Snapshot {
         let mut http_listeners = HashMap::new();
         for listener in state.listeners.values() {
-            if !matches!(listener.protocol, Protocol::Http) {
+            if !crate::proxy::serves(listener.protocol) {
                 continue;
             }
             let lb = &state.load_balancers[&listener.lb_id];
@@ -56,10 +56,7 @@ impl Snapshot {
             let addr = SocketAddr::new(ip, listener.port);
             let rules = state.rules_of(&listener.id);
             let router = Router::build(
-                rules.iter().map(|r| RouteRule {
-                    domain: r.domain.clone(),
-                    url: r.url.clone(),
-                }),
+                rules.iter().map(|r| RouteRule { domain: r.domain.clone(), url: r.url.clone() }),
                 listener.default_domain.as_deref(),
             );
             let targets = rules
@@ -90,25 +87,10 @@ impl Snapshot {
             .functions
             .values()
             .map(|f| {
-                let app_id = state
-                    .accounts
-                    .get(&f.key.scope.uin)
-                    .map(|a| a.app_id.clone())
-                    .unwrap_or_default();
-                (
-                    f.key.clone(),
-                    Arc::new(FunctionSpec {
-                        function: f.clone(),
-                        app_id,
-                    }),
-                )
+                let app_id = state.accounts.get(&f.key.scope.uin).map(|a| a.app_id.clone()).unwrap_or_default();
+                (f.key.clone(), Arc::new(FunctionSpec { function: f.clone(), app_id }))
             })
             .collect();
-        Snapshot {
-            version,
-            state,
-            http_listeners,
-            functions,
-        }
+        Snapshot { version, state, http_listeners, functions }
     }
 }

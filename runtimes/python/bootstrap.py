@@ -49,7 +49,8 @@ RESULT = 13
 ERROR = 14
 
 MAX_PAYLOAD = 16 * 1024 * 1024          # a frame's length is at most this + 1
-MAX_RESULT_JSON = MAX_PAYLOAD - 8       # RESULT starts with the 8-byte RSS
+MAX_RESPONSE = 6 * 1024 * 1024          # a synchronous response is at most 6 MB (status 407 past it)
+USER_EXCEPTION_MESSAGE = 'user code exception caught'
 INIT_STATUS = 437
 INVOKE_STATUS = 430
 
@@ -301,11 +302,12 @@ def format_traceback(exc):
     return ''.join(traceback.format_exception(type(exc), exc, tb))
 
 
-def error_payload(status, exc, mem_usage=None):
-    try:
-        message = str(exc)
-    except Exception:
-        message = '<unprintable %s object>' % type(exc).__name__
+def error_payload(status, exc, mem_usage=None, message=None):
+    if message is None:
+        try:
+            message = str(exc)
+        except Exception:
+            message = '<unprintable %s object>' % type(exc).__name__
     error = {
         'statusCode': status,
         'errorCode': -1,
@@ -400,8 +402,9 @@ def encode_result(value):
         return _encode_json_ascii(value).encode('ascii')
 
 
-def send_error(channel, sink, exc):
-    payload = error_payload(INVOKE_STATUS, exc, peak_rss())
+def send_error(channel, sink, exc, status=None, message=USER_EXCEPTION_MESSAGE):
+    """An invocation failed: the platform's message, the exception in the stack trace (contract 2.2)."""
+    payload = error_payload(status or INVOKE_STATUS, exc, peak_rss(), message)
     with channel.lock:
         sink.flush_locked()
         channel.send_locked(_HEADER.pack(len(payload) + 1, ERROR) + payload)
@@ -411,12 +414,12 @@ def send_result(channel, sink, value):
     try:
         body = encode_result(value)
     except Exception as exc:
-        send_error(channel, sink, exc)
+        send_error(channel, sink, exc, message=None)
         return
-    if len(body) > MAX_RESULT_JSON:
+    if len(body) > MAX_RESPONSE:
         send_error(channel, sink, ValueError(
-            'return value is too large: %d bytes of JSON (at most %d)'
-            % (len(body), MAX_RESULT_JSON)))
+            'return value is too large: %d bytes of JSON (at most %d)' % (len(body), MAX_RESPONSE)),
+            status=407, message='The size of response exceeds the upper limit (6MB)')
         return
     frame = _RESULT_HEADER.pack(len(body) + 9, RESULT, peak_rss()) + body
     with channel.lock:

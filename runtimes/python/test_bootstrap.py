@@ -62,6 +62,10 @@ def bad_return(event, context):
     return {"s": {1, 2}}
 
 
+def huge(event, context):
+    return "x" * (6 * 1024 * 1024 + 1)
+
+
 def decimal_return(event, context):
     return Decimal("1.50")
 
@@ -309,7 +313,8 @@ class BootstrapTest(unittest.TestCase):
             err = json.loads(payload)
             self.assertEqual(err['statusCode'], 430)
             self.assertEqual(err['errorCode'], -1)
-            self.assertEqual(err['errorMessage'], 'boom %d' % n)
+            self.assertEqual(err['errorMessage'], 'user code exception caught')
+            self.assertIn('ValueError: boom %d' % n, err['stackTrace'])
             self.assertEqual(err['errorType'], 'ValueError')
             self.assertIn('Traceback', err['stackTrace'])
             self.assertIn('raise ValueError', err['stackTrace'])
@@ -326,6 +331,14 @@ class BootstrapTest(unittest.TestCase):
         self.assertEqual(err['errorType'], 'TypeError')
         self.assertIn('not JSON serializable', err['errorMessage'])
         self.assertIn('memUsage', err)
+
+    def test_response_over_6_mb_is_407(self):
+        inst, _ = self.start_ready('index.huge')
+        logs, kind, payload = inst.invoke({})
+        self.assertEqual(kind, ERROR)
+        err = json.loads(payload)
+        self.assertEqual(err['statusCode'], 407)
+        self.assertEqual(err['errorMessage'], 'The size of response exceeds the upper limit (6MB)')
 
     def test_decimal_return_becomes_string(self):
         inst, _ = self.start_ready('index.decimal_return')

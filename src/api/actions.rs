@@ -47,19 +47,11 @@ pub struct ActionInfo {
 }
 
 const fn scf(name: &'static str, params: &'static [&'static str]) -> ActionInfo {
-    ActionInfo {
-        service: Service::Scf,
-        name,
-        params,
-    }
+    ActionInfo { service: Service::Scf, name, params }
 }
 
 const fn clb(name: &'static str, params: &'static [&'static str]) -> ActionInfo {
-    ActionInfo {
-        service: Service::Clb,
-        name,
-        params,
-    }
+    ActionInfo { service: Service::Clb, name, params }
 }
 
 pub const ACTIONS: &[ActionInfo] = &[
@@ -100,19 +92,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         ],
     ),
     scf("GetFunction", &["FunctionName", "Qualifier", "Namespace", "ShowCode"]),
-    scf(
-        "ListFunctions",
-        &[
-            "Order",
-            "Orderby",
-            "Offset",
-            "Limit",
-            "SearchKey",
-            "Namespace",
-            "Description",
-            "Filters",
-        ],
-    ),
+    scf("ListFunctions", &["Order", "Orderby", "Offset", "Limit", "SearchKey", "Namespace", "Description", "Filters"]),
     scf(
         "UpdateFunctionCode",
         &[
@@ -162,39 +142,10 @@ pub const ACTIONS: &[ActionInfo] = &[
     scf("DeleteFunction", &["FunctionName", "Namespace", "Qualifier"]),
     scf(
         "Invoke",
-        &[
-            "FunctionName",
-            "InvocationType",
-            "Qualifier",
-            "ClientContext",
-            "LogType",
-            "Namespace",
-            "RoutingKey",
-        ],
+        &["FunctionName", "InvocationType", "Qualifier", "ClientContext", "LogType", "Namespace", "RoutingKey"],
     ),
-    scf(
-        "InvokeFunction",
-        &[
-            "FunctionName",
-            "Qualifier",
-            "Event",
-            "LogType",
-            "Namespace",
-            "RoutingKey",
-        ],
-    ),
-    scf(
-        "ListTriggers",
-        &[
-            "FunctionName",
-            "Namespace",
-            "Offset",
-            "Limit",
-            "OrderBy",
-            "Order",
-            "Filters",
-        ],
-    ),
+    scf("InvokeFunction", &["FunctionName", "Qualifier", "Event", "LogType", "Namespace", "RoutingKey"]),
+    scf("ListTriggers", &["FunctionName", "Namespace", "Offset", "Limit", "OrderBy", "Order", "Filters"]),
     scf(
         "GetFunctionLogs",
         &[
@@ -309,49 +260,16 @@ pub const ACTIONS: &[ActionInfo] = &[
             "RescheduleInterval",
         ],
     ),
-    clb(
-        "DescribeListeners",
-        &["LoadBalancerId", "ListenerIds", "Protocol", "Port"],
-    ),
+    clb("DescribeListeners", &["LoadBalancerId", "ListenerIds", "Protocol", "Port"]),
     clb("DeleteListener", &["LoadBalancerId", "ListenerId"]),
     clb("CreateRule", &["LoadBalancerId", "ListenerId", "Rules"]),
-    clb(
-        "DeleteRule",
-        &[
-            "LoadBalancerId",
-            "ListenerId",
-            "LocationIds",
-            "Domain",
-            "Url",
-            "NewDefaultServerDomain",
-        ],
-    ),
-    clb(
-        "RegisterFunctionTargets",
-        &[
-            "LoadBalancerId",
-            "ListenerId",
-            "FunctionTargets",
-            "LocationId",
-            "Domain",
-            "Url",
-        ],
-    ),
+    clb("DeleteRule", &["LoadBalancerId", "ListenerId", "LocationIds", "Domain", "Url", "NewDefaultServerDomain"]),
+    clb("RegisterFunctionTargets", &["LoadBalancerId", "ListenerId", "FunctionTargets", "LocationId", "Domain", "Url"]),
     clb(
         "DeregisterFunctionTargets",
-        &[
-            "LoadBalancerId",
-            "ListenerId",
-            "FunctionTargets",
-            "LocationId",
-            "Domain",
-            "Url",
-        ],
+        &["LoadBalancerId", "ListenerId", "FunctionTargets", "LocationId", "Domain", "Url"],
     ),
-    clb(
-        "DescribeTargets",
-        &["LoadBalancerId", "ListenerIds", "Protocol", "Port", "Filters"],
-    ),
+    clb("DescribeTargets", &["LoadBalancerId", "ListenerIds", "Protocol", "Port", "Filters"]),
     clb("DescribeTaskStatus", &["TaskId", "DealName"]),
 ];
 
@@ -364,7 +282,7 @@ pub async fn dispatch(
 ) -> Result<Map<String, Value>, ApiError> {
     match (service, action) {
         (Service::Scf, "CreateFunction") => scf::functions::create(ctx, p).await,
-        (Service::Scf, "GetFunction") => scf::functions::get(ctx, p),
+        (Service::Scf, "GetFunction") => scf::functions::get(ctx, p).await,
         (Service::Scf, "ListFunctions") => scf::functions::list(ctx, p),
         (Service::Scf, "UpdateFunctionCode") => scf::functions::update_code(ctx, p).await,
         (Service::Scf, "UpdateFunctionConfiguration") => scf::functions::update_configuration(ctx, p).await,
@@ -385,9 +303,6 @@ pub async fn dispatch(
         (Service::Clb, "DeregisterFunctionTargets") => clb::targets::deregister_functions(ctx, p).await,
         (Service::Clb, "DescribeTargets") => clb::targets::describe(ctx, p),
         (Service::Clb, "DescribeTaskStatus") => clb::tasks::describe(ctx, p).await,
-        _ => Err(ApiError::new(
-            "InvalidAction",
-            format!("The action `{action}` is not implemented."),
-        )),
+        _ => Err(ApiError::new("InvalidAction", format!("The action `{action}` is not implemented."))),
     }
 }

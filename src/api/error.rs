@@ -11,10 +11,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-        }
+        ApiError { code, message: message.into() }
     }
 
     pub fn missing(name: &str) -> ApiError {
@@ -26,10 +23,7 @@ impl ApiError {
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(
-            "InternalError",
-            "An internal error occurred; the request was not carried out.",
-        )
+        ApiError::new("InternalError", "An internal error occurred; the request was not carried out.")
     }
 }
 
@@ -58,6 +52,7 @@ impl From<StateError> for ApiError {
             RuntimeChange(_) => "InvalidParameterValue.Runtime",
             LoadBalancerNotFound(_) => "InvalidParameter.LBIdNotFound",
             VipInUse(..) => "InvalidParameterValue",
+            NoFreeVip => "ResourceInsufficient",
             LoadBalancerQuota { .. } => "LimitExceeded",
             ListenerNotFound(_) => "InvalidParameter.ListenerIdNotFound",
             PortInUse { .. } => "InvalidParameter.PortCheckFailed",
@@ -69,6 +64,7 @@ impl From<StateError> for ApiError {
             DomainNotFound(_) => "InvalidParameter",
             RuleHasFunction(..) => "LimitExceeded",
             TargetNotBound { .. } => "ResourceNotFound",
+            AlreadyBound { .. } => "InvalidParameterValue.Duplicate",
             QualifierNotFound { .. } => "ResourceNotFound",
             ClassicLoadBalancer(_)
             | ClassicNetwork(_)

@@ -33,6 +33,7 @@ pub use error::ApiError;
 use crate::clock::Zone;
 use crate::control::{Committed, Control};
 use crate::functions::Engine;
+use crate::proxy::Sockets;
 use crate::snapshot::Snapshot;
 use crate::state::{Account, Command, Scope};
 use crate::store::Task;
@@ -98,6 +99,8 @@ pub struct Api {
     pub control: Arc<Control>,
     pub functions: Arc<Engine>,
     pub settings: ApiSettings,
+    /// Where a new listener's address is bound before the listener is created.
+    pub sockets: Arc<Sockets>,
 }
 
 /// One authenticated request, as handlers see it.
@@ -125,16 +128,8 @@ impl Ctx<'_> {
         let committed = tokio::task::spawn_blocking(move || control.apply(command, task))
             .await
             .map_err(|_| ApiError::internal())??;
-        if !self
-            .api
-            .control
-            .wait_in_effect(committed.version, self.api.settings.apply_timeout)
-            .await
-        {
-            tracing::warn!(
-                version = committed.version,
-                "The data plane did not confirm a change in time."
-            );
+        if !self.api.control.wait_in_effect(committed.version, self.api.settings.apply_timeout).await {
+            tracing::warn!(version = committed.version, "The data plane did not confirm a change in time.");
         }
         Ok(committed)
     }
@@ -151,10 +146,7 @@ impl Api {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -193,12 +185,10 @@ impl Api {
         let request_id = crate::ids::request_id();
         let action = header_str(req.headers(), "x-tc-action").unwrap_or_default().to_string();
         let span = tracing::info_span!("api", %action, %request_id, %client);
-        let result = tokio::time::timeout(
-            self.settings.request_timeout,
-            self.call(req, &request_id).instrument(span.clone()),
-        )
-        .await
-        .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
+        let result =
+            tokio::time::timeout(self.settings.request_timeout, self.call(req, &request_id).instrument(span.clone()))
+                .await
+                .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
         let body = match result {
             Ok(mut fields) => {
                 fields.insert("RequestId".to_string(), Value::String(request_id));
@@ -212,18 +202,13 @@ impl Api {
         let body = serde_json::to_vec(&serde_json::json!({ "Response": body })).expect("responses serialise");
         let mut response = Response::new(Full::new(Bytes::from(body)));
         // Exactly this value: the Python SDK ignores `Error` under any other (contract 3.3).
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     }
 
     async fn call(&self, req: Request<Incoming>, request_id: &str) -> Result<Map<String, Value>, ApiError> {
         if req.method() != Method::POST {
-            return Err(ApiError::new(
-                "UnsupportedProtocol",
-                "Only POST requests with a JSON body are supported.",
-            ));
+            return Err(ApiError::new("UnsupportedProtocol", "Only POST requests with a JSON body are supported."));
         }
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
@@ -236,26 +221,16 @@ impl Api {
             }
         };
         let headers = &parts.headers;
-        let (account, service) = self.authenticate(headers, &body)?;
+        let (account, service) = self.authenticate(headers, parts.uri.authority().map(|a| a.as_str()), &body)?;
         let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
-        let info = ACTIONS
-            .iter()
-            .find(|a| a.service == service && a.name == action)
-            .ok_or_else(|| {
-                ApiError::new(
-                    "InvalidAction",
-                    format!("The action `{action}` does not exist for {}.", service.name()),
-                )
-            })?;
+        let info = ACTIONS.iter().find(|a| a.service == service && a.name == action).ok_or_else(|| {
+            ApiError::new("InvalidAction", format!("The action `{action}` does not exist for {}.", service.name()))
+        })?;
         let version = header_str(headers, "x-tc-version").ok_or_else(|| ApiError::missing("X-TC-Version"))?;
         if version != service.version() {
             return Err(ApiError::new(
                 "NoSuchVersion",
-                format!(
-                    "The version `{version}` does not exist for {}; use {}.",
-                    service.name(),
-                    service.version()
-                ),
+                format!("The version `{version}` does not exist for {}; use {}.", service.name(), service.version()),
             ));
         }
         let region = match header_str(headers, "x-tc-region") {
@@ -263,10 +238,7 @@ impl Api {
             _ => self.settings.default_region.clone(),
         };
         if !self.settings.regions.contains(&region) {
-            return Err(ApiError::new(
-                "UnsupportedRegion",
-                format!("The region `{region}` is not supported."),
-            ));
+            return Err(ApiError::new("UnsupportedRegion", format!("The region `{region}` is not supported.")));
         }
         let params: Value = if body.is_empty() {
             Value::Object(Map::new())
@@ -275,23 +247,14 @@ impl Api {
                 .map_err(|e| ApiError::new("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?
         };
         let Value::Object(params) = params else {
-            return Err(ApiError::new(
-                "InvalidParameter",
-                "The request body must be a JSON object.",
-            ));
+            return Err(ApiError::new("InvalidParameter", "The request body must be a JSON object."));
         };
         if let Some(unknown) = params.keys().find(|k| !info.params.contains(&k.as_str())) {
-            return Err(ApiError::new(
-                "UnknownParameter",
-                format!("The parameter `{unknown}` is not recognized."),
-            ));
+            return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
         }
         let ctx = Ctx {
             api: self,
-            scope: Scope {
-                uin: account.uin.clone(),
-                region,
-            },
+            scope: Scope { uin: account.uin.clone(), region },
             account,
             request_id: request_id.to_string(),
             snapshot: self.control.snapshot(),
@@ -299,7 +262,12 @@ impl Api {
         actions::dispatch(&ctx, service, action, params).await
     }
 
-    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Account, Service), ApiError> {
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Account, Service), ApiError> {
         use tc3::AuthError;
         let auth_error = |e: AuthError| {
             let code = match e {
@@ -309,38 +277,24 @@ impl Api {
             };
             ApiError::new(code, error::sentence(&e.to_string()))
         };
-        let header = header_str(headers, "authorization")
-            .ok_or(AuthError::InvalidAuthorization)
-            .map_err(auth_error)?;
+        let header = header_str(headers, "authorization").ok_or(AuthError::InvalidAuthorization).map_err(auth_error)?;
         let auth = tc3::parse_authorization(header).map_err(auth_error)?;
         let service = Service::parse(auth.service).ok_or_else(|| {
             ApiError::new(
                 "InvalidAction",
-                format!(
-                    "The service `{}` is not served here; fnlb serves scf and clb.",
-                    auth.service
-                ),
+                format!("The service `{}` is not served here; fnlb serves scf and clb.", auth.service),
             )
         })?;
-        let timestamp: i64 = header_str(headers, "x-tc-timestamp")
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    "AuthFailure.InvalidAuthorization",
-                    "The X-TC-Timestamp header is missing or not a number.",
-                )
-            })?;
+        let timestamp: i64 = header_str(headers, "x-tc-timestamp").and_then(|t| t.parse().ok()).ok_or_else(|| {
+            ApiError::new("AuthFailure.InvalidAuthorization", "The X-TC-Timestamp header is missing or not a number.")
+        })?;
         let snapshot = self.control.snapshot();
-        let account = snapshot
-            .state
-            .account_by_secret_id(auth.secret_id)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::new(
-                    "AuthFailure.SecretIdNotFound",
-                    "The SecretId is not found; check that it is correct and active.",
-                )
-            })?;
+        let account = snapshot.state.account_by_secret_id(auth.secret_id).cloned().ok_or_else(|| {
+            ApiError::new(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found; check that it is correct and active.",
+            )
+        })?;
         if header_str(headers, "x-tc-token").is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::new(
                 "AuthFailure.TokenFailure",
@@ -355,21 +309,20 @@ impl Api {
         }
         let mut signed = Vec::with_capacity(auth.signed_headers.len());
         for name in &auth.signed_headers {
-            let value = header_str(headers, name).unwrap_or("");
+            // HTTP/2 carries the host in the request's authority.
+            let value = match (header_str(headers, name), *name) {
+                (Some(value), _) => value,
+                (None, "host") => authority.unwrap_or(""),
+                (None, _) => "",
+            };
             signed.push((name.to_string(), value));
         }
         let payload_hash = match header_str(headers, "x-tc-content-sha256") {
             Some(tc3::UNSIGNED_PAYLOAD) => tc3::sha256_hex(tc3::UNSIGNED_PAYLOAD.as_bytes()),
             _ => tc3::sha256_hex(body),
         };
-        let request = tc3::Signed {
-            method: "POST",
-            query: "",
-            headers: signed,
-            payload_hash,
-            timestamp,
-            service: auth.service,
-        };
+        let request =
+            tc3::Signed { method: "POST", query: "", headers: signed, payload_hash, timestamp, service: auth.service };
         let now = crate::clock::now_ms() / 1000;
         tc3::verify(&auth, &account.secret_key, &request, now).map_err(auth_error)?;
         Ok((account, service))

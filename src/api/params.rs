@@ -14,18 +14,11 @@ pub fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, ApiEr
         let inner = e.into_inner().to_string();
         if let Some(rest) = inner.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or(rest);
-            let name = if path == "." {
-                field.to_string()
-            } else {
-                format!("{path}.{field}")
-            };
+            let name = if path == "." { field.to_string() } else { format!("{path}.{field}") };
             return ApiError::missing(&name);
         }
         let inner = inner.split(" at line ").next().unwrap_or(&inner).to_string();
-        ApiError::new(
-            "InvalidParameter",
-            format!("The parameter `{path}` is not valid: {inner}."),
-        )
+        ApiError::new("InvalidParameter", format!("The parameter `{path}` is not valid: {inner}."))
     })
 }
 
@@ -40,16 +33,10 @@ pub fn page<T>(
     let offset = offset.unwrap_or(0);
     let limit = limit.unwrap_or(default);
     if offset < 0 {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Offset",
-            "Offset must be 0 or more.",
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Offset", "Offset must be 0 or more."));
     }
     if !(0..=max).contains(&limit) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Limit",
-            format!("Limit must be between 0 and {max}."),
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Limit", format!("Limit must be between 0 and {max}.")));
     }
     Ok(items.into_iter().skip(offset as usize).take(limit as usize).collect())
 }

@@ -54,18 +54,13 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The canonical request of step 1, with header values as given.
 pub fn canonical_request(req: &Signed<'_>) -> (String, String) {
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let mut headers: Vec<(String, String)> =
+        req.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string())).collect();
     headers.sort();
     let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
     let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
-    let canonical = format!(
-        "{}\n/\n{}\n{canonical_headers}\n{signed_headers}\n{}",
-        req.method, req.query, req.payload_hash
-    );
+    let canonical =
+        format!("{}\n/\n{}\n{canonical_headers}\n{signed_headers}\n{}", req.method, req.query, req.payload_hash);
     (canonical, signed_headers)
 }
 
@@ -74,11 +69,7 @@ pub fn signature(secret_key: &str, req: &Signed<'_>) -> String {
     let (canonical, _) = canonical_request(req);
     let date = crate::clock::utc_date(req.timestamp);
     let scope = format!("{date}/{}/tc3_request", req.service);
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{}\n{scope}\n{}",
-        req.timestamp,
-        sha256_hex(canonical.as_bytes())
-    );
+    let string_to_sign = format!("{ALGORITHM}\n{}\n{scope}\n{}", req.timestamp, sha256_hex(canonical.as_bytes()));
     let k_date = hmac(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
     let k_service = hmac(&k_date, req.service.as_bytes());
     let k_signing = hmac(&k_service, b"tc3_request");
@@ -98,10 +89,7 @@ pub fn authorization(secret_id: &str, secret_key: &str, req: &Signed<'_>) -> Str
 
 /// Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=HEX`.
 pub fn parse_authorization(header: &str) -> Result<Authorization<'_>, AuthError> {
-    let rest = header
-        .strip_prefix(ALGORITHM)
-        .ok_or(AuthError::InvalidAuthorization)?
-        .trim_start();
+    let rest = header.strip_prefix(ALGORITHM).ok_or(AuthError::InvalidAuthorization)?.trim_start();
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let (k, v) = part.trim().split_once('=').ok_or(AuthError::InvalidAuthorization)?;
@@ -124,20 +112,14 @@ pub fn parse_authorization(header: &str) -> Result<Authorization<'_>, AuthError>
     if secret_id.is_empty() || service.is_empty() || signed_headers.iter().any(|h| h.is_empty()) {
         return Err(AuthError::InvalidAuthorization);
     }
-    Ok(Authorization {
-        secret_id,
-        date,
-        service,
-        signed_headers,
-        signature,
-    })
+    Ok(Authorization { secret_id, date, service, signed_headers, signature })
 }
 
 /// Verifies a request's signature with the account's key, at server time `now` (Unix seconds).
 ///
 /// Header values are tried as sent and, since Tencent's documentation lower-cases them, lower-cased.
 pub fn verify(auth: &Authorization<'_>, secret_key: &str, req: &Signed<'_>, now: i64) -> Result<(), AuthError> {
-    if (now - req.timestamp).abs() > MAX_SKEW_SECONDS {
+    if now.abs_diff(req.timestamp) > MAX_SKEW_SECONDS.unsigned_abs() {
         return Err(AuthError::SignatureExpire);
     }
     if auth.date != crate::clock::utc_date(req.timestamp) || auth.service != req.service {
@@ -151,12 +133,7 @@ pub fn verify(auth: &Authorization<'_>, secret_key: &str, req: &Signed<'_>, now:
     let lowered_req = Signed {
         method: req.method,
         query: req.query,
-        headers: req
-            .headers
-            .iter()
-            .zip(&lowered)
-            .map(|((n, _), v)| (n.clone(), v.as_str()))
-            .collect(),
+        headers: req.headers.iter().zip(&lowered).map(|((n, _), v)| (n.clone(), v.as_str())).collect(),
         payload_hash: req.payload_hash.clone(),
         timestamp: req.timestamp,
         service: req.service,
@@ -209,26 +186,22 @@ mod tests {
     #[test]
     fn authorization_round_trips_through_verify() {
         let req = vector();
-        let header = authorization(
-            "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE",
-            "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
-            &req,
-        );
+        let header = authorization("AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &req);
         let auth = parse_authorization(&header).unwrap();
         assert_eq!(auth.secret_id, "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE");
         assert_eq!(auth.date, "2018-10-09");
         assert_eq!(auth.service, "cvm");
         assert_eq!(auth.signed_headers, vec!["content-type", "host"]);
-        assert_eq!(
-            verify(&auth, "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &req, 1539084154 + 299),
-            Ok(())
-        );
-        assert_eq!(
-            verify(&auth, "wrong", &req, 1539084154),
-            Err(AuthError::SignatureFailure)
-        );
+        assert_eq!(verify(&auth, "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &req, 1539084154 + 299), Ok(()));
+        assert_eq!(verify(&auth, "wrong", &req, 1539084154), Err(AuthError::SignatureFailure));
         assert_eq!(
             verify(&auth, "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &req, 1539084154 + 301),
+            Err(AuthError::SignatureExpire)
+        );
+        let mut extreme = vector();
+        extreme.timestamp = i64::MIN;
+        assert_eq!(
+            verify(&auth, "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &extreme, 1539084154),
             Err(AuthError::SignatureExpire)
         );
     }

@@ -118,12 +118,7 @@ pub async fn run(command: ClbCommand) -> Result<Value, CliError> {
         }
         ClbCommand::ListLb(a) => call(&a.conn, "DescribeLoadBalancers", json!({"Limit": 100})).await,
         ClbCommand::DeleteLb(a) => {
-            call(
-                &a.conn,
-                "DeleteLoadBalancer",
-                json!({"LoadBalancerIds": [a.load_balancer_id]}),
-            )
-            .await
+            call(&a.conn, "DeleteLoadBalancer", json!({"LoadBalancerIds": [a.load_balancer_id]})).await
         }
         ClbCommand::CreateListener(a) => {
             let mut params = json!({"LoadBalancerId": a.load_balancer_id, "Ports": [a.port], "Protocol": a.protocol});
@@ -133,12 +128,7 @@ pub async fn run(command: ClbCommand) -> Result<Value, CliError> {
             call(&a.conn, "CreateListener", params).await
         }
         ClbCommand::ListListeners(a) => {
-            call(
-                &a.conn,
-                "DescribeListeners",
-                json!({"LoadBalancerId": a.load_balancer_id}),
-            )
-            .await
+            call(&a.conn, "DescribeListeners", json!({"LoadBalancerId": a.load_balancer_id})).await
         }
         ClbCommand::CreateRule(a) => {
             let mut rule = json!({"Url": a.url});
@@ -150,14 +140,7 @@ pub async fn run(command: ClbCommand) -> Result<Value, CliError> {
         }
         ClbCommand::Bind(a) => call(&a.conn, "RegisterFunctionTargets", bind_params(&a)?).await,
         ClbCommand::Unbind(a) => call(&a.conn, "DeregisterFunctionTargets", bind_params(&a)?).await,
-        ClbCommand::Targets(a) => {
-            call(
-                &a.conn,
-                "DescribeTargets",
-                json!({"LoadBalancerId": a.load_balancer_id}),
-            )
-            .await
-        }
+        ClbCommand::Targets(a) => call(&a.conn, "DescribeTargets", json!({"LoadBalancerId": a.load_balancer_id})).await,
     }
 }
 
@@ -179,9 +162,7 @@ fn bind_params(a: &BindArgs) -> Result<Value, CliError> {
             }
         }
         (None, None) => {
-            return Err(CliError::Usage(
-                "name the rule with --location-id, or --url (and --domain)".to_string(),
-            ));
+            return Err(CliError::Usage("name the rule with --location-id, or --url (and --domain)".to_string()));
         }
     }
     Ok(params)

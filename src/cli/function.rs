@@ -127,19 +127,13 @@ pub async fn run(command: FunctionCommand) -> Result<Value, CliError> {
             add_config(&mut params, &a.config)?;
             client.call(Service::Scf, "CreateFunction", params).await?;
             Ok(client
-                .call(
-                    Service::Scf,
-                    "GetFunction",
-                    json!({"FunctionName": a.name, "Namespace": a.namespace}),
-                )
+                .call(Service::Scf, "GetFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
                 .await?)
         }
         FunctionCommand::Update(a) => {
             let client = a.conn.client()?;
             if a.code.is_none() && a.handler.is_some() {
-                return Err(CliError::Usage(
-                    "--handler changes with new code: give --code too".to_string(),
-                ));
+                return Err(CliError::Usage("--handler changes with new code: give --code too".to_string()));
             }
             if let Some(code) = &a.code {
                 let mut params =
@@ -155,41 +149,23 @@ pub async fn run(command: FunctionCommand) -> Result<Value, CliError> {
                 client.call(Service::Scf, "UpdateFunctionConfiguration", params).await?;
             }
             Ok(client
-                .call(
-                    Service::Scf,
-                    "GetFunction",
-                    json!({"FunctionName": a.name, "Namespace": a.namespace}),
-                )
+                .call(Service::Scf, "GetFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
                 .await?)
         }
         FunctionCommand::List(a) => {
             let client = a.conn.client()?;
-            Ok(client
-                .call(
-                    Service::Scf,
-                    "ListFunctions",
-                    json!({"Namespace": a.namespace, "Limit": 1000}),
-                )
-                .await?)
+            Ok(client.call(Service::Scf, "ListFunctions", json!({"Namespace": a.namespace, "Limit": 1000})).await?)
         }
         FunctionCommand::Get(a) => {
             let client = a.conn.client()?;
             Ok(client
-                .call(
-                    Service::Scf,
-                    "GetFunction",
-                    json!({"FunctionName": a.name, "Namespace": a.namespace}),
-                )
+                .call(Service::Scf, "GetFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
                 .await?)
         }
         FunctionCommand::Delete(a) => {
             let client = a.conn.client()?;
             Ok(client
-                .call(
-                    Service::Scf,
-                    "DeleteFunction",
-                    json!({"FunctionName": a.name, "Namespace": a.namespace}),
-                )
+                .call(Service::Scf, "DeleteFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
                 .await?)
         }
     }
@@ -212,22 +188,15 @@ pub async fn invoke(a: InvokeArgs) -> Result<Value, CliError> {
 
 pub async fn triggers(a: TriggersArgs) -> Result<Value, CliError> {
     let client = a.conn.client()?;
-    let listed = client
-        .call(
-            Service::Scf,
-            "ListTriggers",
-            json!({"FunctionName": a.name, "Namespace": a.namespace}),
-        )
-        .await?;
+    let listed =
+        client.call(Service::Scf, "ListTriggers", json!({"FunctionName": a.name, "Namespace": a.namespace})).await?;
     let triggers: Vec<Value> = listed["Triggers"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|t| {
-            let desc: Value = t["TriggerDesc"]
-                .as_str()
-                .and_then(|d| serde_json::from_str(d).ok())
-                .unwrap_or(Value::Null);
+            let desc: Value =
+                t["TriggerDesc"].as_str().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
             json!({
                 "Type": t["Type"],
                 "TriggerName": t["TriggerName"],
@@ -253,9 +222,8 @@ fn add_config(params: &mut Value, config: &ConfigArgs) -> Result<(), CliError> {
     if !config.env.is_empty() {
         let mut vars = Vec::new();
         for pair in &config.env {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| CliError::Usage(format!("--env {pair}: expected KEY=VALUE")))?;
+            let (k, v) =
+                pair.split_once('=').ok_or_else(|| CliError::Usage(format!("--env {pair}: expected KEY=VALUE")))?;
             vars.push(json!({"Key": k, "Value": v}));
         }
         params["Environment"] = json!({"Variables": vars});

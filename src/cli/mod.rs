@@ -5,6 +5,7 @@ mod function;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
@@ -62,6 +63,15 @@ pub struct ServeArgs {
     /// Port of the example's HTTP listener.
     #[arg(long, env = "FNLB_EXAMPLE_PORT", default_value_t = config::DEFAULT_EXAMPLE_PORT)]
     pub example_port: u16,
+    /// Seconds an instance may stay idle before it is stopped (functions scale to zero).
+    #[arg(long, env = "FNLB_IDLE_TIMEOUT", default_value_t = crate::functions::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout: u64,
+    /// Instances one function may run at once.
+    #[arg(long, env = "FNLB_MAX_INSTANCES_PER_FUNCTION", default_value_t = crate::functions::DEFAULT_MAX_INSTANCES_PER_FUNCTION)]
+    pub max_instances_per_function: usize,
+    /// Seconds a request may wait for a free instance before it is answered 432 (HTTP 503).
+    #[arg(long, env = "FNLB_QUEUE_TIMEOUT", default_value_t = crate::functions::DEFAULT_QUEUE_TIMEOUT.as_secs())]
+    pub queue_timeout: u64,
 }
 
 impl ServeArgs {
@@ -69,6 +79,9 @@ impl ServeArgs {
         let mut config = Config::new(self.data_dir, self.api_addr, self.region, self.log_format)?;
         config.python = self.python;
         config.example_port = self.example.then_some(self.example_port);
+        config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
+        config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
+        config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
         Ok(config)
     }
 }
@@ -101,14 +114,8 @@ pub enum CliError {
 
 impl Connection {
     pub fn client(&self) -> Result<Client, CliError> {
-        let credentials = match (
-            std::env::var("TENCENTCLOUD_SECRET_ID"),
-            std::env::var("TENCENTCLOUD_SECRET_KEY"),
-        ) {
-            (Ok(id), Ok(key)) if !id.is_empty() && !key.is_empty() => Credentials {
-                secret_id: id,
-                secret_key: key,
-            },
+        let credentials = match (std::env::var("TENCENTCLOUD_SECRET_ID"), std::env::var("TENCENTCLOUD_SECRET_KEY")) {
+            (Ok(id), Ok(key)) if !id.is_empty() && !key.is_empty() => Credentials { secret_id: id, secret_key: key },
             _ => {
                 let path = self.data_dir.join("credentials.json");
                 let text = std::fs::read_to_string(&path)
@@ -119,10 +126,7 @@ impl Connection {
                 match (field("secretId"), field("secretKey")) {
                     (Some(secret_id), Some(secret_key)) => Credentials { secret_id, secret_key },
                     _ => {
-                        return Err(CliError::NoCredentials(format!(
-                            "{} lacks secretId or secretKey",
-                            path.display()
-                        )));
+                        return Err(CliError::NoCredentials(format!("{} lacks secretId or secretKey", path.display())));
                     }
                 }
             }
@@ -140,9 +144,6 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
         Command::Triggers(args) => function::triggers(args).await?,
         Command::Clb(cmd) => clb::run(cmd).await?,
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&output).expect("JSON values serialise")
-    );
+    println!("{}", serde_json::to_string_pretty(&output).expect("JSON values serialise"));
     Ok(())
 }

@@ -36,9 +36,7 @@ pub fn check_zip(data: &[u8], max_unpacked: u64) -> Result<Vec<String>, CodeErro
     for i in 0..archive.len() {
         let entry = archive.by_index_raw(i).map_err(|e| CodeError::NotZip(e.to_string()))?;
         if entry.enclosed_name().is_none() {
-            return Err(CodeError::UnsafePath(
-                String::from_utf8_lossy(entry.name_raw()).into_owned(),
-            ));
+            return Err(CodeError::UnsafePath(String::from_utf8_lossy(entry.name_raw()).into_owned()));
         }
         total = total.saturating_add(entry.size());
         if total > max_unpacked {
@@ -62,10 +60,7 @@ pub fn unpack(root: &Path, sha256: &str, data: &[u8], max_unpacked: u64) -> Resu
         move |source| CodeError::Io { path, source }
     };
     fs::create_dir_all(root).map_err(io(root))?;
-    let tmp = root.join(format!(
-        ".{sha256}.{}",
-        crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz", 8)
-    ));
+    let tmp = root.join(format!(".{sha256}.{}", crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz", 8)));
     let result = extract(&tmp, data, max_unpacked);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
@@ -111,10 +106,7 @@ fn extract(dir: &Path, data: &[u8], max_unpacked: u64) -> Result<(), CodeError> 
         let mut contents = Vec::new();
         // Read at most one byte past what is left, so a lying header cannot make us unpack without bound.
         let left = max_unpacked.saturating_sub(total);
-        (&mut entry)
-            .take(left + 1)
-            .read_to_end(&mut contents)
-            .map_err(|e| CodeError::NotZip(e.to_string()))?;
+        (&mut entry).take(left + 1).read_to_end(&mut contents).map_err(|e| CodeError::NotZip(e.to_string()))?;
         total += contents.len() as u64;
         if total > max_unpacked {
             return Err(CodeError::TooLarge { limit: max_unpacked });
@@ -164,9 +156,7 @@ pub fn zip_files(files: &[(&str, &[u8])]) -> Vec<u8> {
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .unix_permissions(0o644);
-        writer
-            .start_file(*name, options)
-            .expect("writing to memory cannot fail");
+        writer.start_file(*name, options).expect("writing to memory cannot fail");
         writer.write_all(data).expect("writing to memory cannot fail");
     }
     writer.finish().expect("writing to memory cannot fail").into_inner()

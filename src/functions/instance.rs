@@ -24,6 +24,8 @@ pub struct Launch {
     pub init_timeout: Duration,
     /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
     pub stray_output_limit: usize,
+    /// Each instance gets a private scratch directory under this one (its `HOME` and `TMPDIR`).
+    pub scratch_root: PathBuf,
 }
 
 /// An error the runtime reported while loading the function (`INIT_ERROR`), or the start failing.
@@ -69,8 +71,11 @@ pub struct Instance {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     stray: Arc<Mutex<String>>,
+    _scratch: Scratch,
     /// Output written while the instance started, reported with its first invocation.
     pub init_log: String,
+    /// How long the instance took to become ready.
+    pub init_duration: Duration,
 }
 
 // === impl Instance ===
@@ -82,13 +87,19 @@ impl Instance {
             std::process::id(),
             crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 16)
         );
+        let started = std::time::Instant::now();
         let listener = bind_abstract(&name).map_err(StartError::Spawn)?;
+        let scratch = launch.scratch_root.join(format!("instance-{id}"));
+        std::fs::create_dir_all(&scratch).map_err(StartError::Spawn)?;
+        let scratch_dir = Scratch(scratch.clone());
         let mut command = Command::new(&launch.program);
         command
             .args(&launch.args)
             .current_dir(&launch.code_dir)
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("HOME", &scratch)
+            .env("TMPDIR", &scratch)
             .env("FNLB_RUNTIME_SOCKET", format!("@{name}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -107,15 +118,28 @@ impl Instance {
         let mut instance_log = String::new();
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
 
+        // The channel must come from this instance's own process: an abstract socket can be reached by any
+        // local process, so check the peer's credentials and ignore anyone else.
+        let child_pid = child.id();
+        let accept_own = async {
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let peer = stream.peer_cred().ok().and_then(|c| c.pid()).and_then(|p| u32::try_from(p).ok());
+                if peer.is_some() && peer == child_pid {
+                    return Ok::<_, std::io::Error>(stream);
+                }
+                tracing::warn!(?peer, "Refused a connection to an instance channel from another process.");
+            }
+        };
         let accepted = tokio::select! {
-            accepted = tokio::time::timeout_at(deadline, listener.accept()) => accepted,
+            accepted = tokio::time::timeout_at(deadline, accept_own) => accepted,
             _ = child.wait() => {
                 return Err(StartError::Exited { log: take(&stray) });
             }
         };
         drop(listener);
         let stream: UnixStream = match accepted {
-            Ok(Ok((stream, _))) => stream,
+            Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 kill_group(pgid);
                 return Err(StartError::Spawn(e));
@@ -152,10 +176,7 @@ impl Instance {
                     });
                     kill_group(pgid);
                     instance_log.push_str(&take(&stray));
-                    return Err(StartError::Init {
-                        error,
-                        log: instance_log,
-                    });
+                    return Err(StartError::Init { error, log: instance_log });
                 }
                 other => {
                     kill_group(pgid);
@@ -172,6 +193,8 @@ impl Instance {
             reader,
             writer,
             stray,
+            _scratch: scratch_dir,
+            init_duration: started.elapsed(),
             init_log: instance_log,
         })
     }
@@ -185,19 +208,14 @@ impl Instance {
         log_limit: usize,
     ) -> Result<Reply, InvokeFailure> {
         let run = async {
-            protocol::write_frame(&mut self.writer, protocol::INVOKE, payload)
-                .await
-                .map_err(failure)?;
+            protocol::write_frame(&mut self.writer, protocol::INVOKE, payload).await.map_err(failure)?;
             loop {
                 let Frame { kind, payload } = protocol::read_frame(&mut self.reader).await.map_err(failure)?;
                 match kind {
                     protocol::LOG => append_bounded(log, &String::from_utf8_lossy(&payload), log_limit),
                     protocol::RESULT if payload.len() >= 8 => {
                         let mem_bytes = u64::from_be_bytes(payload[..8].try_into().expect("eight bytes"));
-                        return Ok(Reply::Returned {
-                            json: payload.slice(8..),
-                            mem_bytes,
-                        });
+                        return Ok(Reply::Returned { json: payload.slice(8..), mem_bytes });
                     }
                     protocol::ERROR => {
                         let error: serde_json::Value = serde_json::from_slice(&payload)
@@ -230,11 +248,33 @@ impl Instance {
     pub fn kill(&mut self) {
         kill_group(self.pgid.take());
     }
+
+    /// Whether the process is still running (an idle instance may have died: a stray thread exiting, a kill).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// An instance's scratch directory, removed (off the async threads) when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let dir = std::mem::take(&mut self.0);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(move || std::fs::remove_dir_all(dir));
+            }
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 }
 

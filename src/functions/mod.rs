@@ -52,22 +52,33 @@ pub mod status {
 #[derive(Clone, Debug)]
 pub struct EngineSettings {
     pub max_instances_per_function: usize,
+    /// The memory all running instances may hold together, in MB (Tencent's account concurrency quota).
+    pub total_concurrency_mb: u32,
+    /// How long an instance may stay idle before it is stopped.
+    pub idle_timeout: Duration,
     pub max_queue_per_function: usize,
     pub queue_timeout: Duration,
     pub max_event_bytes: usize,
     pub max_response_bytes: usize,
     pub max_log_bytes: usize,
     pub logs_per_function: usize,
+    pub log_bytes_per_function: usize,
     pub max_code_unpacked_bytes: u64,
 }
 
 pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
+/// Tencent's regional concurrency quota for the large regions (contract 2.9).
+pub const DEFAULT_TOTAL_CONCURRENCY_MB: u32 = 128_000;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Synchronous event and response limit (contract 1.4).
 pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 pub const DEFAULT_MAX_LOG_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_LOGS_PER_FUNCTION: usize = 1000;
+pub const DEFAULT_LOG_BYTES_PER_FUNCTION: usize = 16 * 1024 * 1024;
+/// The most of a return value a log record keeps (`RetMsg` in logs).
+pub const RET_MSG_IN_LOG_BYTES: usize = 4 * 1024;
 /// Code size limit per function, unpacked (contract 2.9).
 pub const DEFAULT_MAX_CODE_UNPACKED_BYTES: u64 = 500 * 1024 * 1024;
 
@@ -75,12 +86,15 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             max_instances_per_function: DEFAULT_MAX_INSTANCES_PER_FUNCTION,
+            total_concurrency_mb: DEFAULT_TOTAL_CONCURRENCY_MB,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_queue_per_function: DEFAULT_MAX_QUEUE_PER_FUNCTION,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_event_bytes: SYNC_PAYLOAD_LIMIT,
             max_response_bytes: SYNC_PAYLOAD_LIMIT,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             logs_per_function: DEFAULT_LOGS_PER_FUNCTION,
+            log_bytes_per_function: DEFAULT_LOG_BYTES_PER_FUNCTION,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
     }
@@ -97,11 +111,14 @@ pub struct FunctionError {
 
 impl FunctionError {
     pub fn new(status: u16, message: impl Into<String>) -> FunctionError {
-        FunctionError {
-            status,
-            message: message.into(),
-            error: None,
-        }
+        FunctionError { status, message: message.into(), error: None }
+    }
+
+    /// A failure the runtime reported with its own error object (`statusCode`, `errorMessage`, …).
+    pub fn from_runtime(error: serde_json::Value, default_status: u16) -> FunctionError {
+        let code = error.get("statusCode").and_then(|c| c.as_u64()).and_then(|c| u16::try_from(c).ok());
+        let message = error.get("errorMessage").and_then(|m| m.as_str()).unwrap_or("user code exception caught");
+        FunctionError { status: code.unwrap_or(default_status), message: message.to_string(), error: Some(error) }
     }
 
     /// The error JSON Tencent reports as `RetMsg` (contract 0.3).
@@ -125,7 +142,7 @@ pub struct Invocation {
     pub result: Result<Bytes, FunctionError>,
     pub duration: Duration,
     pub mem_bytes: u64,
-    pub log: String,
+    pub log: Arc<str>,
 }
 
 pub struct Engine {
@@ -134,6 +151,8 @@ pub struct Engine {
     code_root: PathBuf,
     store: Arc<Store>,
     pools: Mutex<HashMap<FunctionKey, Arc<Pool>>>,
+    /// The engine-wide concurrency budget in MB (`total_concurrency_mb`).
+    budget: Arc<tokio::sync::Semaphore>,
     next_instance: AtomicU64,
     pub logs: LogStore,
 }
@@ -143,7 +162,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(settings: EngineSettings, runtimes: Runtimes, data_dir: &Path, store: Arc<Store>) -> Engine {
         Engine {
-            logs: LogStore::new(settings.logs_per_function),
+            logs: LogStore::new(settings.logs_per_function, settings.log_bytes_per_function),
+            budget: Arc::new(tokio::sync::Semaphore::new(settings.total_concurrency_mb as usize)),
             settings,
             runtimes,
             code_root: data_dir.join("code"),
@@ -165,10 +185,7 @@ impl Engine {
     pub fn reconcile(&self, snapshot: &Snapshot) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.retain(|key, pool| {
-            let current = snapshot
-                .functions
-                .get(key)
-                .is_some_and(|s| s.function.revision == pool.revision);
+            let current = snapshot.functions.get(key).is_some_and(|s| s.function.revision == pool.revision);
             if !current {
                 pool.retire();
                 if !snapshot.functions.contains_key(key) {
@@ -179,13 +196,44 @@ impl Engine {
         });
     }
 
-    /// Runs one synchronous invocation of a function and records its log.
+    /// Runs one synchronous invocation of a function, at most `limit` long (the function's `Timeout` when
+    /// shorter), and records its log. The invocation runs on its own task: a caller that goes away does not
+    /// cut it short.
     pub async fn invoke(
+        self: &Arc<Self>,
+        spec: &Arc<FunctionSpec>,
+        qualifier: &str,
+        event: Vec<u8>,
+        request_id: String,
+        limit: Option<Duration>,
+    ) -> Invocation {
+        let engine = self.clone();
+        let spec = spec.clone();
+        let qualifier = qualifier.to_string();
+        let rid = request_id.clone();
+        let task = tokio::spawn(async move { engine.run(&spec, &qualifier, &event, rid, limit).await });
+        match task.await {
+            Ok(invocation) => invocation,
+            Err(e) => {
+                tracing::error!(error = %e, "An invocation task failed.");
+                Invocation {
+                    result: Err(FunctionError::new(status::INTERNAL, "InternalError")),
+                    request_id,
+                    duration: Duration::ZERO,
+                    mem_bytes: 0,
+                    log: Arc::from(""),
+                }
+            }
+        }
+    }
+
+    async fn run(
         &self,
         spec: &Arc<FunctionSpec>,
         qualifier: &str,
         event: &[u8],
         request_id: String,
+        limit: Option<Duration>,
     ) -> Invocation {
         let function = &spec.function;
         let span = tracing::debug_span!("invoke", function = %function.key, request_id = %request_id);
@@ -194,10 +242,8 @@ impl Engine {
         let mut log = format!("START RequestId:{request_id}\n");
         let (result, mem_bytes) = async {
             if qualifier != "$LATEST" && qualifier != "$DEFAULT" {
-                let e = FunctionError::new(
-                    status::QUALIFIER_NOT_FOUND,
-                    format!("qualifier {qualifier} does not exist"),
-                );
+                let e =
+                    FunctionError::new(status::QUALIFIER_NOT_FOUND, format!("qualifier {qualifier} does not exist"));
                 return (Err(e), 0);
             }
             if event.len() > self.settings.max_event_bytes {
@@ -207,13 +253,10 @@ impl Engine {
                 Ok(pool) => pool,
                 Err(e) => return (Err(e), 0),
             };
-            let ran = pool
-                .invoke(event, &request_id, &mut log, || {
-                    self.next_instance.fetch_add(1, Ordering::Relaxed)
-                })
-                .await;
-            if ran.cold {
-                tracing::debug!("Started a new instance.");
+            let next_id = || self.next_instance.fetch_add(1, Ordering::Relaxed);
+            let ran = pool.invoke(event, &request_id, &mut log, limit, next_id).await;
+            if let Some(init) = ran.cold_start {
+                tracing::debug!(init_ms = init.as_millis() as u64, "Started a new instance.");
             }
             (ran.result, ran.mem_bytes)
         }
@@ -221,9 +264,22 @@ impl Engine {
         .await;
         let duration = started.elapsed();
         let (status, ret_msg) = match &result {
-            Ok(json) => (status::SUCCESS, String::from_utf8_lossy(json).into_owned()),
+            Ok(json) => {
+                let text = String::from_utf8_lossy(json).into_owned();
+                let shown = truncate(&text, RET_MSG_IN_LOG_BYTES);
+                instance::append_bounded(
+                    &mut log,
+                    &format!("Response RequestId:{request_id} RetMsg:{shown}\n"),
+                    self.settings.max_log_bytes,
+                );
+                (status::SUCCESS, text)
+            }
             Err(e) => {
-                log.push_str(&format!("ERROR RequestId:{request_id} Result:{}\n", e.message));
+                instance::append_bounded(
+                    &mut log,
+                    &format!("ERROR RequestId:{request_id} Result:{}\n", e.message),
+                    self.settings.max_log_bytes,
+                );
                 (e.status, e.to_ret_msg(&request_id))
             }
         };
@@ -234,6 +290,7 @@ impl Engine {
             function.config.memory_mb,
             mem_bytes as f64 / (1024.0 * 1024.0),
         ));
+        let log: Arc<str> = Arc::from(log);
         self.logs.record(
             &function.key,
             LogRecord {
@@ -243,22 +300,17 @@ impl Engine {
                 duration_ms,
                 mem_bytes,
                 status,
-                ret_msg,
+                ret_msg: truncate(&ret_msg, RET_MSG_IN_LOG_BYTES).to_string(),
                 log: log.clone(),
             },
         );
-        Invocation {
-            request_id,
-            result,
-            duration,
-            mem_bytes,
-            log,
-        }
+        Invocation { request_id, result, duration, mem_bytes, log }
     }
 
     /// The pool of the function's current revision, created (and its code unpacked) on first use.
     async fn pool(&self, spec: &Arc<FunctionSpec>) -> Result<Arc<Pool>, FunctionError> {
         let function = &spec.function;
+        let timeout = Duration::from_secs(u64::from(function.config.timeout_s));
         {
             let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(pool) = pools.get(&function.key).filter(|p| p.revision == function.revision) {
@@ -270,25 +322,29 @@ impl Engine {
             .runtimes
             .launch(spec, &code_dir, self.settings.max_log_bytes)
             .map_err(|why| FunctionError::new(status::CONTAINER_INIT, why))?;
-        let pool = Arc::new(Pool::new(
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        // Another caller may have created it meanwhile; the newest revision wins, and a retired revision is
+        // never brought back.
+        if let Some(existing) = pools.get(&function.key) {
+            if existing.revision == function.revision {
+                return Ok(existing.clone());
+            }
+            if existing.revision > function.revision {
+                return Err(FunctionError::new(status::FUNCTION_NOT_FOUND, "the function changed during the call"));
+            }
+            existing.retire();
+        }
+        let pool = Pool::new(
             function.revision,
             launch,
-            Duration::from_secs(u64::from(function.config.timeout_s)),
+            timeout,
+            function.config.memory_mb,
             runtimes::context_tail(spec),
             self.settings.clone(),
-        ));
-        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        // Another caller may have created it meanwhile; keep the first.
-        let entry = pools.entry(function.key.clone()).or_insert_with(|| pool.clone());
-        if entry.revision != function.revision {
-            if entry.revision < function.revision {
-                entry.retire();
-                *entry = pool.clone();
-            } else {
-                return Ok(pool);
-            }
-        }
-        Ok(entry.clone())
+            self.budget.clone(),
+        );
+        pools.insert(function.key.clone(), pool.clone());
+        Ok(pool)
     }
 
     async fn code_dir(&self, sha256: &str) -> Result<PathBuf, FunctionError> {
@@ -315,4 +371,16 @@ impl Engine {
             FunctionError::new(status::INTERNAL, "the function's code could not be prepared")
         })
     }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

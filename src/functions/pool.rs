@@ -1,34 +1,58 @@
-//! The instances of one function revision: warm ones reused, new ones started on demand up to a limit,
-//! callers past the limit queued for a bounded time.
+//! The instances of one function revision, as a small synchronous state machine behind one short lock:
+//! warm instances are reused (newest first), new ones start on demand up to the function's limit, callers past
+//! it wait in a bounded queue for a bounded time, and instances idle for longer than the idle timeout are
+//! stopped, down to zero.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
-use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError};
+use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, append_bounded};
 use super::{EngineSettings, FunctionError, status};
 
 pub struct Pool {
     pub revision: u64,
     launch: Launch,
     timeout: Duration,
+    memory_mb: u32,
     /// The context fields every invocation shares, as JSON members (`"memory_limit_in_mb":128,…`).
     context_tail: String,
     settings: EngineSettings,
-    capacity: std::sync::Arc<Semaphore>,
+    /// One permit per instance the function may run at once.
+    capacity: Arc<Semaphore>,
+    /// The engine-wide concurrency budget, in MB of function memory (shared by every pool).
+    budget: Arc<Semaphore>,
     waiting: AtomicUsize,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<Idle>>,
     retired: AtomicBool,
+    /// Wakes the reaper: an instance went idle, or the pool was retired.
+    wake: Notify,
+}
+
+struct Idle {
+    instance: Instance,
+    since: Instant,
 }
 
 /// What one invocation in the pool produced, before it is written to the log.
 pub struct Ran {
     pub result: Result<Bytes, FunctionError>,
     pub mem_bytes: u64,
-    pub cold: bool,
+    /// The instance had to be started for this invocation (its init time, when it started).
+    pub cold_start: Option<Duration>,
+}
+
+/// Counts a caller as waiting for as long as it exists, even when the caller goes away mid-wait.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // === impl Pool ===
@@ -38,63 +62,74 @@ impl Pool {
         revision: u64,
         launch: Launch,
         timeout: Duration,
+        memory_mb: u32,
         context_tail: String,
         settings: EngineSettings,
-    ) -> Pool {
-        Pool {
+        budget: Arc<Semaphore>,
+    ) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
             revision,
             launch,
             timeout,
+            memory_mb,
             context_tail,
-            capacity: std::sync::Arc::new(Semaphore::new(settings.max_instances_per_function)),
+            capacity: Arc::new(Semaphore::new(settings.max_instances_per_function)),
             settings,
+            budget,
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
-        }
+            wake: Notify::new(),
+        });
+        tokio::spawn(reap(pool.clone()));
+        pool
     }
 
     /// No new invocations come here; idle instances are stopped now, busy ones when they finish.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.wake.notify_one();
     }
 
-    pub async fn invoke(&self, event: &[u8], request_id: &str, log: &mut String, next_id: impl FnOnce() -> u64) -> Ran {
-        let fail = |result: FunctionError| Ran {
-            result: Err(result),
-            mem_bytes: 0,
-            cold: false,
-        };
-        if self.waiting.load(Ordering::Relaxed) >= self.settings.max_queue_per_function {
-            return fail(FunctionError::new(
-                status::CONCURRENCY,
-                "the function's concurrency limit is reached and its queue is full",
-            ));
-        }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = tokio::time::timeout(self.settings.queue_timeout, self.capacity.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let Ok(Ok(_permit)) = permit else {
-            return fail(FunctionError::new(
-                status::CONCURRENCY,
-                "the function's concurrency limit is reached; no instance became free in time",
-            ));
-        };
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
 
-        let warm = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let cold = warm.is_none();
-        let mut instance = match warm {
-            Some(instance) => instance,
+    /// Runs one invocation; `limit` shortens the function's timeout for this call.
+    pub async fn invoke(
+        &self,
+        event: &[u8],
+        request_id: &str,
+        log: &mut String,
+        limit: Option<Duration>,
+        next_id: impl FnOnce() -> u64,
+    ) -> Ran {
+        let fail = |result: FunctionError| Ran { result: Err(result), mem_bytes: 0, cold_start: None };
+        let _permits = match self.admit().await {
+            Ok(permits) => permits,
+            Err(e) => return fail(e),
+        };
+        let (mut instance, cold_start) = match self.take_idle() {
+            Some(instance) => (instance, None),
             None => match Instance::start(next_id(), &self.launch).await {
-                Ok(instance) => instance,
+                Ok(instance) => {
+                    let init = instance.init_duration;
+                    (instance, Some(init))
+                }
                 Err(e) => return fail(start_error(e, log, self.settings.max_log_bytes)),
             },
         };
-        tracing::trace!(instance = instance.id, cold, "Running on instance.");
-        if !instance.init_log.is_empty() {
+        tracing::trace!(instance = instance.id, cold = cold_start.is_some(), "Running on instance.");
+        if let Some(init) = cold_start {
             let init_log = std::mem::take(&mut instance.init_log);
-            super::instance::append_bounded(log, &init_log, self.settings.max_log_bytes);
+            append_bounded(log, &init_log, self.settings.max_log_bytes);
+            let line = format!(
+                "Init Report RequestId:{request_id} InitDuration:{}ms Memory:{}MB\n",
+                init.as_millis(),
+                self.memory_mb
+            );
+            append_bounded(log, &line, self.settings.max_log_bytes);
         }
 
         let parts: [&[u8]; 7] = [
@@ -106,111 +141,139 @@ impl Pool {
             self.context_tail.as_bytes(),
             b"}}",
         ];
-        let reply = instance
-            .invoke(&parts, self.timeout, log, self.settings.max_log_bytes)
-            .await;
-        let ran = match reply {
-            Ok(Reply::Returned { json, mem_bytes }) if json.len() > self.settings.max_response_bytes => Ran {
-                result: Err(FunctionError::new(
+        let timeout = limit.map_or(self.timeout, |l| l.min(self.timeout));
+        let reply = instance.invoke(&parts, timeout, log, self.settings.max_log_bytes).await;
+        let (result, mem_bytes) = match reply {
+            Ok(Reply::Returned { json, mem_bytes }) if json.len() > self.settings.max_response_bytes => {
+                let e = FunctionError::new(
                     status::RESPONSE_TOO_LARGE,
                     "The size of response exceeds the upper limit (6MB)",
-                )),
-                mem_bytes,
-                cold,
-            },
-            Ok(Reply::Returned { json, mem_bytes }) => Ran {
-                result: Ok(json),
-                mem_bytes,
-                cold,
-            },
+                );
+                (Err(e), mem_bytes)
+            }
+            Ok(Reply::Returned { json, mem_bytes }) => (Ok(json), mem_bytes),
             Ok(Reply::Raised { error, mem_bytes }) => {
                 // The runtime reports the traceback; the log shows it, as the platform's does.
-                if let Some(trace) = error
-                    .get("stackTrace")
-                    .and_then(|t| t.as_str())
-                    .filter(|t| !t.is_empty())
-                {
-                    super::instance::append_bounded(log, trace, self.settings.max_log_bytes);
+                if let Some(trace) = error.get("stackTrace").and_then(|t| t.as_str()).filter(|t| !t.is_empty()) {
+                    append_bounded(log, trace, self.settings.max_log_bytes);
                     if !trace.ends_with('\n') {
                         log.push('\n');
                     }
                 }
-                let code = error
-                    .get("statusCode")
-                    .and_then(|c| c.as_u64())
-                    .and_then(|c| u16::try_from(c).ok());
-                let message = error
-                    .get("errorMessage")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or("user code exception caught");
-                let mut err = FunctionError::new(code.unwrap_or(status::USER_CODE_EXCEPTION), message);
-                err.error = Some(error);
-                Ran {
-                    result: Err(err),
-                    mem_bytes,
-                    cold,
-                }
+                (Err(FunctionError::from_runtime(error, status::USER_CODE_EXCEPTION)), mem_bytes)
             }
-            Err(InvokeFailure::TimedOut) => {
-                let message = format!(
-                    "time out: the invocation did not finish within {} s",
-                    self.timeout.as_secs()
-                );
-                return Ran {
-                    result: Err(FunctionError::new(status::TIMEOUT, message)),
-                    mem_bytes: 0,
-                    cold,
-                };
-            }
-            Err(InvokeFailure::Exited) => {
-                return Ran {
-                    result: Err(FunctionError::new(
+            Err(failure) => {
+                // The instance is dropped (its process group killed); the pool starts a fresh one next time.
+                let e = match failure {
+                    InvokeFailure::TimedOut => FunctionError::new(
+                        status::TIMEOUT,
+                        format!("time out: the invocation did not finish within {} s", timeout.as_secs()),
+                    ),
+                    InvokeFailure::Exited => {
+                        FunctionError::new(status::PROCESS_EXITED, "User preocess exit when running")
+                    }
+                    InvokeFailure::Protocol(why) => FunctionError::new(
                         status::PROCESS_EXITED,
-                        "User preocess exit when running",
-                    )),
-                    mem_bytes: 0,
-                    cold,
+                        format!("the runtime broke the function protocol: {why}"),
+                    ),
                 };
-            }
-            Err(InvokeFailure::Protocol(why)) => {
-                let message = format!("the runtime broke the function protocol: {why}");
-                return Ran {
-                    result: Err(FunctionError::new(status::PROCESS_EXITED, message)),
-                    mem_bytes: 0,
-                    cold,
-                };
+                return Ran { result: Err(e), mem_bytes: 0, cold_start };
             }
         };
-        // A healthy instance goes back for the next caller (unless this revision was replaced meanwhile).
-        if !self.retired.load(Ordering::SeqCst) {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(instance);
+        self.put_idle(instance);
+        Ran { result, mem_bytes, cold_start }
+    }
+
+    /// Waits for room: a place in the function's limit and in the engine's budget, within the queue timeout.
+    async fn admit(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FunctionError> {
+        let queued = self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.settings.max_queue_per_function {
+            return Err(FunctionError::new(
+                status::CONCURRENCY,
+                "the function's concurrency limit is reached and its queue is full",
+            ));
         }
-        ran
+        let deadline = Instant::now() + self.settings.queue_timeout;
+        let too_long = || {
+            FunctionError::new(status::CONCURRENCY, "the concurrency limit is reached; no instance became free in time")
+        };
+        let instance = tokio::time::timeout_at(deadline, self.capacity.clone().acquire_owned())
+            .await
+            .map_err(|_| too_long())?
+            .map_err(|_| too_long())?;
+        let memory = tokio::time::timeout_at(deadline, self.budget.clone().acquire_many_owned(self.memory_mb))
+            .await
+            .map_err(|_| too_long())?
+            .map_err(|_| too_long())?;
+        Ok((instance, memory))
+    }
+
+    /// The most recently used idle instance that is still alive.
+    fn take_idle(&self) -> Option<Instance> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut entry) = idle.pop() {
+            if entry.instance.is_alive() {
+                return Some(entry.instance);
+            }
+            tracing::debug!(instance = entry.instance.id, "An idle instance had exited; it is replaced.");
+        }
+        None
+    }
+
+    /// A healthy instance goes back for the next caller, unless this revision was replaced meanwhile.
+    fn put_idle(&self, instance: Instance) {
+        if self.is_retired() {
+            return;
+        }
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(Idle { instance, since: Instant::now() });
+        self.wake.notify_one();
+    }
+
+    /// Stops instances idle for the idle timeout; returns when the next one will be due.
+    fn reap_expired(&self, now: Instant) -> Option<Instant> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = self.settings.idle_timeout;
+        let before = idle.len();
+        // Oldest first: the list is in the order instances went idle.
+        idle.retain(|entry| now.duration_since(entry.since) < timeout);
+        if idle.len() < before {
+            tracing::debug!(stopped = before - idle.len(), "Stopped idle instances.");
+        }
+        idle.first().map(|entry| entry.since + timeout)
+    }
+}
+
+/// The reaper of one pool: sleeps until the oldest idle instance is due, or until woken.
+async fn reap(pool: Arc<Pool>) {
+    loop {
+        if pool.is_retired() {
+            return;
+        }
+        let woken = pool.wake.notified();
+        match pool.reap_expired(Instant::now()) {
+            Some(due) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = woken => {}
+                }
+            }
+            None => woken.await,
+        }
     }
 }
 
 fn start_error(e: StartError, log: &mut String, limit: usize) -> FunctionError {
-    use super::instance::append_bounded;
     match e {
         StartError::Init { error, log: init_log } => {
             append_bounded(log, &init_log, limit);
-            let code = error
-                .get("statusCode")
-                .and_then(|c| c.as_u64())
-                .and_then(|c| u16::try_from(c).ok());
-            let message = error
-                .get("errorMessage")
-                .and_then(|m| m.as_str())
-                .unwrap_or("the handler could not be loaded");
             if let Some(trace) = error.get("stackTrace").and_then(|t| t.as_str()) {
                 append_bounded(log, trace, limit);
                 if !trace.ends_with('\n') {
                     log.push('\n');
                 }
             }
-            let mut err = FunctionError::new(code.unwrap_or(status::HANDLER_NOT_FOUND), message);
-            err.error = Some(error);
-            err
+            FunctionError::from_runtime(error, status::HANDLER_NOT_FOUND)
         }
         StartError::Spawn(e) => {
             FunctionError::new(status::CONTAINER_INIT, format!("the runtime could not be started: {e}"))
@@ -221,10 +284,7 @@ fn start_error(e: StartError, log: &mut String, limit: usize) -> FunctionError {
         }
         StartError::TimedOut { log: init_log } => {
             append_bounded(log, &init_log, limit);
-            FunctionError::new(
-                status::INIT_TIMEOUT,
-                "the runtime did not become ready within the init timeout",
-            )
+            FunctionError::new(status::INIT_TIMEOUT, "the runtime did not become ready within the init timeout")
         }
     }
 }

@@ -46,10 +46,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, F
         std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
         _ => FrameError::Io(e),
     })?;
-    Ok(Frame {
-        kind: header[4],
-        payload: payload.freeze(),
-    })
+    Ok(Frame { kind: header[4], payload: payload.freeze() })
 }
 
 /// Writes one frame built from parts, in one write.

@@ -43,27 +43,18 @@ impl Runtimes {
         let write = |path: &Path, contents: &str| {
             std::fs::create_dir_all(path.parent().expect("bootstrap paths have a parent"))
                 .and_then(|()| std::fs::write(path, contents))
-                .map_err(|source| RuntimeError::Write {
-                    path: path.display().to_string(),
-                    source,
-                })
+                .map_err(|source| RuntimeError::Write { path: path.display().to_string(), source })
         };
         write(&bootstrap_dir.join("python/bootstrap.py"), PYTHON_BOOTSTRAP)?;
         let _ = std::fs::remove_dir_all(&scratch_root);
-        std::fs::create_dir_all(&scratch_root).map_err(|source| RuntimeError::Write {
-            path: scratch_root.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&scratch_root)
+            .map_err(|source| RuntimeError::Write { path: scratch_root.display().to_string(), source })?;
         let python = python.or_else(find_python);
         match &python {
             Some(p) => tracing::info!(python = %p.display(), "Python runtimes available."),
             None => tracing::warn!("No python3 found: Python functions cannot run."),
         }
-        Ok(Runtimes {
-            python,
-            bootstrap_dir,
-            scratch_root,
-        })
+        Ok(Runtimes { python, bootstrap_dir, scratch_root })
     }
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
@@ -71,15 +62,10 @@ impl Runtimes {
         if PYTHON_RUNTIMES.contains(&runtime) {
             return match self.python {
                 Some(_) => Ok(()),
-                None => Err(format!(
-                    "runtime {runtime} needs python3, which this host does not have"
-                )),
+                None => Err(format!("runtime {runtime} needs python3, which this host does not have")),
             };
         }
-        Err(format!(
-            "runtime {runtime} is not supported by this fnlb; supported: {}",
-            PYTHON_RUNTIMES.join(", ")
-        ))
+        Err(format!("runtime {runtime} is not supported by this fnlb; supported: {}", PYTHON_RUNTIMES.join(", ")))
     }
 
     /// How to start an instance of a function whose code is unpacked in `code_dir`.
@@ -95,8 +81,6 @@ impl Runtimes {
             ("USER_CODE_ROOT".to_string(), code_root.clone()),
             ("PYTHONPATH".to_string(), format!("{code_root}:/opt")),
             ("PYTHONDONTWRITEBYTECODE".to_string(), "x".to_string()),
-            ("HOME".to_string(), self.scratch_root.display().to_string()),
-            ("TMPDIR".to_string(), self.scratch_root.display().to_string()),
         ]);
         env.extend(function.config.environment.iter().cloned());
         Ok(Launch {
@@ -106,6 +90,7 @@ impl Runtimes {
             env,
             init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
             stray_output_limit: log_limit,
+            scratch_root: self.scratch_root.clone(),
         })
     }
 }
@@ -166,10 +151,7 @@ fn find_python() -> Option<PathBuf> {
     if debian.is_file() {
         return Some(debian);
     }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
     let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (!path.is_empty()).then(|| PathBuf::from(path))
 }

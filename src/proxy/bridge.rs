@@ -64,6 +64,10 @@ struct RequestContext<'a> {
     protocol: &'a str,
 }
 
+/// Headers only the load balancer sets.
+const BALANCER_HEADERS: &[&str] =
+    &["x-stgw-time", "x-client-proto", "x-forwarded-proto", "x-client-proto-ver", "x-real-ip", "x-forwarded-for"];
+
 /// Builds the CLB event for a request as JSON text.
 pub fn event(
     method: &Method,
@@ -81,11 +85,7 @@ pub fn event(
             continue;
         }
         let sep = if name == http::header::COOKIE { "; " } else { ", " };
-        let shown = if title_case {
-            title_case_name(name.as_str())
-        } else {
-            name.as_str().to_string()
-        };
+        let shown = if title_case { title_case_name(name.as_str()) } else { name.as_str().to_string() };
         out_headers.insert(shown, values.join(sep).into());
     }
     // The headers CLB adds for every backend (contract 1.2).
@@ -95,31 +95,26 @@ pub fn event(
         _ => client_ip.clone(),
     };
     let name = |n: &'static str| {
-        if title_case {
-            n.to_string()
-        } else {
-            n.to_ascii_lowercase()
-        }
+        if title_case { n.to_string() } else { n.to_ascii_lowercase() }
     };
-    out_headers.retain(|k, _| !k.eq_ignore_ascii_case("x-forwarded-for"));
-    out_headers.insert(
-        name("X-Stgw-Time"),
-        format!("{}.{:03}", info.start_ms / 1000, info.start_ms % 1000).into(),
-    );
+    // The balancer sets these; a client cannot (contract 1.2).
+    out_headers.retain(|k, _| !BALANCER_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)));
+    if !out_headers.keys().any(|k| k.eq_ignore_ascii_case("host"))
+        && let Some(authority) = uri.authority()
+    {
+        // HTTP/2 carries the host in the request's authority.
+        out_headers.insert(name("Host"), authority.as_str().into());
+    }
+    out_headers.insert(name("X-Stgw-Time"), format!("{}.{:03}", info.start_ms / 1000, info.start_ms % 1000).into());
     out_headers.insert(name("X-Client-Proto"), info.scheme.into());
     out_headers.insert(name("X-Forwarded-Proto"), info.scheme.into());
     out_headers.insert(name("X-Client-Proto-Ver"), version_text(version).into());
     out_headers.insert(name("X-Real-IP"), client_ip.clone().into());
     out_headers.insert(name("X-Forwarded-For"), forwarded_for.into());
 
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (payload, base64) = payload(content_type, body);
-    let path = percent_encoding::percent_decode_str(uri.path())
-        .decode_utf8_lossy()
-        .into_owned();
+    let path = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy().into_owned();
     let event = Event {
         headers: out_headers,
         payload,
@@ -149,10 +144,7 @@ fn payload<'a>(content_type: &str, body: &'a [u8]) -> (Payload<'a>, bool) {
     }
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let textual = media.starts_with("text/")
-        || matches!(
-            media.as_str(),
-            "application/json" | "application/javascript" | "application/xml"
-        );
+        || matches!(media.as_str(), "application/json" | "application/javascript" | "application/xml");
     match std::str::from_utf8(body) {
         Ok(text) if media == "application/json" => match serde_json::from_str::<&RawValue>(text) {
             Ok(raw) => (Payload::Json(raw), false),
@@ -214,7 +206,8 @@ pub struct Integration {
 pub fn integration_response(json: &[u8]) -> Option<Integration> {
     let value: serde_json::Value = serde_json::from_slice(json).ok()?;
     let object = value.as_object()?;
-    let status = object.get("statusCode")?.as_u64().filter(|s| (100..=599).contains(s))?;
+    // 1xx answers are not final responses: a function cannot send one.
+    let status = object.get("statusCode")?.as_u64().filter(|s| (200..=599).contains(s))?;
     let status = StatusCode::from_u16(status as u16).ok()?;
     let base64 = match object.get("isBase64Encoded") {
         None | Some(serde_json::Value::Null) => false,
@@ -248,7 +241,7 @@ pub fn integration_response(json: &[u8]) -> Option<Integration> {
                         serde_json::Value::Bool(b) => b.to_string(),
                         _ => return None,
                     };
-                    headers.append(name.clone(), HeaderValue::from_str(&text).ok()?);
+                    headers.append(name.clone(), HeaderValue::from_bytes(text.as_bytes()).ok()?);
                 }
             }
         }

@@ -7,10 +7,10 @@ mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::control::Control;
@@ -23,11 +23,14 @@ pub struct ProxySettings {
     pub max_header_bytes: usize,
     /// How long a removed listener (or a stopping fnlb) lets open connections finish.
     pub drain_timeout: Duration,
+    /// How long a client may take to send a request body (CLB's `client_body_timeout`); past it, 408.
+    pub body_read_timeout: Duration,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -35,20 +38,79 @@ impl Default for ProxySettings {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
+}
+
+/// Whether listeners of a protocol serve traffic in this version (the others are stored and listed).
+pub fn serves(protocol: crate::state::Protocol) -> bool {
+    matches!(protocol, crate::state::Protocol::Http)
 }
 
 pub struct Proxy {
     pub control: Arc<Control>,
     pub functions: Arc<Engine>,
     pub settings: ProxySettings,
+    pub sockets: Arc<Sockets>,
 }
+
+/// Listening sockets bound ahead of a change: the API binds a new listener's address before it commits the
+/// listener, so that a port that cannot be bound is refused rather than acknowledged; the proxy takes the socket
+/// when it puts the change into effect.
+#[derive(Default)]
+pub struct Sockets {
+    bound: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+}
+
+/// How often a listener that could not be bound (after a restart: the port is taken) is tried again.
+pub const REBIND_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a stopped listener may take to close its socket.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Running {
     stop: watch::Sender<bool>,
+    closed: Option<oneshot::Receiver<()>>,
     task: JoinHandle<()>,
 }
+
+// === impl Sockets ===
+
+impl Sockets {
+    /// Binds `addr` now, for a listener about to be created. Already bound here counts as bound.
+    pub fn reserve(&self, addr: SocketAddr) -> std::io::Result<()> {
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        if bound.contains_key(&addr) {
+            return Ok(());
+        }
+        let listener = bind_std(addr)?;
+        bound.insert(addr, listener);
+        Ok(())
+    }
+
+    /// Gives a reserved socket back (the change that needed it was refused).
+    pub fn release(&self, addr: &SocketAddr) {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+    }
+
+    fn take(&self, addr: &SocketAddr) -> Option<std::net::TcpListener> {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(addr)
+    }
+}
+
+fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(LISTEN_BACKLOG)?;
+    listener.into_std()
+}
+
+/// The accept queue of each listener.
+const LISTEN_BACKLOG: u32 = 4096;
 
 // === impl Proxy ===
 
@@ -59,13 +121,14 @@ impl Proxy {
         let mut published = self.control.subscribe();
         let mut running: HashMap<SocketAddr, Running> = HashMap::new();
         loop {
-            self.reconcile(&mut running).await;
+            let all_bound = self.reconcile(&mut running).await;
             tokio::select! {
                 changed = published.changed() => if changed.is_err() { break },
                 _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = tokio::time::sleep(REBIND_INTERVAL), if !all_bound => {}
             }
         }
-        for (_, r) in running.iter() {
+        for r in running.values() {
             let _ = r.stop.send(true);
         }
         for (_, r) in running {
@@ -73,31 +136,51 @@ impl Proxy {
         }
     }
 
-    async fn reconcile(self: &Arc<Self>, running: &mut HashMap<SocketAddr, Running>) {
+    /// Binds the snapshot's new listeners and stops the removed ones; returns whether every listener is bound.
+    async fn reconcile(self: &Arc<Self>, running: &mut HashMap<SocketAddr, Running>) -> bool {
         let snapshot = self.control.snapshot();
         self.functions.reconcile(&snapshot);
+        let mut closing = Vec::new();
         running.retain(|addr, r| {
             let keep = snapshot.http_listeners.contains_key(addr);
             if !keep {
                 tracing::info!(%addr, "Listener stopped.");
                 let _ = r.stop.send(true);
+                closing.extend(r.closed.take());
             }
             keep
         });
+        // A removed listener's port is free again before the change counts as in effect.
+        for closed in closing {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed).await;
+        }
+        let mut all_bound = true;
         for addr in snapshot.http_listeners.keys() {
             if running.contains_key(addr) {
                 continue;
             }
-            match tokio::net::TcpListener::bind(addr).await {
+            let listener = match self.sockets.take(addr) {
+                Some(reserved) => Ok(reserved),
+                None => bind_std(*addr),
+            };
+            match listener.and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            }) {
                 Ok(listener) => {
                     tracing::info!(%addr, "Listener started.");
                     let (stop, stop_rx) = watch::channel(false);
-                    let task = tokio::spawn(server::serve(self.clone(), listener, *addr, stop_rx));
-                    running.insert(*addr, Running { stop, task });
+                    let (closed_tx, closed) = oneshot::channel();
+                    let task = tokio::spawn(server::serve(self.clone(), listener, *addr, stop_rx, closed_tx));
+                    running.insert(*addr, Running { stop, closed: Some(closed), task });
                 }
-                Err(e) => tracing::error!(%addr, error = %e, "Cannot bind listener."),
+                Err(e) => {
+                    all_bound = false;
+                    tracing::error!(%addr, error = %e, "Cannot bind a listener; trying again.");
+                }
             }
         }
         self.control.mark_in_effect(snapshot.version);
+        all_bound
     }
 }

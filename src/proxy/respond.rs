@@ -43,6 +43,11 @@ pub fn no_target() -> Response<Body> {
     page(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable")
 }
 
+/// The client did not send its request body in time.
+pub fn request_timeout() -> Response<Body> {
+    page(StatusCode::REQUEST_TIMEOUT, "408 Request Time-out")
+}
+
 pub fn bad_request() -> Response<Body> {
     page(StatusCode::BAD_REQUEST, "400 Bad Request")
 }
@@ -66,8 +71,6 @@ fn page(status: StatusCode, title: &str) -> Response<Body> {
 fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -97,11 +97,7 @@ pub fn parse_url(url: &str) -> UrlPattern<'_> {
 
 /// Compiles a rule's regular expression (domain or URL); `None` explains why it is not valid.
 pub fn compile_regex(pattern: &str, caseless: bool) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .case_insensitive(caseless)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| e.to_string())
+    RegexBuilder::new(pattern).case_insensitive(caseless).size_limit(1 << 20).build().map_err(|e| e.to_string())
 }
 
 // === impl Router ===
@@ -128,9 +124,7 @@ impl Router {
                         DomainPattern::Trailing(prefix) => router.trailing.push((prefix.to_string(), d)),
                         DomainPattern::Regex(_) => {
                             // Compile from the rule as written: a regex's case matters to its author.
-                            let DomainPattern::Regex(re) = parse_domain(&rule.domain) else {
-                                unreachable!()
-                            };
+                            let DomainPattern::Regex(re) = parse_domain(&rule.domain) else { unreachable!() };
                             if let Ok(re) = compile_regex(re, true) {
                                 router.regex.push((re, d));
                             }
@@ -187,17 +181,13 @@ impl Router {
         if let Some(&d) = self.exact.get(host) {
             return Some(d);
         }
-        if let Some((_, d)) = self
-            .leading
-            .iter()
-            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+        if let Some((_, d)) =
+            self.leading.iter().find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
         {
             return Some(*d);
         }
-        if let Some((_, d)) = self
-            .trailing
-            .iter()
-            .find(|(prefix, _)| host.len() > prefix.len() && host.starts_with(prefix.as_str()))
+        if let Some((_, d)) =
+            self.trailing.iter().find(|(prefix, _)| host.len() > prefix.len() && host.starts_with(prefix.as_str()))
         {
             return Some(*d);
         }
@@ -213,10 +203,7 @@ impl UrlTable {
         if let Some(&i) = self.exact.get(path) {
             return Route::Rule(i);
         }
-        let longest = self
-            .prefixes
-            .iter()
-            .find(|(prefix, _, _)| path.starts_with(prefix.as_str()));
+        let longest = self.prefixes.iter().find(|(prefix, _, _)| path.starts_with(prefix.as_str()));
         // `/abc/` is the rule and `/abc` the request: send the client to the rule's form, unless a longer
         // rule already takes the path as it is.
         let redirect = self

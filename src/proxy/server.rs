@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::bridge::{self, RequestInfo};
@@ -22,7 +22,13 @@ use super::{Proxy, ProxySettings};
 use crate::functions::status;
 
 /// Accepts connections until `stop` turns true, then lets open connections finish their current request.
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, addr: SocketAddr, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    closed: oneshot::Sender<()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = connection_builder(&proxy.settings);
     loop {
@@ -54,10 +60,8 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, addr: SocketAddr, m
         });
     }
     drop(listener);
-    if tokio::time::timeout(proxy.settings.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = closed.send(());
+    if tokio::time::timeout(proxy.settings.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::debug!(%addr, "Connections still open after the drain period were cut.");
     }
 }
@@ -69,10 +73,7 @@ fn connection_builder(settings: &ProxySettings) -> auto::Builder<TokioExecutor> 
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(settings.max_header_bytes as u32);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(settings.max_header_bytes as u32);
     builder
 }
 
@@ -110,9 +111,10 @@ async fn handle(proxy: &Proxy, addr: SocketAddr, client: SocketAddr, req: Reques
     async {
         let (parts, body) = req.into_parts();
         let limit = proxy.functions.settings().max_event_bytes;
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let read = tokio::time::timeout(proxy.settings.body_read_timeout, Limited::new(body, limit).collect()).await;
+        let body = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return respond::errno(
                     http::StatusCode::PAYLOAD_TOO_LARGE,
                     status::REQUEST_TOO_LARGE,
@@ -120,7 +122,8 @@ async fn handle(proxy: &Proxy, addr: SocketAddr, client: SocketAddr, req: Reques
                     &request_id,
                 );
             }
-            Err(_) => return respond::bad_request(),
+            Ok(Err(_)) => return respond::bad_request(),
+            Err(_) => return respond::request_timeout(),
         };
         let info = RequestInfo {
             request_id: &request_id,
@@ -133,10 +136,7 @@ async fn handle(proxy: &Proxy, addr: SocketAddr, client: SocketAddr, req: Reques
             start_ms,
         };
         let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, &body, &info);
-        let invocation = proxy
-            .functions
-            .invoke(spec, qualifier, &event, request_id.clone())
-            .await;
+        let invocation = proxy.functions.invoke(spec, qualifier, event, request_id.clone(), None).await;
         match invocation.result {
             Ok(json) => match bridge::integration_response(&json) {
                 Some(integration) => {

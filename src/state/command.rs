@@ -25,7 +25,8 @@ pub enum Command {
     DeleteFunction {
         key: FunctionKey,
     },
-    CreateLoadBalancer(NewLoadBalancer),
+    /// Creates all of them or none.
+    CreateLoadBalancers(Vec<NewLoadBalancer>),
     DeleteLoadBalancers {
         scope: Scope,
         ids: Vec<String>,
@@ -97,7 +98,8 @@ pub struct NewLoadBalancer {
     pub lb_type: LoadBalancerType,
     pub forward: u8,
     pub ip_version: IpVersion,
-    pub vip: String,
+    /// `None`: the first free address from `state::FIRST_AUTO_VIP` on.
+    pub vip: Option<String>,
     pub vpc_id: String,
     pub subnet_id: String,
     pub project_id: i64,
@@ -133,9 +135,10 @@ pub struct NewRule {
 #[derive(Clone, Debug)]
 pub enum RulesSelector {
     Ids(Vec<String>),
+    /// One rule by its URL and domain (the listener's default domain when none is given).
     DomainUrl {
         domain: Option<String>,
-        url: Option<String>,
+        url: String,
     },
 }
 

@@ -21,26 +21,20 @@ pub enum StateError {
     LoadBalancerNotFound(String),
     #[error("VIP {0} is already used by load balancer {1}")]
     VipInUse(String, String),
+    #[error("no free VIP is left in 127.0.0.0/8")]
+    NoFreeVip,
     #[error("region {region} already holds {limit} load balancers, the most it may hold")]
     LoadBalancerQuota { region: String, limit: usize },
     #[error("listener {0} does not exist on this load balancer")]
     ListenerNotFound(String),
     #[error("port {port} is already used by listener {listener} ({protocol:?})")]
-    PortInUse {
-        port: u16,
-        protocol: Protocol,
-        listener: String,
-    },
+    PortInUse { port: u16, protocol: Protocol, listener: String },
     #[error("load balancer {lb} already has {limit} listeners, the most it may have")]
     ListenerQuota { lb: String, limit: usize },
     #[error("listener {0} is a {1:?} listener; rules and functions need an HTTP or HTTPS listener")]
     NotLayer7(String, Protocol),
     #[error("a rule for domain {domain} and URL {url} already exists ({location})")]
-    RuleExists {
-        domain: String,
-        url: String,
-        location: String,
-    },
+    RuleExists { domain: String, url: String, location: String },
     #[error("listener {listener} already has {limit} rules, the most it may have")]
     RuleQuota { listener: String, limit: usize },
     #[error("no rule matches {0}")]
@@ -49,6 +43,8 @@ pub enum StateError {
     DomainNotFound(String),
     #[error("rule {0} is already bound to function {1}; a rule forwards to one function only")]
     RuleHasFunction(String, String),
+    #[error("function {function} is already bound to rule {rule}")]
+    AlreadyBound { rule: String, function: String },
     #[error("function {function} is not bound to rule {rule}")]
     TargetNotBound { rule: String, function: String },
     #[error("load balancer {0} is a classic load balancer (Forward 0); functions can be bound only to CLB instances")]

@@ -23,6 +23,9 @@ pub use model::{
     Listener, LoadBalancer, LoadBalancerType, Protocol, Rule, Scope,
 };
 
+/// VIPs given out when a request names none: the first free address from here on (decisions/0002).
+pub const FIRST_AUTO_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 1);
+
 /// The namespace every account has in every region.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -101,10 +104,7 @@ pub struct State {
 
 impl State {
     pub fn new(limits: Limits) -> State {
-        State {
-            limits,
-            ..State::default()
-        }
+        State { limits, ..State::default() }
     }
 
     /// Rebuilds a state from stored entities (no checks: they were checked when they were written).
@@ -171,12 +171,7 @@ impl State {
                 self.accounts.insert(account.uin.clone(), account);
             }
             Command::CreateFunction(new) => self.create_function(new, &mut touched)?,
-            Command::UpdateFunctionCode {
-                key,
-                code,
-                handler,
-                now,
-            } => {
+            Command::UpdateFunctionCode { key, code, handler, now } => {
                 let function = self.function_mut(&key)?;
                 function.code = code;
                 if let Some(handler) = handler {
@@ -231,7 +226,11 @@ impl State {
                 }
                 touched.push(EntityKey::Function(key));
             }
-            Command::CreateLoadBalancer(new) => self.create_load_balancer(new, &mut touched)?,
+            Command::CreateLoadBalancers(new) => {
+                for lb in new {
+                    self.create_load_balancer(lb, &mut touched)?;
+                }
+            }
             Command::DeleteLoadBalancers { scope, ids } => {
                 for id in &ids {
                     self.load_balancer(&scope, id)?;
@@ -239,45 +238,26 @@ impl State {
                 for id in ids {
                     self.load_balancers.remove(&id);
                     touched.push(EntityKey::LoadBalancer(id.clone()));
-                    let listeners: Vec<String> = self
-                        .listeners
-                        .values()
-                        .filter(|l| l.lb_id == id)
-                        .map(|l| l.id.clone())
-                        .collect();
+                    let listeners: Vec<String> =
+                        self.listeners.values().filter(|l| l.lb_id == id).map(|l| l.id.clone()).collect();
                     for listener in listeners {
                         self.remove_listener(&listener, &mut touched);
                     }
                 }
             }
-            Command::CreateListeners {
-                scope,
-                lb_id,
-                listeners,
-                now,
-            } => self.create_listeners(&scope, &lb_id, listeners, now, &mut touched)?,
-            Command::DeleteListener {
-                scope,
-                lb_id,
-                listener_id,
-            } => {
+            Command::CreateListeners { scope, lb_id, listeners, now } => {
+                self.create_listeners(&scope, &lb_id, listeners, now, &mut touched)?
+            }
+            Command::DeleteListener { scope, lb_id, listener_id } => {
                 self.listener(&scope, &lb_id, &listener_id)?;
                 self.remove_listener(&listener_id, &mut touched);
             }
-            Command::CreateRules {
-                scope,
-                lb_id,
-                listener_id,
-                rules,
-                now,
-            } => self.create_rules(&scope, &lb_id, &listener_id, rules, now, &mut touched)?,
-            Command::DeleteRules {
-                scope,
-                lb_id,
-                listener_id,
-                selector,
-                new_default_domain,
-            } => self.delete_rules(&scope, &lb_id, &listener_id, selector, new_default_domain, &mut touched)?,
+            Command::CreateRules { scope, lb_id, listener_id, rules, now } => {
+                self.create_rules(&scope, &lb_id, &listener_id, rules, now, &mut touched)?
+            }
+            Command::DeleteRules { scope, lb_id, listener_id, selector, new_default_domain } => {
+                self.delete_rules(&scope, &lb_id, &listener_id, selector, new_default_domain, &mut touched)?
+            }
             Command::RegisterFunctionTargets { rule, targets, now } => {
                 self.register_function_targets(&rule, targets, now, &mut touched)?
             }
@@ -285,14 +265,13 @@ impl State {
                 let rule_id = self.resolve_rule(&rule)?;
                 let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
                 for target in targets {
-                    let bound = entry.function.as_ref().is_some_and(|t| {
-                        t.namespace == target.namespace && t.name == target.name && t.qualifier == target.qualifier
-                    });
+                    // A rule holds one function: its name identifies the binding, whatever qualifier is named.
+                    let bound = entry
+                        .function
+                        .as_ref()
+                        .is_some_and(|t| t.namespace == target.namespace && t.name == target.name);
                     if !bound {
-                        return Err(StateError::TargetNotBound {
-                            rule: rule_id,
-                            function: target.name,
-                        });
+                        return Err(StateError::TargetNotBound { rule: rule_id, function: target.name });
                     }
                     entry.function = None;
                 }
@@ -312,11 +291,8 @@ impl State {
         if self.functions.contains_key(&new.key) {
             return Err(StateError::FunctionExists(new.key));
         }
-        let in_namespace = self
-            .functions
-            .keys()
-            .filter(|k| k.scope == new.key.scope && k.namespace == new.key.namespace)
-            .count();
+        let in_namespace =
+            self.functions.keys().filter(|k| k.scope == new.key.scope && k.namespace == new.key.namespace).count();
         if in_namespace >= self.limits.functions_per_namespace {
             return Err(StateError::FunctionQuota {
                 namespace: new.key.namespace,
@@ -345,9 +321,15 @@ impl State {
             return Err(StateError::AccountNotFound(new.scope.uin));
         }
         // A VIP is an address of this host: it belongs to one load balancer, whatever the account.
-        if let Some(other) = self.load_balancers.values().find(|lb| lb.vip == new.vip) {
-            return Err(StateError::VipInUse(new.vip, other.id.clone()));
-        }
+        let vip = match new.vip {
+            Some(vip) => {
+                if let Some(other) = self.load_balancers.values().find(|lb| lb.vip == vip) {
+                    return Err(StateError::VipInUse(vip, other.id.clone()));
+                }
+                vip
+            }
+            None => self.free_vip().ok_or(StateError::NoFreeVip)?,
+        };
         let in_region = self.load_balancers.values().filter(|lb| lb.scope == new.scope).count();
         if in_region >= self.limits.load_balancers_per_region {
             return Err(StateError::LoadBalancerQuota {
@@ -362,7 +344,7 @@ impl State {
             lb_type: new.lb_type,
             forward: new.forward,
             ip_version: new.ip_version,
-            vip: new.vip,
+            vip,
             vpc_id: new.vpc_id,
             subnet_id: new.subnet_id,
             project_id: new.project_id,
@@ -442,11 +424,7 @@ impl State {
                 });
             }
             if let Some(other) = on_listener.iter().find(|r| r.domain == new.domain && r.url == new.url) {
-                return Err(StateError::RuleExists {
-                    domain: new.domain,
-                    url: new.url,
-                    location: other.id.clone(),
-                });
+                return Err(StateError::RuleExists { domain: new.domain, url: new.url, location: other.id.clone() });
             }
             let listener = self.listeners.get_mut(listener_id).expect("listener checked above");
             if listener.default_domain.is_none() || new.default_server {
@@ -493,23 +471,15 @@ impl State {
                 ids
             }
             RulesSelector::DomainUrl { domain, url } => {
-                let matching: Vec<String> = self
-                    .rules
-                    .values()
-                    .filter(on_listener)
-                    .filter(|r| domain.as_ref().is_none_or(|d| &r.domain == d))
-                    .filter(|r| url.as_ref().is_none_or(|u| &r.url == u))
-                    .map(|r| r.id.clone())
-                    .collect();
-                if matching.is_empty() {
-                    let what = format!(
-                        "domain {} and URL {}",
-                        domain.unwrap_or_default(),
-                        url.unwrap_or_default()
-                    );
-                    return Err(StateError::RuleNotFound(what));
-                }
-                matching
+                let rule = RuleRef {
+                    scope: scope.clone(),
+                    lb_id: lb_id.to_string(),
+                    listener_id: listener_id.to_string(),
+                    location_id: None,
+                    domain,
+                    url: Some(url),
+                };
+                vec![self.resolve_rule(&rule)?]
             }
         };
         for id in &doomed {
@@ -519,9 +489,7 @@ impl State {
         // The default domain moves when its last rule goes: to the domain named, or the oldest remaining one.
         let default_domain = self.listeners[listener_id].default_domain.clone();
         let remaining: Vec<&Rule> = self.rules.values().filter(on_listener).collect();
-        let default_survives = default_domain
-            .as_ref()
-            .is_some_and(|d| remaining.iter().any(|r| &r.domain == d));
+        let default_survives = default_domain.as_ref().is_some_and(|d| remaining.iter().any(|r| &r.domain == d));
         let next_default = match new_default_domain {
             Some(domain) => {
                 if !remaining.iter().any(|r| r.domain == domain) {
@@ -530,16 +498,10 @@ impl State {
                 Some(domain)
             }
             None if default_survives => default_domain.clone(),
-            None => remaining
-                .iter()
-                .min_by_key(|r| (r.create_time, r.id.clone()))
-                .map(|r| r.domain.clone()),
+            None => remaining.iter().min_by_key(|r| (r.create_time, r.id.clone())).map(|r| r.domain.clone()),
         };
         if next_default != default_domain {
-            self.listeners
-                .get_mut(listener_id)
-                .expect("listener checked above")
-                .default_domain = next_default;
+            self.listeners.get_mut(listener_id).expect("listener checked above").default_domain = next_default;
             touched.push(EntityKey::Listener(listener_id.to_string()));
         }
         Ok(())
@@ -556,10 +518,7 @@ impl State {
         let lb = self.load_balancer(scope, &rule.lb_id)?;
         let listener = self.listener(scope, &rule.lb_id, &rule.listener_id)?;
         // The documented restrictions (contract 5.5), in the order a user meets them.
-        let account = self
-            .accounts
-            .get(&scope.uin)
-            .ok_or_else(|| StateError::AccountNotFound(scope.uin.clone()))?;
+        let account = self.accounts.get(&scope.uin).ok_or_else(|| StateError::AccountNotFound(scope.uin.clone()))?;
         if account.kind == AccountKind::Traditional {
             return Err(StateError::TraditionalAccount(scope.uin.clone()));
         }
@@ -580,15 +539,9 @@ impl State {
         }
         let rule_id = self.resolve_rule(rule)?;
         for target in &targets {
-            let key = FunctionKey {
-                scope: scope.clone(),
-                namespace: target.namespace.clone(),
-                name: target.name.clone(),
-            };
-            let function = self
-                .functions
-                .get(&key)
-                .ok_or_else(|| StateError::TargetFunctionNotFound(key.clone()))?;
+            let key =
+                FunctionKey { scope: scope.clone(), namespace: target.namespace.clone(), name: target.name.clone() };
+            let function = self.functions.get(&key).ok_or_else(|| StateError::TargetFunctionNotFound(key.clone()))?;
             if function.kind == FunctionType::Http {
                 return Err(StateError::WebFunction(target.name.clone()));
             }
@@ -602,6 +555,9 @@ impl State {
         let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
         for mut target in targets {
             if let Some(bound) = &entry.function {
+                if bound.namespace == target.namespace && bound.name == target.name {
+                    return Err(StateError::AlreadyBound { rule: rule_id, function: target.name });
+                }
                 return Err(StateError::RuleHasFunction(rule_id, bound.name.clone()));
             }
             target.add_time = now;
@@ -623,18 +579,22 @@ impl State {
         });
     }
 
+    /// The first address from `FIRST_AUTO_VIP` on that no load balancer uses.
+    fn free_vip(&self) -> Option<String> {
+        let used: std::collections::HashSet<&str> = self.load_balancers.values().map(|lb| lb.vip.as_str()).collect();
+        let first = u32::from(FIRST_AUTO_VIP);
+        let last = u32::from(std::net::Ipv4Addr::new(127, 255, 255, 254));
+        (first..=last).map(|n| std::net::Ipv4Addr::from(n).to_string()).find(|ip| !used.contains(ip.as_str()))
+    }
+
     // --- lookups, each checked against the caller's scope ---
 
     pub fn function(&self, key: &FunctionKey) -> Result<&Function, StateError> {
-        self.functions
-            .get(key)
-            .ok_or_else(|| StateError::FunctionNotFound(key.clone()))
+        self.functions.get(key).ok_or_else(|| StateError::FunctionNotFound(key.clone()))
     }
 
     fn function_mut(&mut self, key: &FunctionKey) -> Result<&mut Function, StateError> {
-        self.functions
-            .get_mut(key)
-            .ok_or_else(|| StateError::FunctionNotFound(key.clone()))
+        self.functions.get_mut(key).ok_or_else(|| StateError::FunctionNotFound(key.clone()))
     }
 
     /// A load balancer of this account and region; another account's is reported as missing.
@@ -672,16 +632,10 @@ impl State {
         let what = || match (&rule.location_id, &rule.domain, &rule.url) {
             (Some(id), _, _) => id.clone(),
             (None, d, u) => {
-                format!(
-                    "domain {} and URL {}",
-                    d.as_deref().unwrap_or("(default)"),
-                    u.as_deref().unwrap_or("(none)")
-                )
+                format!("domain {} and URL {}", d.as_deref().unwrap_or("(default)"), u.as_deref().unwrap_or("(none)"))
             }
         };
-        found
-            .map(|r| r.id.clone())
-            .ok_or_else(|| StateError::RuleNotFound(what()))
+        found.map(|r| r.id.clone()).ok_or_else(|| StateError::RuleNotFound(what()))
     }
 
     /// The rules of a listener in creation order.
@@ -722,16 +676,10 @@ impl State {
     #[cfg(debug_assertions)]
     fn check_invariants(&self) {
         for listener in self.listeners.values() {
-            assert!(
-                self.load_balancers.contains_key(&listener.lb_id),
-                "listener {} has no load balancer",
-                listener.id
-            );
+            assert!(self.load_balancers.contains_key(&listener.lb_id), "listener {} has no load balancer", listener.id);
             if let Some(domain) = &listener.default_domain {
                 assert!(
-                    self.rules
-                        .values()
-                        .any(|r| r.listener_id == listener.id && &r.domain == domain),
+                    self.rules.values().any(|r| r.listener_id == listener.id && &r.domain == domain),
                     "listener {} default domain {domain} has no rule",
                     listener.id
                 );
@@ -739,11 +687,7 @@ impl State {
         }
         for rule in self.rules.values() {
             let listener = self.listeners.get(&rule.listener_id);
-            assert!(
-                listener.is_some_and(|l| l.lb_id == rule.lb_id),
-                "rule {} has no listener",
-                rule.id
-            );
+            assert!(listener.is_some_and(|l| l.lb_id == rule.lb_id), "rule {} has no listener", rule.id);
         }
     }
 }

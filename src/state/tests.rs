@@ -1,10 +1,7 @@
 use super::*;
 
 fn scope() -> Scope {
-    Scope {
-        uin: "100".to_string(),
-        region: "ap-guangzhou".to_string(),
-    }
+    Scope { uin: "100".to_string(), region: "ap-guangzhou".to_string() }
 }
 
 fn account(kind: AccountKind) -> Command {
@@ -18,11 +15,7 @@ fn account(kind: AccountKind) -> Command {
 }
 
 fn function_key(name: &str) -> FunctionKey {
-    FunctionKey {
-        scope: scope(),
-        namespace: DEFAULT_NAMESPACE.to_string(),
-        name: name.to_string(),
-    }
+    FunctionKey { scope: scope(), namespace: DEFAULT_NAMESPACE.to_string(), name: name.to_string() }
 }
 
 fn create_function(name: &str, kind: FunctionType) -> Command {
@@ -39,29 +32,26 @@ fn create_function(name: &str, kind: FunctionType) -> Command {
             init_timeout_s: 65,
             environment: vec![],
         },
-        code: CodeRef {
-            sha256: "abc".to_string(),
-            size: 3,
-        },
+        code: CodeRef { sha256: "abc".to_string(), size: 3 },
         now: 1,
     })
 }
 
 fn create_lb(id: &str, vip: &str) -> Command {
-    Command::CreateLoadBalancer(NewLoadBalancer {
+    Command::CreateLoadBalancers(vec![NewLoadBalancer {
         scope: scope(),
         id: id.to_string(),
         name: id.to_string(),
         lb_type: LoadBalancerType::Open,
         forward: 1,
         ip_version: IpVersion::Ipv4,
-        vip: vip.to_string(),
+        vip: Some(vip.to_string()),
         vpc_id: "vpc-default".to_string(),
         subnet_id: String::new(),
         project_id: 0,
         tags: vec![],
         now: 1,
-    })
+    }])
 }
 
 fn create_listener(lb: &str, id: &str, protocol: Protocol, port: u16) -> Command {
@@ -123,11 +113,7 @@ fn target(name: &str) -> FunctionTarget {
 }
 
 fn bind(lb: &str, listener: &str, location: &str, name: &str) -> Command {
-    Command::RegisterFunctionTargets {
-        rule: rule_ref(lb, listener, location),
-        targets: vec![target(name)],
-        now: 5,
-    }
+    Command::RegisterFunctionTargets { rule: rule_ref(lb, listener, location), targets: vec![target(name)], now: 5 }
 }
 
 /// An account, a function `f`, load balancer `lb-1` with HTTP listener `lbl-1` and rule `loc-1`.
@@ -161,10 +147,7 @@ fn a_failed_command_changes_nothing() {
     s.apply(bind("lb-1", "lbl-1", "loc-1", "f")).unwrap();
     s.apply(create_function("g", FunctionType::Event)).unwrap();
     let before = format!("{:?}", s.rules);
-    assert!(matches!(
-        s.apply(bind("lb-1", "lbl-1", "loc-1", "g")),
-        Err(StateError::RuleHasFunction(..))
-    ));
+    assert!(matches!(s.apply(bind("lb-1", "lbl-1", "loc-1", "g")), Err(StateError::RuleHasFunction(..))));
     assert_eq!(format!("{:?}", s.rules), before);
 }
 
@@ -172,30 +155,15 @@ fn a_failed_command_changes_nothing() {
 fn binding_restrictions() {
     let mut s = base();
     s.apply(create_listener("lb-1", "lbl-tcp", Protocol::Tcp, 81)).unwrap();
-    assert!(matches!(
-        s.apply(bind("lb-1", "lbl-tcp", "loc-1", "f")),
-        Err(StateError::NotLayer7(..))
-    ));
-    assert!(matches!(
-        s.apply(bind("lb-1", "lbl-1", "loc-nope", "f")),
-        Err(StateError::RuleNotFound(_))
-    ));
-    assert!(matches!(
-        s.apply(bind("lb-1", "lbl-1", "loc-1", "missing")),
-        Err(StateError::TargetFunctionNotFound(_))
-    ));
+    assert!(matches!(s.apply(bind("lb-1", "lbl-tcp", "loc-1", "f")), Err(StateError::NotLayer7(..))));
+    assert!(matches!(s.apply(bind("lb-1", "lbl-1", "loc-nope", "f")), Err(StateError::RuleNotFound(_))));
+    assert!(matches!(s.apply(bind("lb-1", "lbl-1", "loc-1", "missing")), Err(StateError::TargetFunctionNotFound(_))));
     s.apply(create_function("web", FunctionType::Http)).unwrap();
-    assert!(matches!(
-        s.apply(bind("lb-1", "lbl-1", "loc-1", "web")),
-        Err(StateError::WebFunction(_))
-    ));
+    assert!(matches!(s.apply(bind("lb-1", "lbl-1", "loc-1", "web")), Err(StateError::WebFunction(_))));
     let mut other = target("f");
     other.qualifier = "7".to_string();
-    let cmd = Command::RegisterFunctionTargets {
-        rule: rule_ref("lb-1", "lbl-1", "loc-1"),
-        targets: vec![other],
-        now: 1,
-    };
+    let cmd =
+        Command::RegisterFunctionTargets { rule: rule_ref("lb-1", "lbl-1", "loc-1"), targets: vec![other], now: 1 };
     assert!(matches!(s.apply(cmd), Err(StateError::QualifierNotFound { .. })));
 }
 
@@ -203,27 +171,15 @@ fn binding_restrictions() {
 fn traditional_accounts_cannot_bind() {
     let mut s = base();
     s.apply(account(AccountKind::Traditional)).unwrap();
-    assert!(matches!(
-        s.apply(bind("lb-1", "lbl-1", "loc-1", "f")),
-        Err(StateError::TraditionalAccount(_))
-    ));
+    assert!(matches!(s.apply(bind("lb-1", "lbl-1", "loc-1", "f")), Err(StateError::TraditionalAccount(_))));
 }
 
 #[test]
 fn another_account_cannot_see_a_load_balancer() {
     let s = base();
-    let other = Scope {
-        uin: "200".to_string(),
-        region: "ap-guangzhou".to_string(),
-    };
-    assert!(matches!(
-        s.load_balancer(&other, "lb-1"),
-        Err(StateError::LoadBalancerNotFound(_))
-    ));
-    let other_region = Scope {
-        uin: "100".to_string(),
-        region: "ap-shanghai".to_string(),
-    };
+    let other = Scope { uin: "200".to_string(), region: "ap-guangzhou".to_string() };
+    assert!(matches!(s.load_balancer(&other, "lb-1"), Err(StateError::LoadBalancerNotFound(_))));
+    let other_region = Scope { uin: "100".to_string(), region: "ap-shanghai".to_string() };
     assert!(s.load_balancer(&other_region, "lb-1").is_err());
 }
 
@@ -235,10 +191,7 @@ fn port_and_vip_clashes() {
         Err(StateError::PortInUse { .. })
     ));
     s.apply(create_listener("lb-1", "lbl-udp", Protocol::Udp, 80)).unwrap();
-    assert!(matches!(
-        s.apply(create_lb("lb-2", "127.0.0.1")),
-        Err(StateError::VipInUse(..))
-    ));
+    assert!(matches!(s.apply(create_lb("lb-2", "127.0.0.1")), Err(StateError::VipInUse(..))));
     s.apply(create_lb("lb-2", "127.0.0.2")).unwrap();
     s.apply(create_listener("lb-2", "lbl-3", Protocol::Http, 80)).unwrap();
 }
@@ -259,11 +212,7 @@ fn first_rule_domain_is_default_and_moves_when_deleted() {
     s.apply(delete(&["loc-1"], Some("c.com"))).unwrap();
     assert_eq!(s.listeners["lbl-1"].default_domain.as_deref(), Some("c.com"));
     s.apply(delete(&["loc-3"], None)).unwrap();
-    assert_eq!(
-        s.listeners["lbl-1"].default_domain.as_deref(),
-        Some("b.com"),
-        "the oldest remaining domain"
-    );
+    assert_eq!(s.listeners["lbl-1"].default_domain.as_deref(), Some("b.com"), "the oldest remaining domain");
     s.apply(delete(&["loc-2"], None)).unwrap();
     assert_eq!(s.listeners["lbl-1"].default_domain, None);
 }
@@ -276,8 +225,7 @@ fn duplicate_rules_and_quota() {
         Err(StateError::RuleExists { .. })
     ));
     s.limits.rules_per_listener = 2;
-    s.apply(create_rule("lb-1", "lbl-1", "loc-2", "a.com", "/2", 2))
-        .unwrap();
+    s.apply(create_rule("lb-1", "lbl-1", "loc-2", "a.com", "/2", 2)).unwrap();
     assert!(matches!(
         s.apply(create_rule("lb-1", "lbl-1", "loc-3", "a.com", "/3", 3)),
         Err(StateError::RuleQuota { .. })
@@ -296,11 +244,7 @@ fn deleting_a_function_unbinds_it_and_keeps_the_rule() {
 #[test]
 fn deleting_a_load_balancer_removes_listeners_and_rules() {
     let mut s = base();
-    s.apply(Command::DeleteLoadBalancers {
-        scope: scope(),
-        ids: vec!["lb-1".to_string()],
-    })
-    .unwrap();
+    s.apply(Command::DeleteLoadBalancers { scope: scope(), ids: vec!["lb-1".to_string()] }).unwrap();
     assert!(s.listeners.is_empty() && s.rules.is_empty() && s.load_balancers.is_empty());
 }
 
@@ -346,4 +290,21 @@ fn restore_round_trips_through_entities() {
         format!("{:?}{:?}{:?}", restored.functions, restored.listeners, restored.rules),
         format!("{:?}{:?}{:?}", s.functions, s.listeners, s.rules)
     );
+}
+
+#[test]
+fn vips_are_given_out_in_order_and_batches_are_atomic() {
+    let mut s = base(); // lb-1 holds 127.0.0.1
+    let auto = |id: &str| {
+        let Command::CreateLoadBalancers(mut lbs) = create_lb(id, "unused") else { unreachable!() };
+        lbs[0].vip = None;
+        lbs.remove(0)
+    };
+    s.apply(Command::CreateLoadBalancers(vec![auto("lb-2"), auto("lb-3")])).unwrap();
+    assert_eq!(s.load_balancers["lb-2"].vip, "127.0.0.2");
+    assert_eq!(s.load_balancers["lb-3"].vip, "127.0.0.3");
+    let Command::CreateLoadBalancers(clash) = create_lb("lb-5", "127.0.0.2") else { unreachable!() };
+    let batch = Command::CreateLoadBalancers(vec![auto("lb-4"), clash.into_iter().next().unwrap()]);
+    assert!(matches!(s.apply(batch), Err(StateError::VipInUse(..))));
+    assert!(!s.load_balancers.contains_key("lb-4"), "a refused batch creates nothing");
 }

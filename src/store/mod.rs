@@ -55,10 +55,7 @@ pub const TASKS_KEPT: i64 = 100_000;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
@@ -76,20 +73,13 @@ impl Store {
     pub fn load_entities(&self) -> Result<Vec<Entity>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT kind, key, body FROM entities ORDER BY kind, key")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-            ))
-        })?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
         let mut entities = Vec::new();
         for row in rows {
             let (kind, key, body) = row?;
-            let entity = serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-                key: format!("{kind}/{key}"),
-                source,
-            })?;
+            let entity = serde_json::from_str(&body)
+                .map_err(|source| StoreError::Corrupt { key: format!("{kind}/{key}"), source })?;
             entities.push(entity);
         }
         Ok(entities)
@@ -118,12 +108,7 @@ impl Store {
         if let Some(task) = task {
             tx.execute(
                 "INSERT OR REPLACE INTO tasks (request_id, uin, lb_ids, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    task.request_id,
-                    task.uin,
-                    task.load_balancer_ids.join(","),
-                    task.created_ms
-                ],
+                params![task.request_id, task.uin, task.load_balancer_ids.join(","), task.created_ms],
             )?;
             tx.execute(
                 "DELETE FROM tasks WHERE created_ms < (SELECT created_ms FROM tasks ORDER BY created_ms DESC LIMIT 1 OFFSET ?1)",
@@ -166,9 +151,7 @@ impl Store {
     pub fn code(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let data = self
             .conn()
-            .query_row("SELECT data FROM code WHERE sha256 = ?1", params![sha256], |row| {
-                row.get(0)
-            })
+            .query_row("SELECT data FROM code WHERE sha256 = ?1", params![sha256], |row| row.get(0))
             .optional()?;
         Ok(data)
     }
@@ -191,10 +174,9 @@ impl Store {
 fn key_parts(key: &EntityKey) -> (&'static str, String) {
     match key {
         EntityKey::Account(uin) => ("account", uin.clone()),
-        EntityKey::Function(k) => (
-            "function",
-            format!("{}/{}/{}/{}", k.scope.uin, k.scope.region, k.namespace, k.name),
-        ),
+        EntityKey::Function(k) => {
+            ("function", format!("{}/{}/{}/{}", k.scope.uin, k.scope.region, k.namespace, k.name))
+        }
         EntityKey::LoadBalancer(id) => ("load_balancer", id.clone()),
         EntityKey::Listener(id) => ("listener", id.clone()),
         EntityKey::Rule(id) => ("rule", id.clone()),

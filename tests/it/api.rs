@@ -20,10 +20,7 @@ async fn raw_call(
     let signed = tc3::Signed {
         method: "POST",
         query: "",
-        headers: vec![
-            ("content-type".to_string(), "application/json"),
-            ("host".to_string(), host.as_str()),
-        ],
+        headers: vec![("content-type".to_string(), "application/json"), ("host".to_string(), host.as_str())],
         payload_hash: tc3::sha256_hex(&body),
         timestamp,
         service: "scf",
@@ -60,15 +57,9 @@ fn error_code(v: &Value) -> &str {
 #[tokio::test]
 async fn signed_requests_succeed_with_the_documented_envelope() {
     let app = TestApp::start();
-    let (status, content_type, v) = raw_call(
-        &app,
-        "ListFunctions",
-        &json!({}),
-        &app.credentials.secret_id,
-        &app.credentials.secret_key,
-        now(),
-    )
-    .await;
+    let (status, content_type, v) =
+        raw_call(&app, "ListFunctions", &json!({}), &app.credentials.secret_id, &app.credentials.secret_key, now())
+            .await;
     assert_eq!(status, 200);
     assert_eq!(content_type, "application/json");
     assert_eq!(v["Response"]["TotalCount"], 0);
@@ -81,11 +72,7 @@ async fn bad_signatures_are_refused_with_their_codes() {
     let id = app.credentials.secret_id.clone();
     let key = app.credentials.secret_key.clone();
     let (status, content_type, v) = raw_call(&app, "ListFunctions", &json!({}), &id, "wrong-key", now()).await;
-    assert_eq!(
-        (status, content_type.as_str()),
-        (200, "application/json"),
-        "errors are HTTP 200 too"
-    );
+    assert_eq!((status, content_type.as_str()), (200, "application/json"), "errors are HTTP 200 too");
     assert_eq!(error_code(&v), "AuthFailure.SignatureFailure");
     assert!(v["Response"]["RequestId"].is_string());
 
@@ -117,12 +104,7 @@ async fn unknown_actions_and_parameters() {
     assert_eq!(error_code(&v), "InvalidParameter");
     let (_, _, v) = raw_call(&app, "DeleteFunction", &json!({}), &id, &key, now()).await;
     assert_eq!(error_code(&v), "MissingParameter");
-    assert!(
-        v["Response"]["Error"]["Message"]
-            .as_str()
-            .unwrap()
-            .contains("FunctionName")
-    );
+    assert!(v["Response"]["Error"]["Message"].as_str().unwrap().contains("FunctionName"));
 }
 
 #[tokio::test]
@@ -132,43 +114,23 @@ async fn function_parameters_are_validated() {
         Err(fnlb::client::ClientError::Api { code, .. }) => code,
         other => panic!("expected an API error, got {other:?}"),
     };
-    assert_eq!(
-        err(app.create_fixture("1bad", "echo", json!({})).await),
-        "InvalidParameterValue.FunctionName"
-    );
+    assert_eq!(err(app.create_fixture("1bad", "echo", json!({})).await), "InvalidParameterValue.FunctionName");
     assert_eq!(
         err(app.create_fixture("ok-name", "echo", json!({"MemorySize": 200})).await),
         "InvalidParameterValue.MemorySize"
     );
+    assert_eq!(err(app.create_fixture("ok-name", "echo", json!({"Timeout": 901})).await), "LimitExceeded.Timeout");
     assert_eq!(
-        err(app.create_fixture("ok-name", "echo", json!({"Timeout": 901})).await),
-        "LimitExceeded.Timeout"
-    );
-    assert_eq!(
-        err(app
-            .create_fixture("ok-name", "echo", json!({"Runtime": "Python2.7"}))
-            .await),
+        err(app.create_fixture("ok-name", "echo", json!({"Runtime": "Python2.7"})).await),
         "InvalidParameterValue.Runtime"
     );
     let env = json!({"Environment": {"Variables": [{"Key": "SCF_X", "Value": "1"}]}});
-    assert_eq!(
-        err(app.create_fixture("ok-name", "echo", env).await),
-        "InvalidParameterValue.EnvironmentSystemProtect"
-    );
+    assert_eq!(err(app.create_fixture("ok-name", "echo", env).await), "InvalidParameterValue.EnvironmentSystemProtect");
     let big = "x".repeat(5000);
     let env = json!({"Environment": {"Variables": [{"Key": "BIG", "Value": big}]}});
-    assert_eq!(
-        err(app.create_fixture("ok-name", "echo", env).await),
-        "InvalidParameterValue.EnvironmentExceededLimit"
-    );
+    assert_eq!(err(app.create_fixture("ok-name", "echo", env).await), "InvalidParameterValue.EnvironmentExceededLimit");
     let not_zip = json!({"FunctionName": "nz", "Runtime": "Python3.9", "Code": {"ZipFile": "aGVsbG8="}});
-    assert_eq!(
-        err(app.scf("CreateFunction", not_zip).await),
-        "InvalidParameterValue.ZipFile"
-    );
+    assert_eq!(err(app.scf("CreateFunction", not_zip).await), "InvalidParameterValue.ZipFile");
     app.create_fixture("ok-name", "echo", json!({})).await.unwrap();
-    assert_eq!(
-        err(app.create_fixture("ok-name", "echo", json!({})).await),
-        "ResourceInUse.Function"
-    );
+    assert_eq!(err(app.create_fixture("ok-name", "echo", json!({})).await), "ResourceInUse.Function");
 }

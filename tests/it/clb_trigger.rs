@@ -34,10 +34,7 @@ async fn hello_clb_through_the_api() {
     .await
     .unwrap();
     let status = eventually("the function is Active", Duration::from_secs(10), || async {
-        let f = app
-            .scf("GetFunction", json!({"FunctionName": "hello-clb"}))
-            .await
-            .ok()?;
+        let f = app.scf("GetFunction", json!({"FunctionName": "hello-clb"})).await.ok()?;
         (f["Status"] == "Active").then_some(f)
     })
     .await;
@@ -51,10 +48,7 @@ async fn hello_clb_through_the_api() {
     assert_eq!(reply.text(), HELLO_BODY);
 
     // The trigger, as SCF lists it, with the access path a browser opens.
-    let triggers = app
-        .scf("ListTriggers", json!({"FunctionName": "hello-clb"}))
-        .await
-        .unwrap();
+    let triggers = app.scf("ListTriggers", json!({"FunctionName": "hello-clb"})).await.unwrap();
     assert_eq!(triggers["TotalCount"], 1);
     let trigger = &triggers["Triggers"][0];
     assert_eq!(trigger["Type"], "clb");
@@ -65,22 +59,13 @@ async fn hello_clb_through_the_api() {
     assert_eq!(access_path, format!("{}/", route.base));
     assert_eq!(get(access_path).await.text(), HELLO_BODY);
     let resource = trigger["ResourceId"].as_str().unwrap();
-    assert!(
-        resource.starts_with("qcs::clb:ap-guangzhou:uin/") && resource.ends_with(&route.location_id),
-        "{resource}"
-    );
-    let function = app
-        .scf("GetFunction", json!({"FunctionName": "hello-clb", "ShowCode": "TRUE"}))
-        .await
-        .unwrap();
+    assert!(resource.starts_with("qcs::clb:ap-guangzhou:uin/") && resource.ends_with(&route.location_id), "{resource}");
+    let function = app.scf("GetFunction", json!({"FunctionName": "hello-clb", "ShowCode": "TRUE"})).await.unwrap();
     assert_eq!(function["Triggers"][0]["TriggerDesc"], trigger["TriggerDesc"]);
     assert_eq!(function["CodeInfo"].as_str().unwrap().as_bytes(), &code[..]);
 
     // The binding seen from the CLB side, and the task that made it.
-    let targets = app
-        .clb("DescribeTargets", json!({"LoadBalancerId": route.lb_id}))
-        .await
-        .unwrap();
+    let targets = app.clb("DescribeTargets", json!({"LoadBalancerId": route.lb_id})).await.unwrap();
     let function_target = &targets["Listeners"][0]["Rules"][0]["FunctionTargets"][0];
     assert_eq!(function_target["Function"]["FunctionName"], "hello-clb");
     assert_eq!(function_target["Weight"], 10);
@@ -91,42 +76,21 @@ async fn hello_clb_through_the_api() {
         )
         .await
         .unwrap();
-    let task = app
-        .clb("DescribeTaskStatus", json!({"TaskId": unbind["RequestId"]}))
-        .await
-        .unwrap();
+    let task = app.clb("DescribeTaskStatus", json!({"TaskId": unbind["RequestId"]})).await.unwrap();
     assert_eq!(task["Status"], 0);
-    assert_eq!(
-        api_code(app.clb("DescribeTaskStatus", json!({"TaskId": "no-such-task"})).await),
-        "InvalidParameter"
-    );
+    assert_eq!(api_code(app.clb("DescribeTaskStatus", json!({"TaskId": "no-such-task"})).await), "InvalidParameter");
 
     // Unbound, the rule answers 503; the function no longer lists the trigger.
     assert_eq!(get(&format!("{}/", route.base)).await.status, 503);
-    let triggers = app
-        .scf("ListTriggers", json!({"FunctionName": "hello-clb"}))
-        .await
-        .unwrap();
+    let triggers = app.scf("ListTriggers", json!({"FunctionName": "hello-clb"})).await.unwrap();
     assert_eq!(triggers["TotalCount"], 0);
 
     // Deleting the listener stops it listening.
-    app.clb(
-        "DeleteListener",
-        json!({"LoadBalancerId": route.lb_id, "ListenerId": route.listener_id}),
-    )
-    .await
-    .unwrap();
+    app.clb("DeleteListener", json!({"LoadBalancerId": route.lb_id, "ListenerId": route.listener_id})).await.unwrap();
     let addr = route.base.trim_start_matches("http://").to_string();
-    assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
-        "{addr} still accepts connections"
-    );
-    app.clb("DeleteLoadBalancer", json!({"LoadBalancerIds": [route.lb_id]}))
-        .await
-        .unwrap();
-    app.scf("DeleteFunction", json!({"FunctionName": "hello-clb"}))
-        .await
-        .unwrap();
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "{addr} still accepts connections");
+    app.clb("DeleteLoadBalancer", json!({"LoadBalancerIds": [route.lb_id]})).await.unwrap();
+    app.scf("DeleteFunction", json!({"FunctionName": "hello-clb"})).await.unwrap();
     let listed = app.scf("ListFunctions", json!({})).await.unwrap();
     assert_eq!(listed["TotalCount"], 0);
     let lbs = app.clb("DescribeLoadBalancers", json!({})).await.unwrap();
@@ -152,11 +116,7 @@ async fn event_shape_for_json_text_and_binary_bodies() {
     let reply = request(
         "POST",
         &format!("{base}/orders/42?a=1&b=x%20y&a=2"),
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Forwarded-For", "203.0.113.7"),
-            ("User-Agent", "fnlb-test"),
-        ],
+        &[("Content-Type", "application/json"), ("X-Forwarded-For", "203.0.113.7"), ("User-Agent", "fnlb-test")],
         r#"{"key1":"123","key2":"abc"}"#,
     )
     .await;
@@ -201,30 +161,16 @@ async fn event_shape_for_json_text_and_binary_bodies() {
     assert_eq!(env["TENCENTCLOUD_RUNENV"], "SCF");
     assert_eq!(env["TENCENTCLOUD_REGION"], "ap-guangzhou");
 
-    let reply = request(
-        "POST",
-        &format!("{base}/"),
-        &[("Content-Type", "text/plain")],
-        "plain text",
-    )
-    .await;
+    let reply = request("POST", &format!("{base}/"), &[("Content-Type", "text/plain")], "plain text").await;
     let event = &reply.json()["event"];
     assert_eq!(event["payload"], "plain text");
     assert_eq!(event["isBase64Encoded"], "false");
 
     let binary: &[u8] = &[0, 1, 2, 250, 251, 255];
-    let reply = request(
-        "POST",
-        &format!("{base}/"),
-        &[("Content-Type", "application/octet-stream")],
-        binary,
-    )
-    .await;
+    let reply = request("POST", &format!("{base}/"), &[("Content-Type", "application/octet-stream")], binary).await;
     let event = &reply.json()["event"];
     assert_eq!(event["isBase64Encoded"], "true");
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(event["payload"].as_str().unwrap())
-        .unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(event["payload"].as_str().unwrap()).unwrap();
     assert_eq!(decoded, binary);
 
     let reply = get(&format!("{base}/")).await;
@@ -242,13 +188,8 @@ async fn warm_instances_are_reused() {
 }
 
 async fn function_log(app: &TestApp, function: &str, request_id: &str) -> String {
-    let logs = app
-        .scf(
-            "GetFunctionLogs",
-            json!({"FunctionName": function, "FunctionRequestId": request_id}),
-        )
-        .await
-        .unwrap();
+    let logs =
+        app.scf("GetFunctionLogs", json!({"FunctionName": function, "FunctionRequestId": request_id})).await.unwrap();
     assert_eq!(logs["TotalCount"], 1, "{logs}");
     logs["Data"][0]["Log"].as_str().unwrap().to_string()
 }
@@ -263,21 +204,13 @@ async fn an_exception_is_502_errno_430_with_the_traceback_in_the_log() {
     assert_eq!(reply.header("content-type"), "application/json");
     let body = reply.json();
     assert_eq!(body["errno"], 430);
-    assert_eq!(body["error"], "something broke");
+    assert_eq!(body["error"], "user code exception caught");
     let request_id = body["requestId"].as_str().unwrap();
     let log = function_log(&app, "fail", request_id).await;
     assert!(log.starts_with(&format!("START RequestId:{request_id}\n")), "{log}");
     assert!(log.contains("about to fail"), "{log}");
-    assert!(
-        log.contains("Traceback") && log.contains("ValueError: something broke"),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "END RequestId:{request_id}\nReport RequestId:{request_id} Duration:"
-        )),
-        "{log}"
-    );
+    assert!(log.contains("Traceback") && log.contains("ValueError: something broke"), "{log}");
+    assert!(log.contains(&format!("END RequestId:{request_id}\nReport RequestId:{request_id} Duration:")), "{log}");
 }
 
 #[tokio::test]
@@ -295,9 +228,7 @@ async fn a_non_integration_return_value_is_errno_403() {
 #[tokio::test]
 async fn a_timeout_is_504_errno_433_and_the_next_request_gets_a_fresh_instance() {
     let app = TestApp::start();
-    app.create_fixture("sleepy", "sleepy", json!({"Timeout": 1}))
-        .await
-        .unwrap();
+    app.create_fixture("sleepy", "sleepy", json!({"Timeout": 1})).await.unwrap();
     let base = app.route_to("sleepy").await.base;
     let before = get(&format!("{base}/")).await;
     assert_eq!(before.status, 200);
@@ -305,10 +236,7 @@ async fn a_timeout_is_504_errno_433_and_the_next_request_gets_a_fresh_instance()
     let reply = get(&format!("{base}/sleep")).await;
     assert_eq!(reply.status, 504);
     assert_eq!(reply.json()["errno"], 433);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the timeout is enforced, not waited out"
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "the timeout is enforced, not waited out");
     let after = get(&format!("{base}/")).await;
     assert_eq!(after.status, 200);
     assert_ne!(after.text(), before.text(), "the timed-out instance was replaced");
@@ -334,12 +262,7 @@ async fn no_matching_rule_is_404() {
         .await
         .unwrap();
     let location = rule["LocationIds"][0].as_str().unwrap();
-    app.clb(
-        "RegisterFunctionTargets",
-        bind_params(&route.lb_id, &route.listener_id, location, "echo"),
-    )
-    .await
-    .unwrap();
+    app.clb("RegisterFunctionTargets", bind_params(&route.lb_id, &route.listener_id, location, "echo")).await.unwrap();
     assert_eq!(get(&format!("{}/api/x", route.base)).await.status, 200);
     assert_eq!(get(&format!("{}/other", route.base)).await.status, 404);
 }
@@ -352,36 +275,21 @@ async fn binding_restrictions_are_enforced() {
     let route = app.route_to("one").await;
     // A second function on the same rule.
     let second = bind_params(&route.lb_id, &route.listener_id, &route.location_id, "two");
-    assert_eq!(
-        api_code(app.clb("RegisterFunctionTargets", second).await),
-        "LimitExceeded"
-    );
+    assert_eq!(api_code(app.clb("RegisterFunctionTargets", second).await), "LimitExceeded");
     // A layer-4 listener.
     let tcp = app
-        .clb(
-            "CreateListener",
-            json!({"LoadBalancerId": route.lb_id, "Ports": [1], "Protocol": "TCP"}),
-        )
+        .clb("CreateListener", json!({"LoadBalancerId": route.lb_id, "Ports": [1], "Protocol": "TCP"}))
         .await
         .unwrap();
     let tcp_id = tcp["ListenerIds"][0].as_str().unwrap();
     let on_tcp = bind_params(&route.lb_id, tcp_id, &route.location_id, "one");
-    assert_eq!(
-        api_code(app.clb("RegisterFunctionTargets", on_tcp).await),
-        "InvalidParameter.ProtocolCheckFailed"
-    );
+    assert_eq!(api_code(app.clb("RegisterFunctionTargets", on_tcp).await), "InvalidParameter.ProtocolCheckFailed");
     // A rule that does not exist.
     let missing = bind_params(&route.lb_id, &route.listener_id, "loc-nothere", "one");
-    assert_eq!(
-        api_code(app.clb("RegisterFunctionTargets", missing).await),
-        "InvalidParameter.LocationNotFound"
-    );
+    assert_eq!(api_code(app.clb("RegisterFunctionTargets", missing).await), "InvalidParameter.LocationNotFound");
     // A function that does not exist.
     let ghost = bind_params(&route.lb_id, &route.listener_id, &route.location_id, "ghost");
-    assert_eq!(
-        api_code(app.clb("RegisterFunctionTargets", ghost).await),
-        "ResourceNotFound"
-    );
+    assert_eq!(api_code(app.clb("RegisterFunctionTargets", ghost).await), "ResourceNotFound");
 }
 
 #[tokio::test]
@@ -390,10 +298,7 @@ async fn invoke_reports_results_and_failures_per_contract() {
     app.create_fixture("echo", "echo", json!({})).await.unwrap();
     app.create_fixture("fail", "fail", json!({})).await.unwrap();
     let ok = app
-        .scf(
-            "Invoke",
-            json!({"FunctionName": "echo", "ClientContext": "{\"k\":\"v\"}", "LogType": "Tail"}),
-        )
+        .scf("Invoke", json!({"FunctionName": "echo", "ClientContext": "{\"k\":\"v\"}", "LogType": "Tail"}))
         .await
         .unwrap();
     let result = &ok["Result"];
@@ -403,12 +308,7 @@ async fn invoke_reports_results_and_failures_per_contract() {
     let body: Value = serde_json::from_str(ret["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["event"], json!({"k": "v"}));
     let request_id = result["FunctionRequestId"].as_str().unwrap();
-    assert!(
-        result["Log"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("Report RequestId:{request_id}"))
-    );
+    assert!(result["Log"].as_str().unwrap().contains(&format!("Report RequestId:{request_id}")));
     assert!(result["Duration"].as_f64().unwrap() > 0.0);
     assert!(result["BillDuration"].as_u64().unwrap() >= 1);
     assert!(result["MemUsage"].as_u64().unwrap() > 1_000_000);
@@ -418,21 +318,15 @@ async fn invoke_reports_results_and_failures_per_contract() {
     assert_eq!(result["InvokeResult"], 1);
     let error: Value = serde_json::from_str(result["RetMsg"].as_str().unwrap()).unwrap();
     assert_eq!(error["statusCode"], 430);
-    assert_eq!(error["errorMessage"], "something broke");
+    assert_eq!(error["errorMessage"], "user code exception caught");
     assert!(error["stackTrace"].as_str().unwrap().contains("ValueError"));
     assert_eq!(error["requestId"], result["FunctionRequestId"]);
 
     assert_eq!(
-        api_code(
-            app.scf("Invoke", json!({"FunctionName": "echo", "ClientContext": "{not json"}))
-                .await
-        ),
+        api_code(app.scf("Invoke", json!({"FunctionName": "echo", "ClientContext": "{not json"})).await),
         "InvalidParameterValue.Param"
     );
-    assert_eq!(
-        api_code(app.scf("Invoke", json!({"FunctionName": "nope"})).await),
-        "ResourceNotFound.Function"
-    );
+    assert_eq!(api_code(app.scf("Invoke", json!({"FunctionName": "nope"})).await), "ResourceNotFound.Function");
 }
 
 #[tokio::test]
@@ -457,20 +351,10 @@ async fn rules_route_by_domain_and_url() {
     };
     // The echo function answers JSON, the other one its pid as text.
     let is_echo = |r: &crate::harness::Reply| r.header("content-type") == "application/json";
-    assert!(
-        is_echo(&host("/exact", "unknown.example.org").await),
-        "an unknown host goes to the default domain"
-    );
+    assert!(is_echo(&host("/exact", "unknown.example.org").await), "an unknown host goes to the default domain");
     assert!(!is_echo(&host("/exact", "shop.example.com").await));
-    assert!(
-        !is_echo(&host("/exact", "SHOP.example.com:8080").await),
-        "host case and port are ignored"
-    );
-    assert_eq!(
-        host("/exact/more", "shop.example.com").await.status,
-        404,
-        "= matches only the exact path"
-    );
+    assert!(!is_echo(&host("/exact", "SHOP.example.com:8080").await), "host case and port are ignored");
+    assert_eq!(host("/exact/more", "shop.example.com").await.status, 404, "= matches only the exact path");
     assert!(!is_echo(&host("/dir/a/b", "shop.example.com").await));
     let redirect = host("/dir?x=1", "shop.example.com").await;
     assert_eq!(redirect.status, 301);
@@ -485,4 +369,45 @@ async fn a_body_over_6_mb_is_413_errno_406() {
     let reply = request("POST", &format!("{base}/"), &[("Content-Type", "text/plain")], big).await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.json()["errno"], 406);
+}
+
+#[tokio::test]
+async fn a_listener_on_a_port_that_cannot_be_bound_is_refused() {
+    let app = TestApp::start();
+    let (vip, port) = crate::harness::free_addr();
+    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
+    let lb_id = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let squatter = std::net::TcpListener::bind((vip, port)).unwrap();
+    let create = json!({"LoadBalancerId": lb_id, "Ports": [port], "Protocol": "HTTP"});
+    assert_eq!(api_code(app.clb("CreateListener", create.clone()).await), "InvalidParameter.PortCheckFailed");
+    let listed = app.clb("DescribeListeners", json!({"LoadBalancerId": lb_id})).await.unwrap();
+    assert_eq!(listed["TotalCount"], 0, "a refused listener is not created");
+    drop(squatter);
+
+    // Once free, the port serves; deleted and created again at once, it still does.
+    let created = app.clb("CreateListener", create.clone()).await.unwrap();
+    let listener_id = created["ListenerIds"][0].as_str().unwrap().to_string();
+    app.clb("DeleteListener", json!({"LoadBalancerId": lb_id, "ListenerId": listener_id})).await.unwrap();
+    app.clb("CreateListener", create).await.unwrap();
+    assert!(std::net::TcpStream::connect((vip, port)).is_ok());
+}
+
+#[tokio::test]
+async fn idle_instances_are_stopped_down_to_zero() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1"]);
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    let base = app.route_to("echo").await.base;
+    let pid = get(&format!("{base}/")).await.header("x-pid").to_string();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    eventually("the idle instance is stopped", Duration::from_secs(15), || async {
+        (!Path::new(&format!("/proc/{pid}/status")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| s.contains("State:\tZ")))
+        .then_some(())
+    })
+    .await;
+    // The next request starts a fresh instance.
+    let reply = get(&format!("{base}/")).await;
+    assert_eq!(reply.status, 200);
+    assert_ne!(reply.header("x-pid"), pid);
 }

@@ -20,11 +20,7 @@ fn fnlb(app: &TestApp, args: &[&str]) -> Output {
 
 fn ok(app: &TestApp, args: &[&str]) -> Value {
     let out = fnlb(app, args);
-    assert!(
-        out.status.success(),
-        "fnlb {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "fnlb {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("fnlb {args:?} printed no JSON ({e})"))
 }
 
@@ -32,18 +28,8 @@ fn ok(app: &TestApp, args: &[&str]) -> Value {
 async fn the_seed_workflow_from_the_command_line() {
     let app = TestApp::start();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb");
-    let created = ok(
-        &app,
-        &[
-            "function",
-            "create",
-            "hello",
-            "--code",
-            example.to_str().unwrap(),
-            "--runtime",
-            "Python3.6",
-        ],
-    );
+    let created =
+        ok(&app, &["function", "create", "hello", "--code", example.to_str().unwrap(), "--runtime", "Python3.6"]);
     assert_eq!(created["Status"], "Active");
     let listed = ok(&app, &["function", "list"]);
     assert_eq!(listed["Functions"][0]["FunctionName"], "hello");
@@ -56,31 +42,13 @@ async fn the_seed_workflow_from_the_command_line() {
     let listener = ok(&app, &["clb", "create-listener", &lb_id, "--port", &port.to_string()]);
     let listener_id = listener["ListenerIds"][0].as_str().unwrap().to_string();
     ok(&app, &["clb", "create-rule", &lb_id, &listener_id, "--url", "/"]);
-    ok(
-        &app,
-        &["clb", "bind", &lb_id, &listener_id, "--url", "/", "--function", "hello"],
-    );
+    ok(&app, &["clb", "bind", &lb_id, &listener_id, "--url", "/", "--function", "hello"]);
     let triggers = ok(&app, &["triggers", "hello"]);
     let access_path = triggers["Triggers"][0]["AccessPath"].as_str().unwrap().to_string();
     assert_eq!(access_path, format!("http://{vip}:{port}/"));
-    assert_eq!(
-        get(&access_path).await.text(),
-        "<html><body><h1>Hello CLB</h1></body></html>"
-    );
+    assert_eq!(get(&access_path).await.text(), "<html><body><h1>Hello CLB</h1></body></html>");
 
-    ok(
-        &app,
-        &[
-            "clb",
-            "unbind",
-            &lb_id,
-            &listener_id,
-            "--url",
-            "/",
-            "--function",
-            "hello",
-        ],
-    );
+    ok(&app, &["clb", "unbind", &lb_id, &listener_id, "--url", "/", "--function", "hello"]);
     assert_eq!(ok(&app, &["triggers", "hello"])["Triggers"], serde_json::json!([]));
     ok(&app, &["function", "delete", "hello"]);
     ok(&app, &["clb", "delete-lb", &lb_id]);

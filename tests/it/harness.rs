@@ -155,9 +155,7 @@ impl TestApp {
 
     /// Creates a Python function from a fixture directory under tests/fixtures/functions.
     pub async fn create_fixture(&self, name: &str, fixture: &str, extra: Value) -> Result<Value, ClientError> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/functions")
-            .join(fixture);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions").join(fixture);
         let zip = fnlb::functions::zip_dir(&dir).expect("fixture packs");
         let mut params = json!({
             "FunctionName": name,
@@ -174,19 +172,11 @@ impl TestApp {
     /// A load balancer on a VIP of its own, an HTTP listener and a rule on `/`, bound to `function`.
     pub async fn route_to(&self, function: &str) -> Route {
         let (vip, port) = free_addr();
-        let lb = self
-            .clb(
-                "CreateLoadBalancer",
-                json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()}),
-            )
-            .await
-            .unwrap();
+        let lb =
+            self.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
         let lb_id = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
         let listener = self
-            .clb(
-                "CreateListener",
-                json!({"LoadBalancerId": lb_id, "Ports": [port], "Protocol": "HTTP"}),
-            )
+            .clb("CreateListener", json!({"LoadBalancerId": lb_id, "Ports": [port], "Protocol": "HTTP"}))
             .await
             .unwrap();
         let listener_id = listener["ListenerIds"][0].as_str().unwrap().to_string();
@@ -198,18 +188,8 @@ impl TestApp {
             .await
             .unwrap();
         let location_id = rule["LocationIds"][0].as_str().unwrap().to_string();
-        self.clb(
-            "RegisterFunctionTargets",
-            bind_params(&lb_id, &listener_id, &location_id, function),
-        )
-        .await
-        .unwrap();
-        Route {
-            lb_id,
-            listener_id,
-            location_id,
-            base: format!("http://{vip}:{port}"),
-        }
+        self.clb("RegisterFunctionTargets", bind_params(&lb_id, &listener_id, &location_id, function)).await.unwrap();
+        Route { lb_id, listener_id, location_id, base: format!("http://{vip}:{port}") }
     }
 }
 
@@ -242,11 +222,7 @@ pub fn free_addr() -> (Ipv4Addr, u16) {
     let mut bytes = [0u8; 3];
     getrandom::fill(&mut bytes).unwrap();
     let vip = Ipv4Addr::new(127, bytes[0].max(1), bytes[1], bytes[2].clamp(2, 254));
-    let port = TcpListener::bind((vip, 0))
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind((vip, 0)).expect("a free port").local_addr().unwrap().port();
     (vip, port)
 }
 

@@ -32,10 +32,7 @@ async fn hello_clb_with_the_official_python_sdk() {
         .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
         .env("FNLB_VIP", vip.to_string())
         .env("FNLB_PORT", port.to_string())
-        .env(
-            "FNLB_EXAMPLE",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py"),
-        )
+        .env("FNLB_EXAMPLE", Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py"))
         .output()
         .await
         .expect("python runs");

@@ -12,10 +12,7 @@ use crate::harness::{TestApp, get};
 async fn credentials_come_from_the_environment_and_are_private() {
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path().join("data");
-    let env = [
-        ("FNLB_SECRET_ID", "AKIDfromtheenvironment0000000000000"),
-        ("FNLB_SECRET_KEY", "keyfromtheenvironment"),
-    ];
+    let env = [("FNLB_SECRET_ID", "AKIDfromtheenvironment0000000000000"), ("FNLB_SECRET_KEY", "keyfromtheenvironment")];
     let app = TestApp::start_with(&data_dir, &[], &env);
     let path = data_dir.join("credentials.json");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -25,9 +22,7 @@ async fn credentials_come_from_the_environment_and_are_private() {
     assert_eq!(creds["secretKey"], env[1].1);
     assert!(creds["appId"].as_str().unwrap().chars().all(|c| c.is_ascii_digit()));
     assert!(creds["uin"].as_str().unwrap().chars().all(|c| c.is_ascii_digit()));
-    app.scf("ListFunctions", json!({}))
-        .await
-        .expect("the environment's keys sign requests");
+    app.scf("ListFunctions", json!({})).await.expect("the environment's keys sign requests");
 }
 
 #[tokio::test]
@@ -41,12 +36,7 @@ async fn generated_credentials_work() {
 async fn the_example_is_deployed_once_and_reachable() {
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path().join("data");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let app = TestApp::start_in(&data_dir, &["--example", "--example-port", &port]);
     let access_path = app.wait_line("fnlb: example hello-clb deployed; open ", Duration::from_secs(30));
     assert_eq!(access_path, format!("http://127.0.0.1:{port}/"));
@@ -54,25 +44,16 @@ async fn the_example_is_deployed_once_and_reachable() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), "text/html");
     assert_eq!(reply.text(), "<html><body><h1>Hello CLB</h1></body></html>");
-    assert!(
-        app.terminate(Duration::from_secs(30)),
-        "fnlb exits successfully on SIGTERM"
-    );
+    assert!(app.terminate(Duration::from_secs(30)), "fnlb exits successfully on SIGTERM");
 
     // A second start finds the example deployed and adds nothing.
     let app = TestApp::start_in(&data_dir, &["--example", "--example-port", &port]);
     let again = app.wait_line("fnlb: example hello-clb deployed; open ", Duration::from_secs(30));
     assert_eq!(again, access_path);
     assert_eq!(app.scf("ListFunctions", json!({})).await.unwrap()["TotalCount"], 1);
-    assert_eq!(
-        app.clb("DescribeLoadBalancers", json!({})).await.unwrap()["TotalCount"],
-        1
-    );
+    assert_eq!(app.clb("DescribeLoadBalancers", json!({})).await.unwrap()["TotalCount"], 1);
     let lb = app.clb("DescribeLoadBalancers", json!({})).await.unwrap()["LoadBalancerSet"][0]["LoadBalancerId"].clone();
-    let listeners = app
-        .clb("DescribeListeners", json!({"LoadBalancerId": lb}))
-        .await
-        .unwrap();
+    let listeners = app.clb("DescribeListeners", json!({"LoadBalancerId": lb})).await.unwrap();
     assert_eq!(listeners["TotalCount"], 1);
     assert_eq!(listeners["Listeners"][0]["Rules"].as_array().unwrap().len(), 1);
     assert_eq!(get(&again).await.status, 200);

@@ -19,9 +19,7 @@ fn api_coverage_matches_the_action_table() {
         documented.push((section.expect("tables sit under a section"), cells[1], cells[2]));
     }
     for action in ACTIONS {
-        let row = documented
-            .iter()
-            .find(|(s, name, _)| *s == action.service && *name == action.name);
+        let row = documented.iter().find(|(s, name, _)| *s == action.service && *name == action.name);
         let status = row.map(|r| r.2);
         assert!(
             matches!(status, Some("implemented" | "partial")),
@@ -32,11 +30,6 @@ fn api_coverage_matches_the_action_table() {
     }
     for (service, name, status) in &documented {
         let served = ACTIONS.iter().any(|a| a.service == *service && a.name == *name);
-        assert_eq!(
-            served,
-            *status != "not implemented",
-            "{} {name} is documented as {status}",
-            service.name()
-        );
+        assert_eq!(served, *status != "not implemented", "{} {name} is documented as {status}", service.name());
     }
 }

@@ -1,5 +1,7 @@
 //! CreateListener, DescribeListeners, DeleteListener.
 
+use std::net::{IpAddr, SocketAddr};
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -30,36 +32,24 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     let protocol = Protocol::parse(&req.protocol).ok_or_else(|| {
         ApiError::new(
             "InvalidParameterValue",
-            format!(
-                "Protocol must be TCP, UDP, HTTP, HTTPS, TCP_SSL or QUIC, not `{}`.",
-                req.protocol
-            ),
+            format!("Protocol must be TCP, UDP, HTTP, HTTPS, TCP_SSL or QUIC, not `{}`.", req.protocol),
         )
     })?;
     if req.ports.is_empty() {
         return Err(ApiError::missing("Ports"));
     }
     if req.end_port.is_some_and(|p| p != 0) {
-        return Err(ApiError::new(
-            "UnsupportedOperation",
-            "Port ranges (EndPort) are not supported by this server.",
-        ));
+        return Err(ApiError::new("UnsupportedOperation", "Port ranges (EndPort) are not supported by this server."));
     }
     let names = req.listener_names.unwrap_or_default();
     if !names.is_empty() && names.len() != req.ports.len() {
-        return Err(ApiError::new(
-            "InvalidParameter",
-            "ListenerNames must name every port in Ports, in order.",
-        ));
+        return Err(ApiError::new("InvalidParameter", "ListenerNames must name every port in Ports, in order."));
     }
     let sni = match req.sni_switch.unwrap_or(0) {
         0 => false,
         1 if protocol == Protocol::Https => true,
         _ => {
-            return Err(ApiError::new(
-                "InvalidParameterValue",
-                "SniSwitch is 0 or 1, and 1 only for HTTPS listeners.",
-            ));
+            return Err(ApiError::new("InvalidParameterValue", "SniSwitch is 0 or 1, and 1 only for HTTPS listeners."));
         }
     };
     let needs_certificate = protocol == Protocol::TcpSsl || (protocol == Protocol::Https && !sni);
@@ -84,26 +74,17 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         0 => false,
         1 => true,
         _ => {
-            return Err(ApiError::new(
-                "InvalidParameterValue",
-                "KeepaliveEnable must be 0 or 1.",
-            ));
+            return Err(ApiError::new("InvalidParameterValue", "KeepaliveEnable must be 0 or 1."));
         }
     };
     let mut listeners = Vec::with_capacity(req.ports.len());
     for (i, port) in req.ports.iter().enumerate() {
         let port = u16::try_from(*port).ok().filter(|p| *p >= 1).ok_or_else(|| {
-            ApiError::new(
-                "InvalidParameterValue.Range",
-                format!("Port {port} is not valid: ports are 1 to 65535."),
-            )
+            ApiError::new("InvalidParameterValue.Range", format!("Port {port} is not valid: ports are 1 to 65535."))
         })?;
         listeners.push(NewListener {
             id: crate::ids::resource_id("lbl"),
-            name: names
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("{}-{port}", req.protocol)),
+            name: names.get(i).cloned().unwrap_or_else(|| format!("{}-{port}", req.protocol)),
             protocol,
             port,
             scheduler: scheduler.clone(),
@@ -114,13 +95,35 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     }
     let ids: Vec<String> = listeners.iter().map(|l| l.id.clone()).collect();
     let lb_id = req.load_balancer_id;
+    let vip: IpAddr =
+        ctx.snapshot.state.load_balancer(&ctx.scope, &lb_id)?.vip.parse().map_err(|_| ApiError::internal())?;
+    let addrs: Vec<SocketAddr> = if crate::proxy::serves(protocol) {
+        listeners.iter().map(|l| SocketAddr::new(vip, l.port)).collect()
+    } else {
+        Vec::new()
+    };
     let command = Command::CreateListeners {
         scope: ctx.scope.clone(),
         lb_id: lb_id.clone(),
         listeners,
         now: crate::clock::now_ms(),
     };
-    ctx.apply(command, Some(vec![lb_id])).await?;
+    // Refuse what the state refuses before touching the host, then make sure each port can be bound.
+    ctx.snapshot.state.try_apply(command.clone())?;
+    let sockets = &ctx.api.sockets;
+    for (i, addr) in addrs.iter().enumerate() {
+        if let Err(e) = sockets.reserve(*addr) {
+            addrs[..i].iter().for_each(|a| sockets.release(a));
+            return Err(ApiError::new(
+                "InvalidParameter.PortCheckFailed",
+                format!("Port {} cannot be bound on VIP {vip}: {e}.", addr.port()),
+            ));
+        }
+    }
+    if let Err(e) = ctx.apply(command, Some(vec![lb_id])).await {
+        addrs.iter().for_each(|a| sockets.release(a));
+        return Err(e);
+    }
     Ok(obj([("ListenerIds", json!(ids))]))
 }
 
@@ -145,23 +148,13 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
         .filter(|l| req.port.is_none_or(|p| p == i64::from(l.port)))
         .map(|l| listener_output(ctx, l))
         .collect();
-    Ok(obj([
-        ("TotalCount", json!(listeners.len())),
-        ("Listeners", json!(listeners)),
-    ]))
+    Ok(obj([("TotalCount", json!(listeners.len())), ("Listeners", json!(listeners))]))
 }
 
 fn listener_output(ctx: &Ctx<'_>, l: &Listener) -> Value {
     let layer7 = l.protocol.is_layer7();
     let rules: Value = if layer7 {
-        json!(
-            ctx.snapshot
-                .state
-                .rules_of(&l.id)
-                .into_iter()
-                .map(|r| rule_output(ctx, l, r))
-                .collect::<Vec<_>>()
-        )
+        json!(ctx.snapshot.state.rules_of(&l.id).into_iter().map(|r| rule_output(ctx, l, r)).collect::<Vec<_>>())
     } else {
         Value::Null
     };

@@ -1,6 +1,6 @@
 //! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -13,8 +13,6 @@ use crate::state::{Command, IpVersion, LoadBalancer, LoadBalancerType, NewLoadBa
 pub const DEFAULT_VPC_ID: &str = "vpc-default";
 /// `VpcId` `0`: the classic (basic) network, where functions cannot be bound (contract 5.5).
 pub const CLASSIC_NETWORK_VPC_ID: &str = "0";
-/// VIPs given out when a request names none: the first free address from here on.
-pub const FIRST_AUTO_VIP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -60,12 +58,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             ));
         }
     };
-    let ip_version = match req
-        .address_ip_version
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
+    let ip_version = match req.address_ip_version.as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("IPV4") => IpVersion::Ipv4,
         Some("IPV6") => IpVersion::Ipv6Nat64,
         Some("IPV6FULLCHAIN") => IpVersion::Ipv6FullChain,
@@ -77,94 +70,60 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         }
     };
     if lb_type == LoadBalancerType::Internal && (req.vpc_id.is_none() || req.subnet_id.is_none()) {
-        return Err(ApiError::new(
-            "InvalidParameter",
-            "An INTERNAL load balancer needs VpcId and SubnetId.",
-        ));
+        return Err(ApiError::new("InvalidParameter", "An INTERNAL load balancer needs VpcId and SubnetId."));
     }
     let name = req.load_balancer_name.unwrap_or_default();
     if name.chars().count() > 80 {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Length",
-            "LoadBalancerName is longer than 80 characters.",
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Length", "LoadBalancerName is longer than 80 characters."));
     }
     let number = req.number.unwrap_or(1);
     if !(1..=20).contains(&number) || (number > 1 && req.vip.is_some()) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Range",
-            "Number must be 1 to 20, and 1 when Vip is given.",
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Range", "Number must be 1 to 20, and 1 when Vip is given."));
     }
-    let tags: Vec<(String, String)> = req
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.tag_key, t.tag_value))
-        .collect();
+    let tags: Vec<(String, String)> =
+        req.tags.unwrap_or_default().into_iter().map(|t| (t.tag_key, t.tag_value)).collect();
     if tags.len() > 20 {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Length",
-            "At most 20 tags may be given.",
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Length", "At most 20 tags may be given."));
     }
-    let mut ids = Vec::new();
-    for _ in 0..number {
-        let vip = match &req.vip {
-            Some(vip) => checked_vip(vip)?,
-            None => free_vip(ctx)?,
-        };
-        let id = crate::ids::resource_id("lb");
-        let command = Command::CreateLoadBalancer(NewLoadBalancer {
-            scope: ctx.scope.clone(),
-            id: id.clone(),
-            name: if name.is_empty() { id.clone() } else { name.clone() },
-            lb_type,
-            forward,
-            ip_version,
-            vip,
-            vpc_id: req.vpc_id.clone().unwrap_or_else(|| DEFAULT_VPC_ID.to_string()),
-            subnet_id: req.subnet_id.clone().unwrap_or_default(),
-            project_id: req.project_id.unwrap_or(0),
-            tags: tags.clone(),
-            now: crate::clock::now_ms(),
-        });
-        ids.push(id.clone());
-        ctx.apply(command, Some(ids.clone())).await?;
-    }
-    Ok(obj([
-        ("LoadBalancerIds", json!(ids)),
-        ("DealName", json!(ctx.request_id)),
-    ]))
+    let vip = req.vip.as_deref().map(checked_vip).transpose()?;
+    let now = crate::clock::now_ms();
+    let new: Vec<NewLoadBalancer> = (0..number)
+        .map(|_| {
+            let id = crate::ids::resource_id("lb");
+            NewLoadBalancer {
+                scope: ctx.scope.clone(),
+                name: if name.is_empty() { id.clone() } else { name.clone() },
+                id,
+                lb_type,
+                forward,
+                ip_version,
+                vip: vip.clone(),
+                vpc_id: req.vpc_id.clone().unwrap_or_else(|| DEFAULT_VPC_ID.to_string()),
+                subnet_id: req.subnet_id.clone().unwrap_or_default(),
+                project_id: req.project_id.unwrap_or(0),
+                tags: tags.clone(),
+                now,
+            }
+        })
+        .collect();
+    let ids: Vec<String> = new.iter().map(|lb| lb.id.clone()).collect();
+    ctx.apply(Command::CreateLoadBalancers(new), Some(ids.clone())).await?;
+    Ok(obj([("LoadBalancerIds", json!(ids)), ("DealName", json!(ctx.request_id))]))
 }
 
-/// A VIP must be an address of this host: one the load balancer can listen on.
+/// A VIP must be a unicast address of this host: one the load balancer can listen on.
 fn checked_vip(vip: &str) -> Result<String, ApiError> {
     let ip: IpAddr = vip
         .parse()
         .map_err(|_| ApiError::new("InvalidParameterValue", format!("Vip `{vip}` is not an IP address.")))?;
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(ApiError::new("InvalidParameterValue", format!("Vip {ip} is not a unicast address.")));
+    }
     if std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_err() {
-        return Err(ApiError::new(
-            "InvalidParameterValue",
-            format!("Vip {ip} is not an address of this host."),
-        ));
+        return Err(ApiError::new("InvalidParameterValue", format!("Vip {ip} is not an address of this host.")));
     }
     Ok(ip.to_string())
-}
-
-fn free_vip(ctx: &Ctx<'_>) -> Result<String, ApiError> {
-    let used: Vec<&str> = ctx
-        .snapshot
-        .state
-        .load_balancers
-        .values()
-        .map(|lb| lb.vip.as_str())
-        .collect();
-    let first = u32::from(FIRST_AUTO_VIP);
-    (first..first + 0xff_ffff)
-        .map(|n| Ipv4Addr::from(n).to_string())
-        .find(|ip| !used.contains(&ip.as_str()))
-        .ok_or_else(|| ApiError::new("ResourceInsufficient", "No free VIP is left."))
 }
 
 #[derive(Deserialize)]
@@ -211,20 +170,14 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
         Some("LoadBalancerType") => lbs.sort_by_key(|lb| lb.lb_type.as_api()),
         Some("Domain") => lbs.sort_by(|a, b| a.id.cmp(&b.id)),
         Some(other) => {
-            return Err(ApiError::new(
-                "InvalidParameterValue",
-                format!("OrderBy `{other}` is not supported."),
-            ));
+            return Err(ApiError::new("InvalidParameterValue", format!("OrderBy `{other}` is not supported.")));
         }
     }
     if req.order_type.unwrap_or(1) == 1 {
         lbs.reverse();
     }
     let total = lbs.len();
-    let set: Vec<Value> = page(lbs, req.offset, req.limit, 20, 100)?
-        .into_iter()
-        .map(|lb| output(ctx, lb))
-        .collect();
+    let set: Vec<Value> = page(lbs, req.offset, req.limit, 20, 100)?.into_iter().map(|lb| output(ctx, lb)).collect();
     Ok(obj([("TotalCount", json!(total)), ("LoadBalancerSet", json!(set))]))
 }
 
@@ -236,11 +189,7 @@ fn output(ctx: &Ctx<'_>, lb: &LoadBalancer) -> Value {
         IpVersion::Ipv6Nat64 => ("ipv6", json!("IPv6Nat64")),
         IpVersion::Ipv6FullChain => ("ipv6", json!("IPv6FullChain")),
     };
-    let tags: Vec<Value> = lb
-        .tags
-        .iter()
-        .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
-        .collect();
+    let tags: Vec<Value> = lb.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
     let region = &lb.scope.region;
     json!({
         "LoadBalancerId": lb.id,
@@ -312,19 +261,9 @@ struct DeleteLoadBalancer {
 pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DeleteLoadBalancer = parse(p)?;
     if req.load_balancer_ids.is_empty() || req.load_balancer_ids.len() > 20 {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Length",
-            "LoadBalancerIds must name 1 to 20 load balancers.",
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Length", "LoadBalancerIds must name 1 to 20 load balancers."));
     }
     let ids = req.load_balancer_ids;
-    ctx.apply(
-        Command::DeleteLoadBalancers {
-            scope: ctx.scope.clone(),
-            ids: ids.clone(),
-        },
-        Some(ids),
-    )
-    .await?;
+    ctx.apply(Command::DeleteLoadBalancers { scope: ctx.scope.clone(), ids: ids.clone() }, Some(ids)).await?;
     Ok(Map::new())
 }

@@ -76,10 +76,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         }
         let forward_type = input.forward_type.unwrap_or_else(|| "HTTP".to_string());
         if !matches!(forward_type.as_str(), "HTTP" | "HTTPS" | "GRPC" | "GRPCS" | "TRPC") {
-            return Err(ApiError::new(
-                "InvalidParameterValue",
-                format!("ForwardType `{forward_type}` is not valid."),
-            ));
+            return Err(ApiError::new("InvalidParameterValue", format!("ForwardType `{forward_type}` is not valid.")));
         }
         rules.push(NewRule {
             id: crate::ids::resource_id("loc"),
@@ -107,12 +104,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
 /// Domains (contract 5.3): 1–80 characters, not starting with `_`; `*.x`, `x.*` or `~regex`. Stored lower-case
 /// unless a regular expression.
 pub fn check_domain(domain: &str) -> Result<String, ApiError> {
-    let bad = |why: &str| {
-        ApiError::new(
-            "InvalidParameterValue",
-            format!("Domain `{domain}` is not valid: {why}."),
-        )
-    };
+    let bad = |why: &str| ApiError::new("InvalidParameterValue", format!("Domain `{domain}` is not valid: {why}."));
     if domain.is_empty() || domain.chars().count() > 80 {
         return Err(bad("it must be 1 to 80 characters"));
     }
@@ -127,9 +119,7 @@ pub fn check_domain(domain: &str) -> Result<String, ApiError> {
         DomainPattern::Exact(name) | DomainPattern::Leading(name) | DomainPattern::Trailing(name) => {
             let lowered = name.to_ascii_lowercase();
             if lowered.is_empty() || lowered.contains('*') || !PLAIN_DOMAIN.is_match(&lowered) {
-                return Err(bad(
-                    "use letters, digits, `.`, `-` and `_`, with one `*` at the start or the end",
-                ));
+                return Err(bad("use letters, digits, `.`, `-` and `_`, with one `*` at the start or the end"));
             }
             Ok(domain.to_ascii_lowercase())
         }
@@ -161,11 +151,7 @@ pub fn check_url(url: &str) -> Result<(), ApiError> {
 
 /// A domain as it is stored: lower-case, unless it is a regular expression.
 pub fn normalize_domain(domain: &str) -> String {
-    if domain.starts_with('~') {
-        domain.to_string()
-    } else {
-        domain.to_ascii_lowercase()
-    }
+    if domain.starts_with('~') { domain.to_string() } else { domain.to_ascii_lowercase() }
 }
 
 /// A `RuleOutput` object.
@@ -212,12 +198,9 @@ struct DeleteRule {
 
 pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DeleteRule = parse(p)?;
-    let selector = match (req.location_ids, req.domain, req.url) {
-        (Some(ids), _, _) if !ids.is_empty() => RulesSelector::Ids(ids),
-        (_, domain, url) if domain.is_some() || url.is_some() => RulesSelector::DomainUrl {
-            domain: domain.map(|d| normalize_domain(&d)),
-            url,
-        },
+    let selector = match (req.location_ids, req.url) {
+        (Some(ids), _) if !ids.is_empty() => RulesSelector::Ids(ids),
+        (_, Some(url)) => RulesSelector::DomainUrl { domain: req.domain.map(|d| normalize_domain(&d)), url },
         _ => return Err(ApiError::missing("LocationIds")),
     };
     let command = Command::DeleteRules {

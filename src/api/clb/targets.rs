@@ -39,23 +39,26 @@ struct FunctionTargets {
 pub async fn register_functions(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let (rule, targets) = function_targets(ctx, p)?;
     let lb = rule.lb_id.clone();
-    ctx.apply(
-        Command::RegisterFunctionTargets {
-            rule,
-            targets,
-            now: crate::clock::now_ms(),
-        },
-        Some(vec![lb]),
-    )
-    .await?;
+    if let Ok(listener) = ctx.snapshot.state.listener(&ctx.scope, &rule.lb_id, &rule.listener_id)
+        && listener.protocol.is_layer7()
+        && !crate::proxy::serves(listener.protocol)
+    {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!(
+                "{} listeners do not serve traffic in this version; bind the function to an HTTP listener.",
+                listener.protocol.as_api()
+            ),
+        ));
+    }
+    ctx.apply(Command::RegisterFunctionTargets { rule, targets, now: crate::clock::now_ms() }, Some(vec![lb])).await?;
     Ok(Map::new())
 }
 
 pub async fn deregister_functions(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let (rule, targets) = function_targets(ctx, p)?;
     let lb = rule.lb_id.clone();
-    ctx.apply(Command::DeregisterFunctionTargets { rule, targets }, Some(vec![lb]))
-        .await?;
+    ctx.apply(Command::DeregisterFunctionTargets { rule, targets }, Some(vec![lb])).await?;
     Ok(Map::new())
 }
 
@@ -174,16 +177,9 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
 }
 
 fn function_target_output(t: &FunctionTarget) -> Value {
-    let qualifier_type = if t.qualifier.starts_with('$') || t.qualifier.parse::<u64>().is_err() {
-        "ALIAS"
-    } else {
-        "VERSION"
-    };
-    let qualifier_type = if t.qualifier == "$LATEST" {
-        "VERSION"
-    } else {
-        qualifier_type
-    };
+    let qualifier_type =
+        if t.qualifier.starts_with('$') || t.qualifier.parse::<u64>().is_err() { "ALIAS" } else { "VERSION" };
+    let qualifier_type = if t.qualifier == "$LATEST" { "VERSION" } else { qualifier_type };
     json!({
         "Function": {
             "FunctionNamespace": t.namespace,

@@ -15,10 +15,7 @@ struct DescribeTaskStatus {
 
 pub async fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DescribeTaskStatus = parse(p)?;
-    let id = req
-        .task_id
-        .or(req.deal_name)
-        .ok_or_else(|| ApiError::missing("TaskId"))?;
+    let id = req.task_id.or(req.deal_name).ok_or_else(|| ApiError::missing("TaskId"))?;
     let store = ctx.api.control.store().clone();
     let lookup = id.clone();
     let task = tokio::task::spawn_blocking(move || store.task(&lookup))
@@ -29,14 +26,9 @@ pub async fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String
             ApiError::internal()
         })?;
     match task {
-        Some(task) if task.uin == ctx.account.uin => Ok(obj([
-            ("Status", json!(0)),
-            ("LoadBalancerIds", json!(task.load_balancer_ids)),
-            ("Message", json!("")),
-        ])),
-        _ => Err(ApiError::new(
-            "InvalidParameter",
-            format!("The task `{id}` does not exist."),
-        )),
+        Some(task) if task.uin == ctx.account.uin => {
+            Ok(obj([("Status", json!(0)), ("LoadBalancerIds", json!(task.load_balancer_ids)), ("Message", json!(""))]))
+        }
+        _ => Err(ApiError::new("InvalidParameter", format!("The task `{id}` does not exist."))),
     }
 }

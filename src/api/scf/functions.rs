@@ -154,12 +154,9 @@ async fn store_code(ctx: &Ctx<'_>, code: &Code) -> Result<CodeRef, ApiError> {
 }
 
 async fn zip_code(ctx: &Ctx<'_>, zip_b64: &str) -> Result<CodeRef, ApiError> {
-    let data = BASE64.decode(zip_b64.trim()).map_err(|e| {
-        ApiError::new(
-            "InvalidParameterValue.ZipFile",
-            format!("ZipFile is not valid Base64: {e}."),
-        )
-    })?;
+    let data = BASE64
+        .decode(zip_b64.trim())
+        .map_err(|e| ApiError::new("InvalidParameterValue.ZipFile", format!("ZipFile is not valid Base64: {e}.")))?;
     if data.len() > MAX_ZIP_BYTES {
         return Err(ApiError::new(
             "InvalidParameterValue.ZipFile",
@@ -170,20 +167,14 @@ async fn zip_code(ctx: &Ctx<'_>, zip_b64: &str) -> Result<CodeRef, ApiError> {
     let store = ctx.api.control.store().clone();
     tokio::task::spawn_blocking(move || {
         functions::check_zip(&data, limit).map_err(|e| {
-            ApiError::new(
-                "InvalidParameterValue.ZipFile",
-                format!("The zip file is not a standard zip: {e}."),
-            )
+            ApiError::new("InvalidParameterValue.ZipFile", format!("The zip file is not a standard zip: {e}."))
         })?;
         let sha256 = functions::sha256_hex(&data);
         store.put_code(&sha256, &data).map_err(|e| {
             tracing::error!(error = %e, "Cannot store code.");
             ApiError::internal()
         })?;
-        Ok(CodeRef {
-            sha256,
-            size: data.len() as u64,
-        })
+        Ok(CodeRef { sha256, size: data.len() as u64 })
     })
     .await
     .map_err(|_| ApiError::internal())?
@@ -198,13 +189,10 @@ struct GetFunction {
     show_code: Option<String>,
 }
 
-pub fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetFunction = parse(p)?;
     let name = req.function_name.ok_or_else(|| {
-        ApiError::new(
-            "InvalidParameter.FunctionNameOrResourceIdRequired",
-            "FunctionName is required.",
-        )
+        ApiError::new("InvalidParameter.FunctionNameOrResourceIdRequired", "FunctionName is required.")
     })?;
     let key = function_key(ctx, &name, req.namespace.as_deref())?;
     let function = ctx.snapshot.state.function(&key)?;
@@ -216,21 +204,9 @@ pub fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, A
         ));
     }
     let show_code = validate::flag("ShowCode", req.show_code.as_deref())?;
-    let code_info = if show_code {
-        entry_source(ctx, function)
-    } else {
-        String::new()
-    };
-    let vars: Vec<Value> = function
-        .config
-        .environment
-        .iter()
-        .map(|(k, v)| json!({"Key": k, "Value": v}))
-        .collect();
-    let triggers = triggers::clb_triggers(ctx, &key)
-        .into_iter()
-        .map(|t| t.as_trigger())
-        .collect::<Vec<_>>();
+    let code_info = if show_code { entry_source(ctx, function).await } else { String::new() };
+    let vars: Vec<Value> = function.config.environment.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+    let triggers = triggers::clb_triggers(ctx, &key).into_iter().map(|t| t.as_trigger()).collect::<Vec<_>>();
     Ok(obj([
         ("ModTime", json!(ctx.time(function.mod_time))),
         ("CodeInfo", json!(code_info)),
@@ -287,13 +263,15 @@ pub fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, A
 }
 
 /// The handler's entry file as text (`ShowCode`), when it is at most 1 MB.
-fn entry_source(ctx: &Ctx<'_>, function: &Function) -> String {
-    let file = function
-        .handler
-        .rsplit_once('.')
-        .map(|(f, _)| f)
-        .unwrap_or(&function.handler);
-    let Ok(Some(data)) = ctx.api.control.store().code(&function.code.sha256) else {
+async fn entry_source(ctx: &Ctx<'_>, function: &Function) -> String {
+    let file = function.handler.rsplit_once('.').map(|(f, _)| f).unwrap_or(&function.handler).to_string();
+    let store = ctx.api.control.store().clone();
+    let sha = function.code.sha256.clone();
+    tokio::task::spawn_blocking(move || read_entry(&store, &sha, &file)).await.unwrap_or_default()
+}
+
+fn read_entry(store: &crate::store::Store, sha256: &str, file: &str) -> String {
+    let Ok(Some(data)) = store.code(sha256) else {
         return String::new();
     };
     let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(data)) else {
@@ -328,9 +306,7 @@ struct ListFunctions {
 
 pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: ListFunctions = parse(p)?;
-    let namespace = req
-        .namespace
-        .unwrap_or_else(|| crate::state::DEFAULT_NAMESPACE.to_string());
+    let namespace = req.namespace.unwrap_or_else(|| crate::state::DEFAULT_NAMESPACE.to_string());
     let mut functions: Vec<&Function> = ctx
         .snapshot
         .state
@@ -338,11 +314,7 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
         .values()
         .filter(|f| f.key.scope == ctx.scope && f.key.namespace == namespace)
         .filter(|f| req.search_key.as_ref().is_none_or(|s| f.key.name.contains(s.as_str())))
-        .filter(|f| {
-            req.description
-                .as_ref()
-                .is_none_or(|d| f.config.description.contains(d.as_str()))
-        })
+        .filter(|f| req.description.as_ref().is_none_or(|d| f.config.description.contains(d.as_str())))
         .collect();
     match req.orderby.as_deref() {
         None | Some("AddTime") => functions.sort_by_key(|f| (f.add_time, f.key.name.clone())),
@@ -428,12 +400,7 @@ pub async fn update_code(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Str
         }
         (None, None) => return Err(ApiError::missing("ZipFile")),
     };
-    let command = Command::UpdateFunctionCode {
-        key,
-        code,
-        handler: req.handler,
-        now: crate::clock::now_ms(),
-    };
+    let command = Command::UpdateFunctionCode { key, code, handler: req.handler, now: crate::clock::now_ms() };
     ctx.apply(command, None).await?;
     Ok(Map::new())
 }
@@ -472,11 +439,7 @@ pub async fn update_configuration(ctx: &Ctx<'_>, p: Map<String, Value>) -> Resul
         environment: req.environment.as_ref().map(validate::environment).transpose()?,
         runtime: req.runtime,
     };
-    let command = Command::UpdateFunctionConfiguration {
-        key,
-        patch,
-        now: crate::clock::now_ms(),
-    };
+    let command = Command::UpdateFunctionConfiguration { key, patch, now: crate::clock::now_ms() };
     ctx.apply(command, None).await?;
     Ok(Map::new())
 }

@@ -8,6 +8,9 @@ use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::functions::{Invocation, status};
 
+/// A synchronous `Invoke` waits at most this long (contract 1.4); longer work needs `Event`.
+pub const SYNC_INVOKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// `Invoke` with `LogType` `Tail` returns at most this much of the log (its end).
 pub const TAIL_LOG_BYTES: usize = 4 * 1024;
 
@@ -40,15 +43,7 @@ pub async fn invoke(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         }
     }
     let qualifier = req.qualifier.unwrap_or_else(|| "$LATEST".to_string());
-    run(
-        ctx,
-        &req.function_name,
-        req.namespace.as_deref(),
-        &qualifier,
-        req.client_context,
-        req.log_type,
-    )
-    .await
+    run(ctx, &req.function_name, req.namespace.as_deref(), &qualifier, req.client_context, req.log_type).await
 }
 
 #[derive(Deserialize)]
@@ -64,15 +59,7 @@ struct InvokeFunction {
 pub async fn invoke_function(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: InvokeFunction = parse(p)?;
     let qualifier = req.qualifier.unwrap_or_else(|| "$DEFAULT".to_string());
-    run(
-        ctx,
-        &req.function_name,
-        req.namespace.as_deref(),
-        &qualifier,
-        req.event,
-        req.log_type,
-    )
-    .await
+    run(ctx, &req.function_name, req.namespace.as_deref(), &qualifier, req.event, req.log_type).await
 }
 
 async fn run(
@@ -100,27 +87,16 @@ async fn run(
             ));
         }
     };
-    let event = event
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or_else(|| "{}".to_string());
+    let event = event.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
     if serde_json::from_str::<serde::de::IgnoredAny>(&event).is_err() {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Param",
-            "The event (ClientContext) is not valid JSON.",
-        ));
+        return Err(ApiError::new("InvalidParameterValue.Param", "The event (ClientContext) is not valid JSON."));
     }
     if event.len() > ctx.api.functions.settings().max_event_bytes {
-        return Err(ApiError::new(
-            "InvalidParameter.RequestTooLarge",
-            "The event is larger than 6 MB.",
-        ));
+        return Err(ApiError::new("InvalidParameter.RequestTooLarge", "The event is larger than 6 MB."));
     }
     let request_id = crate::ids::request_id();
-    let invocation = ctx
-        .api
-        .functions
-        .invoke(&spec, qualifier, event.as_bytes(), request_id)
-        .await;
+    let invocation =
+        ctx.api.functions.invoke(&spec, qualifier, event.into_bytes(), request_id, Some(SYNC_INVOKE_LIMIT)).await;
     Ok(obj([("Result", result(&invocation, tail))]))
 }
 
@@ -135,11 +111,7 @@ fn result(invocation: &Invocation, tail: bool) -> Value {
             (text.clone(), text, code)
         }
     };
-    let log = if tail {
-        tail_of(&invocation.log, TAIL_LOG_BYTES)
-    } else {
-        ""
-    };
+    let log = if tail { tail_of(&invocation.log, TAIL_LOG_BYTES) } else { "" };
     json!({
         "Log": log,
         "RetMsg": ret_msg,
@@ -222,7 +194,7 @@ pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
                 "Duration": (r.duration_ms * 1000.0).round() / 1000.0,
                 "BillDuration": r.duration_ms.ceil() as u64,
                 "MemUsage": r.mem_bytes,
-                "Log": r.log,
+                "Log": &*r.log,
                 "Level": "",
                 "Source": "",
                 "RetryNum": 0,
@@ -232,9 +204,6 @@ pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
     Ok(obj([
         ("TotalCount", json!(total)),
         ("Data", json!(data)),
-        (
-            "SearchContext",
-            json!({"Offset": "", "Limit": 0, "Keyword": "", "Type": ""}),
-        ),
+        ("SearchContext", json!({"Offset": "", "Limit": 0, "Keyword": "", "Type": ""})),
     ]))
 }

@@ -28,9 +28,5 @@ pub struct Environment {
 pub fn function_key(ctx: &Ctx<'_>, name: &str, namespace: Option<&str>) -> Result<FunctionKey, ApiError> {
     let namespace = namespace.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE);
     validate::namespace(namespace)?;
-    Ok(FunctionKey {
-        scope: ctx.scope.clone(),
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    })
+    Ok(FunctionKey { scope: ctx.scope.clone(), namespace: namespace.to_string(), name: name.to_string() })
 }

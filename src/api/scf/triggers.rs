@@ -96,11 +96,7 @@ pub fn clb_triggers(ctx: &Ctx<'_>, key: &FunctionKey) -> Vec<ClbTrigger> {
 /// default, otherwise the VIP (any host reaches the default domain); the port always; the URL without its
 /// match operator (`/` for a regular expression).
 pub fn access_path(lb: &LoadBalancer, listener: &Listener, rule: &Rule) -> String {
-    let scheme = if listener.protocol == Protocol::Https {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if listener.protocol == Protocol::Https { "https" } else { "http" };
     let is_default = listener.default_domain.as_deref() == Some(rule.domain.as_str());
     let host = match parse_domain(&rule.domain) {
         DomainPattern::Exact(name) if !is_default => name.to_string(),
@@ -150,9 +146,7 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
         }
     }
     let total = triggers.len();
-    let shown: Vec<Value> = page(triggers, req.offset, req.limit, 20, 100)?
-        .iter()
-        .map(ClbTrigger::as_trigger_info)
-        .collect();
+    let shown: Vec<Value> =
+        page(triggers, req.offset, req.limit, 20, 100)?.iter().map(ClbTrigger::as_trigger_info).collect();
     Ok(obj([("TotalCount", json!(total)), ("Triggers", json!(shown))]))
 }

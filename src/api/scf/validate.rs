@@ -135,9 +135,8 @@ pub fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
     match value {
         None | Some("") | Some("FALSE") => Ok(false),
         Some("TRUE") => Ok(true),
-        Some(other) => Err(ApiError::new(
-            "InvalidParameterValue",
-            format!("{name} must be TRUE or FALSE, not `{other}`."),
-        )),
+        Some(other) => {
+            Err(ApiError::new("InvalidParameterValue", format!("{name} must be TRUE or FALSE, not `{other}`.")))
+        }
     }
 }

@@ -20,14 +20,7 @@ fn event_for(content_type: Option<&str>, body: &[u8], uri: &str) -> serde_json::
     if let Some(ct) = content_type {
         headers.insert("content-type", ct.parse().unwrap());
     }
-    let bytes = event(
-        &Method::POST,
-        &uri.parse().unwrap(),
-        Version::HTTP_11,
-        &headers,
-        body,
-        &info(),
-    );
+    let bytes = event(&Method::POST, &uri.parse().unwrap(), Version::HTTP_11, &headers, body, &info());
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -66,10 +59,7 @@ fn clb_headers_and_extensions() {
     assert_eq!(h["X-Forwarded-For"], "1.2.3.4, 10.0.0.9");
     assert_eq!(e["httpMethod"], "POST");
     assert_eq!(e["path"], "/a b");
-    assert_eq!(
-        e["queryString"],
-        serde_json::json!({"x": ["1", "3"], "y": "2", "z": "你"})
-    );
+    assert_eq!(e["queryString"], serde_json::json!({"x": ["1", "3"], "y": "2", "z": "你"}));
     assert_eq!(e["requestContext"]["locationId"], "loc-1");
     assert_eq!(e["requestContext"]["vport"], 8080);
 }
@@ -102,6 +92,7 @@ fn invalid_integration_responses() {
         br#"{"body":"x"}"#,
         br#"{"statusCode":"200"}"#,
         br#"{"statusCode":99}"#,
+        br#"{"statusCode":101}"#,
         br#"{"statusCode":200,"body":{"a":1}}"#,
         br#"{"statusCode":200,"headers":"x"}"#,
         br#"{"statusCode":200,"isBase64Encoded":true,"body":"%%%"}"#,
@@ -109,4 +100,23 @@ fn invalid_integration_responses() {
     ] {
         assert!(integration_response(bad).is_none(), "{}", String::from_utf8_lossy(bad));
     }
+}
+
+#[test]
+fn clients_cannot_forge_balancer_headers() {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-real-ip", "6.6.6.6".parse().unwrap());
+    headers.insert("x-stgw-time", "1".parse().unwrap());
+    let bytes = event(&Method::GET, &"/".parse().unwrap(), Version::HTTP_11, &headers, b"", &info());
+    let e: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(e["headers"]["X-Real-IP"], "10.0.0.9");
+    assert!(e["headers"].get("X-Real-Ip").is_none());
+    assert_ne!(e["headers"]["X-Stgw-Time"], "1");
+}
+
+#[test]
+fn non_ascii_header_values_pass() {
+    let json = r#"{"statusCode":200,"headers":{"Content-Disposition":"filename=\"résumé.pdf\""}}"#;
+    let r = integration_response(json.as_bytes()).unwrap();
+    assert_eq!(r.headers.get("content-disposition").unwrap().as_bytes(), "filename=\"résumé.pdf\"".as_bytes());
 }

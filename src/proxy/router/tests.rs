@@ -1,13 +1,7 @@
 use super::*;
 
 fn router(rules: &[(&str, &str)], default: Option<&str>) -> Router {
-    Router::build(
-        rules.iter().map(|(d, u)| RouteRule {
-            domain: d.to_string(),
-            url: u.to_string(),
-        }),
-        default,
-    )
+    Router::build(rules.iter().map(|(d, u)| RouteRule { domain: d.to_string(), url: u.to_string() }), default)
 }
 
 #[test]
@@ -28,28 +22,14 @@ fn no_default_and_no_match_is_not_found() {
 #[test]
 fn domain_priority_exact_leading_trailing_regex() {
     let r = router(
-        &[
-            ("~^www\\d+\\.x\\.com$", "/"),
-            ("www.x.*", "/"),
-            ("*.x.com", "/"),
-            ("www1.x.com", "/"),
-            ("*.a.x.com", "/"),
-        ],
+        &[("~^www\\d+\\.x\\.com$", "/"), ("www.x.*", "/"), ("*.x.com", "/"), ("www1.x.com", "/"), ("*.a.x.com", "/")],
         None,
     );
     assert_eq!(r.route("www1.x.com", "/"), Route::Rule(3));
     assert_eq!(r.route("www2.x.com", "/"), Route::Rule(2));
-    assert_eq!(
-        r.route("q.a.x.com", "/"),
-        Route::Rule(4),
-        "the longest leading wildcard wins"
-    );
+    assert_eq!(r.route("q.a.x.com", "/"), Route::Rule(4), "the longest leading wildcard wins");
     assert_eq!(r.route("www.x.org", "/"), Route::Rule(1));
-    assert_eq!(
-        r.route("x.com", "/"),
-        Route::NotFound,
-        "*.x.com needs a label before .x.com"
-    );
+    assert_eq!(r.route("x.com", "/"), Route::NotFound, "*.x.com needs a label before .x.com");
 }
 
 #[test]
@@ -81,11 +61,7 @@ fn trailing_slash_redirects() {
     let r = router(&[("a", "/abc/"), ("a", "/x")], None);
     assert_eq!(r.route("a", "/abc"), Route::Redirect("/abc/".to_string()));
     assert_eq!(r.route("a", "/abc/"), Route::Rule(0));
-    assert_eq!(
-        r.route("a", "/x/"),
-        Route::Rule(1),
-        "a rule without the slash matches both forms"
-    );
+    assert_eq!(r.route("a", "/x/"), Route::Rule(1), "a rule without the slash matches both forms");
     assert_eq!(r.route("a", "/x"), Route::Rule(1));
 }
 
