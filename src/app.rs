@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::functions::Engine;
 use crate::functions::runtimes::Runtimes;
+use crate::functions::sandbox::{DEFAULT_FUNCTION_UID, Sandbox};
 use crate::proxy::{Proxy, Sockets};
 use crate::state::{Account, AccountKind, Command, State};
 use crate::store::Store;
@@ -38,7 +39,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let credentials_path = write_credentials(data_dir, &account)?;
     println!("fnlb: credentials in {}", credentials_path.display());
 
-    let runtimes = Runtimes::prepare(data_dir, config.python.clone())?;
+    let sandbox = Sandbox::detect(config.sandbox, DEFAULT_FUNCTION_UID)?;
+    let runtimes = Runtimes::prepare(data_dir, config.python.clone(), sandbox)?;
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::api::ApiSettings;
 use crate::functions::EngineSettings;
+use crate::functions::sandbox::SandboxMode;
 use crate::proxy::ProxySettings;
 use crate::state::Limits;
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub python: Option<PathBuf>,
     /// Deploy the embedded Hello CLB example on this port at start.
     pub example_port: Option<u16>,
+    /// How function instances are isolated.
+    pub sandbox: SandboxMode,
     pub limits: Limits,
     pub api: ApiSettings,
     pub engine: EngineSettings,
@@ -62,6 +65,7 @@ impl Config {
             log_format,
             python: None,
             example_port: None,
+            sandbox: SandboxMode::Auto,
             limits: Limits::default(),
             api,
             engine: EngineSettings::default(),

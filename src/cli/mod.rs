@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Port of the example's HTTP listener.
     #[arg(long, env = "FNLB_EXAMPLE_PORT", default_value_t = config::DEFAULT_EXAMPLE_PORT)]
     pub example_port: u16,
+    /// How function instances are isolated: bubblewrap namespaces when available (auto), always, or never.
+    #[arg(long, env = "FNLB_SANDBOX", value_enum, default_value = "auto")]
+    pub sandbox: crate::functions::sandbox::SandboxMode,
     /// Seconds an instance may stay idle before it is stopped (functions scale to zero).
     #[arg(long, env = "FNLB_IDLE_TIMEOUT", default_value_t = crate::functions::DEFAULT_IDLE_TIMEOUT.as_secs())]
     pub idle_timeout: u64,
@@ -79,6 +82,7 @@ impl ServeArgs {
         let mut config = Config::new(self.data_dir, self.api_addr, self.region, self.log_format)?;
         config.python = self.python;
         config.example_port = self.example.then_some(self.example_port);
+        config.sandbox = self.sandbox;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);

@@ -24,8 +24,9 @@ pub struct Launch {
     pub init_timeout: Duration,
     /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
     pub stray_output_limit: usize,
-    /// Each instance gets a private scratch directory under this one (its `HOME` and `TMPDIR`).
-    pub scratch_root: PathBuf,
+    /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
+    /// `TMPDIR`); a sandbox gives it a private `/tmp` instead.
+    pub scratch_root: Option<PathBuf>,
 }
 
 /// An error the runtime reported while loading the function (`INIT_ERROR`), or the start failing.
@@ -89,23 +90,26 @@ impl Instance {
         );
         let started = std::time::Instant::now();
         let listener = bind_abstract(&name).map_err(StartError::Spawn)?;
-        let scratch = launch.scratch_root.join(format!("instance-{id}"));
-        std::fs::create_dir_all(&scratch).map_err(StartError::Spawn)?;
-        let scratch_dir = Scratch(scratch.clone());
+        let scratch = launch.scratch_root.as_ref().map(|root| root.join(format!("instance-{id}")));
+        if let Some(dir) = &scratch {
+            std::fs::create_dir_all(dir).map_err(StartError::Spawn)?;
+        }
+        let scratch_dir = Scratch(scratch.clone().unwrap_or_default());
         let mut command = Command::new(&launch.program);
         command
             .args(&launch.args)
             .current_dir(&launch.code_dir)
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("HOME", &scratch)
-            .env("TMPDIR", &scratch)
             .env("FNLB_RUNTIME_SOCKET", format!("@{name}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(dir) = &scratch {
+            command.env("HOME", dir).env("TMPDIR", dir);
+        }
         let mut child = command.spawn().map_err(StartError::Spawn)?;
         let pgid = child.id().map(|pid| pid as i32);
         let stray = Arc::new(Mutex::new(String::new()));
@@ -124,8 +128,10 @@ impl Instance {
         let accept_own = async {
             loop {
                 let (stream, _) = listener.accept().await?;
-                let peer = stream.peer_cred().ok().and_then(|c| c.pid()).and_then(|p| u32::try_from(p).ok());
-                if peer.is_some() && peer == child_pid {
+                let peer = stream.peer_cred().ok().and_then(|c| c.pid()).and_then(rustix::process::Pid::from_raw);
+                // The runtime is the child itself or, in a sandbox, a process in the child's process group.
+                let group = peer.and_then(|p| rustix::process::getpgid(Some(p)).ok());
+                if child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid {
                     return Ok::<_, std::io::Error>(stream);
                 }
                 tracing::warn!(?peer, "Refused a connection to an instance channel from another process.");
@@ -267,6 +273,9 @@ struct Scratch(PathBuf);
 impl Drop for Scratch {
     fn drop(&mut self) {
         let dir = std::mem::take(&mut self.0);
+        if dir.as_os_str().is_empty() {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn_blocking(move || std::fs::remove_dir_all(dir));

@@ -6,6 +6,7 @@ pub mod logs;
 mod pool;
 pub mod protocol;
 pub mod runtimes;
+pub mod sandbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::instance::Launch;
+use super::sandbox::{self, Sandbox};
 use crate::snapshot::FunctionSpec;
 
 /// The Python bootstrap, embedded so that the binary alone is enough.
@@ -21,6 +22,7 @@ pub struct Runtimes {
     pub python: Option<PathBuf>,
     bootstrap_dir: PathBuf,
     scratch_root: PathBuf,
+    pub sandbox: Sandbox,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,7 @@ pub enum RuntimeError {
 
 impl Runtimes {
     /// Finds the interpreters and writes the embedded bootstraps under `<data-dir>/runtime`.
-    pub fn prepare(data_dir: &Path, python: Option<PathBuf>) -> Result<Runtimes, RuntimeError> {
+    pub fn prepare(data_dir: &Path, python: Option<PathBuf>, sandbox: Sandbox) -> Result<Runtimes, RuntimeError> {
         let bootstrap_dir = data_dir.join("runtime");
         let scratch_root = data_dir.join("scratch");
         let write = |path: &Path, contents: &str| {
@@ -54,7 +56,7 @@ impl Runtimes {
             Some(p) => tracing::info!(python = %p.display(), "Python runtimes available."),
             None => tracing::warn!("No python3 found: Python functions cannot run."),
         }
-        Ok(Runtimes { python, bootstrap_dir, scratch_root })
+        Ok(Runtimes { python, bootstrap_dir, scratch_root, sandbox })
     }
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
@@ -73,8 +75,17 @@ impl Runtimes {
         let function = &spec.function;
         self.check(&function.runtime)?;
         let python = self.python.clone().expect("checked above");
-        let bootstrap = self.bootstrap_dir.join("python/bootstrap.py");
-        let code_root = code_dir.display().to_string();
+        // Paths as the instance sees them: the SCF layout inside a sandbox, the host's otherwise.
+        let isolated = self.sandbox.is_isolated();
+        let (code_root, runtime_root) = if isolated {
+            (PathBuf::from(sandbox::CODE_ROOT), PathBuf::from(sandbox::RUNTIME_ROOT))
+        } else {
+            (code_dir.to_path_buf(), self.bootstrap_dir.clone())
+        };
+        let bootstrap = runtime_root.join("python/bootstrap.py");
+        let args = vec!["-I".to_string(), "-B".to_string(), bootstrap.display().to_string()];
+        let (program, args) = self.sandbox.wrap(&python, &args, code_dir, &self.bootstrap_dir);
+        let code_root = code_root.display().to_string();
         let mut env = base_env(spec);
         env.extend([
             ("_HANDLER".to_string(), function.handler.clone()),
@@ -82,15 +93,21 @@ impl Runtimes {
             ("PYTHONPATH".to_string(), format!("{code_root}:/opt")),
             ("PYTHONDONTWRITEBYTECODE".to_string(), "x".to_string()),
         ]);
+        if isolated {
+            env.extend([
+                ("HOME".to_string(), sandbox::SCRATCH.to_string()),
+                ("TMPDIR".to_string(), sandbox::SCRATCH.to_string()),
+            ]);
+        }
         env.extend(function.config.environment.iter().cloned());
         Ok(Launch {
-            program: python,
-            args: vec!["-I".to_string(), "-B".to_string(), bootstrap.display().to_string()],
-            code_dir: code_dir.to_path_buf(),
+            program,
+            args,
+            code_dir: if isolated { PathBuf::from("/") } else { code_dir.to_path_buf() },
             env,
             init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
             stray_output_limit: log_limit,
-            scratch_root: self.scratch_root.clone(),
+            scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         })
     }
 }

@@ -287,3 +287,24 @@ where
         pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
+
+/// Host processes of a function's instances (found by the `SCF_FUNCTIONNAME` in their environment), excluding
+/// zombies. Function names must be unique across tests for this to be exact.
+pub fn instance_processes(function: &str) -> Vec<u32> {
+    let wanted = format!("SCF_FUNCTIONNAME={function}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if !environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let is_runtime = String::from_utf8_lossy(&cmdline).contains("bootstrap");
+        let zombie = std::fs::read_to_string(entry.path().join("status")).is_ok_and(|s| s.contains("State:\tZ"));
+        if is_runtime && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}

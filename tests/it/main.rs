@@ -4,6 +4,7 @@ mod api;
 mod clb_trigger;
 mod cli;
 mod harness;
+mod isolation;
 mod persistence;
 mod sdk;
 mod serve;

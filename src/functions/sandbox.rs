@@ -1,0 +1,170 @@
+//! Isolation of function instances.
+//!
+//! With bubblewrap (Debian's `bubblewrap`), each instance runs in its own mount, PID, IPC and UTS namespaces: it
+//! sees the host's system directories read-only, its own code read-only at `/var/user`, the runtime at
+//! `/var/runtime`, and a private `/tmp`; nothing else of the host, so neither fnlb's data directory, its
+//! credentials, nor another function's code. When fnlb runs as root, the function itself runs as an unprivileged
+//! user with no capabilities (through `setpriv`). Without bubblewrap, instances run as fnlb's children in their own
+//! process groups, and fnlb warns that functions are not isolated.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where a sandboxed instance finds its code, its runtime and its scratch space (contract 2.4's layout).
+pub const CODE_ROOT: &str = "/var/user";
+pub const RUNTIME_ROOT: &str = "/var/runtime";
+pub const SCRATCH: &str = "/tmp";
+/// `/tmp` is 512 MB per function (contract 2.9).
+pub const SCRATCH_BYTES: u64 = 512 * 1024 * 1024;
+/// The user sandboxed functions run as when fnlb is root (`nobody`).
+pub const DEFAULT_FUNCTION_UID: u32 = 65534;
+
+/// Host directories a sandbox sees read-only (those that exist).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    /// bubblewrap when it works on this host, else no sandbox (with a warning).
+    Auto,
+    /// bubblewrap, or refuse to start.
+    Bubblewrap,
+    /// No sandbox.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub enum Sandbox {
+    Bubblewrap {
+        bwrap: PathBuf,
+        /// `setpriv`, to drop to `uid` inside the sandbox (when fnlb runs as root).
+        setpriv: Option<(PathBuf, u32)>,
+    },
+    None,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("bubblewrap was asked for but does not work here: {0}")]
+    Unavailable(String),
+}
+
+// === impl Sandbox ===
+
+impl Sandbox {
+    /// Picks the sandbox for this host.
+    pub fn detect(mode: SandboxMode, uid: u32) -> Result<Sandbox, SandboxError> {
+        if mode == SandboxMode::None {
+            tracing::warn!("Sandbox disabled: functions run unisolated, as fnlb's own user.");
+            return Ok(Sandbox::None);
+        }
+        let probe = probe_bwrap();
+        match (probe, mode) {
+            (Ok(bwrap), _) => {
+                let setpriv = if rustix::process::geteuid().is_root() {
+                    let setpriv = find(&["/usr/bin/setpriv", "/bin/setpriv"])
+                        .ok_or_else(|| SandboxError::Unavailable("setpriv (util-linux) is missing".to_string()))?;
+                    Some((setpriv, uid))
+                } else {
+                    None
+                };
+                tracing::info!(bwrap = %bwrap.display(), as_uid = setpriv.as_ref().map(|s| s.1), "Functions run in bubblewrap sandboxes.");
+                Ok(Sandbox::Bubblewrap { bwrap, setpriv })
+            }
+            (Err(why), SandboxMode::Bubblewrap) => Err(SandboxError::Unavailable(why)),
+            (Err(why), _) => {
+                tracing::warn!(reason = %why, "No sandbox (install bubblewrap): functions are not isolated from fnlb or each other.");
+                Ok(Sandbox::None)
+            }
+        }
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        matches!(self, Sandbox::Bubblewrap { .. })
+    }
+
+    /// Wraps `program args…` (paths as the sandbox sees them) into the command that starts it in the sandbox.
+    /// `interpreter` is the host path of the interpreter, whose installation must be visible inside.
+    pub fn wrap(&self, program: &Path, args: &[String], code_dir: &Path, runtime_dir: &Path) -> (PathBuf, Vec<String>) {
+        let Sandbox::Bubblewrap { bwrap, setpriv } = self else {
+            return (program.to_path_buf(), args.to_vec());
+        };
+        let mut out: Vec<String> = Vec::new();
+        for dir in SYSTEM_DIRS.iter().map(Path::new).filter(|d| d.exists()) {
+            ro_bind(&mut out, dir, dir);
+        }
+        // An interpreter installed elsewhere (pyenv, a custom prefix) is visible at its own path.
+        if let Some(prefix) = program.parent().and_then(Path::parent)
+            && !SYSTEM_DIRS.iter().any(|d| prefix.starts_with(d))
+            && prefix != Path::new("/")
+        {
+            ro_bind(&mut out, prefix, prefix);
+        }
+        // Directories bubblewrap creates are root's and private unless told otherwise: /var (made for the code
+        // and runtime mounts) must be traversable, /tmp writable by the function.
+        out.extend(["--perms", "0755", "--dir", "/var"].map(str::to_string));
+        ro_bind(&mut out, code_dir, Path::new(CODE_ROOT));
+        ro_bind(&mut out, runtime_dir, Path::new(RUNTIME_ROOT));
+        let scratch_size = SCRATCH_BYTES.to_string();
+        #[rustfmt::skip]
+        let rest = [
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", &scratch_size, "--tmpfs", SCRATCH,
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
+            "--hostname", "scf", "--chdir", CODE_ROOT, "--",
+        ];
+        out.extend(rest.map(str::to_string));
+        if let Some((setpriv, uid)) = setpriv {
+            out.extend([
+                path(setpriv),
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".to_string(),
+                "--inh-caps=-all".to_string(),
+                "--bounding-set=-all".to_string(),
+                "--no-new-privs".to_string(),
+                "--".to_string(),
+            ]);
+        }
+        out.push(path(program));
+        out.extend(args.iter().cloned());
+        (bwrap.clone(), out)
+    }
+}
+
+fn ro_bind(out: &mut Vec<String>, src: &Path, dest: &Path) {
+    out.extend(["--ro-bind".to_string(), path(src), path(dest)]);
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn find(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// Runs bubblewrap once with the namespaces instances use, to see that it works here.
+fn probe_bwrap() -> Result<PathBuf, String> {
+    let bwrap = find(&["/usr/bin/bwrap", "/bin/bwrap"]).ok_or_else(|| "bwrap is not installed".to_string())?;
+    let mut command = Command::new(&bwrap);
+    for dir in SYSTEM_DIRS.iter().filter(|d| Path::new(d).exists()) {
+        command.args(["--ro-bind", dir, dir]);
+    }
+    let out = command
+        .args([
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--die-with-parent",
+            "--",
+            "true",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
+    if out.status.success() { Ok(bwrap) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
+}
