@@ -52,6 +52,16 @@
  *    written to the log and the instance carries on.
  *  * process.exit() in user code ends the process (fnlb: 439); the partial log line
  *    is flushed from an 'exit' listener first.
+ *  * NODE_PATH, unless set, becomes "<code dir>:<code dir>/node_modules[:/opt:/opt/node_modules]"
+ *    like SCF's, so that non-relative requires of the code's own files resolve.
+ *  * The handler file is loaded with require(); an ECMAScript module (ERR_REQUIRE_ESM:
+ *    "type": "module") is loaded with import(), as is <file>.mjs when <file>.js does
+ *    not exist (<file>.cjs is required).
+ *
+ * '@name' sockets: libuv before 1.48 (Node 16 to 20) cannot connect to an abstract
+ * socket by its exact name (1.46/1.47 pad the name with NULs to the whole sun_path,
+ * older versions cut it at the NUL), so fnlb should give Node instances a socket path
+ * on disk; '@name' works with Node 22 and later.
  */
 
 const fs = require('fs');
@@ -259,6 +269,11 @@ function captureStream(stream) {
 function installLogCapture() {
   sink = new LogSink();
   for (const name of ['log', 'info', 'warn', 'error', 'debug']) console[name] = consoleMethod();
+  console.trace = function trace() {
+    const err = { name: 'Trace', message: format.apply(null, arguments) };
+    Error.captureStackTrace(err, trace);
+    sink.write(logLine(cleanStack(err.stack)));
+  };
   captureStream(process.stdout);
   captureStream(process.stderr);
   // process.exit() from user code: send the partial line (the write usually completes at once).
@@ -281,6 +296,7 @@ function failCurrent(err, what) {
 
 function describe(value) {
   try {
+    if (isNativeError(value) && typeof value.stack === 'string') return cleanStack(value.stack);
     return util.inspect(value);
   } catch (e) {
     return '<uninspectable value>';
@@ -289,12 +305,23 @@ function describe(value) {
 
 // --------------------------------------------------------------------------- errors
 
-/** err.stack without the bootstrap's own frames. */
-function cleanStack(stack) {
-  if (stack.indexOf(__filename) < 0) return stack;
-  return stack.split('\n').filter((line) => {
-    return !(line.startsWith('    at ') && line.indexOf(__filename) >= 0);
-  }).join('\n');
+/**
+ * `text` (a stack or a message) without the bootstrap: its frames are the callers of
+ * the user's code (the bootstrap and Node's stream dispatch under it), so the stack
+ * is cut at the first of them; "- <bootstrap>" lines of a "Require stack:" go too.
+ */
+function cleanStack(text) {
+  if (text.indexOf(__filename) < 0) return text;
+  const lines = text.split('\n');
+  const out = [];
+  for (const line of lines) {
+    if (line.indexOf(__filename) >= 0) {
+      if (line.startsWith('    at ')) break;
+      if (line === `- ${__filename}`) continue;
+    }
+    out.push(line);
+  }
+  return out.join('\n');
 }
 
 function describeError(err) {
@@ -303,7 +330,7 @@ function describeError(err) {
     let type;
     let stack;
     try {
-      message = String(err.message);
+      message = cleanStack(String(err.message));
       type = String(err.name || 'Error');
       stack = cleanStack(String(err.stack || `${type}: ${message}`));
     } catch (e) {
