@@ -40,7 +40,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     println!("fnlb: credentials in {}", credentials_path.display());
 
     let sandbox = Sandbox::detect(config.sandbox, DEFAULT_FUNCTION_UID)?;
-    let runtimes = Runtimes::prepare(data_dir, config.python.clone(), sandbox)?;
+    let runtimes = Runtimes::prepare(data_dir, config.interpreters.clone(), sandbox)?;
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::api::ApiSettings;
 use crate::functions::EngineSettings;
+use crate::functions::runtimes::Interpreters;
 use crate::functions::sandbox::SandboxMode;
 use crate::proxy::ProxySettings;
 use crate::state::Limits;
@@ -29,8 +30,8 @@ pub struct Config {
     /// The region of requests that name none, and of the embedded example.
     pub region: String,
     pub log_format: LogFormat,
-    /// The Python interpreter for the Python runtimes (found on the host when unset).
-    pub python: Option<PathBuf>,
+    /// The interpreters of the runtimes (found on the host when unset).
+    pub interpreters: Interpreters,
     /// Deploy the embedded Hello CLB example on this port at start.
     pub example_port: Option<u16>,
     /// How function instances are isolated.
@@ -63,7 +64,7 @@ impl Config {
             api_addr,
             region,
             log_format,
-            python: None,
+            interpreters: Interpreters::default(),
             example_port: None,
             sandbox: SandboxMode::Auto,
             limits: Limits::default(),

@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Python interpreter for the Python runtimes (default: the host's python3, resolved once).
     #[arg(long, env = "FNLB_PYTHON")]
     pub python: Option<PathBuf>,
+    /// Node.js for the Node.js runtimes (default: the host's node).
+    #[arg(long, env = "FNLB_NODE")]
+    pub node: Option<PathBuf>,
     /// Deploy the Hello CLB example (function, load balancer, HTTP listener, rule) and print its access path.
     #[arg(long)]
     pub example: bool,
@@ -80,7 +83,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn into_config(self) -> Result<Config, config::ConfigError> {
         let mut config = Config::new(self.data_dir, self.api_addr, self.region, self.log_format)?;
-        config.python = self.python;
+        config.interpreters = crate::functions::runtimes::Interpreters { python: self.python, node: self.node };
         config.example_port = self.example.then_some(self.example_port);
         config.sandbox = self.sandbox;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);

@@ -1,7 +1,7 @@
 //! One function instance: a runtime bootstrap in its own process group, and the channel to it.
 
-use std::os::linux::net::SocketAddrExt;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,13 +13,20 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 
 use super::protocol::{self, Frame, FrameError};
+use super::sandbox::{self, Sandbox};
 
 /// How to start an instance of one function revision.
 #[derive(Clone, Debug)]
 pub struct Launch {
+    /// The interpreter and its arguments, with paths as the instance sees them.
     pub program: PathBuf,
     pub args: Vec<String>,
+    pub sandbox: Sandbox,
+    /// The function's unpacked code and the runtime bootstraps, on the host.
     pub code_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// Where instance channel sockets are made, on the host (a private directory).
+    pub socket_dir: PathBuf,
     pub env: Vec<(String, String)>,
     pub init_timeout: Duration,
     /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
@@ -83,25 +90,32 @@ pub struct Instance {
 
 impl Instance {
     pub async fn start(id: u64, launch: &Launch) -> Result<Instance, StartError> {
-        let name = format!(
-            "fnlb-{}-{id}-{}",
-            std::process::id(),
-            crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 16)
-        );
         let started = std::time::Instant::now();
-        let listener = bind_abstract(&name).map_err(StartError::Spawn)?;
+        // The channel: a socket file of this instance's own, reachable only through the sandbox's bind mount (or,
+        // unsandboxed, in fnlb's private socket directory).
+        let socket = SocketFile(
+            launch
+                .socket_dir
+                .join(format!("{id}-{}.sock", crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 8))),
+        );
+        let listener = UnixListener::bind(&socket.0).map_err(StartError::Spawn)?;
+        std::fs::set_permissions(&socket.0, std::fs::Permissions::from_mode(0o666)).map_err(StartError::Spawn)?;
+        let isolated = launch.sandbox.is_isolated();
+        let inside = if isolated { PathBuf::from(sandbox::CHANNEL) } else { socket.0.clone() };
         let scratch = launch.scratch_root.as_ref().map(|root| root.join(format!("instance-{id}")));
         if let Some(dir) = &scratch {
             std::fs::create_dir_all(dir).map_err(StartError::Spawn)?;
         }
         let scratch_dir = Scratch(scratch.clone().unwrap_or_default());
-        let mut command = Command::new(&launch.program);
+        let (program, args) =
+            launch.sandbox.wrap(&launch.program, &launch.args, &launch.code_dir, &launch.runtime_dir, &socket.0);
+        let mut command = Command::new(program);
         command
-            .args(&launch.args)
-            .current_dir(&launch.code_dir)
+            .args(&args)
+            .current_dir(if isolated { Path::new("/") } else { launch.code_dir.as_path() })
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("FNLB_RUNTIME_SOCKET", format!("@{name}"))
+            .env("FNLB_RUNTIME_SOCKET", &inside)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -144,6 +158,7 @@ impl Instance {
             }
         };
         drop(listener);
+        drop(socket);
         let stream: UnixStream = match accepted {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
@@ -294,11 +309,13 @@ fn failure(e: FrameError) -> InvokeFailure {
     }
 }
 
-fn bind_abstract(name: &str) -> std::io::Result<UnixListener> {
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
-    listener.set_nonblocking(true)?;
-    UnixListener::from_std(listener)
+/// An instance's channel socket on the host, removed once the instance connected (or failed to).
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn kill_group(pgid: Option<i32>) {

@@ -1,5 +1,6 @@
 //! Runtimes: which interpreter runs a function, its bootstrap, its environment and its context.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -7,27 +8,52 @@ use super::instance::Launch;
 use super::sandbox::{self, Sandbox};
 use crate::snapshot::FunctionSpec;
 
-/// The Python bootstrap, embedded so that the binary alone is enough.
+/// The bootstraps, embedded so that the binary alone is enough.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
+pub const NODE_BOOTSTRAP: &str = include_str!("../../runtimes/node/bootstrap.js");
 
 /// Runtimes fnlb runs on the host's Python 3.
 pub const PYTHON_RUNTIMES: &[&str] = &["Python3.6", "Python3.7", "Python3.9", "Python3.10"];
+/// Runtimes fnlb runs on the host's Node.js.
+pub const NODE_RUNTIMES: &[&str] = &["Nodejs10.15", "Nodejs12.16", "Nodejs14.18", "Nodejs16.13", "Nodejs18.15"];
 
 /// The `PATH` instances see (contract 2.4).
 const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-#[derive(Clone, Debug)]
+/// The language family of a `Runtime` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Python,
+    Node,
+}
+
+impl Family {
+    fn of(runtime: &str) -> Option<Family> {
+        if PYTHON_RUNTIMES.contains(&runtime) {
+            Some(Family::Python)
+        } else if NODE_RUNTIMES.contains(&runtime) {
+            Some(Family::Node)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct Runtimes {
     /// The real Python 3 interpreter (never a shim), if the host has one.
     pub python: Option<PathBuf>,
+    /// The host's `node`, if it has one.
+    pub node: Option<PathBuf>,
     bootstrap_dir: PathBuf,
     scratch_root: PathBuf,
+    socket_dir: PathBuf,
     pub sandbox: Sandbox,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot write the runtime bootstraps to {path}")]
+    #[error("cannot write the runtime files to {path}")]
     Write {
         path: String,
         #[source]
@@ -35,46 +61,86 @@ pub enum RuntimeError {
     },
 }
 
+/// Interpreters fnlb may be told to use instead of the ones it finds.
+#[derive(Clone, Debug, Default)]
+pub struct Interpreters {
+    pub python: Option<PathBuf>,
+    pub node: Option<PathBuf>,
+}
+
 // === impl Runtimes ===
 
 impl Runtimes {
-    /// Finds the interpreters and writes the embedded bootstraps under `<data-dir>/runtime`.
-    pub fn prepare(data_dir: &Path, python: Option<PathBuf>, sandbox: Sandbox) -> Result<Runtimes, RuntimeError> {
+    /// Finds the interpreters, writes the embedded bootstraps under `<data-dir>/runtime` and makes the private
+    /// directory for instance channels.
+    pub fn prepare(data_dir: &Path, interpreters: Interpreters, sandbox: Sandbox) -> Result<Runtimes, RuntimeError> {
         let bootstrap_dir = data_dir.join("runtime");
         let scratch_root = data_dir.join("scratch");
+        let err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| RuntimeError::Write { path, source }
+        };
         let write = |path: &Path, contents: &str| {
             std::fs::create_dir_all(path.parent().expect("bootstrap paths have a parent"))
                 .and_then(|()| std::fs::write(path, contents))
-                .map_err(|source| RuntimeError::Write { path: path.display().to_string(), source })
+                .map_err(err(path))
         };
         write(&bootstrap_dir.join("python/bootstrap.py"), PYTHON_BOOTSTRAP)?;
+        write(&bootstrap_dir.join("node/bootstrap.js"), NODE_BOOTSTRAP)?;
+        // The bootstrap is CommonJS whatever a package.json further up says.
+        write(&bootstrap_dir.join("node/package.json"), "{\"type\": \"commonjs\"}\n")?;
         let _ = std::fs::remove_dir_all(&scratch_root);
-        std::fs::create_dir_all(&scratch_root)
-            .map_err(|source| RuntimeError::Write { path: scratch_root.display().to_string(), source })?;
-        let python = python.or_else(find_python);
+        std::fs::create_dir_all(&scratch_root).map_err(err(&scratch_root))?;
+        // Socket paths are short (108 bytes), so the channel directory lives in the system's temporary directory,
+        // private to fnlb.
+        let socket_dir = std::env::temp_dir().join(format!(
+            "fnlb-{}-{}",
+            std::process::id(),
+            crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz", 6)
+        ));
+        std::fs::create_dir_all(&socket_dir).map_err(err(&socket_dir))?;
+        std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700)).map_err(err(&socket_dir))?;
+        // An interpreter named in the configuration is used only if it is there.
+        let given = |path: Option<PathBuf>, what: &str| match path {
+            Some(p) if p.is_file() => Some(Some(p)),
+            Some(p) => {
+                tracing::warn!(path = %p.display(), "The configured {what} does not exist.");
+                Some(None)
+            }
+            None => None,
+        };
+        let python = given(interpreters.python, "python3").unwrap_or_else(find_python);
+        let node = given(interpreters.node, "node").unwrap_or_else(find_node);
         match &python {
             Some(p) => tracing::info!(python = %p.display(), "Python runtimes available."),
             None => tracing::warn!("No python3 found: Python functions cannot run."),
         }
-        Ok(Runtimes { python, bootstrap_dir, scratch_root, sandbox })
+        match &node {
+            Some(p) => tracing::info!(node = %p.display(), "Node.js runtimes available."),
+            None => tracing::warn!("No node found: Node.js functions cannot run."),
+        }
+        Ok(Runtimes { python, node, bootstrap_dir, scratch_root, socket_dir, sandbox })
     }
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
     pub fn check(&self, runtime: &str) -> Result<(), String> {
-        if PYTHON_RUNTIMES.contains(&runtime) {
-            return match self.python {
-                Some(_) => Ok(()),
-                None => Err(format!("runtime {runtime} needs python3, which this host does not have")),
-            };
+        let supported = || PYTHON_RUNTIMES.iter().chain(NODE_RUNTIMES).copied().collect::<Vec<_>>().join(", ");
+        match Family::of(runtime) {
+            Some(Family::Python) if self.python.is_none() => {
+                Err(format!("runtime {runtime} needs python3, which this host does not have"))
+            }
+            Some(Family::Node) if self.node.is_none() => {
+                Err(format!("runtime {runtime} needs node, which this host does not have"))
+            }
+            Some(_) => Ok(()),
+            None => Err(format!("runtime {runtime} is not supported by this fnlb; supported: {}", supported())),
         }
-        Err(format!("runtime {runtime} is not supported by this fnlb; supported: {}", PYTHON_RUNTIMES.join(", ")))
     }
 
     /// How to start an instance of a function whose code is unpacked in `code_dir`.
     pub fn launch(&self, spec: &FunctionSpec, code_dir: &Path, log_limit: usize) -> Result<Launch, String> {
         let function = &spec.function;
         self.check(&function.runtime)?;
-        let python = self.python.clone().expect("checked above");
         // Paths as the instance sees them: the SCF layout inside a sandbox, the host's otherwise.
         let isolated = self.sandbox.is_isolated();
         let (code_root, runtime_root) = if isolated {
@@ -82,17 +148,31 @@ impl Runtimes {
         } else {
             (code_dir.to_path_buf(), self.bootstrap_dir.clone())
         };
-        let bootstrap = runtime_root.join("python/bootstrap.py");
-        let args = vec!["-I".to_string(), "-B".to_string(), bootstrap.display().to_string()];
-        let (program, args) = self.sandbox.wrap(&python, &args, code_dir, &self.bootstrap_dir);
         let code_root = code_root.display().to_string();
         let mut env = base_env(spec);
         env.extend([
             ("_HANDLER".to_string(), function.handler.clone()),
             ("USER_CODE_ROOT".to_string(), code_root.clone()),
-            ("PYTHONPATH".to_string(), format!("{code_root}:/opt")),
-            ("PYTHONDONTWRITEBYTECODE".to_string(), "x".to_string()),
         ]);
+        let family = Family::of(&function.runtime).expect("checked above");
+        let (program, args) = match family {
+            Family::Python => {
+                env.extend([
+                    ("PYTHONPATH".to_string(), format!("{code_root}:/opt")),
+                    ("PYTHONDONTWRITEBYTECODE".to_string(), "x".to_string()),
+                ]);
+                let bootstrap = runtime_root.join("python/bootstrap.py").display().to_string();
+                (self.python.clone().expect("checked above"), vec!["-I".to_string(), "-B".to_string(), bootstrap])
+            }
+            Family::Node => {
+                env.push((
+                    "NODE_PATH".to_string(),
+                    format!("{code_root}:{code_root}/node_modules:/opt:/opt/node_modules"),
+                ));
+                let bootstrap = runtime_root.join("node/bootstrap.js").display().to_string();
+                (self.node.clone().expect("checked above"), vec![bootstrap])
+            }
+        };
         if isolated {
             env.extend([
                 ("HOME".to_string(), sandbox::SCRATCH.to_string()),
@@ -103,12 +183,21 @@ impl Runtimes {
         Ok(Launch {
             program,
             args,
-            code_dir: if isolated { PathBuf::from("/") } else { code_dir.to_path_buf() },
+            sandbox: self.sandbox.clone(),
+            code_dir: code_dir.to_path_buf(),
+            runtime_dir: self.bootstrap_dir.clone(),
+            socket_dir: self.socket_dir.clone(),
             env,
             init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
             stray_output_limit: log_limit,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         })
+    }
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
     }
 }
 
@@ -159,6 +248,15 @@ pub fn context_tail(spec: &FunctionSpec) -> String {
     let text = context.to_string();
     // Drop the braces: the members are spliced after `"request_id":"…",`.
     text[1..text.len() - 1].to_string()
+}
+
+/// The host's `node`: Debian's, else the first on `PATH`.
+fn find_node() -> Option<PathBuf> {
+    let debian = PathBuf::from("/usr/bin/node");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join("node")).find(|p| p.is_file())
 }
 
 /// The host's real Python 3: Debian's, else whatever `python3` on `PATH` reports as its executable (so that a

@@ -14,6 +14,8 @@ use std::process::Command;
 pub const CODE_ROOT: &str = "/var/user";
 pub const RUNTIME_ROOT: &str = "/var/runtime";
 pub const SCRATCH: &str = "/tmp";
+/// The instance's channel to fnlb, bound into the sandbox from fnlb's private socket directory.
+pub const CHANNEL: &str = "/var/run/fnlb.sock";
 /// `/tmp` is 512 MB per function (contract 2.9).
 pub const SCRATCH_BYTES: u64 = 512 * 1024 * 1024;
 /// The user sandboxed functions run as when fnlb is root (`nobody`).
@@ -82,9 +84,17 @@ impl Sandbox {
         matches!(self, Sandbox::Bubblewrap { .. })
     }
 
-    /// Wraps `program args…` (paths as the sandbox sees them) into the command that starts it in the sandbox.
-    /// `interpreter` is the host path of the interpreter, whose installation must be visible inside.
-    pub fn wrap(&self, program: &Path, args: &[String], code_dir: &Path, runtime_dir: &Path) -> (PathBuf, Vec<String>) {
+    /// Wraps `program args…` (paths as the sandbox sees them) into the command that starts it in the sandbox,
+    /// with the function's code, the runtimes and the instance's channel socket (host paths) mounted. The
+    /// interpreter's installation is visible at its host path.
+    pub fn wrap(
+        &self,
+        program: &Path,
+        args: &[String],
+        code_dir: &Path,
+        runtime_dir: &Path,
+        channel: &Path,
+    ) -> (PathBuf, Vec<String>) {
         let Sandbox::Bubblewrap { bwrap, setpriv } = self else {
             return (program.to_path_buf(), args.to_vec());
         };
@@ -104,6 +114,7 @@ impl Sandbox {
         out.extend(["--perms", "0755", "--dir", "/var"].map(str::to_string));
         ro_bind(&mut out, code_dir, Path::new(CODE_ROOT));
         ro_bind(&mut out, runtime_dir, Path::new(RUNTIME_ROOT));
+        out.extend(["--perms", "0755", "--dir", "/var/run", "--bind", &path(channel), CHANNEL].map(str::to_string));
         let scratch_size = SCRATCH_BYTES.to_string();
         #[rustfmt::skip]
         let rest = [

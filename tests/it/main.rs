@@ -5,6 +5,7 @@ mod clb_trigger;
 mod cli;
 mod harness;
 mod isolation;
+mod node;
 mod persistence;
 mod sdk;
 mod serve;
