@@ -15,6 +15,7 @@ use crate::client::{Client, ClientError, Credentials};
 use crate::config::Config;
 use crate::control::Control;
 use crate::functions::Engine;
+use crate::functions::limits::Cgroups;
 use crate::functions::runtimes::Runtimes;
 use crate::functions::sandbox::{DEFAULT_FUNCTION_UID, Sandbox};
 use crate::proxy::{Proxy, Sockets};
@@ -40,7 +41,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     println!("fnlb: credentials in {}", credentials_path.display());
 
     let sandbox = Sandbox::detect(config.sandbox, DEFAULT_FUNCTION_UID)?;
-    let runtimes = Runtimes::prepare(data_dir, config.interpreters.clone(), sandbox)?;
+    let runtimes = Runtimes::prepare(data_dir, config.interpreters.clone(), sandbox, Cgroups::detect())?;
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -12,6 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 
+use super::limits::{Cgroups, InstanceGroup};
 use super::protocol::{self, Frame, FrameError};
 use super::sandbox::{self, Sandbox};
 
@@ -31,6 +32,11 @@ pub struct Launch {
     pub init_timeout: Duration,
     /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
     pub stray_output_limit: usize,
+    /// Memory and process limits (cgroups), and open files.
+    pub limits: Arc<Cgroups>,
+    pub memory_mb: u32,
+    pub max_processes: u64,
+    pub max_open_files: u64,
     /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
     /// `TMPDIR`); a sandbox gives it a private `/tmp` instead.
     pub scratch_root: Option<PathBuf>,
@@ -49,6 +55,10 @@ pub enum StartError {
     Exited {
         log: String,
     },
+    /// It was killed for going past its memory limit before it was ready.
+    OutOfMemory {
+        log: String,
+    },
     TimedOut {
         log: String,
     },
@@ -60,6 +70,8 @@ pub enum InvokeFailure {
     TimedOut,
     /// The process exited or closed its channel while running the invocation.
     Exited,
+    /// The kernel killed it for going past its memory limit.
+    OutOfMemory,
     Protocol(String),
 }
 
@@ -79,6 +91,8 @@ pub struct Instance {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     stray: Arc<Mutex<String>>,
+    /// Dropped after the process group is killed (field order): kills what is left and removes the cgroup.
+    group: Option<InstanceGroup>,
     _scratch: Scratch,
     /// Output written while the instance started, reported with its first invocation.
     pub init_log: String,
@@ -124,8 +138,14 @@ impl Instance {
         if let Some(dir) = &scratch {
             command.env("HOME", dir).env("TMPDIR", dir);
         }
+        let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
         let mut child = command.spawn().map_err(StartError::Spawn)?;
         let pgid = child.id().map(|pid| pid as i32);
+        // Limits before the runtime starts: the wrapper's children inherit them (the runtime is placed again
+        // once it connects, in case the wrapper forked first).
+        if let Some(pid) = child.id() {
+            confine(pid, group.as_ref(), launch.max_open_files);
+        }
         let stray = Arc::new(Mutex::new(String::new()));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(collect_output(out, stray.clone(), launch.stray_output_limit));
@@ -146,7 +166,7 @@ impl Instance {
                 // The runtime is the child itself or, in a sandbox, a process in the child's process group.
                 let group = peer.and_then(|p| rustix::process::getpgid(Some(p)).ok());
                 if child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid {
-                    return Ok::<_, std::io::Error>(stream);
+                    return Ok::<_, std::io::Error>((stream, peer));
                 }
                 tracing::warn!(?peer, "Refused a connection to an instance channel from another process.");
             }
@@ -160,7 +180,12 @@ impl Instance {
         drop(listener);
         drop(socket);
         let stream: UnixStream = match accepted {
-            Ok(Ok(stream)) => stream,
+            Ok(Ok((stream, peer))) => {
+                if let Some(peer) = peer {
+                    confine(peer.as_raw_nonzero().get() as u32, group.as_ref(), launch.max_open_files);
+                }
+                stream
+            }
             Ok(Err(e)) => {
                 kill_group(pgid);
                 return Err(StartError::Spawn(e));
@@ -180,6 +205,9 @@ impl Instance {
                     let _ = tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
                     instance_log.push_str(&take(&stray));
                     kill_group(pgid);
+                    if group.as_ref().is_some_and(InstanceGroup::oom_killed) {
+                        return Err(StartError::OutOfMemory { log: instance_log });
+                    }
                     return Err(StartError::Exited { log: instance_log });
                 }
                 Err(_) => {
@@ -214,6 +242,7 @@ impl Instance {
             reader,
             writer,
             stray,
+            group,
             _scratch: scratch_dir,
             init_duration: started.elapsed(),
             init_log: instance_log,
@@ -254,10 +283,18 @@ impl Instance {
             Ok(result) => result,
             Err(_) => Err(InvokeFailure::TimedOut),
         };
-        if matches!(result, Err(InvokeFailure::Exited)) {
-            // Let the exiting process flush what it wrote to its stdout and stderr.
-            let _ = tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await;
-        }
+        let result = match result {
+            Err(InvokeFailure::Exited) => {
+                // Let the exiting process flush what it wrote to its stdout and stderr.
+                let _ = tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await;
+                if self.group.as_ref().is_some_and(InstanceGroup::oom_killed) {
+                    Err(InvokeFailure::OutOfMemory)
+                } else {
+                    Err(InvokeFailure::Exited)
+                }
+            }
+            other => other,
+        };
         let stray = take(&self.stray);
         if !stray.is_empty() {
             append_bounded(log, &stray, log_limit);
@@ -306,6 +343,19 @@ fn failure(e: FrameError) -> InvokeFailure {
     match e {
         FrameError::Closed | FrameError::Io(_) => InvokeFailure::Exited,
         FrameError::TooLarge(n) => InvokeFailure::Protocol(format!("frame of {n} bytes")),
+    }
+}
+
+/// Puts a process into the instance's cgroup and caps its open files.
+fn confine(pid: u32, group: Option<&InstanceGroup>, max_open_files: u64) {
+    if let Some(group) = group
+        && let Err(e) = group.add(pid)
+    {
+        tracing::debug!(pid, error = %e, "Cannot move a process into its instance cgroup.");
+    }
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let limit = rustix::process::Rlimit { current: Some(max_open_files), maximum: Some(max_open_files) };
+        let _ = rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, limit);
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod code;
 mod instance;
+pub mod limits;
 pub mod logs;
 mod pool;
 pub mod protocol;
@@ -65,6 +66,8 @@ pub struct EngineSettings {
     pub logs_per_function: usize,
     pub log_bytes_per_function: usize,
     pub max_code_unpacked_bytes: u64,
+    pub max_processes_per_instance: u64,
+    pub max_open_files_per_instance: u64,
 }
 
 pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
@@ -96,6 +99,8 @@ impl Default for EngineSettings {
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             logs_per_function: DEFAULT_LOGS_PER_FUNCTION,
             log_bytes_per_function: DEFAULT_LOG_BYTES_PER_FUNCTION,
+            max_processes_per_instance: limits::DEFAULT_MAX_PROCESSES,
+            max_open_files_per_instance: limits::DEFAULT_MAX_OPEN_FILES,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
     }
@@ -321,7 +326,7 @@ impl Engine {
         let code_dir = self.code_dir(&function.code.sha256).await?;
         let launch = self
             .runtimes
-            .launch(spec, &code_dir, self.settings.max_log_bytes)
+            .launch(spec, &code_dir, &self.settings)
             .map_err(|why| FunctionError::new(status::CONTAINER_INIT, why))?;
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         // Another caller may have created it meanwhile; the newest revision wins, and a retired revision is

@@ -172,6 +172,10 @@ impl Pool {
                     InvokeFailure::Exited => {
                         FunctionError::new(status::PROCESS_EXITED, "User preocess exit when running")
                     }
+                    InvokeFailure::OutOfMemory => FunctionError::new(
+                        status::MEMORY,
+                        format!("MemoryLimitReached: the function used more than its {} MB", self.memory_mb),
+                    ),
                     InvokeFailure::Protocol(why) => FunctionError::new(
                         status::PROCESS_EXITED,
                         format!("the runtime broke the function protocol: {why}"),
@@ -281,6 +285,10 @@ fn start_error(e: StartError, log: &mut String, limit: usize) -> FunctionError {
         StartError::Exited { log: init_log } => {
             append_bounded(log, &init_log, limit);
             FunctionError::new(status::CONTAINER_INIT, "the runtime exited before it was ready")
+        }
+        StartError::OutOfMemory { log: init_log } => {
+            append_bounded(log, &init_log, limit);
+            FunctionError::new(status::MEMORY, "MemoryLimitReached: the function ran out of memory while it started")
         }
         StartError::TimedOut { log: init_log } => {
             append_bounded(log, &init_log, limit);

@@ -2,9 +2,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::EngineSettings;
 use super::instance::Launch;
+use super::limits::Cgroups;
 use super::sandbox::{self, Sandbox};
 use crate::snapshot::FunctionSpec;
 
@@ -49,6 +52,7 @@ pub struct Runtimes {
     scratch_root: PathBuf,
     socket_dir: PathBuf,
     pub sandbox: Sandbox,
+    pub limits: Arc<Cgroups>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +77,12 @@ pub struct Interpreters {
 impl Runtimes {
     /// Finds the interpreters, writes the embedded bootstraps under `<data-dir>/runtime` and makes the private
     /// directory for instance channels.
-    pub fn prepare(data_dir: &Path, interpreters: Interpreters, sandbox: Sandbox) -> Result<Runtimes, RuntimeError> {
+    pub fn prepare(
+        data_dir: &Path,
+        interpreters: Interpreters,
+        sandbox: Sandbox,
+        limits: Cgroups,
+    ) -> Result<Runtimes, RuntimeError> {
         let bootstrap_dir = data_dir.join("runtime");
         let scratch_root = data_dir.join("scratch");
         let err = |path: &Path| {
@@ -119,7 +128,7 @@ impl Runtimes {
             Some(p) => tracing::info!(node = %p.display(), "Node.js runtimes available."),
             None => tracing::warn!("No node found: Node.js functions cannot run."),
         }
-        Ok(Runtimes { python, node, bootstrap_dir, scratch_root, socket_dir, sandbox })
+        Ok(Runtimes { python, node, bootstrap_dir, scratch_root, socket_dir, sandbox, limits: Arc::new(limits) })
     }
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
@@ -138,7 +147,7 @@ impl Runtimes {
     }
 
     /// How to start an instance of a function whose code is unpacked in `code_dir`.
-    pub fn launch(&self, spec: &FunctionSpec, code_dir: &Path, log_limit: usize) -> Result<Launch, String> {
+    pub fn launch(&self, spec: &FunctionSpec, code_dir: &Path, settings: &EngineSettings) -> Result<Launch, String> {
         let function = &spec.function;
         self.check(&function.runtime)?;
         // Paths as the instance sees them: the SCF layout inside a sandbox, the host's otherwise.
@@ -189,7 +198,11 @@ impl Runtimes {
             socket_dir: self.socket_dir.clone(),
             env,
             init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
-            stray_output_limit: log_limit,
+            stray_output_limit: settings.max_log_bytes,
+            limits: self.limits.clone(),
+            memory_mb: function.config.memory_mb,
+            max_processes: settings.max_processes_per_instance,
+            max_open_files: settings.max_open_files_per_instance,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         })
     }

@@ -5,6 +5,7 @@ mod clb_trigger;
 mod cli;
 mod harness;
 mod isolation;
+mod limits;
 mod node;
 mod persistence;
 mod sdk;

@@ -1,0 +1,222 @@
+//! Resource limits of function instances: memory (`MemorySize`) and process count through the cgroup memory and
+//! pids controllers, open files through `RLIMIT_NOFILE`.
+//!
+//! cgroup v1 (a hierarchy per controller, as on Debian hosts with the legacy layout): each instance gets
+//! `memory/…/fnlb-<pid>/instance-<id>` with `memory.limit_in_bytes` (and `pids/…` with `pids.max`); an OOM kill shows
+//! in `memory.oom_control` as `oom_kill`. cgroup v2 (the unified hierarchy): fnlb moves itself into a leaf of its
+//! own group, enables the controllers for the group's children and gives each instance a child with
+//! `memory.max`, `memory.swap.max` 0 and `pids.max`; an OOM kill shows in `memory.events`. Where neither can be
+//! written (no permission, no controller), instances run without a memory limit and fnlb says so at start.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Processes and threads an instance may run (contract 2.9).
+pub const DEFAULT_MAX_PROCESSES: u64 = 1024;
+/// Files an instance may hold open (contract 2.9).
+pub const DEFAULT_MAX_OPEN_FILES: u64 = 1024;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+#[derive(Debug)]
+pub enum Cgroups {
+    V1 { memory: PathBuf, pids: Option<PathBuf> },
+    V2 { base: PathBuf },
+    Unavailable,
+}
+
+/// One instance's cgroup(s). Removed (after killing what is left in it) when dropped.
+#[derive(Debug)]
+pub struct InstanceGroup {
+    dirs: Vec<PathBuf>,
+    events: Option<PathBuf>,
+}
+
+// === impl Cgroups ===
+
+impl Cgroups {
+    /// Prepares fnlb's cgroup for instances, or reports that limits cannot be enforced here.
+    pub fn detect() -> Cgroups {
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let tag = format!("fnlb-{}", std::process::id());
+        match setup_v1(&own, &tag).or_else(|| setup_v2(&own, &tag)) {
+            Some(cgroups) => {
+                tracing::info!(?cgroups, "Instance memory limits enforced with cgroups.");
+                cgroups
+            }
+            None => {
+                tracing::warn!("No writable cgroup memory controller: instances run without a memory limit.");
+                Cgroups::Unavailable
+            }
+        }
+    }
+
+    pub fn is_available(&self) -> bool {
+        !matches!(self, Cgroups::Unavailable)
+    }
+
+    /// Creates the cgroup of one instance with its limits.
+    pub fn instance(&self, id: u64, memory_mb: u32, max_processes: u64) -> std::io::Result<Option<InstanceGroup>> {
+        let bytes = u64::from(memory_mb) * 1024 * 1024;
+        let name = format!("instance-{id}");
+        match self {
+            Cgroups::Unavailable => Ok(None),
+            Cgroups::V1 { memory, pids } => {
+                let mem = memory.join(&name);
+                fs::create_dir_all(&mem)?;
+                let mut group = InstanceGroup { dirs: vec![mem.clone()], events: Some(mem.join("memory.oom_control")) };
+                fs::write(mem.join("memory.limit_in_bytes"), bytes.to_string())?;
+                // Without swap accounting the file is absent; the machine's swap then is what bounds it.
+                let _ = fs::write(mem.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                if let Some(pids) = pids {
+                    let dir = pids.join(&name);
+                    fs::create_dir_all(&dir)?;
+                    group.dirs.push(dir.clone());
+                    fs::write(dir.join("pids.max"), max_processes.to_string())?;
+                }
+                Ok(Some(group))
+            }
+            Cgroups::V2 { base } => {
+                let dir = base.join(&name);
+                fs::create_dir_all(&dir)?;
+                let group = InstanceGroup { dirs: vec![dir.clone()], events: Some(dir.join("memory.events")) };
+                fs::write(dir.join("memory.max"), bytes.to_string())?;
+                let _ = fs::write(dir.join("memory.swap.max"), "0");
+                let _ = fs::write(dir.join("pids.max"), max_processes.to_string());
+                Ok(Some(group))
+            }
+        }
+    }
+}
+
+fn setup_v1(own: &str, tag: &str) -> Option<Cgroups> {
+    let path_of = |controller: &str| {
+        own.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers.split(',').any(|c| c == controller).then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    let make = |controller: &str| -> Option<PathBuf> {
+        let parent = Path::new(CGROUP_ROOT).join(controller).join(path_of(controller)?);
+        remove_stale(&parent);
+        let dir = parent.join(tag);
+        fs::create_dir_all(&dir).ok()?;
+        Some(dir)
+    };
+    let memory = make("memory")?;
+    if !memory.join("memory.limit_in_bytes").exists() {
+        let _ = fs::remove_dir(&memory);
+        return None;
+    }
+    Some(Cgroups::V1 { memory, pids: make("pids") })
+}
+
+fn setup_v2(own: &str, tag: &str) -> Option<Cgroups> {
+    let root = Path::new(CGROUP_ROOT);
+    let controllers = fs::read_to_string(root.join("cgroup.controllers")).ok()?;
+    if !controllers.split_whitespace().any(|c| c == "memory") {
+        return None;
+    }
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/');
+    let group = root.join(path);
+    // A group with processes cannot hand controllers to its children: fnlb moves itself into a leaf first.
+    let leaf = group.join(format!("{tag}-supervisor"));
+    fs::create_dir_all(&leaf).ok()?;
+    fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()).ok()?;
+    fs::write(group.join("cgroup.subtree_control"), "+memory +pids").ok()?;
+    remove_stale(&group);
+    let base = group.join(tag);
+    fs::create_dir_all(&base).ok()?;
+    fs::write(base.join("cgroup.subtree_control"), "+memory +pids").ok()?;
+    Some(Cgroups::V2 { base })
+}
+
+/// Removes the empty instance cgroups of fnlb processes that are gone (killed without cleaning up).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fnlb-")).and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = fs::remove_dir(child.path());
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+}
+
+// === impl InstanceGroup ===
+
+impl InstanceGroup {
+    /// Moves a process (and the children it forks from now on) into the group.
+    pub fn add(&self, pid: u32) -> std::io::Result<()> {
+        for dir in &self.dirs {
+            fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the kernel killed a process of this group for exceeding its memory limit.
+    pub fn oom_killed(&self) -> bool {
+        let Some(events) = &self.events else { return false };
+        let text = fs::read_to_string(events).unwrap_or_default();
+        text.lines()
+            .any(|line| line.strip_prefix("oom_kill ").is_some_and(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0)))
+    }
+
+    /// Kills every process left in the group (including any that left the instance's process group).
+    pub fn kill_all(&self) {
+        for dir in &self.dirs {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in
+                procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()).filter_map(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+impl Drop for InstanceGroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        let dirs = std::mem::take(&mut self.dirs);
+        // A cgroup can be removed once its last process is gone, which takes the kernel a moment.
+        let remove = move || {
+            for attempt in 0..50 {
+                if dirs.iter().all(|d| fs::remove_dir(d).is_ok() || !d.exists()) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10 * (attempt + 1)));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(remove);
+            }
+            Err(_) => remove(),
+        }
+    }
+}
+
+/// Removes fnlb's own instance cgroups at shutdown.
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        let dirs: Vec<&PathBuf> = match &*self {
+            Cgroups::V1 { memory, pids } => std::iter::once(memory).chain(pids.iter()).collect(),
+            Cgroups::V2 { base } => vec![base],
+            Cgroups::Unavailable => vec![],
+        };
+        for dir in dirs {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
