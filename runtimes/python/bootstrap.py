@@ -42,11 +42,13 @@ import traceback
 
 # Frame kinds.
 INVOKE = 1
+FORK = 2         # zygote mode: fork an instance that connects to the socket named in the payload
 READY = 10
 INIT_ERROR = 11
 LOG = 12
 RESULT = 13
 ERROR = 14
+FORKED = 15      # zygote mode: the fork happened (payload: the child's pid)
 
 MAX_PAYLOAD = 16 * 1024 * 1024          # a frame's length is at most this + 1
 MAX_RESPONSE = 6 * 1024 * 1024          # a synchronous response is at most 6 MB (status 407 past it)
@@ -118,6 +120,9 @@ class Channel(object):
         data = _HEADER.pack(len(payload) + 1, kind) + payload
         with self.lock:
             self.send_locked(data)
+
+    def close(self):
+        self._sock.close()
 
 
 # --------------------------------------------------------------------------- logs
@@ -473,13 +478,10 @@ def serve(channel, sink, handler):
         invoke(channel, sink, handler, payload)
 
 
-def main():
-    # Removed so that user subprocesses do not see (or try) the socket.
-    socket_path = os.environ.pop('FNLB_RUNTIME_SOCKET', '')
+def run_instance(socket_path):
+    """Connect to fnlb, load the handler, serve invocations until fnlb closes the channel."""
     spec = os.environ.get('_HANDLER', '')
     code_dir = os.environ.get('USER_CODE_ROOT') or os.getcwd()
-    if not socket_path:
-        die(None, 'FNLB_RUNTIME_SOCKET is not set', 2)
     try:
         channel = Channel(socket_path)
     except OSError as exc:
@@ -490,6 +492,56 @@ def main():
     handler = init(channel, sink, spec)
     channel.send(READY, b'')
     serve(channel, sink, handler)
+
+
+def run_zygote(socket_path):
+    """Fork server: a template with the runtime loaded that forks instances on request.
+
+    Each FORK frame names the socket the new instance connects to. The child becomes the leader of a session and
+    process group of its own (fnlb kills instances by group), then runs as any instance does: it imports the
+    user's module itself, so the module's start-up code runs once per instance, as on SCF. Exited children are
+    reaped by the kernel (SIGCHLD ignored here, restored in the child).
+    """
+    import signal
+    try:
+        channel = Channel(socket_path)
+    except OSError as exc:
+        die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    channel.send(READY, b'')
+    while True:
+        try:
+            frame = channel.read_frame()
+        except ProtocolError as exc:
+            die(None, 'protocol error: %s' % exc, 2)
+        if frame is None:
+            os._exit(0)
+        kind, payload = frame
+        if kind != FORK:
+            die(None, 'protocol error: unexpected frame kind %d' % kind, 2)
+        child_socket = payload.decode('utf-8')
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.setsid()
+                channel.close()
+                run_instance(child_socket)
+            finally:
+                os._exit(1)
+        channel.send(FORKED, str(pid).encode('ascii'))
+
+
+def main():
+    # Removed so that user subprocesses do not see (or try) the socket.
+    socket_path = os.environ.pop('FNLB_RUNTIME_SOCKET', '')
+    zygote = os.environ.pop('FNLB_RUNTIME_ZYGOTE', '') == '1'
+    if not socket_path:
+        die(None, 'FNLB_RUNTIME_SOCKET is not set', 2)
+    if zygote:
+        run_zygote(socket_path)
+    else:
+        run_instance(socket_path)
 
 
 if __name__ == '__main__':

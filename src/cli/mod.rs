@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// How function instances are isolated: bubblewrap namespaces when available (auto), always, or never.
     #[arg(long, env = "FNLB_SANDBOX", value_enum, default_value = "auto")]
     pub sandbox: crate::functions::sandbox::SandboxMode,
+    /// Start Python instances by forking a pre-initialised zygote per function (false: start each interpreter).
+    #[arg(long, env = "FNLB_ZYGOTE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zygote: bool,
     /// Seconds an instance may stay idle before it is stopped (functions scale to zero).
     #[arg(long, env = "FNLB_IDLE_TIMEOUT", default_value_t = crate::functions::DEFAULT_IDLE_TIMEOUT.as_secs())]
     pub idle_timeout: u64,
@@ -87,6 +90,7 @@ impl ServeArgs {
         config.example_port = self.example.then_some(self.example_port);
         config.sandbox = self.sandbox;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
+        config.engine.zygote = self.zygote;
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
         Ok(config)

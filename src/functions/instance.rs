@@ -32,6 +32,8 @@ pub struct Launch {
     pub init_timeout: Duration,
     /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
     pub stray_output_limit: usize,
+    /// The runtime can serve as a zygote (docs/function-protocol.md): Python.
+    pub forks: bool,
     /// Memory and process limits (cgroups), and open files.
     pub limits: Arc<Cgroups>,
     pub memory_mb: u32,
@@ -86,7 +88,7 @@ pub enum Reply {
 
 pub struct Instance {
     pub id: u64,
-    child: Child,
+    process: Process,
     pgid: Option<i32>,
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
@@ -100,153 +102,127 @@ pub struct Instance {
     pub init_duration: Duration,
 }
 
+/// The process behind an instance: fnlb's own child, or a child a zygote forked (not fnlb's to wait for).
+enum Process {
+    Child(Child),
+    Forked(rustix::process::Pid),
+}
+
+/// A runtime process started by fnlb and connected to its channel, before the handshake.
+struct Spawned {
+    child: Child,
+    pgid: Option<i32>,
+    stray: Arc<Mutex<String>>,
+    group: Option<InstanceGroup>,
+    scratch: Scratch,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// The runtime process itself (in a sandbox, a descendant of `child`).
+    runtime_pid: Option<rustix::process::Pid>,
+}
+
+/// A runtime's zygote: a pre-initialised template process that forks new instances (docs/function-protocol.md).
+pub struct Zygote {
+    /// Kept for `kill_on_drop`.
+    _child: Child,
+    pgid: Option<i32>,
+    runtime_pid: Option<rustix::process::Pid>,
+    stray: Arc<Mutex<String>>,
+    /// The zygote's channel; one fork request at a time.
+    channel: tokio::sync::Mutex<(BufReader<OwnedReadHalf>, OwnedWriteHalf)>,
+    /// Where the zygote's children connect: (host directory, the same directory as the instance sees it).
+    dir: (PathBuf, PathBuf),
+    _group: Option<InstanceGroup>,
+    _dir: DirGuard,
+}
+
 // === impl Instance ===
 
 impl Instance {
+    /// Starts an instance as fnlb's own child.
     pub async fn start(id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let started = std::time::Instant::now();
-        // The channel: a socket file of this instance's own, reachable only through the sandbox's bind mount (or,
-        // unsandboxed, in fnlb's private socket directory).
-        let socket = SocketFile(
-            launch
-                .socket_dir
-                .join(format!("{id}-{}.sock", crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 8))),
-        );
-        let listener = UnixListener::bind(&socket.0).map_err(StartError::Spawn)?;
-        std::fs::set_permissions(&socket.0, std::fs::Permissions::from_mode(0o666)).map_err(StartError::Spawn)?;
-        let isolated = launch.sandbox.is_isolated();
-        let inside = if isolated { PathBuf::from(sandbox::CHANNEL) } else { socket.0.clone() };
-        let scratch = launch.scratch_root.as_ref().map(|root| root.join(format!("instance-{id}")));
-        if let Some(dir) = &scratch {
-            std::fs::create_dir_all(dir).map_err(StartError::Spawn)?;
-        }
-        let scratch_dir = Scratch(scratch.clone().unwrap_or_default());
-        let (program, args) =
-            launch.sandbox.wrap(&launch.program, &launch.args, &launch.code_dir, &launch.runtime_dir, &socket.0);
-        let mut command = Command::new(program);
-        command
-            .args(&args)
-            .current_dir(if isolated { Path::new("/") } else { launch.code_dir.as_path() })
-            .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("FNLB_RUNTIME_SOCKET", &inside)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = &scratch {
-            command.env("HOME", dir).env("TMPDIR", dir);
-        }
-        let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
-        let mut child = command.spawn().map_err(StartError::Spawn)?;
-        let pgid = child.id().map(|pid| pid as i32);
-        // Limits before the runtime starts: the wrapper's children inherit them (the runtime is placed again
-        // once it connects, in case the wrapper forked first).
-        if let Some(pid) = child.id() {
-            confine(pid, group.as_ref(), launch.max_open_files);
-        }
-        let stray = Arc::new(Mutex::new(String::new()));
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect_output(out, stray.clone(), launch.stray_output_limit));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect_output(err, stray.clone(), launch.stray_output_limit));
-        }
-        let mut instance_log = String::new();
+        let socket = SocketFile(launch.socket_dir.join(socket_name(id)));
+        let listener = listen(&socket.0).map_err(StartError::Spawn)?;
+        let inside = if launch.sandbox.is_isolated() { PathBuf::from(sandbox::CHANNEL) } else { socket.0.clone() };
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
-
-        // The channel must come from this instance's own process: an abstract socket can be reached by any
-        // local process, so check the peer's credentials and ignore anyone else.
-        let child_pid = child.id();
-        let accept_own = async {
-            loop {
-                let (stream, _) = listener.accept().await?;
-                let peer = stream.peer_cred().ok().and_then(|c| c.pid()).and_then(rustix::process::Pid::from_raw);
-                // The runtime is the child itself or, in a sandbox, a process in the child's process group.
-                let group = peer.and_then(|p| rustix::process::getpgid(Some(p)).ok());
-                if child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid {
-                    return Ok::<_, std::io::Error>((stream, peer));
-                }
-                tracing::warn!(?peer, "Refused a connection to an instance channel from another process.");
-            }
-        };
-        let accepted = tokio::select! {
-            accepted = tokio::time::timeout_at(deadline, accept_own) => accepted,
-            _ = child.wait() => {
-                return Err(StartError::Exited { log: take(&stray) });
-            }
-        };
-        drop(listener);
+        let spawned = spawn(id, launch, &listener, &socket.0, &inside, &[], deadline).await?;
         drop(socket);
-        let stream: UnixStream = match accepted {
-            Ok(Ok((stream, peer))) => {
-                if let Some(peer) = peer {
-                    confine(peer.as_raw_nonzero().get() as u32, group.as_ref(), launch.max_open_files);
-                }
-                stream
-            }
-            Ok(Err(e)) => {
-                kill_group(pgid);
-                return Err(StartError::Spawn(e));
-            }
-            Err(_) => {
-                kill_group(pgid);
-                return Err(StartError::TimedOut { log: take(&stray) });
-            }
+        let mut instance = Instance {
+            id,
+            pgid: spawned.pgid,
+            reader: spawned.reader,
+            writer: spawned.writer,
+            stray: spawned.stray,
+            group: spawned.group,
+            _scratch: spawned.scratch,
+            process: Process::Child(spawned.child),
+            init_log: String::new(),
+            init_duration: Duration::ZERO,
         };
-        let (read_half, writer) = stream.into_split();
-        let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+        instance.handshake(deadline).await?;
+        instance.init_duration = started.elapsed();
+        Ok(instance)
+    }
+
+    /// Reads the runtime's first frames: `LOG` lines, then `READY` (or `INIT_ERROR`).
+    async fn handshake(&mut self, deadline: tokio::time::Instant) -> Result<(), StartError> {
+        let mut log = String::new();
         loop {
-            let frame = match tokio::time::timeout_at(deadline, protocol::read_frame(&mut reader)).await {
+            let frame = match tokio::time::timeout_at(deadline, protocol::read_frame(&mut self.reader)).await {
                 Ok(Ok(frame)) => frame,
                 Ok(Err(_)) => {
                     // Give the process a moment to finish writing its last words before we read them.
-                    let _ = tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
-                    instance_log.push_str(&take(&stray));
-                    kill_group(pgid);
-                    if group.as_ref().is_some_and(InstanceGroup::oom_killed) {
-                        return Err(StartError::OutOfMemory { log: instance_log });
+                    self.wait_exit(Duration::from_millis(200)).await;
+                    log.push_str(&take(&self.stray));
+                    self.kill();
+                    if self.group.as_ref().is_some_and(InstanceGroup::oom_killed) {
+                        return Err(StartError::OutOfMemory { log });
                     }
-                    return Err(StartError::Exited { log: instance_log });
+                    return Err(StartError::Exited { log });
                 }
                 Err(_) => {
-                    kill_group(pgid);
-                    instance_log.push_str(&take(&stray));
-                    return Err(StartError::TimedOut { log: instance_log });
+                    self.kill();
+                    log.push_str(&take(&self.stray));
+                    return Err(StartError::TimedOut { log });
                 }
             };
             match frame.kind {
                 protocol::READY => break,
-                protocol::LOG => instance_log.push_str(&String::from_utf8_lossy(&frame.payload)),
+                protocol::LOG => log.push_str(&String::from_utf8_lossy(&frame.payload)),
                 protocol::INIT_ERROR => {
                     let error = serde_json::from_slice(&frame.payload).unwrap_or_else(|_| {
                         serde_json::json!({"statusCode": 437, "errorMessage": String::from_utf8_lossy(&frame.payload)})
                     });
-                    kill_group(pgid);
-                    instance_log.push_str(&take(&stray));
-                    return Err(StartError::Init { error, log: instance_log });
+                    self.kill();
+                    log.push_str(&take(&self.stray));
+                    return Err(StartError::Init { error, log });
                 }
                 other => {
-                    kill_group(pgid);
-                    instance_log.push_str(&format!("runtime sent frame {other} before it was ready\n"));
-                    return Err(StartError::Exited { log: instance_log });
+                    self.kill();
+                    log.push_str(&format!("runtime sent frame {other} before it was ready\n"));
+                    return Err(StartError::Exited { log });
                 }
             }
         }
-        instance_log.push_str(&take(&stray));
-        Ok(Instance {
-            id,
-            child,
-            pgid,
-            reader,
-            writer,
-            stray,
-            group,
-            _scratch: scratch_dir,
-            init_duration: started.elapsed(),
-            init_log: instance_log,
-        })
+        log.push_str(&take(&self.stray));
+        self.init_log = log;
+        Ok(())
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    async fn wait_exit(&mut self, limit: Duration) {
+        match &mut self.process {
+            Process::Child(child) => {
+                let _ = tokio::time::timeout(limit, child.wait()).await;
+            }
+            Process::Forked(pid) => {
+                let end = tokio::time::Instant::now() + limit;
+                while rustix::process::test_kill_process(*pid).is_ok() && tokio::time::Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
     }
 
     /// Runs one invocation: writes the payload, collects log lines into `log`, waits for the result.
@@ -286,7 +262,7 @@ impl Instance {
         let result = match result {
             Err(InvokeFailure::Exited) => {
                 // Let the exiting process flush what it wrote to its stdout and stderr.
-                let _ = tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await;
+                self.wait_exit(Duration::from_millis(200)).await;
                 if self.group.as_ref().is_some_and(InstanceGroup::oom_killed) {
                     Err(InvokeFailure::OutOfMemory)
                 } else {
@@ -309,7 +285,252 @@ impl Instance {
 
     /// Whether the process is still running (an idle instance may have died: a stray thread exiting, a kill).
     pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.process {
+            Process::Child(child) => matches!(child.try_wait(), Ok(None)),
+            Process::Forked(pid) => rustix::process::test_kill_process(*pid).is_ok(),
+        }
+    }
+}
+
+// === impl Zygote ===
+
+impl Zygote {
+    /// Starts a zygote for a launch (Python runtimes): it loads the runtime, then waits for fork requests.
+    pub async fn start(id: u64, launch: &Launch) -> Result<Zygote, StartError> {
+        let host_dir = launch.socket_dir.join(format!("zygote-{id}"));
+        std::fs::create_dir_all(&host_dir).map_err(StartError::Spawn)?;
+        // The function's user must reach the sockets in it (nothing else of the host sees the directory).
+        std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o711)).map_err(StartError::Spawn)?;
+        let dir_guard = DirGuard(host_dir.clone());
+        let inside_dir =
+            if launch.sandbox.is_isolated() { PathBuf::from(sandbox::CHANNEL_DIR) } else { host_dir.clone() };
+        let socket = SocketFile(host_dir.join("zygote.sock"));
+        let listener = listen(&socket.0).map_err(StartError::Spawn)?;
+        let deadline = tokio::time::Instant::now() + launch.init_timeout;
+        let extra = [("FNLB_RUNTIME_ZYGOTE", "1")];
+        let mut spawned =
+            spawn(id, launch, &listener, &host_dir, &inside_dir.join("zygote.sock"), &extra, deadline).await?;
+        drop(socket);
+        match tokio::time::timeout_at(deadline, protocol::read_frame(&mut spawned.reader)).await {
+            Ok(Ok(frame)) if frame.kind == protocol::READY => {}
+            other => {
+                kill_group(spawned.pgid);
+                let mut log = take(&spawned.stray);
+                log.push_str(&format!("the zygote did not become ready: {other:?}\n"));
+                return Err(StartError::Exited { log });
+            }
+        }
+        Ok(Zygote {
+            _child: spawned.child,
+            pgid: spawned.pgid,
+            runtime_pid: spawned.runtime_pid,
+            stray: spawned.stray,
+            channel: tokio::sync::Mutex::new((spawned.reader, spawned.writer)),
+            dir: (host_dir, inside_dir),
+            _group: spawned.group,
+            _dir: dir_guard,
+        })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.runtime_pid.is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    }
+
+    /// Forks a new instance from the zygote.
+    pub async fn fork(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
+        let started = std::time::Instant::now();
+        let name = socket_name(id);
+        let socket = SocketFile(self.dir.0.join(&name));
+        let listener = listen(&socket.0).map_err(StartError::Spawn)?;
+        let inside = self.dir.1.join(&name).display().to_string();
+        let deadline = tokio::time::Instant::now() + launch.init_timeout;
+        let lost = |what: String| StartError::Exited { log: format!("the zygote {what}\n") };
+        {
+            let mut channel = self.channel.lock().await;
+            let (reader, writer) = &mut *channel;
+            protocol::write_frame(writer, protocol::FORK, &[inside.as_bytes()])
+                .await
+                .map_err(|e| lost(format!("cannot be asked to fork: {e}")))?;
+            match tokio::time::timeout_at(deadline, protocol::read_frame(reader)).await {
+                Ok(Ok(frame)) if frame.kind == protocol::FORKED => {}
+                other => return Err(lost(format!("did not fork: {other:?}"))),
+            }
+        }
+        // The new instance must be a child of the zygote.
+        let zygote = self.runtime_pid;
+        let accepted = tokio::time::timeout_at(
+            deadline,
+            accept_from(&listener, |peer| zygote.is_some() && parent_of(peer) == zygote),
+        )
+        .await;
+        drop(socket);
+        let (stream, peer) = match accepted {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(StartError::Spawn(e)),
+            Err(_) => return Err(StartError::TimedOut { log: take(&self.stray) }),
+        };
+        let peer_pid = peer.as_raw_nonzero().get() as u32;
+        let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
+        confine(peer_pid, group.as_ref(), launch.max_open_files);
+        let (read_half, writer) = stream.into_split();
+        let mut instance = Instance {
+            id,
+            process: Process::Forked(peer),
+            // The child made itself a session and process group leader.
+            pgid: Some(peer_pid as i32),
+            reader: BufReader::with_capacity(64 * 1024, read_half),
+            writer,
+            stray: self.stray.clone(),
+            group,
+            _scratch: Scratch(PathBuf::new()),
+            init_log: String::new(),
+            init_duration: Duration::ZERO,
+        };
+        instance.handshake(deadline).await?;
+        instance.init_duration = started.elapsed();
+        Ok(instance)
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        kill_group(self.pgid.take());
+    }
+}
+
+/// Starts a runtime process as fnlb's child, with its limits, and accepts its channel connection.
+async fn spawn(
+    id: u64,
+    launch: &Launch,
+    listener: &UnixListener,
+    channel_host: &Path,
+    channel_inside: &Path,
+    extra_env: &[(&str, &str)],
+    deadline: tokio::time::Instant,
+) -> Result<Spawned, StartError> {
+    let isolated = launch.sandbox.is_isolated();
+    let scratch = launch.scratch_root.as_ref().map(|root| root.join(format!("instance-{id}")));
+    if let Some(dir) = &scratch {
+        std::fs::create_dir_all(dir).map_err(StartError::Spawn)?;
+    }
+    let scratch_guard = Scratch(scratch.clone().unwrap_or_default());
+    let mount_point = if channel_host.is_dir() { sandbox::CHANNEL_DIR } else { sandbox::CHANNEL };
+    let (program, args) = launch.sandbox.wrap(
+        &launch.program,
+        &launch.args,
+        &launch.code_dir,
+        &launch.runtime_dir,
+        (channel_host, Path::new(mount_point)),
+    );
+    let mut command = Command::new(program);
+    command
+        .args(&args)
+        .current_dir(if isolated { Path::new("/") } else { launch.code_dir.as_path() })
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(extra_env.iter().copied())
+        .env("FNLB_RUNTIME_SOCKET", channel_inside)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &scratch {
+        command.env("HOME", dir).env("TMPDIR", dir);
+    }
+    let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
+    let mut child = command.spawn().map_err(StartError::Spawn)?;
+    let pgid = child.id().map(|pid| pid as i32);
+    // Limits before the runtime starts: the wrapper's children inherit them (the runtime is placed again once it
+    // connects, in case the wrapper forked first).
+    if let Some(pid) = child.id() {
+        confine(pid, group.as_ref(), launch.max_open_files);
+    }
+    let stray = Arc::new(Mutex::new(String::new()));
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(collect_output(out, stray.clone(), launch.stray_output_limit));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(collect_output(err, stray.clone(), launch.stray_output_limit));
+    }
+    // The runtime is the child itself or, in a sandbox, a process in the child's process group.
+    let child_pid = child.id();
+    let own = |peer: rustix::process::Pid| {
+        let group = rustix::process::getpgid(Some(peer)).ok();
+        child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, accept_from(listener, own)) => accepted,
+        _ = child.wait() => {
+            return Err(StartError::Exited { log: take(&stray) });
+        }
+    };
+    let (stream, peer) = match accepted {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            kill_group(pgid);
+            return Err(StartError::Spawn(e));
+        }
+        Err(_) => {
+            kill_group(pgid);
+            return Err(StartError::TimedOut { log: take(&stray) });
+        }
+    };
+    confine(peer.as_raw_nonzero().get() as u32, group.as_ref(), launch.max_open_files);
+    let (read_half, writer) = stream.into_split();
+    Ok(Spawned {
+        child,
+        pgid,
+        stray,
+        group,
+        scratch: scratch_guard,
+        reader: BufReader::with_capacity(64 * 1024, read_half),
+        writer,
+        runtime_pid: Some(peer),
+    })
+}
+
+/// Accepts connections until one comes from a process `own` accepts (any local process may reach a socket it
+/// can name; the others are dropped).
+async fn accept_from(
+    listener: &UnixListener,
+    own: impl Fn(rustix::process::Pid) -> bool,
+) -> std::io::Result<(UnixStream, rustix::process::Pid)> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let peer = stream.peer_cred().ok().and_then(|c| c.pid()).and_then(rustix::process::Pid::from_raw);
+        if let Some(peer) = peer.filter(|p| own(*p)) {
+            return Ok((stream, peer));
+        }
+        tracing::warn!(?peer, "Refused a connection to an instance channel from another process.");
+    }
+}
+
+/// The parent of a process, from `/proc`.
+fn parent_of(pid: rustix::process::Pid) -> Option<rustix::process::Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so read after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse::<i32>().ok().and_then(rustix::process::Pid::from_raw)
+}
+
+fn socket_name(id: u64) -> String {
+    format!("{id}-{}.sock", crate::ids::random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 8))
+}
+
+/// Listens on a new socket file that the instance (possibly another user, in a sandbox) may connect to.
+fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// A zygote's socket directory, removed with the zygote.
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

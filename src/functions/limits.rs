@@ -137,7 +137,8 @@ fn remove_stale(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fnlb-")).and_then(|rest| rest.split('-').next()) else {
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fnlb-")).and_then(|rest| rest.split('-').next())
+        else {
             continue;
         };
         if Path::new("/proc").join(pid).exists() {

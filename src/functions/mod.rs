@@ -68,6 +68,8 @@ pub struct EngineSettings {
     pub max_code_unpacked_bytes: u64,
     pub max_processes_per_instance: u64,
     pub max_open_files_per_instance: u64,
+    /// Start Python instances by forking a pre-initialised zygote per function.
+    pub zygote: bool,
 }
 
 pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
@@ -101,6 +103,7 @@ impl Default for EngineSettings {
             log_bytes_per_function: DEFAULT_LOG_BYTES_PER_FUNCTION,
             max_processes_per_instance: limits::DEFAULT_MAX_PROCESSES,
             max_open_files_per_instance: limits::DEFAULT_MAX_OPEN_FILES,
+            zygote: true,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, append_bounded};
+use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Zygote, append_bounded};
 use super::{EngineSettings, FunctionError, status};
 
 pub struct Pool {
@@ -31,6 +31,8 @@ pub struct Pool {
     retired: AtomicBool,
     /// Wakes the reaper: an instance went idle, or the pool was retired.
     wake: Notify,
+    /// The function's zygote, started with the first cold start when the runtime forks.
+    zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
 }
 
 struct Idle {
@@ -80,6 +82,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
             wake: Notify::new(),
+            zygote: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(reap(pool.clone()));
         pool
@@ -103,7 +106,7 @@ impl Pool {
         request_id: &str,
         log: &mut String,
         limit: Option<Duration>,
-        next_id: impl FnOnce() -> u64,
+        next_id: impl Fn() -> u64,
     ) -> Ran {
         let fail = |result: FunctionError| Ran { result: Err(result), mem_bytes: 0, cold_start: None };
         let _permits = match self.admit().await {
@@ -112,7 +115,7 @@ impl Pool {
         };
         let (mut instance, cold_start) = match self.take_idle() {
             Some(instance) => (instance, None),
-            None => match Instance::start(next_id(), &self.launch).await {
+            None => match self.start_instance(&next_id).await {
                 Ok(instance) => {
                     let init = instance.init_duration;
                     (instance, Some(init))
@@ -186,6 +189,36 @@ impl Pool {
         };
         self.put_idle(instance);
         Ran { result, mem_bytes, cold_start }
+    }
+
+    /// Starts a new instance: forked from the function's zygote when the runtime allows (the zygote is started
+    /// the first time, and again if it died), otherwise as a process of its own.
+    async fn start_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
+        if !self.launch.forks {
+            return Instance::start(next_id(), &self.launch).await;
+        }
+        let zygote = {
+            let mut slot = self.zygote.lock().await;
+            match slot.as_ref().filter(|z| z.is_alive()) {
+                Some(zygote) => Some(zygote.clone()),
+                None => match Zygote::start(next_id(), &self.launch).await {
+                    Ok(zygote) => {
+                        let zygote = Arc::new(zygote);
+                        *slot = Some(zygote.clone());
+                        Some(zygote)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "The zygote could not start; starting instances directly.");
+                        *slot = None;
+                        None
+                    }
+                },
+            }
+        };
+        match zygote {
+            Some(zygote) => zygote.fork(next_id(), &self.launch).await,
+            None => Instance::start(next_id(), &self.launch).await,
+        }
     }
 
     /// Waits for room: a place in the function's limit and in the engine's budget, within the queue timeout.

@@ -4,11 +4,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const INVOKE: u8 = 1;
+/// fnlb → zygote: fork an instance that connects to this socket path.
+pub const FORK: u8 = 2;
 pub const READY: u8 = 10;
 pub const INIT_ERROR: u8 = 11;
 pub const LOG: u8 = 12;
 pub const RESULT: u8 = 13;
 pub const ERROR: u8 = 14;
+/// zygote → fnlb: the fork happened (payload: the child's pid as the zygote sees it).
+pub const FORKED: u8 = 15;
 
 /// The largest frame either side may send: a 6 MB event or response with room for its envelope.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 1;

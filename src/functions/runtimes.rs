@@ -199,6 +199,7 @@ impl Runtimes {
             env,
             init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
             stray_output_limit: settings.max_log_bytes,
+            forks: family == Family::Python && settings.zygote,
             limits: self.limits.clone(),
             memory_mb: function.config.memory_mb,
             max_processes: settings.max_processes_per_instance,

@@ -16,6 +16,8 @@ pub const RUNTIME_ROOT: &str = "/var/runtime";
 pub const SCRATCH: &str = "/tmp";
 /// The instance's channel to fnlb, bound into the sandbox from fnlb's private socket directory.
 pub const CHANNEL: &str = "/var/run/fnlb.sock";
+/// A zygote's channel directory (its own socket and its children's), bound the same way.
+pub const CHANNEL_DIR: &str = "/var/run/fnlb";
 /// `/tmp` is 512 MB per function (contract 2.9).
 pub const SCRATCH_BYTES: u64 = 512 * 1024 * 1024;
 /// The user sandboxed functions run as when fnlb is root (`nobody`).
@@ -93,7 +95,7 @@ impl Sandbox {
         args: &[String],
         code_dir: &Path,
         runtime_dir: &Path,
-        channel: &Path,
+        channel: (&Path, &Path),
     ) -> (PathBuf, Vec<String>) {
         let Sandbox::Bubblewrap { bwrap, setpriv } = self else {
             return (program.to_path_buf(), args.to_vec());
@@ -114,7 +116,9 @@ impl Sandbox {
         out.extend(["--perms", "0755", "--dir", "/var"].map(str::to_string));
         ro_bind(&mut out, code_dir, Path::new(CODE_ROOT));
         ro_bind(&mut out, runtime_dir, Path::new(RUNTIME_ROOT));
-        out.extend(["--perms", "0755", "--dir", "/var/run", "--bind", &path(channel), CHANNEL].map(str::to_string));
+        out.extend(
+            ["--perms", "0755", "--dir", "/var/run", "--bind", &path(channel.0), &path(channel.1)].map(str::to_string),
+        );
         let scratch_size = SCRATCH_BYTES.to_string();
         #[rustfmt::skip]
         let rest = [

@@ -399,13 +399,31 @@ async fn idle_instances_are_stopped_down_to_zero() {
     app.create_fixture("idle-echo", "echo", json!({})).await.unwrap();
     let base = app.route_to("idle-echo").await.base;
     let first = get(&format!("{base}/")).await.header("x-instance").to_string();
-    assert!(!crate::harness::instance_processes("idle-echo").is_empty(), "the instance runs");
+    let running = crate::harness::instance_processes("idle-echo").len();
+    assert!(running > 0, "the instance runs");
+    // The instance goes; the function's zygote (a template, not an instance) stays.
     eventually("the idle instance is stopped", Duration::from_secs(15), || async {
-        crate::harness::instance_processes("idle-echo").is_empty().then_some(())
+        (crate::harness::instance_processes("idle-echo").len() < running).then_some(())
     })
     .await;
     // The next request starts a fresh instance.
     let reply = get(&format!("{base}/")).await;
     assert_eq!(reply.status, 200);
     assert_ne!(reply.header("x-instance"), first);
+}
+
+#[tokio::test]
+async fn python_instances_are_forked_from_a_zygote() {
+    for (zygote, forked) in [("true", true), ("false", false)] {
+        let temp = tempfile::tempdir().unwrap();
+        let app = TestApp::start_in(&temp.path().join("data"), &["--sandbox", "bubblewrap", "--zygote", zygote]);
+        app.create_fixture("forked", "echo", json!({})).await.unwrap();
+        let base = app.route_to("forked").await.base;
+        let reply = get(&format!("{base}/")).await;
+        assert_eq!(reply.status, 200);
+        // In the sandbox's PID namespace, a directly started runtime is the child of the namespace's init (1); a
+        // forked instance is the child of the zygote.
+        let parent = reply.header("x-parent").to_string();
+        assert_eq!(parent != "1", forked, "zygote {zygote}: parent {parent}");
+    }
 }
