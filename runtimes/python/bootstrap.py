@@ -43,6 +43,7 @@ import traceback
 # Frame kinds.
 INVOKE = 1
 FORK = 2         # zygote mode: fork an instance that connects to the socket named in the payload
+START = 3        # a forked instance: load the function now
 READY = 10
 INIT_ERROR = 11
 LOG = 12
@@ -478,14 +479,27 @@ def serve(channel, sink, handler):
         invoke(channel, sink, handler, payload)
 
 
-def run_instance(socket_path):
-    """Connect to fnlb, load the handler, serve invocations until fnlb closes the channel."""
+def run_instance(socket_path, wait_for_start=False):
+    """Connect to fnlb, load the handler, serve invocations until fnlb closes the channel.
+
+    A forked instance connects first and loads the function only when fnlb sends START: fnlb forks one ahead of
+    time, confines it, and starts it when a request needs it.
+    """
     spec = os.environ.get('_HANDLER', '')
     code_dir = os.environ.get('USER_CODE_ROOT') or os.getcwd()
     try:
         channel = Channel(socket_path)
     except OSError as exc:
         die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
+    if wait_for_start:
+        try:
+            frame = channel.read_frame()
+        except ProtocolError as exc:
+            die(None, 'protocol error: %s' % exc, 2)
+        if frame is None:
+            os._exit(0)
+        if frame[0] != START:
+            die(None, 'protocol error: expected START, got frame kind %d' % frame[0], 2)
 
     sink = install_log_capture(channel)
     setup_sys_path(code_dir)
@@ -508,6 +522,11 @@ def run_zygote(socket_path):
     except OSError as exc:
         die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Everything loaded so far is shared with the children: keep the collector off it (fewer copied pages).
+    import gc
+    gc.collect()
+    if hasattr(gc, 'freeze'):
+        gc.freeze()
     channel.send(READY, b'')
     while True:
         try:
@@ -526,7 +545,7 @@ def run_zygote(socket_path):
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.setsid()
                 channel.close()
-                run_instance(child_socket)
+                run_instance(child_socket, wait_for_start=True)
             finally:
                 os._exit(1)
         channel.send(FORKED, str(pid).encode('ascii'))

@@ -133,6 +133,8 @@ pub struct Zygote {
     /// Where the zygote's children connect: (host directory, the same directory as the instance sees it).
     dir: (PathBuf, PathBuf),
     _group: Option<InstanceGroup>,
+    /// An instance forked ahead of time, waiting for `START`.
+    spare: Mutex<Option<Instance>>,
     _dir: DirGuard,
 }
 
@@ -283,6 +285,14 @@ impl Instance {
         kill_group(self.pgid.take());
     }
 
+    /// Whether a forked instance's process is still there (without waiting on it).
+    fn is_running(&self) -> bool {
+        match &self.process {
+            Process::Child(_) => true,
+            Process::Forked(pid) => rustix::process::test_kill_process(*pid).is_ok(),
+        }
+    }
+
     /// Whether the process is still running (an idle instance may have died: a stray thread exiting, a kill).
     pub fn is_alive(&mut self) -> bool {
         match &mut self.process {
@@ -328,6 +338,7 @@ impl Zygote {
             channel: tokio::sync::Mutex::new((spawned.reader, spawned.writer)),
             dir: (host_dir, inside_dir),
             _group: spawned.group,
+            spare: Mutex::new(None),
             _dir: dir_guard,
         })
     }
@@ -336,9 +347,44 @@ impl Zygote {
         self.runtime_pid.is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
     }
 
-    /// Forks a new instance from the zygote.
-    pub async fn fork(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
+    /// A new instance from the zygote: the spare one when there is one (forked, connected and confined ahead of
+    /// time, so that only the import of the user's module is left), otherwise forked now. A new spare is then
+    /// prepared in the background.
+    pub async fn instance(self: &Arc<Self>, id: u64, spare_id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let started = std::time::Instant::now();
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take().filter(|s| s.is_running());
+        let mut instance = match spare {
+            Some(mut spare) => {
+                spare.id = id;
+                spare
+            }
+            None => self.fork(id, launch).await?,
+        };
+        let deadline = tokio::time::Instant::now() + launch.init_timeout;
+        protocol::write_frame(&mut instance.writer, protocol::START, &[])
+            .await
+            .map_err(|e| StartError::Exited { log: format!("the forked instance is gone: {e}\n") })?;
+        instance.handshake(deadline).await?;
+        instance.init_duration = started.elapsed();
+        let zygote = self.clone();
+        let launch = launch.clone();
+        tokio::spawn(async move {
+            match zygote.fork(spare_id, &launch).await {
+                Ok(spare) => {
+                    let mut slot = zygote.spare.lock().unwrap_or_else(|p| p.into_inner());
+                    if slot.is_none() {
+                        *slot = Some(spare);
+                    }
+                }
+                Err(e) => tracing::debug!(error = ?e, "Could not prepare a spare instance."),
+            }
+        });
+        Ok(instance)
+    }
+
+    /// Forks an instance, accepts its connection and confines it; it waits for `START` before loading the
+    /// function.
+    async fn fork(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let name = socket_name(id);
         let socket = SocketFile(self.dir.0.join(&name));
         let listener = listen(&socket.0).map_err(StartError::Spawn)?;
@@ -370,10 +416,12 @@ impl Zygote {
             Err(_) => return Err(StartError::TimedOut { log: take(&self.stray) }),
         };
         let peer_pid = peer.as_raw_nonzero().get() as u32;
+        // Moving a process between cgroups waits for the kernel (an RCU grace period): one reason the spare is
+        // made ahead of time.
         let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
         confine(peer_pid, group.as_ref(), launch.max_open_files);
         let (read_half, writer) = stream.into_split();
-        let mut instance = Instance {
+        Ok(Instance {
             id,
             process: Process::Forked(peer),
             // The child made itself a session and process group leader.
@@ -385,10 +433,7 @@ impl Zygote {
             _scratch: Scratch(PathBuf::new()),
             init_log: String::new(),
             init_duration: Duration::ZERO,
-        };
-        instance.handshake(deadline).await?;
-        instance.init_duration = started.elapsed();
-        Ok(instance)
+        })
     }
 }
 

@@ -216,7 +216,7 @@ impl Pool {
             }
         };
         match zygote {
-            Some(zygote) => zygote.fork(next_id(), &self.launch).await,
+            Some(zygote) => zygote.instance(next_id(), next_id(), &self.launch).await,
             None => Instance::start(next_id(), &self.launch).await,
         }
     }

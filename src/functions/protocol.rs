@@ -6,6 +6,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const INVOKE: u8 = 1;
 /// fnlb → zygote: fork an instance that connects to this socket path.
 pub const FORK: u8 = 2;
+/// fnlb → forked instance: load the function now (an instance forked ahead of time waits for it).
+pub const START: u8 = 3;
 pub const READY: u8 = 10;
 pub const INIT_ERROR: u8 = 11;
 pub const LOG: u8 = 12;
