@@ -3,6 +3,7 @@
 mod api;
 mod clb_trigger;
 mod cli;
+mod failures;
 mod harness;
 mod isolation;
 mod limits;
