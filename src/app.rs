@@ -96,6 +96,7 @@ fn ensure_account(control: &Control) -> anyhow::Result<Account> {
         secret_id,
         secret_key,
         kind: AccountKind::Standard,
+        created_ms: crate::clock::now_ms(),
     };
     control.apply(Command::PutAccount(account.clone()), None)?;
     Ok(account)

@@ -45,6 +45,10 @@ impl From<StateError> for ApiError {
         let code = match &e {
             AccountNotFound(_) => "AuthFailure.UnauthorizedOperation",
             NamespaceNotFound(_) => "ResourceNotFound.Namespace",
+            NamespaceExists(_) => "ResourceInUse.Namespace",
+            DefaultNamespace => "InvalidParameterValue.DefaultNamespace",
+            NamespaceNotEmpty(_) => "FailedOperation.DeleteNamespace",
+            NamespaceQuota { .. } => "LimitExceeded.Namespace",
             FunctionExists(_) => "ResourceInUse.Function",
             FunctionNotFound(_) => "ResourceNotFound.Function",
             TargetFunctionNotFound(_) => "ResourceNotFound",

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 pub use code::{CodeError, check_zip, sha256_hex, unpack, zip_dir, zip_files};
 use logs::{LogRecord, LogStore};
-use pool::Pool;
+use pool::{Pool, PoolSpec};
 use runtimes::Runtimes;
 
 use crate::snapshot::{FunctionSpec, Snapshot};
@@ -343,15 +343,15 @@ impl Engine {
             }
             existing.retire();
         }
-        let pool = Pool::new(
-            function.revision,
+        let pool_spec = PoolSpec {
+            revision: function.revision,
             launch,
             timeout,
-            function.config.memory_mb,
-            runtimes::context_tail(spec),
-            self.settings.clone(),
-            self.budget.clone(),
-        );
+            memory_mb: function.config.memory_mb,
+            capacity: capacity(function, &self.settings),
+            context_tail: runtimes::context_tail(spec),
+        };
+        let pool = Pool::new(pool_spec, self.settings.clone(), self.budget.clone());
         pools.insert(function.key.clone(), pool.clone());
         Ok(pool)
     }
@@ -379,6 +379,16 @@ impl Engine {
             tracing::error!(error = %why, "Cannot unpack function code.");
             FunctionError::new(status::INTERNAL, "the function's code could not be prepared")
         })
+    }
+}
+
+/// How many instances a function may run at once: the engine's limit, or fewer when the function reserves less
+/// memory than that many instances use (reserved concurrency).
+fn capacity(function: &crate::state::Function, settings: &EngineSettings) -> usize {
+    let limit = settings.max_instances_per_function;
+    match function.reserved_mem {
+        Some(mem) => limit.min((mem / function.config.memory_mb.max(1)) as usize),
+        None => limit,
     }
 }
 

@@ -24,6 +24,7 @@ pub struct Pool {
     settings: EngineSettings,
     /// One permit per instance the function may run at once.
     capacity: Arc<Semaphore>,
+    limit: usize,
     /// The engine-wide concurrency budget, in MB of function memory (shared by every pool).
     budget: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -33,6 +34,18 @@ pub struct Pool {
     wake: Notify,
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+}
+
+/// What a pool runs: one revision of a function.
+pub struct PoolSpec {
+    pub revision: u64,
+    pub launch: Launch,
+    pub timeout: Duration,
+    pub memory_mb: u32,
+    /// Instances it may run at once.
+    pub capacity: usize,
+    /// The context members every invocation shares (`runtimes::context_tail`).
+    pub context_tail: String,
 }
 
 struct Idle {
@@ -60,22 +73,16 @@ impl Drop for Waiting<'_> {
 // === impl Pool ===
 
 impl Pool {
-    pub fn new(
-        revision: u64,
-        launch: Launch,
-        timeout: Duration,
-        memory_mb: u32,
-        context_tail: String,
-        settings: EngineSettings,
-        budget: Arc<Semaphore>,
-    ) -> Arc<Pool> {
+    pub fn new(spec: PoolSpec, settings: EngineSettings, budget: Arc<Semaphore>) -> Arc<Pool> {
+        let PoolSpec { revision, launch, timeout, memory_mb, capacity, context_tail } = spec;
         let pool = Arc::new(Pool {
             revision,
             launch,
             timeout,
             memory_mb,
             context_tail,
-            capacity: Arc::new(Semaphore::new(settings.max_instances_per_function)),
+            capacity: Arc::new(Semaphore::new(capacity)),
+            limit: capacity,
             settings,
             budget,
             waiting: AtomicUsize::new(0),
@@ -225,6 +232,9 @@ impl Pool {
     async fn admit(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FunctionError> {
         let queued = self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting);
+        if self.limit == 0 {
+            return Err(FunctionError::new(status::CONCURRENCY, "the function's reserved concurrency is 0"));
+        }
         if queued >= self.settings.max_queue_per_function {
             return Err(FunctionError::new(
                 status::CONCURRENCY,

@@ -10,6 +10,28 @@ use super::model::{
 #[derive(Clone, Debug)]
 pub enum Command {
     PutAccount(Account),
+    CreateNamespace {
+        scope: Scope,
+        name: String,
+        description: String,
+        now: i64,
+    },
+    UpdateNamespace {
+        scope: Scope,
+        name: String,
+        description: String,
+        now: i64,
+    },
+    DeleteNamespace {
+        scope: Scope,
+        name: String,
+    },
+    /// `None` removes the reservation.
+    SetReservedConcurrency {
+        key: FunctionKey,
+        reserved_mem: Option<u32>,
+        now: i64,
+    },
     CreateFunction(NewFunction),
     UpdateFunctionCode {
         key: FunctionKey,

@@ -7,6 +7,14 @@ pub enum StateError {
     AccountNotFound(String),
     #[error("namespace {0} does not exist")]
     NamespaceNotFound(String),
+    #[error("namespace {0} already exists")]
+    NamespaceExists(String),
+    #[error("the default namespace cannot be created, changed or deleted")]
+    DefaultNamespace,
+    #[error("namespace {0} still holds functions; delete them first")]
+    NamespaceNotEmpty(String),
+    #[error("this region already holds {limit} namespaces, the most it may hold")]
+    NamespaceQuota { limit: usize },
     #[error("function {0} already exists")]
     FunctionExists(FunctionKey),
     #[error("function {0} does not exist")]

@@ -20,7 +20,7 @@ pub use command::{
 pub use error::StateError;
 pub use model::{
     Account, AccountKind, CodeRef, Function, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion,
-    Listener, LoadBalancer, LoadBalancerType, Protocol, Rule, Scope,
+    Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol, Rule, Scope,
 };
 
 /// VIPs given out when a request names none: the first free address from here on (decisions/0002).
@@ -33,6 +33,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub functions_per_namespace: usize,
+    /// Namespaces per account and region, `default` included (contract 2.9).
+    pub namespaces_per_region: usize,
     pub load_balancers_per_region: usize,
     pub listeners_per_load_balancer: usize,
     pub rules_per_listener: usize,
@@ -44,6 +46,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             functions_per_namespace: 50,
+            namespaces_per_region: 5,
             load_balancers_per_region: 200,
             listeners_per_load_balancer: 50,
             rules_per_listener: 50,
@@ -68,6 +71,7 @@ pub const DEFAULT_BINDING_REGIONS: &[&str] = &[
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntityKey {
     Account(String),
+    Namespace(Scope, String),
     Function(FunctionKey),
     LoadBalancer(String),
     Listener(String),
@@ -78,6 +82,7 @@ pub enum EntityKey {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Entity {
     Account(Account),
+    Namespace(Namespace),
     Function(Function),
     LoadBalancer(LoadBalancer),
     Listener(Listener),
@@ -94,6 +99,7 @@ pub struct Applied {
 pub struct State {
     pub limits: Limits,
     pub accounts: BTreeMap<String, Account>,
+    pub namespaces: BTreeMap<(Scope, String), Namespace>,
     pub functions: BTreeMap<FunctionKey, Function>,
     pub load_balancers: BTreeMap<String, LoadBalancer>,
     pub listeners: BTreeMap<String, Listener>,
@@ -114,6 +120,9 @@ impl State {
             match entity {
                 Entity::Account(a) => {
                     state.accounts.insert(a.uin.clone(), a);
+                }
+                Entity::Namespace(n) => {
+                    state.namespaces.insert((n.scope.clone(), n.name.clone()), n);
                 }
                 Entity::Function(f) => {
                     state.functions.insert(f.key.clone(), f);
@@ -136,6 +145,7 @@ impl State {
     pub fn entity(&self, key: &EntityKey) -> Option<Entity> {
         match key {
             EntityKey::Account(k) => self.accounts.get(k).cloned().map(Entity::Account),
+            EntityKey::Namespace(s, n) => self.namespaces.get(&(s.clone(), n.clone())).cloned().map(Entity::Namespace),
             EntityKey::Function(k) => self.functions.get(k).cloned().map(Entity::Function),
             EntityKey::LoadBalancer(k) => self.load_balancers.get(k).cloned().map(Entity::LoadBalancer),
             EntityKey::Listener(k) => self.listeners.get(k).cloned().map(Entity::Listener),
@@ -169,6 +179,55 @@ impl State {
             Command::PutAccount(account) => {
                 touched.push(EntityKey::Account(account.uin.clone()));
                 self.accounts.insert(account.uin.clone(), account);
+            }
+            Command::CreateNamespace { scope, name, description, now } => {
+                if name == DEFAULT_NAMESPACE {
+                    return Err(StateError::DefaultNamespace);
+                }
+                let key = (scope.clone(), name.clone());
+                if self.namespaces.contains_key(&key) {
+                    return Err(StateError::NamespaceExists(name));
+                }
+                let in_region = 1 + self.namespaces.keys().filter(|(s, _)| *s == scope).count();
+                if in_region >= self.limits.namespaces_per_region {
+                    return Err(StateError::NamespaceQuota { limit: self.limits.namespaces_per_region });
+                }
+                let namespace =
+                    Namespace { scope: scope.clone(), name: name.clone(), description, add_time: now, mod_time: now };
+                self.namespaces.insert(key, namespace);
+                touched.push(EntityKey::Namespace(scope, name));
+            }
+            Command::UpdateNamespace { scope, name, description, now } => {
+                if name == DEFAULT_NAMESPACE {
+                    return Err(StateError::DefaultNamespace);
+                }
+                let namespace = self
+                    .namespaces
+                    .get_mut(&(scope.clone(), name.clone()))
+                    .ok_or_else(|| StateError::NamespaceNotFound(name.clone()))?;
+                namespace.description = description;
+                namespace.mod_time = now;
+                touched.push(EntityKey::Namespace(scope, name));
+            }
+            Command::DeleteNamespace { scope, name } => {
+                if name == DEFAULT_NAMESPACE {
+                    return Err(StateError::DefaultNamespace);
+                }
+                if !self.namespaces.contains_key(&(scope.clone(), name.clone())) {
+                    return Err(StateError::NamespaceNotFound(name));
+                }
+                if self.functions.keys().any(|k| k.scope == scope && k.namespace == name) {
+                    return Err(StateError::NamespaceNotEmpty(name));
+                }
+                self.namespaces.remove(&(scope.clone(), name.clone()));
+                touched.push(EntityKey::Namespace(scope, name));
+            }
+            Command::SetReservedConcurrency { key, reserved_mem, now } => {
+                let function = self.function_mut(&key)?;
+                function.reserved_mem = reserved_mem;
+                function.mod_time = now;
+                function.revision += 1;
+                touched.push(EntityKey::Function(key));
             }
             Command::CreateFunction(new) => self.create_function(new, &mut touched)?,
             Command::UpdateFunctionCode { key, code, handler, now } => {
@@ -285,7 +344,7 @@ impl State {
         if !self.accounts.contains_key(&new.key.scope.uin) {
             return Err(StateError::AccountNotFound(new.key.scope.uin));
         }
-        if new.key.namespace != DEFAULT_NAMESPACE {
+        if !self.namespace_exists(&new.key.scope, &new.key.namespace) {
             return Err(StateError::NamespaceNotFound(new.key.namespace));
         }
         if self.functions.contains_key(&new.key) {
@@ -307,6 +366,7 @@ impl State {
             kind: new.kind,
             config: new.config,
             code: new.code,
+            reserved_mem: None,
             add_time: new.now,
             mod_time: new.now,
             revision: 1,
@@ -588,6 +648,11 @@ impl State {
     }
 
     // --- lookups, each checked against the caller's scope ---
+
+    /// `default` always exists; the others once created.
+    pub fn namespace_exists(&self, scope: &Scope, name: &str) -> bool {
+        name == DEFAULT_NAMESPACE || self.namespaces.contains_key(&(scope.clone(), name.to_string()))
+    }
 
     pub fn function(&self, key: &FunctionKey) -> Result<&Function, StateError> {
         self.functions.get(key).ok_or_else(|| StateError::FunctionNotFound(key.clone()))

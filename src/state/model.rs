@@ -29,6 +29,19 @@ pub struct Account {
     pub secret_id: String,
     pub secret_key: String,
     pub kind: AccountKind,
+    /// When the account was created (Unix ms); its `default` namespace dates from then.
+    #[serde(default)]
+    pub created_ms: i64,
+}
+
+/// A namespace other than `default` (which every account has in every region and is not stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub scope: Scope,
+    pub name: String,
+    pub description: String,
+    pub add_time: i64,
+    pub mod_time: i64,
 }
 
 /// A function is named by its account, region, namespace and name.
@@ -89,6 +102,9 @@ pub struct Function {
     pub kind: FunctionType,
     pub config: FunctionConfig,
     pub code: CodeRef,
+    /// Memory (MB) reserved for this function's concurrency: at most this much of its instances run at once.
+    #[serde(default)]
+    pub reserved_mem: Option<u32>,
     pub add_time: i64,
     pub mod_time: i64,
     /// Bumped on every change of code or configuration: instances of an older revision are retired.

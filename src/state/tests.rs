@@ -11,6 +11,7 @@ fn account(kind: AccountKind) -> Command {
         secret_id: "AKIDx".to_string(),
         secret_key: "key".to_string(),
         kind,
+        created_ms: 0,
     })
 }
 

@@ -174,6 +174,7 @@ impl Store {
 fn key_parts(key: &EntityKey) -> (&'static str, String) {
     match key {
         EntityKey::Account(uin) => ("account", uin.clone()),
+        EntityKey::Namespace(scope, name) => ("namespace", format!("{}/{}/{}", scope.uin, scope.region, name)),
         EntityKey::Function(k) => {
             ("function", format!("{}/{}/{}/{}", k.scope.uin, k.scope.region, k.namespace, k.name))
         }

@@ -7,6 +7,7 @@ mod failures;
 mod harness;
 mod isolation;
 mod limits;
+mod namespaces;
 mod node;
 mod persistence;
 mod sdk;

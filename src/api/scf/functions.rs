@@ -307,6 +307,9 @@ struct ListFunctions {
 pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: ListFunctions = parse(p)?;
     let namespace = req.namespace.unwrap_or_else(|| crate::state::DEFAULT_NAMESPACE.to_string());
+    if !ctx.snapshot.state.namespace_exists(&ctx.scope, &namespace) {
+        return Err(ApiError::new("ResourceNotFound.Namespace", format!("Namespace {namespace} does not exist.")));
+    }
     let mut functions: Vec<&Function> = ctx
         .snapshot
         .state
@@ -355,7 +358,7 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
                 "Type": f.kind.as_api(),
                 "StatusReasons": [],
                 "TotalProvisionedConcurrencyMem": 0,
-                "ReservedConcurrencyMem": 0,
+                "ReservedConcurrencyMem": f.reserved_mem.unwrap_or(0),
                 "AsyncRunEnable": "FALSE",
                 "TraceEnable": "FALSE",
             })

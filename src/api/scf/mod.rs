@@ -1,7 +1,9 @@
 //! SCF (`2018-04-16`) actions.
 
+pub mod concurrency;
 pub mod functions;
 pub mod invoke;
+pub mod namespaces;
 pub mod triggers;
 mod validate;
 

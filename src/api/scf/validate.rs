@@ -44,6 +44,11 @@ pub fn handler(handler: &str) -> Result<(), ApiError> {
     ))
 }
 
+/// A namespace being created, changed or deleted (`InvalidParameterValue.NamespaceInvalid`).
+pub fn namespace_name(name: &str) -> Result<(), ApiError> {
+    namespace(name).map_err(|e| ApiError::new("InvalidParameterValue.NamespaceInvalid", e.message))
+}
+
 pub fn namespace(namespace: &str) -> Result<(), ApiError> {
     if NAMESPACE.is_match(namespace) {
         return Ok(());
