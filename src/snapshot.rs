@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::proxy::router::{RouteRule, Router};
-use crate::state::{Function, FunctionKey, Protocol, State};
+use crate::state::{CodeRef, Function, FunctionConfig, FunctionKey, LATEST, Protocol, State};
 
 pub struct Snapshot {
     pub version: u64,
@@ -38,6 +38,58 @@ pub struct RouteTarget {
 pub struct FunctionSpec {
     pub function: Function,
     pub app_id: String,
+}
+
+/// One runnable version of a function: `$LATEST` or a published version.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// `$LATEST` or the version number.
+    pub label: String,
+    pub handler: String,
+    pub config: FunctionConfig,
+    pub code: CodeRef,
+    /// Changes when `$LATEST` changes; published versions never change.
+    pub revision: u64,
+}
+
+// === impl FunctionSpec ===
+
+impl FunctionSpec {
+    /// What a qualifier runs: `$LATEST`, a version, or an alias's version (its additional version for a `pick`
+    /// in [0, 1) below the alias's weight).
+    pub fn resolve(&self, qualifier: &str, pick: f64) -> Option<Resolved> {
+        let function = &self.function;
+        if qualifier == LATEST || function.version(qualifier).is_some() {
+            return self.runnable(qualifier);
+        }
+        let alias = function.alias(qualifier)?;
+        match &alias.additional {
+            Some((version, share)) if pick < f64::from(*share) / 1_000_000.0 => self.runnable(version),
+            _ => self.runnable(&alias.version),
+        }
+    }
+
+    /// `$LATEST` or a published version, by its label.
+    pub fn runnable(&self, label: &str) -> Option<Resolved> {
+        let function = &self.function;
+        if label == LATEST {
+            return Some(Resolved {
+                label: LATEST.to_string(),
+                handler: function.handler.clone(),
+                config: function.config.clone(),
+                code: function.code.clone(),
+                revision: function.revision,
+            });
+        }
+        let version = function.version(label)?;
+        Some(Resolved {
+            label: version.version.to_string(),
+            handler: version.handler.clone(),
+            config: version.config.clone(),
+            code: version.code.clone(),
+            revision: 0,
+        })
+    }
 }
 
 // === impl Snapshot ===

@@ -70,6 +70,11 @@ impl From<StateError> for ApiError {
             TargetNotBound { .. } => "ResourceNotFound",
             AlreadyBound { .. } => "InvalidParameterValue.Duplicate",
             QualifierNotFound { .. } => "ResourceNotFound",
+            VersionNotFound { .. } => "ResourceNotFound.FunctionVersion",
+            AliasNotFound { .. } => "ResourceNotFound.Alias",
+            AliasExists { .. } => "ResourceInUse.Alias",
+            DefaultAlias => "InvalidParameterValue.Alias",
+            VersionInUse { .. } | VersionBound { .. } => "UnsupportedOperation.AliasBind",
             ClassicLoadBalancer(_)
             | ClassicNetwork(_)
             | Ipv6FullChain(_)

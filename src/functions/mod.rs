@@ -23,7 +23,7 @@ use logs::{LogRecord, LogStore};
 use pool::{Pool, PoolSpec};
 use runtimes::Runtimes;
 
-use crate::snapshot::{FunctionSpec, Snapshot};
+use crate::snapshot::{FunctionSpec, Resolved, Snapshot};
 use crate::state::FunctionKey;
 use crate::store::Store;
 
@@ -159,7 +159,8 @@ pub struct Engine {
     runtimes: Runtimes,
     code_root: PathBuf,
     store: Arc<Store>,
-    pools: Mutex<HashMap<FunctionKey, Arc<Pool>>>,
+    /// One pool per function version (`$LATEST` or a number).
+    pools: Mutex<HashMap<(FunctionKey, String), Arc<Pool>>>,
     /// The engine-wide concurrency budget in MB (`total_concurrency_mb`).
     budget: Arc<tokio::sync::Semaphore>,
     next_instance: AtomicU64,
@@ -193,11 +194,12 @@ impl Engine {
     /// Retires the pools of functions that were deleted or changed (called when a snapshot is published).
     pub fn reconcile(&self, snapshot: &Snapshot) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        pools.retain(|key, pool| {
-            let current = snapshot.functions.get(key).is_some_and(|s| s.function.revision == pool.revision);
+        pools.retain(|(key, label), pool| {
+            let spec = snapshot.functions.get(key);
+            let current = spec.and_then(|s| s.runnable(label)).is_some_and(|v| v.revision == pool.revision);
             if !current {
                 pool.retire();
-                if !snapshot.functions.contains_key(key) {
+                if spec.is_none() {
                     self.logs.forget(key);
                 }
             }
@@ -249,16 +251,18 @@ impl Engine {
         let started = Instant::now();
         let start_ms = crate::clock::now_ms();
         let mut log = format!("START RequestId:{request_id}\n");
+        let version = spec.resolve(qualifier, random_fraction());
+        let memory_mb = version.as_ref().map_or(function.config.memory_mb, |v| v.config.memory_mb);
         let (result, mem_bytes) = async {
-            if qualifier != "$LATEST" && qualifier != "$DEFAULT" {
+            let Some(version) = version else {
                 let e =
                     FunctionError::new(status::QUALIFIER_NOT_FOUND, format!("qualifier {qualifier} does not exist"));
                 return (Err(e), 0);
-            }
+            };
             if event.len() > self.settings.max_event_bytes {
                 return (Err(FunctionError::new(status::REQUEST_TOO_LARGE, "RequestTooLarge")), 0);
             }
-            let pool = match self.pool(spec).await {
+            let pool = match self.pool(spec, &version).await {
                 Ok(pool) => pool,
                 Err(e) => return (Err(e), 0),
             };
@@ -296,7 +300,7 @@ impl Engine {
         log.push_str(&format!(
             "END RequestId:{request_id}\nReport RequestId:{request_id} Duration:{}ms Memory:{}MB MemUsage:{:.6}MB\n",
             duration_ms.ceil() as u64,
-            function.config.memory_mb,
+            memory_mb,
             mem_bytes as f64 / (1024.0 * 1024.0),
         ));
         let log: Arc<str> = Arc::from(log);
@@ -317,42 +321,44 @@ impl Engine {
     }
 
     /// The pool of the function's current revision, created (and its code unpacked) on first use.
-    async fn pool(&self, spec: &Arc<FunctionSpec>) -> Result<Arc<Pool>, FunctionError> {
+    /// The pool of one version of the function (its current revision for `$LATEST`), created (and its code
+    /// unpacked) on first use.
+    async fn pool(&self, spec: &Arc<FunctionSpec>, version: &Resolved) -> Result<Arc<Pool>, FunctionError> {
         let function = &spec.function;
-        let timeout = Duration::from_secs(u64::from(function.config.timeout_s));
+        let key = (function.key.clone(), version.label.clone());
         {
             let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(pool) = pools.get(&function.key).filter(|p| p.revision == function.revision) {
+            if let Some(pool) = pools.get(&key).filter(|p| p.revision == version.revision) {
                 return Ok(pool.clone());
             }
         }
-        let code_dir = self.code_dir(&function.code.sha256).await?;
+        let code_dir = self.code_dir(&version.code.sha256).await?;
         let launch = self
             .runtimes
-            .launch(spec, &code_dir, &self.settings)
+            .launch(spec, version, &code_dir, &self.settings)
             .map_err(|why| FunctionError::new(status::CONTAINER_INIT, why))?;
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         // Another caller may have created it meanwhile; the newest revision wins, and a retired revision is
         // never brought back.
-        if let Some(existing) = pools.get(&function.key) {
-            if existing.revision == function.revision {
+        if let Some(existing) = pools.get(&key) {
+            if existing.revision == version.revision {
                 return Ok(existing.clone());
             }
-            if existing.revision > function.revision {
+            if existing.revision > version.revision {
                 return Err(FunctionError::new(status::FUNCTION_NOT_FOUND, "the function changed during the call"));
             }
             existing.retire();
         }
         let pool_spec = PoolSpec {
-            revision: function.revision,
+            revision: version.revision,
             launch,
-            timeout,
-            memory_mb: function.config.memory_mb,
-            capacity: capacity(function, &self.settings),
-            context_tail: runtimes::context_tail(spec),
+            timeout: Duration::from_secs(u64::from(version.config.timeout_s)),
+            memory_mb: version.config.memory_mb,
+            capacity: capacity(function, version, &self.settings),
+            context_tail: runtimes::context_tail(spec, version),
         };
         let pool = Pool::new(pool_spec, self.settings.clone(), self.budget.clone());
-        pools.insert(function.key.clone(), pool.clone());
+        pools.insert(key, pool.clone());
         Ok(pool)
     }
 
@@ -384,12 +390,19 @@ impl Engine {
 
 /// How many instances a function may run at once: the engine's limit, or fewer when the function reserves less
 /// memory than that many instances use (reserved concurrency).
-fn capacity(function: &crate::state::Function, settings: &EngineSettings) -> usize {
+fn capacity(function: &crate::state::Function, version: &Resolved, settings: &EngineSettings) -> usize {
     let limit = settings.max_instances_per_function;
     match function.reserved_mem {
-        Some(mem) => limit.min((mem / function.config.memory_mb.max(1)) as usize),
+        Some(mem) => limit.min((mem / version.config.memory_mb.max(1)) as usize),
         None => limit,
     }
+}
+
+/// A uniformly random number in [0, 1), for weighted alias routing.
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.

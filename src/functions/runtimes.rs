@@ -9,7 +9,7 @@ use super::EngineSettings;
 use super::instance::Launch;
 use super::limits::Cgroups;
 use super::sandbox::{self, Sandbox};
-use crate::snapshot::FunctionSpec;
+use crate::snapshot::{FunctionSpec, Resolved};
 
 /// The bootstraps, embedded so that the binary alone is enough.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
@@ -147,7 +147,13 @@ impl Runtimes {
     }
 
     /// How to start an instance of a function whose code is unpacked in `code_dir`.
-    pub fn launch(&self, spec: &FunctionSpec, code_dir: &Path, settings: &EngineSettings) -> Result<Launch, String> {
+    pub fn launch(
+        &self,
+        spec: &FunctionSpec,
+        version: &Resolved,
+        code_dir: &Path,
+        settings: &EngineSettings,
+    ) -> Result<Launch, String> {
         let function = &spec.function;
         self.check(&function.runtime)?;
         // Paths as the instance sees them: the SCF layout inside a sandbox, the host's otherwise.
@@ -158,9 +164,9 @@ impl Runtimes {
             (code_dir.to_path_buf(), self.bootstrap_dir.clone())
         };
         let code_root = code_root.display().to_string();
-        let mut env = base_env(spec);
+        let mut env = base_env(spec, &version.label);
         env.extend([
-            ("_HANDLER".to_string(), function.handler.clone()),
+            ("_HANDLER".to_string(), version.handler.clone()),
             ("USER_CODE_ROOT".to_string(), code_root.clone()),
         ]);
         let family = Family::of(&function.runtime).expect("checked above");
@@ -188,7 +194,7 @@ impl Runtimes {
                 ("TMPDIR".to_string(), sandbox::SCRATCH.to_string()),
             ]);
         }
-        env.extend(function.config.environment.iter().cloned());
+        env.extend(version.config.environment.iter().cloned());
         Ok(Launch {
             program,
             args,
@@ -197,11 +203,11 @@ impl Runtimes {
             runtime_dir: self.bootstrap_dir.clone(),
             socket_dir: self.socket_dir.clone(),
             env,
-            init_timeout: Duration::from_secs(u64::from(function.config.init_timeout_s)),
+            init_timeout: Duration::from_secs(u64::from(version.config.init_timeout_s)),
             stray_output_limit: settings.max_log_bytes,
             forks: family == Family::Python && settings.zygote,
             limits: self.limits.clone(),
-            memory_mb: function.config.memory_mb,
+            memory_mb: version.config.memory_mb,
             max_processes: settings.max_processes_per_instance,
             max_open_files: settings.max_open_files_per_instance,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
@@ -216,7 +222,7 @@ impl Drop for Runtimes {
 }
 
 /// The SCF variables every instance gets (contract 2.4).
-fn base_env(spec: &FunctionSpec) -> Vec<(String, String)> {
+fn base_env(spec: &FunctionSpec, version: &str) -> Vec<(String, String)> {
     let f = &spec.function;
     [
         ("PATH", INSTANCE_PATH),
@@ -226,7 +232,7 @@ fn base_env(spec: &FunctionSpec) -> Vec<(String, String)> {
         ("TENCENTCLOUD_TZ", "UTC"),
         ("SCF_RUNTIME", &f.runtime),
         ("SCF_FUNCTIONNAME", &f.key.name),
-        ("SCF_FUNCTIONVERSION", "$LATEST"),
+        ("SCF_FUNCTIONVERSION", version),
         ("SCF_NAMESPACE", &f.key.namespace),
         ("TENCENTCLOUD_REGION", &f.key.scope.region),
         ("TENCENTCLOUD_APPID", &spec.app_id),
@@ -238,21 +244,22 @@ fn base_env(spec: &FunctionSpec) -> Vec<(String, String)> {
 }
 
 /// The context members every invocation of this function shares (all but `request_id`), as JSON members.
-pub fn context_tail(spec: &FunctionSpec) -> String {
+pub fn context_tail(spec: &FunctionSpec, version: &Resolved) -> String {
     let f = &spec.function;
+    let config = &version.config;
     let mut environment = serde_json::Map::new();
     environment.insert("SCF_NAMESPACE".to_string(), f.key.namespace.clone().into());
     let mut environ = vec![format!("SCF_NAMESPACE={}", f.key.namespace)];
-    for (k, v) in &f.config.environment {
+    for (k, v) in &config.environment {
         environment.insert(k.clone(), v.clone().into());
         environ.push(format!("{k}={v}"));
     }
     let context = serde_json::json!({
-        "memory_limit_in_mb": f.config.memory_mb,
-        "time_limit_in_ms": u64::from(f.config.timeout_s) * 1000,
+        "memory_limit_in_mb": config.memory_mb,
+        "time_limit_in_ms": u64::from(config.timeout_s) * 1000,
         "environment": serde_json::Value::Object(environment).to_string(),
         "environ": environ.join(";"),
-        "function_version": "$LATEST",
+        "function_version": version.label,
         "function_name": f.key.name,
         "namespace": f.key.namespace,
         "tencentcloud_region": f.key.scope.region,

@@ -3,8 +3,8 @@
 //! Ids and times are decided by the caller, so that applying a command is deterministic.
 
 use super::model::{
-    Account, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion, LoadBalancerType, Protocol,
-    Scope,
+    Account, Alias, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion, LoadBalancerType,
+    Protocol, Scope,
 };
 
 #[derive(Clone, Debug)]
@@ -46,6 +46,25 @@ pub enum Command {
     },
     DeleteFunction {
         key: FunctionKey,
+    },
+    PublishVersion {
+        key: FunctionKey,
+        description: String,
+        now: i64,
+    },
+    DeleteVersion {
+        key: FunctionKey,
+        version: String,
+    },
+    /// Creates the alias, or (`replace`) changes an existing one.
+    PutAlias {
+        key: FunctionKey,
+        alias: Alias,
+        replace: bool,
+    },
+    DeleteAlias {
+        key: FunctionKey,
+        name: String,
     },
     /// Creates all of them or none.
     CreateLoadBalancers(Vec<NewLoadBalancer>),

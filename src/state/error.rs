@@ -67,6 +67,18 @@ pub enum StateError {
     WebFunction(String),
     #[error("account {0} is a traditional (bill-by-CVM) account, which cannot bind functions to load balancers")]
     TraditionalAccount(String),
+    #[error("function {function} has no version {version}")]
+    VersionNotFound { function: String, version: String },
+    #[error("function {function} has no alias {alias}")]
+    AliasNotFound { function: String, alias: String },
+    #[error("function {function} already has an alias {alias}")]
+    AliasExists { function: String, alias: String },
+    #[error("the $DEFAULT alias cannot be deleted")]
+    DefaultAlias,
+    #[error("version {version} of function {function} is used by alias {alias}")]
+    VersionInUse { function: String, version: String, alias: String },
+    #[error("version {version} of function {function} is bound to rule {rule}")]
+    VersionBound { function: String, version: String, rule: String },
     #[error("function {function} has no version or alias {qualifier}")]
     QualifierNotFound { function: String, qualifier: String },
     #[error("functions cannot be bound to load balancers in region {0}")]

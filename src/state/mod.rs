@@ -19,8 +19,9 @@ pub use command::{
 };
 pub use error::StateError;
 pub use model::{
-    Account, AccountKind, CodeRef, Function, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion,
-    Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol, Rule, Scope,
+    Account, AccountKind, Alias, CodeRef, DEFAULT_ALIAS, Function, FunctionConfig, FunctionKey, FunctionTarget,
+    FunctionType, FunctionVersion, IpVersion, LATEST, Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol,
+    Rule, Scope,
 };
 
 /// VIPs given out when a request names none: the first free address from here on (decisions/0002).
@@ -229,6 +230,73 @@ impl State {
                 function.revision += 1;
                 touched.push(EntityKey::Function(key));
             }
+            Command::PublishVersion { key, description, now } => {
+                let function = self.function_mut(&key)?;
+                let version = function.last_version + 1;
+                let published = FunctionVersion {
+                    version,
+                    description,
+                    handler: function.handler.clone(),
+                    config: function.config.clone(),
+                    code: function.code.clone(),
+                    add_time: now,
+                };
+                function.versions.insert(version, published);
+                function.last_version = version;
+                touched.push(EntityKey::Function(key));
+            }
+            Command::DeleteVersion { key, version } => {
+                let function = self.function(&key)?;
+                let name = key.name.clone();
+                let Some(number) = function.version(&version).map(|v| v.version) else {
+                    return Err(StateError::VersionNotFound { function: name, version });
+                };
+                let uses =
+                    |a: &Alias| a.version == version || a.additional.as_ref().is_some_and(|(v, _)| *v == version);
+                if let Some(alias) = function.aliases.values().find(|a| uses(a)) {
+                    return Err(StateError::VersionInUse { function: name, version, alias: alias.name.clone() });
+                }
+                let bound = self
+                    .bindings_of(&key)
+                    .into_iter()
+                    .find(|(_, _, r)| r.function.as_ref().is_some_and(|t| t.qualifier == version));
+                if let Some((_, _, rule)) = bound {
+                    return Err(StateError::VersionBound { function: name, version, rule: rule.id.clone() });
+                }
+                self.function_mut(&key)?.versions.remove(&number);
+                touched.push(EntityKey::Function(key));
+            }
+            Command::PutAlias { key, alias, replace } => {
+                let function = self.function(&key)?;
+                let name = key.name.clone();
+                for version in std::iter::once(&alias.version).chain(alias.additional.as_ref().map(|(v, _)| v)) {
+                    if version != LATEST && function.version(version).is_none() {
+                        return Err(StateError::VersionNotFound { function: name, version: version.clone() });
+                    }
+                }
+                let previous = function.alias(&alias.name);
+                match (previous.is_some(), replace) {
+                    (true, false) => return Err(StateError::AliasExists { function: name, alias: alias.name }),
+                    (false, true) => return Err(StateError::AliasNotFound { function: name, alias: alias.name }),
+                    _ => {}
+                }
+                let mut alias = alias;
+                if let Some(previous) = previous {
+                    alias.add_time = previous.add_time;
+                }
+                self.function_mut(&key)?.aliases.insert(alias.name.clone(), alias);
+                touched.push(EntityKey::Function(key));
+            }
+            Command::DeleteAlias { key, name } => {
+                if name == DEFAULT_ALIAS {
+                    return Err(StateError::DefaultAlias);
+                }
+                let function = self.function_mut(&key)?;
+                if function.aliases.remove(&name).is_none() {
+                    return Err(StateError::AliasNotFound { function: key.name.clone(), alias: name });
+                }
+                touched.push(EntityKey::Function(key));
+            }
             Command::CreateFunction(new) => self.create_function(new, &mut touched)?,
             Command::UpdateFunctionCode { key, code, handler, now } => {
                 let function = self.function_mut(&key)?;
@@ -367,6 +435,9 @@ impl State {
             config: new.config,
             code: new.code,
             reserved_mem: None,
+            versions: Default::default(),
+            last_version: 0,
+            aliases: Default::default(),
             add_time: new.now,
             mod_time: new.now,
             revision: 1,
@@ -605,7 +676,7 @@ impl State {
             if function.kind == FunctionType::Http {
                 return Err(StateError::WebFunction(target.name.clone()));
             }
-            if !matches!(target.qualifier.as_str(), "$LATEST" | "$DEFAULT") {
+            if !function.has_qualifier(&target.qualifier) {
                 return Err(StateError::QualifierNotFound {
                     function: target.name.clone(),
                     qualifier: target.qualifier.clone(),

@@ -3,6 +3,7 @@
 //! Every type here is plain data, serialisable for the store. Times are Unix milliseconds supplied by the
 //! caller of `State::apply`; the model never reads a clock.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -105,10 +106,80 @@ pub struct Function {
     /// Memory (MB) reserved for this function's concurrency: at most this much of its instances run at once.
     #[serde(default)]
     pub reserved_mem: Option<u32>,
+    /// Published versions by number (immutable snapshots of code and configuration).
+    #[serde(default)]
+    pub versions: BTreeMap<u32, FunctionVersion>,
+    /// The highest version number ever published (numbers are never reused).
+    #[serde(default)]
+    pub last_version: u32,
+    /// Aliases by name; `$DEFAULT` always exists (pointing to `$LATEST` unless changed).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Alias>,
     pub add_time: i64,
     pub mod_time: i64,
     /// Bumped on every change of code or configuration: instances of an older revision are retired.
     pub revision: u64,
+}
+
+/// A published version: what `$LATEST` was when it was published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    pub version: u32,
+    pub description: String,
+    pub handler: String,
+    pub config: FunctionConfig,
+    pub code: CodeRef,
+    pub add_time: i64,
+}
+
+/// An alias: a name for a version, optionally sending a share of the traffic to a second one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    /// `$LATEST` or a version number.
+    pub version: String,
+    /// (version, share in millionths) of the traffic that goes to another version.
+    pub additional: Option<(String, u32)>,
+    pub description: String,
+    pub add_time: i64,
+    pub mod_time: i64,
+}
+
+/// The name of the alias every function has.
+pub const DEFAULT_ALIAS: &str = "$DEFAULT";
+pub const LATEST: &str = "$LATEST";
+
+// === impl Function ===
+
+impl Function {
+    /// Whether a qualifier names something of this function: `$LATEST`, a version or an alias.
+    pub fn has_qualifier(&self, qualifier: &str) -> bool {
+        qualifier == LATEST
+            || qualifier == DEFAULT_ALIAS
+            || self.version(qualifier).is_some()
+            || self.aliases.contains_key(qualifier)
+    }
+
+    /// A published version named by its number.
+    pub fn version(&self, qualifier: &str) -> Option<&FunctionVersion> {
+        qualifier.parse::<u32>().ok().and_then(|n| self.versions.get(&n))
+    }
+
+    /// The alias, `$DEFAULT` included (pointing to `$LATEST` when never changed).
+    pub fn alias(&self, name: &str) -> Option<Alias> {
+        match self.aliases.get(name) {
+            Some(alias) => Some(alias.clone()),
+            None if name == DEFAULT_ALIAS => Some(Alias {
+                name: DEFAULT_ALIAS.to_string(),
+                version: LATEST.to_string(),
+                additional: None,
+                description: String::new(),
+                add_time: self.add_time,
+                mod_time: self.add_time,
+            }),
+            None => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,3 +12,4 @@ mod node;
 mod persistence;
 mod sdk;
 mod serve;
+mod versions;

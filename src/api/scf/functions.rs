@@ -197,26 +197,31 @@ pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
     let key = function_key(ctx, &name, req.namespace.as_deref())?;
     let function = ctx.snapshot.state.function(&key)?;
     let qualifier = req.qualifier.unwrap_or_else(|| "$LATEST".to_string());
-    if qualifier != "$LATEST" {
-        return Err(ApiError::new(
-            "ResourceNotFound.Version",
-            format!("Version `{qualifier}` of function {name} does not exist."),
-        ));
-    }
+    // `$LATEST` or a published version: what it runs.
+    let (handler, config, code_size) = match function.version(&qualifier) {
+        Some(v) => (&v.handler, &v.config, v.code.size),
+        None if qualifier == "$LATEST" => (&function.handler, &function.config, function.code.size),
+        None => {
+            return Err(ApiError::new(
+                "ResourceNotFound.Version",
+                format!("Version `{qualifier}` of function {name} does not exist."),
+            ));
+        }
+    };
     let show_code = validate::flag("ShowCode", req.show_code.as_deref())?;
     let code_info = if show_code { entry_source(ctx, function).await } else { String::new() };
-    let vars: Vec<Value> = function.config.environment.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+    let vars: Vec<Value> = config.environment.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
     let triggers = triggers::clb_triggers(ctx, &key).into_iter().map(|t| t.as_trigger()).collect::<Vec<_>>();
     Ok(obj([
         ("ModTime", json!(ctx.time(function.mod_time))),
         ("CodeInfo", json!(code_info)),
-        ("Description", json!(function.config.description)),
+        ("Description", json!(config.description)),
         ("Triggers", json!(triggers)),
-        ("Handler", json!(function.handler)),
-        ("CodeSize", json!(function.code.size)),
-        ("Timeout", json!(function.config.timeout_s)),
-        ("FunctionVersion", json!("$LATEST")),
-        ("MemorySize", json!(function.config.memory_mb)),
+        ("Handler", json!(handler)),
+        ("CodeSize", json!(code_size)),
+        ("Timeout", json!(config.timeout_s)),
+        ("FunctionVersion", json!(qualifier)),
+        ("MemorySize", json!(config.memory_mb)),
         ("Runtime", json!(function.runtime)),
         ("FunctionName", json!(function.key.name)),
         ("VpcConfig", json!({"VpcId": "", "SubnetId": ""})),
@@ -248,8 +253,8 @@ pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
         ("OnsEnable", json!("FALSE")),
         ("CfsConfig", json!({"CfsInsList": []})),
         ("AvailableStatus", json!("Available")),
-        ("Qualifier", json!("$LATEST")),
-        ("InitTimeout", json!(function.config.init_timeout_s)),
+        ("Qualifier", json!(qualifier)),
+        ("InitTimeout", json!(config.init_timeout_s)),
         ("StatusReasons", json!([])),
         ("AsyncRunEnable", json!("FALSE")),
         ("TraceEnable", json!("FALSE")),
@@ -459,6 +464,10 @@ pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     let req: DeleteFunction = parse(p)?;
     let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     if let Some(q) = req.qualifier.filter(|q| q != "$LATEST") {
+        if q.parse::<u32>().is_ok() {
+            ctx.apply(Command::DeleteVersion { key, version: q }, None).await?;
+            return Ok(Map::new());
+        }
         return Err(ApiError::new(
             "ResourceNotFound.Qualifier",
             format!("Version `{q}` of function {} does not exist.", req.function_name),

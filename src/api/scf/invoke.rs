@@ -77,6 +77,12 @@ async fn run(
         .get(&key)
         .cloned()
         .ok_or_else(|| ApiError::new("ResourceNotFound.Function", format!("Function {name} does not exist.")))?;
+    if !spec.function.has_qualifier(qualifier) {
+        return Err(ApiError::new(
+            "ResourceNotFound.Qualifier",
+            format!("Function {name} has no version or alias `{qualifier}`."),
+        ));
+    }
     let tail = match log_type.as_deref() {
         None | Some("") | Some("None") => false,
         Some("Tail") => true,

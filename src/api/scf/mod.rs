@@ -6,6 +6,7 @@ pub mod invoke;
 pub mod namespaces;
 pub mod triggers;
 mod validate;
+pub mod versions;
 
 use serde::Deserialize;
 
