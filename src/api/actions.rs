@@ -161,6 +161,22 @@ pub const ACTIONS: &[ActionInfo] = &[
     scf("GetReservedConcurrencyConfig", &["FunctionName", "Namespace"]),
     scf("DeleteReservedConcurrencyConfig", &["FunctionName", "Namespace"]),
     scf(
+        "PutProvisionedConcurrencyConfig",
+        &[
+            "FunctionName",
+            "Qualifier",
+            "VersionProvisionedConcurrencyNum",
+            "Namespace",
+            "TriggerActions",
+            "ProvisionedType",
+            "TrackingTarget",
+            "MinCapacity",
+            "MaxCapacity",
+        ],
+    ),
+    scf("GetProvisionedConcurrencyConfig", &["FunctionName", "Namespace", "Qualifier"]),
+    scf("DeleteProvisionedConcurrencyConfig", &["FunctionName", "Qualifier", "Namespace"]),
+    scf(
         "GetFunctionLogs",
         &[
             "FunctionName",
@@ -319,6 +335,9 @@ pub async fn dispatch(
         (Service::Scf, "PutReservedConcurrencyConfig") => scf::concurrency::put_reserved(ctx, p).await,
         (Service::Scf, "GetReservedConcurrencyConfig") => scf::concurrency::get_reserved(ctx, p),
         (Service::Scf, "DeleteReservedConcurrencyConfig") => scf::concurrency::delete_reserved(ctx, p).await,
+        (Service::Scf, "PutProvisionedConcurrencyConfig") => scf::concurrency::put_provisioned(ctx, p).await,
+        (Service::Scf, "GetProvisionedConcurrencyConfig") => scf::concurrency::get_provisioned(ctx, p),
+        (Service::Scf, "DeleteProvisionedConcurrencyConfig") => scf::concurrency::delete_provisioned(ctx, p).await,
         (Service::Clb, "CreateLoadBalancer") => clb::load_balancers::create(ctx, p).await,
         (Service::Clb, "DescribeLoadBalancers") => clb::load_balancers::describe(ctx, p),
         (Service::Clb, "DeleteLoadBalancer") => clb::load_balancers::delete(ctx, p).await,

@@ -191,8 +191,45 @@ impl Engine {
         &self.runtimes
     }
 
-    /// Retires the pools of functions that were deleted or changed (called when a snapshot is published).
-    pub fn reconcile(&self, snapshot: &Snapshot) {
+    /// Retires the pools of functions that were deleted or changed, and keeps provisioned versions warm (called
+    /// when a snapshot is published).
+    pub fn reconcile(self: &Arc<Self>, snapshot: &Snapshot) {
+        self.retire_stale(snapshot);
+        let mut provisioned: HashMap<(FunctionKey, String), usize> = HashMap::new();
+        for spec in snapshot.functions.values() {
+            for (label, count) in &spec.function.provisioned {
+                provisioned.insert((spec.function.key.clone(), label.clone()), *count as usize);
+            }
+        }
+        // Versions no longer provisioned may scale down to zero again.
+        for (key, pool) in self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if !provisioned.contains_key(key) {
+                pool.provision(0, || 0);
+            }
+        }
+        for ((key, label), count) in provisioned {
+            let Some(spec) = snapshot.functions.get(&key).cloned() else { continue };
+            let Some(version) = spec.runnable(&label) else { continue };
+            let engine = self.clone();
+            tokio::spawn(async move {
+                match engine.pool(&spec, &version).await {
+                    Ok(pool) => {
+                        let ids = engine.clone();
+                        pool.provision(count, move || ids.next_instance.fetch_add(1, Ordering::Relaxed));
+                    }
+                    Err(e) => tracing::warn!(error = ?e, "A provisioned version cannot be prepared."),
+                }
+            });
+        }
+    }
+
+    /// Warm instances of one version of a function.
+    pub fn warm_instances(&self, key: &FunctionKey, label: &str) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.get(&(key.clone(), label.to_string())).map_or(0, |p| p.warm())
+    }
+
+    fn retire_stale(&self, snapshot: &Snapshot) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.retain(|(key, label), pool| {
             let spec = snapshot.functions.get(key);

@@ -32,6 +32,8 @@ pub struct Pool {
     retired: AtomicBool,
     /// Wakes the reaper: an instance went idle, or the pool was retired.
     wake: Notify,
+    /// Instances kept warm whatever the idle timeout (provisioned concurrency).
+    min_warm: AtomicUsize,
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
 }
@@ -89,6 +91,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
             wake: Notify::new(),
+            min_warm: AtomicUsize::new(0),
             zygote: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(reap(pool.clone()));
@@ -278,16 +281,49 @@ impl Pool {
     }
 
     /// Stops instances idle for the idle timeout; returns when the next one will be due.
+    /// Provisioned instances (`min_warm`) are never stopped for being idle.
     fn reap_expired(&self, now: Instant) -> Option<Instant> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let timeout = self.settings.idle_timeout;
-        let before = idle.len();
+        let removable = idle.len().saturating_sub(self.min_warm.load(Ordering::Relaxed));
         // Oldest first: the list is in the order instances went idle.
-        idle.retain(|entry| now.duration_since(entry.since) < timeout);
-        if idle.len() < before {
-            tracing::debug!(stopped = before - idle.len(), "Stopped idle instances.");
+        let expired =
+            idle.iter().take(removable).take_while(|entry| now.duration_since(entry.since) >= timeout).count();
+        if expired > 0 {
+            idle.drain(..expired);
+            tracing::debug!(stopped = expired, "Stopped idle instances.");
         }
-        idle.first().map(|entry| entry.since + timeout)
+        if idle.len() > self.min_warm.load(Ordering::Relaxed) {
+            idle.first().map(|entry| entry.since + timeout)
+        } else {
+            None
+        }
+    }
+
+    /// Keeps at least `count` instances warm (provisioned concurrency): starts the missing ones in the background.
+    pub fn provision(self: &Arc<Self>, count: usize, next_id: impl Fn() -> u64 + Send + Sync + 'static) {
+        self.min_warm.store(count, Ordering::Relaxed);
+        self.wake.notify_one();
+        if count == 0 {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            while !pool.is_retired() && pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
+                match pool.start_instance(&next_id).await {
+                    Ok(instance) => pool.put_idle(instance),
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "A provisioned instance could not start.");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Warm instances now (provisioned concurrency reports them).
+    pub fn warm(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

@@ -66,6 +66,12 @@ pub enum Command {
         key: FunctionKey,
         name: String,
     },
+    /// Keeps `count` instances of a published version warm; `None` stops.
+    SetProvisionedConcurrency {
+        key: FunctionKey,
+        version: String,
+        count: Option<u32>,
+    },
     /// Creates all of them or none.
     CreateLoadBalancers(Vec<NewLoadBalancer>),
     DeleteLoadBalancers {

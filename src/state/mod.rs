@@ -263,7 +263,9 @@ impl State {
                 if let Some((_, _, rule)) = bound {
                     return Err(StateError::VersionBound { function: name, version, rule: rule.id.clone() });
                 }
-                self.function_mut(&key)?.versions.remove(&number);
+                let function = self.function_mut(&key)?;
+                function.versions.remove(&number);
+                function.provisioned.remove(&version);
                 touched.push(EntityKey::Function(key));
             }
             Command::PutAlias { key, alias, replace } => {
@@ -285,6 +287,17 @@ impl State {
                     alias.add_time = previous.add_time;
                 }
                 self.function_mut(&key)?.aliases.insert(alias.name.clone(), alias);
+                touched.push(EntityKey::Function(key));
+            }
+            Command::SetProvisionedConcurrency { key, version, count } => {
+                let function = self.function_mut(&key)?;
+                if function.version(&version).is_none() {
+                    return Err(StateError::VersionNotFound { function: key.name.clone(), version });
+                }
+                match count {
+                    Some(n) => function.provisioned.insert(version, n),
+                    None => function.provisioned.remove(&version),
+                };
                 touched.push(EntityKey::Function(key));
             }
             Command::DeleteAlias { key, name } => {
@@ -438,6 +451,7 @@ impl State {
             versions: Default::default(),
             last_version: 0,
             aliases: Default::default(),
+            provisioned: Default::default(),
             add_time: new.now,
             mod_time: new.now,
             revision: 1,

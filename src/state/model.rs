@@ -115,6 +115,9 @@ pub struct Function {
     /// Aliases by name; `$DEFAULT` always exists (pointing to `$LATEST` unless changed).
     #[serde(default)]
     pub aliases: BTreeMap<String, Alias>,
+    /// Instances kept warm per published version (provisioned concurrency).
+    #[serde(default)]
+    pub provisioned: BTreeMap<String, u32>,
     pub add_time: i64,
     pub mod_time: i64,
     /// Bumped on every change of code or configuration: instances of an older revision are retired.

@@ -91,3 +91,30 @@ async fn versions_and_a_weighted_alias() {
         "ResourceNotFound.Qualifier"
     );
 }
+
+#[tokio::test]
+async fn provisioned_concurrency_keeps_a_version_warm() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1"]);
+    app.create_fixture("color", "color", color("red")).await.unwrap();
+    app.scf("PublishVersion", json!({"FunctionName": "color"})).await.unwrap();
+    let put = json!({"FunctionName": "color", "Qualifier": "1", "VersionProvisionedConcurrencyNum": 2});
+    app.scf("PutProvisionedConcurrencyConfig", put).await.unwrap();
+    let wrong = json!({"FunctionName": "color", "Qualifier": "$LATEST", "VersionProvisionedConcurrencyNum": 1});
+    assert_eq!(code(app.scf("PutProvisionedConcurrencyConfig", wrong).await), "InvalidParameterValue.Qualifier");
+    crate::harness::eventually("two instances are warm", std::time::Duration::from_secs(20), || async {
+        let got = app.scf("GetProvisionedConcurrencyConfig", json!({"FunctionName": "color"})).await.ok()?;
+        let allocated = &got["Allocated"][0];
+        (allocated["AvailableProvisionedConcurrencyNum"] == 2 && allocated["Status"] == "Done").then_some(())
+    })
+    .await;
+    // The first invocation finds a warm instance: its log has no cold-start report.
+    let invoked =
+        app.scf("Invoke", json!({"FunctionName": "color", "Qualifier": "1", "LogType": "Tail"})).await.unwrap();
+    let log = invoked["Result"]["Log"].as_str().unwrap();
+    assert!(log.contains("Report RequestId") && !log.contains("Init Report"), "{log}");
+
+    app.scf("DeleteProvisionedConcurrencyConfig", json!({"FunctionName": "color", "Qualifier": "1"})).await.unwrap();
+    let got = app.scf("GetProvisionedConcurrencyConfig", json!({"FunctionName": "color"})).await.unwrap();
+    assert_eq!(got["Allocated"], json!([]));
+}

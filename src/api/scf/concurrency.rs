@@ -1,4 +1,5 @@
-//! PutReservedConcurrencyConfig, GetReservedConcurrencyConfig, DeleteReservedConcurrencyConfig.
+//! Reserved concurrency (Put/Get/DeleteReservedConcurrencyConfig) and provisioned concurrency
+//! (Put/Get/DeleteProvisionedConcurrencyConfig).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -51,5 +52,94 @@ pub async fn delete_reserved(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map
     let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
     ctx.snapshot.state.function(&key)?;
     ctx.apply(Command::SetReservedConcurrency { key, reserved_mem: None, now: crate::clock::now_ms() }, None).await?;
+    Ok(Map::new())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutProvisioned {
+    function_name: String,
+    qualifier: String,
+    version_provisioned_concurrency_num: i64,
+    namespace: Option<String>,
+}
+
+pub async fn put_provisioned(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: PutProvisioned = parse(p)?;
+    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
+    let function = ctx.snapshot.state.function(&key)?;
+    let Some(version) = function.version(&req.qualifier) else {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Qualifier",
+            format!("Provisioned concurrency needs a published version, not `{}`.", req.qualifier),
+        ));
+    };
+    let settings = ctx.api.functions.settings();
+    let most = settings
+        .max_instances_per_function
+        .min((settings.total_concurrency_mb / version.config.memory_mb.max(1)) as usize);
+    let count =
+        usize::try_from(req.version_provisioned_concurrency_num).ok().filter(|n| *n <= most).ok_or_else(|| {
+            ApiError::new(
+                "InvalidParameterValue.VersionProvisionedConcurrencyNum",
+                format!("VersionProvisionedConcurrencyNum must be 0 to {most}."),
+            )
+        })?;
+    let command = Command::SetProvisionedConcurrency { key, version: req.qualifier, count: Some(count as u32) };
+    ctx.apply(command, None).await?;
+    Ok(Map::new())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetProvisioned {
+    function_name: String,
+    namespace: Option<String>,
+    qualifier: Option<String>,
+}
+
+pub fn get_provisioned(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: GetProvisioned = parse(p)?;
+    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
+    let function = ctx.snapshot.state.function(&key)?;
+    let allocated: Vec<Value> = function
+        .provisioned
+        .iter()
+        .filter(|(version, _)| req.qualifier.as_ref().is_none_or(|q| q == *version))
+        .map(|(version, count)| {
+            let warm = ctx.api.functions.warm_instances(&key, version).min(*count as usize);
+            json!({
+                "AllocatedProvisionedConcurrencyNum": count,
+                "AvailableProvisionedConcurrencyNum": warm,
+                "Status": if warm >= *count as usize { "Done" } else { "InProgress" },
+                "StatusReason": "",
+                "Qualifier": version,
+                "TriggerActions": null,
+                "ProvisionedType": null,
+                "TrackingTarget": null,
+                "MinCapacity": null,
+                "MaxCapacity": null,
+            })
+        })
+        .collect();
+    let settings = ctx.api.functions.settings();
+    let budget = function.reserved_mem.unwrap_or(settings.total_concurrency_mb) / function.config.memory_mb.max(1);
+    let used: u32 = function.provisioned.values().sum();
+    Ok(obj([("UnallocatedConcurrencyNum", json!(budget.saturating_sub(used))), ("Allocated", json!(allocated))]))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteProvisioned {
+    function_name: String,
+    qualifier: String,
+    namespace: Option<String>,
+}
+
+pub async fn delete_provisioned(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DeleteProvisioned = parse(p)?;
+    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
+    ctx.snapshot.state.function(&key)?;
+    ctx.apply(Command::SetProvisionedConcurrency { key, version: req.qualifier, count: None }, None).await?;
     Ok(Map::new())
 }
