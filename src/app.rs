@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::functions::Engine;
 use crate::functions::limits::Cgroups;
+use crate::functions::queue::AsyncQueue;
 use crate::functions::runtimes::Runtimes;
 use crate::functions::sandbox::{DEFAULT_FUNCTION_UID, Sandbox};
 use crate::proxy::{Proxy, Sockets};
@@ -54,11 +55,19 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     });
     let proxy_task = tokio::spawn(proxy.run(stop_rx.clone()));
 
+    let queue = Arc::new(AsyncQueue::new(config.queue.clone(), store.clone(), control.clone(), engine.clone()));
+    let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));
+
     let listener =
         TcpListener::bind(config.api_addr).await.with_context(|| format!("cannot listen on {}", config.api_addr))?;
     let api_addr = listener.local_addr()?;
-    let api =
-        Arc::new(Api { control: control.clone(), functions: engine.clone(), settings: config.api.clone(), sockets });
+    let api = Arc::new(Api {
+        control: control.clone(),
+        functions: engine.clone(),
+        settings: config.api.clone(),
+        sockets,
+        queue,
+    });
     let api_task = tokio::spawn(api.serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");
     tracing::info!(%api_addr, data_dir = %data_dir.display(), "fnlb started.");
@@ -77,6 +86,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let _ = stop_tx.send(true);
     let _ = api_task.await;
     let _ = proxy_task.await;
+    let _ = queue_task.await;
     tracing::info!("fnlb stopped.");
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::api::ApiSettings;
 use crate::functions::EngineSettings;
+use crate::functions::queue::QueueSettings;
 use crate::functions::runtimes::Interpreters;
 use crate::functions::sandbox::SandboxMode;
 use crate::proxy::ProxySettings;
@@ -40,6 +41,7 @@ pub struct Config {
     pub api: ApiSettings,
     pub engine: EngineSettings,
     pub proxy: ProxySettings,
+    pub queue: QueueSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,7 @@ impl Config {
             api,
             engine: EngineSettings::default(),
             proxy: ProxySettings::default(),
+            queue: QueueSettings::default(),
         })
     }
 }

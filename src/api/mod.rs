@@ -33,6 +33,7 @@ pub use error::ApiError;
 use crate::clock::Zone;
 use crate::control::{Committed, Control};
 use crate::functions::Engine;
+use crate::functions::queue::AsyncQueue;
 use crate::proxy::Sockets;
 use crate::snapshot::Snapshot;
 use crate::state::{Account, Command, Scope};
@@ -101,6 +102,8 @@ pub struct Api {
     pub settings: ApiSettings,
     /// Where a new listener's address is bound before the listener is created.
     pub sockets: Arc<Sockets>,
+    /// Asynchronous invocations.
+    pub queue: Arc<AsyncQueue>,
 }
 
 /// One authenticated request, as handlers see it.

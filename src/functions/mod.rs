@@ -6,6 +6,7 @@ pub mod limits;
 pub mod logs;
 mod pool;
 pub mod protocol;
+pub mod queue;
 pub mod runtimes;
 pub mod sandbox;
 

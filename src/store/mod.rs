@@ -37,6 +37,40 @@ pub struct Task {
     pub created_ms: i64,
 }
 
+/// A queued asynchronous invocation. `function` is the function's store key (`uin/region/namespace/name`).
+#[derive(Clone, Debug)]
+pub struct AsyncJob {
+    pub request_id: String,
+    pub function: String,
+    pub qualifier: String,
+    pub event: Vec<u8>,
+    pub attempts: i64,
+    pub created_ms: i64,
+}
+
+/// The result of one attempt.
+#[derive(Clone, Debug)]
+pub struct AsyncOutcome {
+    /// 0 on success, else the SCF status code.
+    pub ret_code: i64,
+    pub ret_msg: String,
+    pub duration_ms: f64,
+    pub mem_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct AsyncStatus {
+    pub function: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub created_ms: i64,
+    pub ret_code: Option<i64>,
+    pub ret_msg: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub mem_bytes: Option<u64>,
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
 }
@@ -46,6 +80,12 @@ CREATE TABLE IF NOT EXISTS entities (kind TEXT NOT NULL, key TEXT NOT NULL, body
 CREATE TABLE IF NOT EXISTS code (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (request_id TEXT PRIMARY KEY, uin TEXT NOT NULL, lb_ids TEXT NOT NULL, created_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_ms);
+CREATE TABLE IF NOT EXISTS async_invocations (
+    request_id TEXT PRIMARY KEY, function TEXT NOT NULL, qualifier TEXT NOT NULL, event BLOB NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL, next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+    ret_code INTEGER, ret_msg TEXT, duration_ms REAL, mem_bytes INTEGER
+);
+CREATE INDEX IF NOT EXISTS async_due ON async_invocations (state, next_ms);
 ";
 
 /// How many task records are kept; older ones are forgotten (`DescribeTaskStatus` then says it never saw them).
@@ -117,6 +157,116 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Queues an asynchronous invocation (durable when this returns).
+    pub fn enqueue(&self, job: &AsyncJob) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO async_invocations (request_id, function, qualifier, event, state, attempts, next_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5)",
+            params![job.request_id, job.function, job.qualifier, job.event, job.created_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Takes up to `limit` queued invocations that are due, marking them running.
+    pub fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<AsyncJob>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let jobs: Vec<AsyncJob> = {
+            let mut stmt = tx.prepare(
+                "SELECT request_id, function, qualifier, event, attempts, created_ms FROM async_invocations
+                 WHERE state = 'queued' AND next_ms <= ?1 ORDER BY next_ms LIMIT ?2",
+            )?;
+            stmt.query_map(params![now_ms, limit as i64], |row| {
+                Ok(AsyncJob {
+                    request_id: row.get(0)?,
+                    function: row.get(1)?,
+                    qualifier: row.get(2)?,
+                    event: row.get(3)?,
+                    attempts: row.get(4)?,
+                    created_ms: row.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        for job in &jobs {
+            tx.execute(
+                "UPDATE async_invocations SET state = 'running' WHERE request_id = ?1",
+                params![job.request_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(jobs)
+    }
+
+    /// The earliest time a queued invocation is due.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let next =
+            self.conn().query_row("SELECT MIN(next_ms) FROM async_invocations WHERE state = 'queued'", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })?;
+        Ok(next)
+    }
+
+    /// Records an attempt: `retry_at` queues it again, otherwise it is finished.
+    pub fn finish_attempt(
+        &self,
+        request_id: &str,
+        outcome: &AsyncOutcome,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let state = if retry_at.is_some() {
+            "queued"
+        } else if outcome.ret_code == 0 {
+            "done"
+        } else {
+            "failed"
+        };
+        self.conn().execute(
+            "UPDATE async_invocations SET state = ?2, attempts = attempts + 1, next_ms = COALESCE(?3, next_ms),
+             ret_code = ?4, ret_msg = ?5, duration_ms = ?6, mem_bytes = ?7 WHERE request_id = ?1",
+            params![
+                request_id,
+                state,
+                retry_at,
+                outcome.ret_code,
+                outcome.ret_msg,
+                outcome.duration_ms,
+                outcome.mem_bytes as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Invocations that were running when fnlb stopped are queued again (at-least-once delivery).
+    pub fn requeue_running(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute("UPDATE async_invocations SET state = 'queued' WHERE state = 'running'", [])?)
+    }
+
+    /// An asynchronous invocation's state, for `GetRequestStatus`.
+    pub fn async_status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT function, state, attempts, created_ms, ret_code, ret_msg, duration_ms, mem_bytes
+                 FROM async_invocations WHERE request_id = ?1",
+                params![request_id],
+                |row| {
+                    Ok(AsyncStatus {
+                        function: row.get(0)?,
+                        state: row.get(1)?,
+                        attempts: row.get(2)?,
+                        created_ms: row.get(3)?,
+                        ret_code: row.get(4)?,
+                        ret_msg: row.get(5)?,
+                        duration_ms: row.get(6)?,
+                        mem_bytes: row.get::<_, Option<i64>>(7)?.map(|m| m as u64),
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row)
     }
 
     pub fn task(&self, request_id: &str) -> Result<Option<Task>, StoreError> {

@@ -7,6 +7,7 @@ use super::function_key;
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::functions::{Invocation, status};
+use crate::store::AsyncJob;
 
 /// A synchronous `Invoke` waits at most this long (contract 1.4); longer work needs `Event`.
 pub const SYNC_INVOKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -30,10 +31,8 @@ pub async fn invoke(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     match req.invocation_type.as_deref() {
         None | Some("") | Some("RequestResponse") => {}
         Some("Event") => {
-            return Err(ApiError::new(
-                "UnsupportedOperation",
-                "Asynchronous invocation (InvocationType Event) is not available on this server yet; use RequestResponse.",
-            ));
+            let qualifier = req.qualifier.unwrap_or_else(|| "$LATEST".to_string());
+            return enqueue(ctx, &req.function_name, req.namespace.as_deref(), &qualifier, req.client_context).await;
         }
         Some(other) => {
             return Err(ApiError::new(
@@ -60,6 +59,112 @@ pub async fn invoke_function(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map
     let req: InvokeFunction = parse(p)?;
     let qualifier = req.qualifier.unwrap_or_else(|| "$DEFAULT".to_string());
     run(ctx, &req.function_name, req.namespace.as_deref(), &qualifier, req.event, req.log_type).await
+}
+
+/// Queues an asynchronous invocation: answered at once with its request id (`Result` otherwise empty).
+async fn enqueue(
+    ctx: &Ctx<'_>,
+    name: &str,
+    namespace: Option<&str>,
+    qualifier: &str,
+    event: Option<String>,
+) -> Result<Map<String, Value>, ApiError> {
+    let key = function_key(ctx, name, namespace)?;
+    let function = ctx.snapshot.state.function(&key)?;
+    if !function.has_qualifier(qualifier) {
+        return Err(ApiError::new(
+            "ResourceNotFound.Qualifier",
+            format!("Function {name} has no version or alias `{qualifier}`."),
+        ));
+    }
+    let event = event.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
+    if serde_json::from_str::<serde::de::IgnoredAny>(&event).is_err() {
+        return Err(ApiError::new("InvalidParameterValue.Param", "The event (ClientContext) is not valid JSON."));
+    }
+    let queue = ctx.api.queue.clone();
+    if event.len() > queue.settings.max_event_bytes {
+        return Err(ApiError::new("InvalidParameter.RequestTooLarge", "An asynchronous event is at most 128 KB."));
+    }
+    let request_id = crate::ids::request_id();
+    let job = AsyncJob {
+        request_id: request_id.clone(),
+        function: crate::functions::queue::function_id(&key),
+        qualifier: qualifier.to_string(),
+        event: event.into_bytes(),
+        attempts: 0,
+        created_ms: crate::clock::now_ms(),
+    };
+    tokio::task::spawn_blocking(move || queue.submit(&job)).await.map_err(|_| ApiError::internal())?.map_err(|e| {
+        tracing::error!(error = %e, "Cannot queue an asynchronous invocation.");
+        ApiError::internal()
+    })?;
+    let result = json!({
+        "Log": "", "RetMsg": "", "ErrMsg": "", "MemUsage": 0, "Duration": 0.0, "BillDuration": 0,
+        "FunctionRequestId": request_id, "InvokeResult": 0,
+    });
+    Ok(obj([("Result", result)]))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRequestStatus {
+    function_name: String,
+    function_request_id: String,
+    namespace: Option<String>,
+}
+
+/// The state of an invocation: asynchronous ones from the queue, synchronous ones from the kept logs.
+pub async fn request_status(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: GetRequestStatus = parse(p)?;
+    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
+    ctx.snapshot.state.function(&key)?;
+    let store = ctx.api.control.store().clone();
+    let id = req.function_request_id.clone();
+    let queued = tokio::task::spawn_blocking(move || store.async_status(&id))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|_| ApiError::internal())?
+        .filter(|s| s.function == crate::functions::queue::function_id(&key));
+    let data: Vec<Value> = match queued {
+        Some(s) => {
+            let ret_code = match s.state.as_str() {
+                "done" => 0,
+                "failed" => -1,
+                _ => 1,
+            };
+            vec![json!({
+                "FunctionName": key.name,
+                "RetMsg": s.ret_msg.unwrap_or_default(),
+                "RequestId": req.function_request_id,
+                "StartTime": ctx.time(s.created_ms),
+                "RetCode": ret_code,
+                "Duration": s.duration_ms.unwrap_or(0.0),
+                "MemUsage": s.mem_bytes.unwrap_or(0) as f64,
+                "RetryNum": (s.attempts - 1).max(0),
+            })]
+        }
+        None => ctx
+            .api
+            .functions
+            .logs
+            .recent(&key)
+            .into_iter()
+            .filter(|r| r.request_id == req.function_request_id)
+            .map(|r| {
+                json!({
+                    "FunctionName": key.name,
+                    "RetMsg": r.ret_msg,
+                    "RequestId": r.request_id,
+                    "StartTime": ctx.time(r.start_ms),
+                    "RetCode": if r.status == status::SUCCESS { 0 } else { -1 },
+                    "Duration": r.duration_ms,
+                    "MemUsage": r.mem_bytes as f64,
+                    "RetryNum": 0,
+                })
+            })
+            .collect(),
+    };
+    Ok(obj([("TotalCount", json!(data.len())), ("Data", json!(data))]))
 }
 
 async fn run(
