@@ -34,6 +34,8 @@ pub struct Launch {
     pub stray_output_limit: usize,
     /// The runtime can serve as a zygote (docs/function-protocol.md): Python.
     pub forks: bool,
+    /// The runtime speaks the SCF Runtime API over HTTP (custom runtimes), which fnlb translates.
+    pub runtime_api: bool,
     /// Memory and process limits (cgroups), and open files.
     pub limits: Arc<Cgroups>,
     pub memory_mb: u32,
@@ -171,7 +173,13 @@ impl Instance {
     async fn handshake(&mut self, deadline: tokio::time::Instant) -> Result<(), StartError> {
         let mut log = String::new();
         loop {
-            let frame = match tokio::time::timeout_at(deadline, protocol::read_frame(&mut self.reader)).await {
+            // A runtime that exits before it is ready ends the wait (its channel may outlive it: a custom
+            // runtime's is held by fnlb's Runtime API server).
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, protocol::read_frame(&mut self.reader)) => read,
+                () = exited(&mut self.process) => Ok(Err(protocol::FrameError::Closed)),
+            };
+            let frame = match read {
                 Ok(Ok(frame)) => frame,
                 Ok(Err(_)) => {
                     // Give the process a moment to finish writing its last words before we read them.
@@ -460,13 +468,10 @@ async fn spawn(
     }
     let scratch_guard = Scratch(scratch.clone().unwrap_or_default());
     let mount_point = if channel_host.is_dir() { sandbox::CHANNEL_DIR } else { sandbox::CHANNEL };
-    let (program, args) = launch.sandbox.wrap(
-        &launch.program,
-        &launch.args,
-        &launch.code_dir,
-        &launch.runtime_dir,
-        (channel_host, Path::new(mount_point)),
-    );
+    // A custom runtime has no channel socket: it talks to the Runtime API over loopback.
+    let channel = (!launch.runtime_api).then_some((channel_host, Path::new(mount_point)));
+    let (program, args) =
+        launch.sandbox.wrap(&launch.program, &launch.args, &launch.code_dir, &launch.runtime_dir, channel);
     let mut command = Command::new(program);
     command
         .args(&args)
@@ -482,6 +487,15 @@ async fn spawn(
         .kill_on_drop(true);
     if let Some(dir) = &scratch {
         command.env("HOME", dir).env("TMPDIR", dir);
+    }
+    // A custom runtime reaches fnlb through the Runtime API on loopback instead of the channel socket.
+    let mut translated = None;
+    if launch.runtime_api {
+        let (ours, theirs) = UnixStream::pair().map_err(StartError::Spawn)?;
+        let api =
+            super::runtime_api::serve(theirs, super::SYNC_PAYLOAD_LIMIT + 1024).await.map_err(StartError::Spawn)?;
+        command.env("SCF_RUNTIME_API", api.ip().to_string()).env("SCF_RUNTIME_API_PORT", api.port().to_string());
+        translated = Some(ours);
     }
     let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
     let mut child = command.spawn().map_err(StartError::Spawn)?;
@@ -504,6 +518,19 @@ async fn spawn(
         let group = rustix::process::getpgid(Some(peer)).ok();
         child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid
     };
+    if let Some(stream) = translated {
+        let (read_half, writer) = stream.into_split();
+        return Ok(Spawned {
+            child,
+            pgid,
+            stray,
+            group,
+            scratch: scratch_guard,
+            reader: BufReader::with_capacity(64 * 1024, read_half),
+            writer,
+            runtime_pid: None,
+        });
+    }
     let accepted = tokio::select! {
         accepted = tokio::time::timeout_at(deadline, accept_from(listener, own)) => accepted,
         _ = child.wait() => {
@@ -609,6 +636,20 @@ fn failure(e: FrameError) -> InvokeFailure {
     match e {
         FrameError::Closed | FrameError::Io(_) => InvokeFailure::Exited,
         FrameError::TooLarge(n) => InvokeFailure::Protocol(format!("frame of {n} bytes")),
+    }
+}
+
+/// Resolves when the instance's process has exited.
+async fn exited(process: &mut Process) {
+    match process {
+        Process::Child(child) => {
+            let _ = child.wait().await;
+        }
+        Process::Forked(pid) => {
+            while rustix::process::test_kill_process(*pid).is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod logs;
 mod pool;
 pub mod protocol;
 pub mod queue;
+mod runtime_api;
 pub mod runtimes;
 pub mod sandbox;
 

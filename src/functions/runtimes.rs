@@ -20,6 +20,8 @@ pub const PYTHON_RUNTIMES: &[&str] = &["Python3.6", "Python3.7", "Python3.9", "P
 /// Runtimes fnlb runs on the host's Node.js.
 pub const NODE_RUNTIMES: &[&str] = &["Nodejs10.15", "Nodejs12.16", "Nodejs14.18", "Nodejs16.13", "Nodejs18.15"];
 
+pub const CUSTOM_RUNTIME: &str = "CustomRuntime";
+
 /// The `PATH` instances see (contract 2.4).
 const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -28,6 +30,8 @@ const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 enum Family {
     Python,
     Node,
+    /// `CustomRuntime`: the package's own `bootstrap` executable, speaking the SCF Runtime API.
+    Custom,
 }
 
 impl Family {
@@ -36,6 +40,8 @@ impl Family {
             Some(Family::Python)
         } else if NODE_RUNTIMES.contains(&runtime) {
             Some(Family::Node)
+        } else if runtime == CUSTOM_RUNTIME {
+            Some(Family::Custom)
         } else {
             None
         }
@@ -142,7 +148,10 @@ impl Runtimes {
                 Err(format!("runtime {runtime} needs node, which this host does not have"))
             }
             Some(_) => Ok(()),
-            None => Err(format!("runtime {runtime} is not supported by this fnlb; supported: {}", supported())),
+            None => Err(format!(
+                "runtime {runtime} is not supported by this fnlb; supported: {}, {CUSTOM_RUNTIME}",
+                supported()
+            )),
         }
     }
 
@@ -179,6 +188,7 @@ impl Runtimes {
                 let bootstrap = runtime_root.join("python/bootstrap.py").display().to_string();
                 (self.python.clone().expect("checked above"), vec!["-I".to_string(), "-B".to_string(), bootstrap])
             }
+            Family::Custom => (PathBuf::from(&code_root).join("bootstrap"), Vec::new()),
             Family::Node => {
                 env.push((
                     "NODE_PATH".to_string(),
@@ -206,6 +216,7 @@ impl Runtimes {
             init_timeout: Duration::from_secs(u64::from(version.config.init_timeout_s)),
             stray_output_limit: settings.max_log_bytes,
             forks: family == Family::Python && settings.zygote,
+            runtime_api: family == Family::Custom,
             limits: self.limits.clone(),
             memory_mb: version.config.memory_mb,
             max_processes: settings.max_processes_per_instance,

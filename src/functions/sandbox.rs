@@ -95,7 +95,7 @@ impl Sandbox {
         args: &[String],
         code_dir: &Path,
         runtime_dir: &Path,
-        channel: (&Path, &Path),
+        channel: Option<(&Path, &Path)>,
     ) -> (PathBuf, Vec<String>) {
         let Sandbox::Bubblewrap { bwrap, setpriv } = self else {
             return (program.to_path_buf(), args.to_vec());
@@ -106,6 +106,7 @@ impl Sandbox {
         }
         // An interpreter installed elsewhere (pyenv, a custom prefix) is visible at its own path.
         if let Some(prefix) = program.parent().and_then(Path::parent)
+            && !program.starts_with(CODE_ROOT)
             && !SYSTEM_DIRS.iter().any(|d| prefix.starts_with(d))
             && prefix != Path::new("/")
         {
@@ -116,9 +117,11 @@ impl Sandbox {
         out.extend(["--perms", "0755", "--dir", "/var"].map(str::to_string));
         ro_bind(&mut out, code_dir, Path::new(CODE_ROOT));
         ro_bind(&mut out, runtime_dir, Path::new(RUNTIME_ROOT));
-        out.extend(
-            ["--perms", "0755", "--dir", "/var/run", "--bind", &path(channel.0), &path(channel.1)].map(str::to_string),
-        );
+        if let Some((host, inside)) = channel {
+            out.extend(
+                ["--perms", "0755", "--dir", "/var/run", "--bind", &path(host), &path(inside)].map(str::to_string),
+            );
+        }
         let scratch_size = SCRATCH_BYTES.to_string();
         #[rustfmt::skip]
         let rest = [

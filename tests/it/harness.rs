@@ -258,8 +258,8 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: im
     let req = req.body(Full::new(body.into())).unwrap();
     let response = tokio::time::timeout(Duration::from_secs(60), client.request(req))
         .await
-        .expect("an answer in time")
-        .expect("a response");
+        .unwrap_or_else(|_| panic!("no answer from {method} {url} within 60 s"))
+        .unwrap_or_else(|e| panic!("no response from {method} {url}: {e}"));
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
