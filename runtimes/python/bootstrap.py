@@ -479,6 +479,17 @@ def serve(channel, sink, handler):
         invoke(channel, sink, handler, payload)
 
 
+def next_frame(channel):
+    """The next frame; at end of file the process exits, on a protocol error it dies."""
+    try:
+        frame = channel.read_frame()
+    except ProtocolError as exc:
+        die(None, 'protocol error: %s' % exc, 2)
+    if frame is None:
+        os._exit(0)
+    return frame
+
+
 def run_instance(socket_path, wait_for_start=False):
     """Connect to fnlb, load the handler, serve invocations until fnlb closes the channel.
 
@@ -492,12 +503,7 @@ def run_instance(socket_path, wait_for_start=False):
     except OSError as exc:
         die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
     if wait_for_start:
-        try:
-            frame = channel.read_frame()
-        except ProtocolError as exc:
-            die(None, 'protocol error: %s' % exc, 2)
-        if frame is None:
-            os._exit(0)
+        frame = next_frame(channel)
         if frame[0] != START:
             die(None, 'protocol error: expected START, got frame kind %d' % frame[0], 2)
 
@@ -529,13 +535,7 @@ def run_zygote(socket_path):
         gc.freeze()
     channel.send(READY, b'')
     while True:
-        try:
-            frame = channel.read_frame()
-        except ProtocolError as exc:
-            die(None, 'protocol error: %s' % exc, 2)
-        if frame is None:
-            os._exit(0)
-        kind, payload = frame
+        kind, payload = next_frame(channel)
         if kind != FORK:
             die(None, 'protocol error: unexpected frame kind %d' % kind, 2)
         child_socket = payload.decode('utf-8')

@@ -518,18 +518,13 @@ async fn spawn(
         let group = rustix::process::getpgid(Some(peer)).ok();
         child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid
     };
-    if let Some(stream) = translated {
+    let connected = |child, stray, group, stream: UnixStream, runtime_pid| {
         let (read_half, writer) = stream.into_split();
-        return Ok(Spawned {
-            child,
-            pgid,
-            stray,
-            group,
-            scratch: scratch_guard,
-            reader: BufReader::with_capacity(64 * 1024, read_half),
-            writer,
-            runtime_pid: None,
-        });
+        let reader = BufReader::with_capacity(64 * 1024, read_half);
+        Spawned { child, pgid, stray, group, scratch: scratch_guard, reader, writer, runtime_pid }
+    };
+    if let Some(stream) = translated {
+        return Ok(connected(child, stray, group, stream, None));
     }
     let accepted = tokio::select! {
         accepted = tokio::time::timeout_at(deadline, accept_from(listener, own)) => accepted,
@@ -549,17 +544,7 @@ async fn spawn(
         }
     };
     confine(peer.as_raw_nonzero().get() as u32, group.as_ref(), launch.max_open_files);
-    let (read_half, writer) = stream.into_split();
-    Ok(Spawned {
-        child,
-        pgid,
-        stray,
-        group,
-        scratch: scratch_guard,
-        reader: BufReader::with_capacity(64 * 1024, read_half),
-        writer,
-        runtime_pid: Some(peer),
-    })
+    Ok(connected(child, stray, group, stream, Some(peer)))
 }
 
 /// Accepts connections until one comes from a process `own` accepts (any local process may reach a socket it

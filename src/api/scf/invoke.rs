@@ -7,6 +7,7 @@ use super::function_key;
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::functions::{Invocation, status};
+use crate::state::Function;
 use crate::store::AsyncJob;
 
 /// A synchronous `Invoke` waits at most this long (contract 1.4); longer work needs `Event`.
@@ -71,16 +72,7 @@ async fn enqueue(
 ) -> Result<Map<String, Value>, ApiError> {
     let key = function_key(ctx, name, namespace)?;
     let function = ctx.snapshot.state.function(&key)?;
-    if !function.has_qualifier(qualifier) {
-        return Err(ApiError::new(
-            "ResourceNotFound.Qualifier",
-            format!("Function {name} has no version or alias `{qualifier}`."),
-        ));
-    }
-    let event = event.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
-    if serde_json::from_str::<serde::de::IgnoredAny>(&event).is_err() {
-        return Err(ApiError::new("InvalidParameterValue.Param", "The event (ClientContext) is not valid JSON."));
-    }
+    let event = checked_event(function, qualifier, event)?;
     let queue = ctx.api.queue.clone();
     if event.len() > queue.settings.max_event_bytes {
         return Err(ApiError::new("InvalidParameter.RequestTooLarge", "An asynchronous event is at most 128 KB."));
@@ -182,12 +174,6 @@ async fn run(
         .get(&key)
         .cloned()
         .ok_or_else(|| ApiError::new("ResourceNotFound.Function", format!("Function {name} does not exist.")))?;
-    if !spec.function.has_qualifier(qualifier) {
-        return Err(ApiError::new(
-            "ResourceNotFound.Qualifier",
-            format!("Function {name} has no version or alias `{qualifier}`."),
-        ));
-    }
     let tail = match log_type.as_deref() {
         None | Some("") | Some("None") => false,
         Some("Tail") => true,
@@ -198,10 +184,7 @@ async fn run(
             ));
         }
     };
-    let event = event.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
-    if serde_json::from_str::<serde::de::IgnoredAny>(&event).is_err() {
-        return Err(ApiError::new("InvalidParameterValue.Param", "The event (ClientContext) is not valid JSON."));
-    }
+    let event = checked_event(&spec.function, qualifier, event)?;
     if event.len() > ctx.api.functions.settings().max_event_bytes {
         return Err(ApiError::new("InvalidParameter.RequestTooLarge", "The event is larger than 6 MB."));
     }
@@ -209,6 +192,21 @@ async fn run(
     let invocation =
         ctx.api.functions.invoke(&spec, qualifier, event.into_bytes(), request_id, Some(SYNC_INVOKE_LIMIT)).await;
     Ok(obj([("Result", result(&invocation, tail))]))
+}
+
+/// The qualifier must name something of the function; the event (`{}` when empty) must be JSON.
+fn checked_event(function: &Function, qualifier: &str, event: Option<String>) -> Result<String, ApiError> {
+    if !function.has_qualifier(qualifier) {
+        return Err(ApiError::new(
+            "ResourceNotFound.Qualifier",
+            format!("Function {} has no version or alias `{qualifier}`.", function.key.name),
+        ));
+    }
+    let event = event.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
+    if serde_json::from_str::<serde::de::IgnoredAny>(&event).is_err() {
+        return Err(ApiError::new("InvalidParameterValue.Param", "The event (ClientContext) is not valid JSON."));
+    }
+    Ok(event)
 }
 
 /// The `Result` object (contract 0.3).
