@@ -40,6 +40,9 @@ pub struct FunctionSpec {
     pub app_id: String,
 }
 
+/// (when the function was created, its revision): newer compares greater.
+pub type Revision = (i64, u64);
+
 /// One runnable version of a function: `$LATEST` or a published version.
 #[derive(Clone, Debug)]
 pub struct Resolved {
@@ -48,8 +51,9 @@ pub struct Resolved {
     pub handler: String,
     pub config: FunctionConfig,
     pub code: CodeRef,
-    /// Changes when `$LATEST` changes; published versions never change.
-    pub revision: u64,
+    /// Orders what a version ran: a function created again starts later, `$LATEST` counts its changes, published
+    /// versions never change.
+    pub revision: Revision,
 }
 
 // === impl FunctionSpec ===
@@ -78,7 +82,7 @@ impl FunctionSpec {
                 handler: function.handler.clone(),
                 config: function.config.clone(),
                 code: function.code.clone(),
-                revision: function.revision,
+                revision: (function.add_time, function.revision),
             });
         }
         let version = function.version(label)?;
@@ -87,7 +91,7 @@ impl FunctionSpec {
             handler: version.handler.clone(),
             config: version.config.clone(),
             code: version.code.clone(),
-            revision: 0,
+            revision: (function.add_time, 0),
         })
     }
 }

@@ -91,7 +91,8 @@ class Channel(object):
         self._sock = sock
         self._sendall = sock.sendall
         # One recv() of up to 64 KiB usually brings in a whole INVOKE frame.
-        self._read = sock.makefile('rb', buffering=65536).read
+        self._file = sock.makefile('rb', buffering=65536)
+        self._read = self._file.read
         self.lock = threading.Lock()
 
     def read_frame(self):
@@ -123,6 +124,8 @@ class Channel(object):
             self.send_locked(data)
 
     def close(self):
+        # The reader holds the socket open too: close both, so that no descriptor is left to the child.
+        self._file.close()
         self._sock.close()
 
 

@@ -107,7 +107,18 @@ pub struct Instance {
 /// The process behind an instance: fnlb's own child, or a child a zygote forked (not fnlb's to wait for).
 enum Process {
     Child(Child),
-    Forked(rustix::process::Pid),
+    /// A zygote's child: its pid and start time (pids are reused once the zygote's kernel-reaped child is gone).
+    Forked(rustix::process::Pid, u64),
+}
+
+impl Process {
+    /// Still this very process (for a forked one: the pid has not been given to another since).
+    fn is_running(&self) -> bool {
+        match self {
+            Process::Child(_) => true,
+            Process::Forked(pid, started) => start_time(*pid) == Some(*started),
+        }
+    }
 }
 
 /// A runtime process started by fnlb and connected to its channel, before the handshake.
@@ -226,9 +237,9 @@ impl Instance {
             Process::Child(child) => {
                 let _ = tokio::time::timeout(limit, child.wait()).await;
             }
-            Process::Forked(pid) => {
+            Process::Forked(..) => {
                 let end = tokio::time::Instant::now() + limit;
-                while rustix::process::test_kill_process(*pid).is_ok() && tokio::time::Instant::now() < end {
+                while self.process.is_running() && tokio::time::Instant::now() < end {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
@@ -265,9 +276,11 @@ impl Instance {
                 }
             }
         };
-        let result = match tokio::time::timeout(timeout, run).await {
-            Ok(result) => result,
-            Err(_) => Err(InvokeFailure::TimedOut),
+        // The process exiting ends the wait too: a custom runtime's channel outlives it.
+        let process = &mut self.process;
+        let result = tokio::select! {
+            result = tokio::time::timeout(timeout, run) => result.unwrap_or(Err(InvokeFailure::TimedOut)),
+            () = exited(process) => Err(InvokeFailure::Exited),
         };
         let result = match result {
             Err(InvokeFailure::Exited) => {
@@ -288,16 +301,19 @@ impl Instance {
         result
     }
 
-    /// Kills the instance's whole process group.
+    /// Kills the instance's whole process group (a forked instance's only while its pid is still its own).
     pub fn kill(&mut self) {
-        kill_group(self.pgid.take());
+        let pgid = self.pgid.take();
+        if self.process.is_running() {
+            kill_group(pgid);
+        }
     }
 
     /// Whether a forked instance's process is still there (without waiting on it).
     fn is_running(&self) -> bool {
         match &self.process {
             Process::Child(_) => true,
-            Process::Forked(pid) => rustix::process::test_kill_process(*pid).is_ok(),
+            forked @ Process::Forked(..) => forked.is_running(),
         }
     }
 
@@ -305,7 +321,7 @@ impl Instance {
     pub fn is_alive(&mut self) -> bool {
         match &mut self.process {
             Process::Child(child) => matches!(child.try_wait(), Ok(None)),
-            Process::Forked(pid) => rustix::process::test_kill_process(*pid).is_ok(),
+            forked @ Process::Forked(..) => forked.is_running(),
         }
     }
 }
@@ -431,7 +447,7 @@ impl Zygote {
         let (read_half, writer) = stream.into_split();
         Ok(Instance {
             id,
-            process: Process::Forked(peer),
+            process: Process::Forked(peer, start_time(peer).unwrap_or(0)),
             // The child made itself a session and process group leader.
             pgid: Some(peer_pid as i32),
             reader: BufReader::with_capacity(64 * 1024, read_half),
@@ -512,11 +528,20 @@ async fn spawn(
     if let Some(err) = child.stderr.take() {
         tokio::spawn(collect_output(err, stray.clone(), launch.stray_output_limit));
     }
-    // The runtime is the child itself or, in a sandbox, a process in the child's process group.
     let child_pid = child.id();
+    // The runtime is the child itself or, in a sandbox, one of its descendants (bubblewrap's namespace init runs it
+    // in a session of its own).
     let own = |peer: rustix::process::Pid| {
-        let group = rustix::process::getpgid(Some(peer)).ok();
-        child_pid.is_some() && group.map(|g| g.as_raw_nonzero().get() as u32) == child_pid
+        let Some(child) = child_pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) else { return false };
+        let mut process = Some(peer);
+        for _ in 0..4 {
+            match process {
+                Some(p) if p == child => return true,
+                Some(p) => process = parent_of(p),
+                None => return false,
+            }
+        }
+        false
     };
     let connected = |child, stray, group, stream: UnixStream, runtime_pid| {
         let (read_half, writer) = stream.into_split();
@@ -561,6 +586,13 @@ async fn accept_from(
         }
         tracing::warn!(?peer, "Refused a connection to an instance channel from another process.");
     }
+}
+
+/// When a process started (clock ticks after boot, `/proc/<pid>/stat` field 22), to tell it from a later process
+/// with the same pid.
+fn start_time(pid: rustix::process::Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The parent of a process, from `/proc`.
@@ -630,8 +662,8 @@ async fn exited(process: &mut Process) {
         Process::Child(child) => {
             let _ = child.wait().await;
         }
-        Process::Forked(pid) => {
-            while rustix::process::test_kill_process(*pid).is_ok() {
+        forked @ Process::Forked(..) => {
+            while forked.is_running() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

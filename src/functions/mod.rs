@@ -359,7 +359,6 @@ impl Engine {
         Invocation { request_id, result, duration, mem_bytes, log }
     }
 
-    /// The pool of the function's current revision, created (and its code unpacked) on first use.
     /// The pool of one version of the function (its current revision for `$LATEST`), created (and its code
     /// unpacked) on first use.
     async fn pool(&self, spec: &Arc<FunctionSpec>, version: &Resolved) -> Result<Arc<Pool>, FunctionError> {

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 
 use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Zygote, append_bounded};
 use super::{EngineSettings, FunctionError, status};
+use crate::snapshot::Revision;
 
 pub struct Pool {
-    pub revision: u64,
+    pub revision: Revision,
     launch: Launch,
     timeout: Duration,
     memory_mb: u32,
@@ -34,13 +35,15 @@ pub struct Pool {
     wake: Notify,
     /// Instances kept warm whatever the idle timeout (provisioned concurrency).
     min_warm: AtomicUsize,
+    /// A provisioning task is running.
+    provisioning: AtomicBool,
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
 }
 
 /// What a pool runs: one revision of a function.
 pub struct PoolSpec {
-    pub revision: u64,
+    pub revision: Revision,
     pub launch: Launch,
     pub timeout: Duration,
     pub memory_mb: u32,
@@ -61,6 +64,15 @@ pub struct Ran {
     pub mem_bytes: u64,
     /// The instance had to be started for this invocation (its init time, when it started).
     pub cold_start: Option<Duration>,
+}
+
+/// Clears the provisioning flag when the task ends, however it ends.
+struct Provisioning<'a>(&'a AtomicBool);
+
+impl Drop for Provisioning<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Counts a caller as waiting for as long as it exists, even when the caller goes away mid-wait.
@@ -92,6 +104,7 @@ impl Pool {
             retired: AtomicBool::new(false),
             wake: Notify::new(),
             min_warm: AtomicUsize::new(0),
+            provisioning: AtomicBool::new(false),
             zygote: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(reap(pool.clone()));
@@ -304,12 +317,16 @@ impl Pool {
     pub fn provision(self: &Arc<Self>, count: usize, next_id: impl Fn() -> u64 + Send + Sync + 'static) {
         self.min_warm.store(count, Ordering::Relaxed);
         self.wake.notify_one();
-        if count == 0 {
+        // One provisioning task at a time: it works towards whatever `min_warm` says when it looks.
+        if count == 0 || self.provisioning.swap(true, Ordering::SeqCst) {
             return;
         }
         let pool = self.clone();
         tokio::spawn(async move {
-            while !pool.is_retired() && pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
+            let _done = Provisioning(&pool.provisioning);
+            let missing =
+                || pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len() < pool.min_warm.load(Ordering::Relaxed);
+            while !pool.is_retired() && missing() {
                 match pool.start_instance(&next_id).await {
                     Ok(instance) => pool.put_idle(instance),
                     Err(e) => {

@@ -109,7 +109,7 @@ impl AsyncQueue {
                     }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "Cannot read the asynchronous queue."),
-                Err(_) => return,
+                Err(e) => tracing::error!(error = %e, "Reading the asynchronous queue failed."),
             }
             let store = self.store.clone();
             let next = tokio::task::spawn_blocking(move || store.next_due()).await.ok().and_then(Result::ok).flatten();
@@ -154,7 +154,9 @@ impl AsyncQueue {
                 }
             }
         };
-        let retriable = outcome.ret_code != 0 && outcome.ret_code != i64::from(status::FUNCTION_NOT_FOUND);
+        // What no further attempt can change is not retried: the function or qualifier gone, an event too large.
+        let final_codes = [status::FUNCTION_NOT_FOUND, status::QUALIFIER_NOT_FOUND, status::REQUEST_TOO_LARGE];
+        let retriable = outcome.ret_code != 0 && !final_codes.iter().any(|c| i64::from(*c) == outcome.ret_code);
         let retry_at = (retriable && job.attempts < i64::from(self.settings.retries)).then(|| {
             crate::clock::now_ms() + i64::try_from(self.settings.retry_interval.as_millis()).unwrap_or(i64::MAX)
         });

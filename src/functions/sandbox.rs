@@ -128,6 +128,8 @@ impl Sandbox {
             "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--size", &scratch_size, "--tmpfs", SCRATCH,
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
+            // A session of its own: no way back to fnlb's terminal (TIOCSTI).
+            "--new-session",
             "--hostname", "scf", "--chdir", CODE_ROOT, "--",
         ];
         out.extend(rest.map(str::to_string));

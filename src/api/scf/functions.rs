@@ -465,8 +465,13 @@ pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     if let Some(q) = req.qualifier.filter(|q| q != "$LATEST") {
         if q.parse::<u32>().is_ok() {
-            ctx.apply(Command::DeleteVersion { key, version: q }, None).await?;
-            return Ok(Map::new());
+            return match ctx.apply(Command::DeleteVersion { key, version: q.clone() }, None).await {
+                Err(e) if e.code == "ResourceNotFound.FunctionVersion" => Err(ApiError::new(
+                    "ResourceNotFound.Qualifier",
+                    format!("Version `{q}` of function {} does not exist.", req.function_name),
+                )),
+                other => other.map(|_| Map::new()),
+            };
         }
         return Err(ApiError::new(
             "ResourceNotFound.Qualifier",

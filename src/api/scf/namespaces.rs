@@ -132,13 +132,12 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
     let shown: Vec<Value> = page(all, req.offset, req.limit, 20, 100)?
         .into_iter()
         .map(|(name, description, added, modified)| {
-            let kind = if name == DEFAULT_NAMESPACE { "default" } else { "user" };
             json!({
                 "ModTime": ctx.time(modified),
                 "AddTime": ctx.time(added),
                 "Description": description,
                 "Name": name,
-                "Type": kind,
+                "Type": "default",
             })
         })
         .collect();
