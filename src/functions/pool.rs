@@ -37,6 +37,8 @@ pub struct Pool {
     min_warm: AtomicUsize,
     /// A provisioning task is running.
     provisioning: AtomicBool,
+    /// When an instance last went idle (the zygote is stopped after the idle timeout without instances).
+    last_used: Mutex<Instant>,
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
 }
@@ -105,6 +107,7 @@ impl Pool {
             wake: Notify::new(),
             min_warm: AtomicUsize::new(0),
             provisioning: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
             zygote: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(reap(pool.clone()));
@@ -289,8 +292,30 @@ impl Pool {
         if self.is_retired() {
             return;
         }
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(Idle { instance, since: Instant::now() });
+        let now = Instant::now();
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(Idle { instance, since: now });
         self.wake.notify_one();
+    }
+
+    /// Stops the zygote (and its spare) once the pool has had no instance for the idle timeout, so that an unused
+    /// function holds no process at all; returns when that will be due while a zygote is kept.
+    async fn reap_zygote(&self, now: Instant) -> Option<Instant> {
+        let unused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            && self.capacity.available_permits() == self.limit
+            && self.min_warm.load(Ordering::Relaxed) == 0;
+        let mut slot = self.zygote.lock().await;
+        slot.as_ref()?;
+        if !unused {
+            return None;
+        }
+        let due = *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) + self.settings.idle_timeout;
+        if now >= due {
+            tracing::debug!("Stopped an unused zygote.");
+            *slot = None;
+            return None;
+        }
+        Some(due)
     }
 
     /// Stops instances idle for the idle timeout; returns when the next one will be due.
@@ -351,7 +376,10 @@ async fn reap(pool: Arc<Pool>) {
             return;
         }
         let woken = pool.wake.notified();
-        match pool.reap_expired(Instant::now()) {
+        let now = Instant::now();
+        let instance_due = pool.reap_expired(now);
+        let zygote_due = pool.reap_zygote(now).await;
+        match instance_due.into_iter().chain(zygote_due).min() {
             Some(due) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
