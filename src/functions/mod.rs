@@ -60,6 +60,8 @@ pub struct EngineSettings {
     pub total_concurrency_mb: u32,
     /// How long an instance may stay idle before it is stopped.
     pub idle_timeout: Duration,
+    /// How long a function's zygote stays after its last instance: cold starts within it are forks.
+    pub zygote_idle_timeout: Duration,
     pub max_queue_per_function: usize,
     pub queue_timeout: Duration,
     pub max_event_bytes: usize,
@@ -78,6 +80,7 @@ pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
 /// Tencent's regional concurrency quota for the large regions (contract 2.9).
 pub const DEFAULT_TOTAL_CONCURRENCY_MB: u32 = 128_000;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_ZYGOTE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Synchronous event and response limit (contract 1.4).
@@ -96,6 +99,7 @@ impl Default for EngineSettings {
             max_instances_per_function: DEFAULT_MAX_INSTANCES_PER_FUNCTION,
             total_concurrency_mb: DEFAULT_TOTAL_CONCURRENCY_MB,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            zygote_idle_timeout: DEFAULT_ZYGOTE_IDLE_TIMEOUT,
             max_queue_per_function: DEFAULT_MAX_QUEUE_PER_FUNCTION,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_event_bytes: SYNC_PAYLOAD_LIMIT,

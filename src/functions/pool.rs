@@ -298,7 +298,7 @@ impl Pool {
         self.wake.notify_one();
     }
 
-    /// Stops the zygote (and its spare) once the pool has had no instance for the idle timeout, so that an unused
+    /// Stops the zygote (and its spare) once the pool has had no instance for the zygote idle timeout, so that an unused
     /// function holds no process at all; returns when that will be due while a zygote is kept.
     async fn reap_zygote(&self, now: Instant) -> Option<Instant> {
         let unused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
@@ -309,7 +309,7 @@ impl Pool {
         if !unused {
             return None;
         }
-        let due = *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) + self.settings.idle_timeout;
+        let due = *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) + self.settings.zygote_idle_timeout;
         if now >= due {
             tracing::debug!("Stopped an unused zygote.");
             *slot = None;

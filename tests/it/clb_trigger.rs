@@ -395,7 +395,7 @@ async fn a_listener_on_a_port_that_cannot_be_bound_is_refused() {
 #[tokio::test]
 async fn idle_instances_are_stopped_down_to_zero() {
     let temp = tempfile::tempdir().unwrap();
-    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1"]);
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1", "--zygote-idle-timeout", "1"]);
     app.create_fixture("idle-echo", "echo", json!({})).await.unwrap();
     let base = app.route_to("idle-echo").await.base;
     let first = get(&format!("{base}/")).await.header("x-instance").to_string();
