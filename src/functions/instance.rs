@@ -102,6 +102,9 @@ pub struct Instance {
     pub init_log: String,
     /// How long the instance took to become ready.
     pub init_duration: Duration,
+    /// The channel does not end when the process does (a custom runtime's, held by the Runtime API server): its
+    /// exit must be watched for.
+    detached_channel: bool,
 }
 
 /// The process behind an instance: fnlb's own child, or a child a zygote forked (not fnlb's to wait for).
@@ -174,6 +177,7 @@ impl Instance {
             process: Process::Child(spawned.child),
             init_log: String::new(),
             init_duration: Duration::ZERO,
+            detached_channel: launch.runtime_api,
         };
         instance.handshake(deadline).await?;
         instance.init_duration = started.elapsed();
@@ -276,11 +280,14 @@ impl Instance {
                 }
             }
         };
-        // The process exiting ends the wait too: a custom runtime's channel outlives it.
-        let process = &mut self.process;
-        let result = tokio::select! {
-            result = tokio::time::timeout(timeout, run) => result.unwrap_or(Err(InvokeFailure::TimedOut)),
-            () = exited(process) => Err(InvokeFailure::Exited),
+        let result = if self.detached_channel {
+            let process = &mut self.process;
+            tokio::select! {
+                result = tokio::time::timeout(timeout, run) => result.unwrap_or(Err(InvokeFailure::TimedOut)),
+                () = exited(process) => Err(InvokeFailure::Exited),
+            }
+        } else {
+            tokio::time::timeout(timeout, run).await.unwrap_or(Err(InvokeFailure::TimedOut))
         };
         let result = match result {
             Err(InvokeFailure::Exited) => {
@@ -321,7 +328,8 @@ impl Instance {
     pub fn is_alive(&mut self) -> bool {
         match &mut self.process {
             Process::Child(child) => matches!(child.try_wait(), Ok(None)),
-            forked @ Process::Forked(..) => forked.is_running(),
+            // The hot path: one syscall (the start time is checked before a kill, where reuse would matter).
+            Process::Forked(pid, _) => rustix::process::test_kill_process(*pid).is_ok(),
         }
     }
 }
@@ -457,6 +465,7 @@ impl Zygote {
             _scratch: Scratch(PathBuf::new()),
             init_log: String::new(),
             init_duration: Duration::ZERO,
+            detached_channel: false,
         })
     }
 }
