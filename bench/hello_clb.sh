@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark: the seed's Hello CLB function behind an fnlb HTTP listener, against the conventional setup doing the
-# same job (nginx, 1 worker, upstream keep-alive, in front of gunicorn with 2 sync workers serving the same page),
-# measured in the same run with the same wrk command. Prints req/s, p50/p99 and the ratio.
+# Benchmark: the seed's Hello CLB function behind an fnlb HTTP listener, against the conventional setups doing the
+# same job: nginx (1 worker, upstream keep-alive) in front of uvicorn (2 workers, uvloop + httptools) serving the
+# same answer as an ASGI app, and in front of gunicorn (2 sync workers) as a WSGI app; measured in the same run with
+# the same wrk command. Prints req/s, p50/p99 and the ratios.
 #
 # Needs: wrk, nginx (Debian packages), python3 with venv. Everything runs on 127.0.0.1 and is stopped at the end.
 # Usage: bench/hello_clb.sh [duration, default 10s] [connections, default 64]
@@ -42,9 +43,10 @@ run_wrk() { # label url
 cargo build --release --quiet
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3)
-if [ ! -x bench/.venv/bin/gunicorn ]; then
+if [ ! -x bench/.venv/bin/gunicorn ] || [ ! -x bench/.venv/bin/uvicorn ]; then
     "$python" -m venv bench/.venv
-    bench/.venv/bin/pip install --quiet --disable-pip-version-check gunicorn==23.0.0
+    bench/.venv/bin/pip install --quiet --disable-pip-version-check gunicorn==23.0.0 uvicorn==0.54.0 uvloop==0.23.0 \
+        httptools==0.9.0
 fi
 
 echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d$DURATION" >&2
@@ -58,15 +60,22 @@ wait_http "http://127.0.0.1:$LB_PORT/"
 run_wrk "fnlb (cold pass: instances start)" "http://127.0.0.1:$LB_PORT/" >/dev/null
 FNLB=$(run_wrk "fnlb (warm)" "http://127.0.0.1:$LB_PORT/")
 
-# nginx -> gunicorn (2 sync workers) serving the same page.
-GUNI_PORT=$(free_port); NGINX_PORT=$(free_port)
+# The peers: the same page from a WSGI app (gunicorn) and an ASGI app (uvicorn), each behind nginx.
+GUNI_PORT=$(free_port); UVI_PORT=$(free_port); NGINX_PORT=$(free_port); NGINX_UVI_PORT=$(free_port)
 cat >"$WORK/app.py" <<'PY'
 BODY = b"<html><body><h1>Hello CLB</h1></body></html>"
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(BODY)))])
     return [BODY]
+async def asgi(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html"), (b"content-length", str(len(BODY)).encode())]})
+    await send({"type": "http.response.body", "body": BODY})
 PY
 (cd "$WORK" && exec "$OLDPWD/bench/.venv/bin/gunicorn" -w 2 -b "127.0.0.1:$GUNI_PORT" --log-level warning app:app) &
+PIDS+=($!)
+(cd "$WORK" && exec "$OLDPWD/bench/.venv/bin/uvicorn" --workers 2 --loop uvloop --http httptools --log-level warning \
+    --no-access-log --host 127.0.0.1 --port "$UVI_PORT" app:asgi) &
 PIDS+=($!)
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<NGINX
@@ -79,16 +88,24 @@ http {
     client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
     uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
     upstream app { server 127.0.0.1:$GUNI_PORT; keepalive 64; }
+    upstream asgi { server 127.0.0.1:$UVI_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_UVI_PORT;
+        location / { proxy_pass http://asgi; proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
 }
 NGINX
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/"
+wait_http "http://127.0.0.1:$NGINX_UVI_PORT/"
+run_wrk "nginx -> uvicorn (warm-up)" "http://127.0.0.1:$NGINX_UVI_PORT/" >/dev/null
+UVI=$(run_wrk "nginx -> uvicorn 2 workers" "http://127.0.0.1:$NGINX_UVI_PORT/")
 run_wrk "nginx -> gunicorn (warm-up)" "http://127.0.0.1:$NGINX_PORT/" >/dev/null
 PEER=$(run_wrk "nginx -> gunicorn 2 sync workers" "http://127.0.0.1:$NGINX_PORT/")
 
-python3 -c "print('fnlb / nginx+gunicorn throughput: %.2fx' % ($FNLB / $PEER))" >&2
+python3 -c "print('fnlb / nginx+uvicorn: %.2fx; fnlb / nginx+gunicorn: %.2fx' % ($FNLB / $UVI, $FNLB / $PEER))" >&2
