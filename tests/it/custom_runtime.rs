@@ -33,3 +33,35 @@ async fn a_bootstrap_that_never_reports_ready_times_out() {
     assert_eq!(reply.status, 502);
     assert_eq!(reply.json()["errno"], 450, "{}", reply.text());
 }
+
+#[tokio::test]
+async fn a_rust_bootstrap_serves_requests() {
+    // Build the runtime with the toolchain that builds fnlb, into a package of its own.
+    let package = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/custom_rust/bootstrap.rs");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let built = tokio::process::Command::new(rustc)
+        .args(["--edition", "2024", "-O", "-o"])
+        .arg(package.path().join("bootstrap"))
+        .arg(&source)
+        .output()
+        .await
+        .expect("rustc runs");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let zip = fnlb::functions::zip_dir(package.path()).unwrap();
+    let app = TestApp::start();
+    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, zip);
+    app.scf(
+        "CreateFunction",
+        json!({"FunctionName": "rusty", "Runtime": "CustomRuntime", "Handler": "main", "Code": {"ZipFile": code}}),
+    )
+    .await
+    .unwrap();
+    let base = app.route_to("rusty").await.base;
+    let reply = get(&format!("{base}/")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    assert!(text.starts_with("rust runtime, request ") && text.ends_with("bytes of event"), "{text}");
+    let second = get(&format!("{base}/again")).await;
+    assert_ne!(second.text(), text, "each event has its own request id");
+}

@@ -80,7 +80,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     let runtime = req.runtime.unwrap_or_else(|| DEFAULT_RUNTIME.to_string());
     check_runtime(ctx, &runtime)?;
     let handler = req.handler.unwrap_or_else(|| "index.main_handler".to_string());
-    validate::handler(&handler)?;
+    validate::handler(&handler, &runtime)?;
     let kind = match req.kind.as_deref() {
         None | Some("") | Some("Event") => FunctionType::Event,
         Some("HTTP") => FunctionType::Http,
@@ -389,7 +389,7 @@ pub async fn update_code(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Str
     let req: UpdateFunctionCode = parse(p)?;
     let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     if let Some(handler) = &req.handler {
-        validate::handler(handler)?;
+        validate::handler(handler, &ctx.snapshot.state.function(&key)?.runtime)?;
     }
     if validate::flag("Publish", req.publish.as_deref())? {
         return Err(ApiError::new(

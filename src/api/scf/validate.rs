@@ -34,8 +34,12 @@ pub fn function_name(name: &str) -> Result<(), ApiError> {
     ))
 }
 
-pub fn handler(handler: &str) -> Result<(), ApiError> {
-    if HANDLER.is_match(handler) {
+/// `file.function` for the interpreted runtimes; free form (printable, 1–128 characters) for custom runtimes,
+/// which read it from `_HANDLER` themselves (contract 2.1).
+pub fn handler(handler: &str, runtime: &str) -> Result<(), ApiError> {
+    let free_form = runtime == "CustomRuntime" || runtime == "Go1";
+    let printable = !handler.is_empty() && handler.chars().count() <= 128 && !handler.chars().any(char::is_control);
+    if (free_form && printable) || HANDLER.is_match(handler) {
         return Ok(());
     }
     Err(ApiError::new(
