@@ -32,6 +32,34 @@ pub const ASYNC_EVENT_LIMIT: usize = 128 * 1024;
 /// How long the worker sleeps at most before looking at the queue again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How long an invocation that keeps meeting overload or system errors is tried (contract 2.8: 6 hours).
+pub const ASYNC_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+/// The longest pause between two attempts after overload or system errors (contract 2.8: 5 minutes).
+pub const ASYNC_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl QueueSettings {
+    /// When to try a failed invocation again (contract 2.8), or `None` for never: errors of the function's own
+    /// execution are retried `retries` times `retry_interval` apart; overload (432) and system errors with a
+    /// doubling pause up to 5 minutes, for up to 6 hours; what no attempt can change (the function or qualifier
+    /// gone, an event too large) not at all.
+    pub fn retry_at(&self, job: &AsyncJob, code: i64, now_ms: i64) -> Option<i64> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let code = u16::try_from(code).ok()?;
+        match code {
+            0 | status::FUNCTION_NOT_FOUND | status::QUALIFIER_NOT_FOUND | status::REQUEST_TOO_LARGE => None,
+            c if status::is_user_failure(c) => {
+                (job.attempts < i64::from(self.retries)).then(|| now_ms + ms(self.retry_interval))
+            }
+            _ => {
+                let shift = u32::try_from(job.attempts).unwrap_or(u32::MAX).min(16);
+                let pause = self.retry_interval.saturating_mul(1 << shift).min(ASYNC_MAX_BACKOFF);
+                let next = now_ms + ms(pause);
+                (next <= job.created_ms + ms(ASYNC_MAX_AGE)).then_some(next)
+            }
+        }
+    }
+}
+
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
@@ -154,17 +182,54 @@ impl AsyncQueue {
                 }
             }
         };
-        // What no further attempt can change is not retried: the function or qualifier gone, an event too large.
-        let final_codes = [status::FUNCTION_NOT_FOUND, status::QUALIFIER_NOT_FOUND, status::REQUEST_TOO_LARGE];
-        let retriable = outcome.ret_code != 0 && !final_codes.iter().any(|c| i64::from(*c) == outcome.ret_code);
-        let retry_at = (retriable && job.attempts < i64::from(self.settings.retries)).then(|| {
-            crate::clock::now_ms() + i64::try_from(self.settings.retry_interval.as_millis()).unwrap_or(i64::MAX)
-        });
+        let retry_at = self.settings.retry_at(&job, outcome.ret_code, crate::clock::now_ms());
         let store = self.store.clone();
         let id = job.request_id.clone();
         let saved = tokio::task::spawn_blocking(move || store.finish_attempt(&id, &outcome, retry_at)).await;
         if !matches!(saved, Ok(Ok(()))) {
             tracing::error!(request_id = %job.request_id, "Cannot record an asynchronous invocation's outcome.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(attempts: i64) -> AsyncJob {
+        AsyncJob {
+            request_id: "r".to_string(),
+            function: "u/r/n/f".to_string(),
+            qualifier: "$LATEST".to_string(),
+            event: Vec::new(),
+            attempts,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn execution_errors_are_retried_twice_a_minute_apart() {
+        let settings = QueueSettings::default();
+        assert_eq!(settings.retry_at(&job(0), 430, 1_000), Some(61_000));
+        assert_eq!(settings.retry_at(&job(1), 433, 1_000), Some(61_000));
+        assert_eq!(settings.retry_at(&job(2), 430, 1_000), None);
+    }
+
+    #[test]
+    fn overload_backs_off_up_to_five_minutes_for_six_hours() {
+        let settings = QueueSettings::default();
+        assert_eq!(settings.retry_at(&job(0), 432, 0), Some(60_000));
+        assert_eq!(settings.retry_at(&job(2), 432, 0), Some(240_000));
+        assert_eq!(settings.retry_at(&job(9), 500, 0), Some(300_000));
+        let six_hours = 6 * 3600 * 1000;
+        assert_eq!(settings.retry_at(&job(50), 432, six_hours), None);
+    }
+
+    #[test]
+    fn success_and_lasting_errors_are_not_retried() {
+        let settings = QueueSettings::default();
+        for code in [0, 435, 442, 406] {
+            assert_eq!(settings.retry_at(&job(0), code, 0), None, "{code}");
         }
     }
 }
