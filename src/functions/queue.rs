@@ -23,12 +23,20 @@ pub struct QueueSettings {
     pub concurrency: usize,
     /// The largest asynchronous event (contract 1.4: 128 KB).
     pub max_event_bytes: usize,
+    /// Invocations that may wait or run at once (contract 2.8: 100,000).
+    pub max_pending: usize,
+    /// How long a finished invocation's status is kept for `GetRequestStatus`.
+    pub retention: Duration,
 }
 
 pub const DEFAULT_ASYNC_RETRIES: u32 = 2;
 pub const DEFAULT_ASYNC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_ASYNC_CONCURRENCY: usize = 16;
 pub const ASYNC_EVENT_LIMIT: usize = 128 * 1024;
+pub const DEFAULT_ASYNC_MAX_PENDING: usize = 100_000;
+pub const DEFAULT_ASYNC_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often finished invocations past their retention are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long the worker sleeps at most before looking at the queue again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -67,6 +75,8 @@ impl Default for QueueSettings {
             retry_interval: DEFAULT_ASYNC_RETRY_INTERVAL,
             concurrency: DEFAULT_ASYNC_CONCURRENCY,
             max_event_bytes: ASYNC_EVENT_LIMIT,
+            max_pending: DEFAULT_ASYNC_MAX_PENDING,
+            retention: DEFAULT_ASYNC_RETENTION,
         }
     }
 }
@@ -101,11 +111,13 @@ impl AsyncQueue {
         AsyncQueue { settings, store, control, engine, wake: Notify::new() }
     }
 
-    /// Queues an invocation; it is durable when this returns. Blocking (SQLite).
-    pub fn submit(&self, job: &AsyncJob) -> Result<(), crate::store::StoreError> {
-        self.store.enqueue(job)?;
-        self.wake.notify_one();
-        Ok(())
+    /// Queues an invocation; it is durable when this returns. False when the queue is full. Blocking (SQLite).
+    pub fn submit(&self, job: &AsyncJob) -> Result<bool, crate::store::StoreError> {
+        let queued = self.store.enqueue(job, self.settings.max_pending)?;
+        if queued {
+            self.wake.notify_one();
+        }
+        Ok(queued)
     }
 
     /// Runs queued invocations until `shutdown` turns true.
@@ -119,7 +131,19 @@ impl AsyncQueue {
             _ => {}
         }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                let store = self.store.clone();
+                let before =
+                    crate::clock::now_ms() - i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
+                if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || store.prune_finished(before)).await
+                    && n > 0
+                {
+                    tracing::debug!(forgotten = n, "Forgot old asynchronous invocations.");
+                }
+                next_prune += PRUNE_EVERY;
+            }
             let free = slots.available_permits();
             let store = self.store.clone();
             let now = crate::clock::now_ms();

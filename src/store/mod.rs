@@ -159,14 +159,31 @@ impl Store {
         Ok(())
     }
 
-    /// Queues an asynchronous invocation (durable when this returns).
-    pub fn enqueue(&self, job: &AsyncJob) -> Result<(), StoreError> {
-        self.conn().execute(
+    /// Queues an asynchronous invocation (durable when this returns); false when `cap` invocations are already
+    /// waiting or running.
+    pub fn enqueue(&self, job: &AsyncJob, cap: usize) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let pending: i64 =
+            conn.query_row("SELECT COUNT(*) FROM async_invocations WHERE state IN ('queued', 'running')", [], |row| {
+                row.get(0)
+            })?;
+        if pending >= cap as i64 {
+            return Ok(false);
+        }
+        conn.execute(
             "INSERT INTO async_invocations (request_id, function, qualifier, event, state, attempts, next_ms, created_ms)
              VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5)",
             params![job.request_id, job.function, job.qualifier, job.event, job.created_ms],
         )?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Forgets finished asynchronous invocations queued before `before_ms`.
+    pub fn prune_finished(&self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM async_invocations WHERE state IN ('done', 'failed') AND created_ms < ?1",
+            params![before_ms],
+        )?)
     }
 
     /// Takes up to `limit` queued invocations that are due, marking them running.
@@ -320,6 +337,9 @@ impl Store {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn key_parts(key: &EntityKey) -> (&'static str, String) {
     match key {

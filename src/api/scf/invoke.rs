@@ -86,10 +86,19 @@ async fn enqueue(
         attempts: 0,
         created_ms: crate::clock::now_ms(),
     };
-    tokio::task::spawn_blocking(move || queue.submit(&job)).await.map_err(|_| ApiError::internal())?.map_err(|e| {
-        tracing::error!(error = %e, "Cannot queue an asynchronous invocation.");
-        ApiError::internal()
-    })?;
+    let queued = tokio::task::spawn_blocking(move || queue.submit(&job))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "Cannot queue an asynchronous invocation.");
+            ApiError::internal()
+        })?;
+    if !queued {
+        return Err(ApiError::new(
+            "LimitExceeded",
+            "The asynchronous queue is full (100,000 invocations waiting or running); try again later.",
+        ));
+    }
     let result = json!({
         "Log": "", "RetMsg": "", "ErrMsg": "", "MemUsage": 0, "Duration": 0.0, "BillDuration": 0,
         "FunctionRequestId": request_id, "InvokeResult": 0,
