@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 pub use code::{CodeError, check_zip, sha256_hex, unpack, zip_dir, zip_files};
 use logs::{LogRecord, LogStore};
-use pool::{Pool, PoolSpec};
+use pool::{Pool, PoolSpec, Reservation};
 use runtimes::Runtimes;
 
 use crate::snapshot::{FunctionSpec, Resolved, Snapshot};
@@ -167,6 +167,8 @@ pub struct Engine {
     store: Arc<Store>,
     /// One pool per function version (`$LATEST` or a number).
     pools: Mutex<HashMap<(FunctionKey, String), Arc<Pool>>>,
+    /// Reserved concurrency per function, shared by the pools of its versions.
+    reservations: Mutex<HashMap<FunctionKey, Arc<Reservation>>>,
     /// The engine-wide concurrency budget in MB (`total_concurrency_mb`).
     budget: Arc<tokio::sync::Semaphore>,
     next_instance: AtomicU64,
@@ -185,6 +187,7 @@ impl Engine {
             code_root: data_dir.join("code"),
             store,
             pools: Mutex::new(HashMap::new()),
+            reservations: Mutex::new(HashMap::new()),
             next_instance: AtomicU64::new(1),
         }
     }
@@ -201,6 +204,19 @@ impl Engine {
     /// when a snapshot is published).
     pub fn reconcile(self: &Arc<Self>, snapshot: &Snapshot) {
         self.retire_stale(snapshot);
+        // Reservations follow the functions (and go with them).
+        let known: Vec<FunctionKey> =
+            self.reservations.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for key in known {
+            match snapshot.functions.get(&key) {
+                Some(spec) => {
+                    self.reservation(&spec.function);
+                }
+                None => {
+                    self.reservations.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                }
+            }
+        }
         let mut provisioned: HashMap<(FunctionKey, String), usize> = HashMap::new();
         for spec in snapshot.functions.values() {
             for (label, count) in &spec.function.provisioned {
@@ -227,6 +243,20 @@ impl Engine {
                 }
             });
         }
+    }
+
+    /// The function's reservation, shared by its pools; made or changed to match the function's `reserved_mem`
+    /// (a changed reservation takes a new semaphore: invocations running under the old one finish under it).
+    fn reservation(&self, function: &crate::state::Function) -> Arc<Reservation> {
+        let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = reservations.entry(function.key.clone()).or_insert_with(|| Arc::new(Reservation::empty()));
+        let current = slot.load().as_ref().map(|r| r.0);
+        if current != function.reserved_mem {
+            slot.store(
+                function.reserved_mem.map(|mem| Arc::new((mem, Arc::new(tokio::sync::Semaphore::new(mem as usize))))),
+            );
+        }
+        slot.clone()
     }
 
     /// Warm instances of one version of a function.
@@ -396,10 +426,11 @@ impl Engine {
             launch,
             timeout: Duration::from_secs(u64::from(version.config.timeout_s)),
             memory_mb: version.config.memory_mb,
-            capacity: capacity(function, version, &self.settings),
+            capacity: self.settings.max_instances_per_function,
             context_tail: runtimes::context_tail(spec, version),
         };
-        let pool = Pool::new(pool_spec, self.settings.clone(), self.budget.clone());
+        let reservation = self.reservation(function);
+        let pool = Pool::new(pool_spec, self.settings.clone(), self.budget.clone(), reservation);
         pools.insert(key, pool.clone());
         Ok(pool)
     }
@@ -427,16 +458,6 @@ impl Engine {
             tracing::error!(error = %why, "Cannot unpack function code.");
             FunctionError::new(status::INTERNAL, "the function's code could not be prepared")
         })
-    }
-}
-
-/// How many instances a function may run at once: the engine's limit, or fewer when the function reserves less
-/// memory than that many instances use (reserved concurrency).
-fn capacity(function: &crate::state::Function, version: &Resolved, settings: &EngineSettings) -> usize {
-    let limit = settings.max_instances_per_function;
-    match function.reserved_mem {
-        Some(mem) => limit.min((mem / version.config.memory_mb.max(1)) as usize),
-        None => limit,
     }
 }
 

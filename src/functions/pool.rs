@@ -28,6 +28,8 @@ pub struct Pool {
     limit: usize,
     /// The engine-wide concurrency budget, in MB of function memory (shared by every pool).
     budget: Arc<Semaphore>,
+    /// The function's reserved concurrency (MB and its semaphore), shared by the pools of all its versions.
+    reservation: Arc<Reservation>,
     waiting: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     retired: AtomicBool,
@@ -42,6 +44,9 @@ pub struct Pool {
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
 }
+
+/// A function's reserved concurrency: `None`, or its memory (MB) and a semaphore with that many permits.
+pub type Reservation = arc_swap::ArcSwapOption<(u32, Arc<Semaphore>)>;
 
 /// What a pool runs: one revision of a function.
 pub struct PoolSpec {
@@ -89,7 +94,12 @@ impl Drop for Waiting<'_> {
 // === impl Pool ===
 
 impl Pool {
-    pub fn new(spec: PoolSpec, settings: EngineSettings, budget: Arc<Semaphore>) -> Arc<Pool> {
+    pub fn new(
+        spec: PoolSpec,
+        settings: EngineSettings,
+        budget: Arc<Semaphore>,
+        reservation: Arc<Reservation>,
+    ) -> Arc<Pool> {
         let PoolSpec { revision, launch, timeout, memory_mb, capacity, context_tail } = spec;
         let pool = Arc::new(Pool {
             revision,
@@ -101,6 +111,7 @@ impl Pool {
             limit: capacity,
             settings,
             budget,
+            reservation,
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
@@ -248,11 +259,16 @@ impl Pool {
     }
 
     /// Waits for room: a place in the function's limit and in the engine's budget, within the queue timeout.
-    async fn admit(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FunctionError> {
+    async fn admit(&self) -> Result<Vec<OwnedSemaphorePermit>, FunctionError> {
         let queued = self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting);
-        if self.limit == 0 {
-            return Err(FunctionError::new(status::CONCURRENCY, "the function's reserved concurrency is 0"));
+        // The function's reservation, shared by all its versions (read now: it may have changed).
+        let reservation = self.reservation.load_full();
+        if self.limit == 0 || reservation.as_ref().is_some_and(|r| r.0 < self.memory_mb) {
+            return Err(FunctionError::new(
+                status::CONCURRENCY,
+                "the function's reserved concurrency does not fit one instance",
+            ));
         }
         if queued >= self.settings.max_queue_per_function {
             return Err(FunctionError::new(
@@ -268,11 +284,16 @@ impl Pool {
             .await
             .map_err(|_| too_long())?
             .map_err(|_| too_long())?;
-        let memory = tokio::time::timeout_at(deadline, self.budget.clone().acquire_many_owned(self.memory_mb))
-            .await
-            .map_err(|_| too_long())?
-            .map_err(|_| too_long())?;
-        Ok((instance, memory))
+        let mut permits = vec![instance];
+        let reserved = reservation.as_ref().map(|r| r.1.clone());
+        for memory in reserved.into_iter().chain([self.budget.clone()]) {
+            let permit = tokio::time::timeout_at(deadline, memory.acquire_many_owned(self.memory_mb))
+                .await
+                .map_err(|_| too_long())?
+                .map_err(|_| too_long())?;
+            permits.push(permit);
+        }
+        Ok(permits)
     }
 
     /// The most recently used idle instance that is still alive.

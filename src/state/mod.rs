@@ -224,10 +224,10 @@ impl State {
                 touched.push(EntityKey::Namespace(scope, name));
             }
             Command::SetReservedConcurrency { key, reserved_mem, now } => {
+                // Not a new revision: running instances stay; the engine applies the new limit to new invocations.
                 let function = self.function_mut(&key)?;
                 function.reserved_mem = reserved_mem;
                 function.mod_time = now;
-                function.revision += 1;
                 touched.push(EntityKey::Function(key));
             }
             Command::PublishVersion { key, description, now } => {

@@ -59,6 +59,7 @@ async fn reserved_concurrency_caps_instances() {
     let temp = tempfile::tempdir().unwrap();
     let app = TestApp::start_in(&temp.path().join("data"), &["--queue-timeout", "1"]);
     app.create_fixture("slow", "slow", json!({"Timeout": 10})).await.unwrap();
+    app.scf("PublishVersion", json!({"FunctionName": "slow"})).await.unwrap();
     app.scf("PutReservedConcurrencyConfig", json!({"FunctionName": "slow", "ReservedConcurrencyMem": 128}))
         .await
         .unwrap();
@@ -78,6 +79,10 @@ async fn reserved_concurrency_caps_instances() {
     let throttled = get(&format!("{base}/")).await;
     assert_eq!(throttled.status, 503, "{}", throttled.text());
     assert_eq!(throttled.json()["errno"], 432);
+    // The reservation covers all the function's versions together.
+    let other_version = app.scf("Invoke", json!({"FunctionName": "slow", "Qualifier": "1"})).await.unwrap();
+    let error: serde_json::Value = serde_json::from_str(other_version["Result"]["RetMsg"].as_str().unwrap()).unwrap();
+    assert_eq!(error["statusCode"], 432, "{error}");
     assert_eq!(slow.await.unwrap().text(), "done");
 
     app.scf("DeleteReservedConcurrencyConfig", json!({"FunctionName": "slow"})).await.unwrap();
