@@ -59,16 +59,16 @@ pub struct Resolved {
 // === impl FunctionSpec ===
 
 impl FunctionSpec {
-    /// What a qualifier runs: `$LATEST`, a version, or an alias's version (its additional version for a `pick`
-    /// in [0, 1) below the alias's weight).
-    pub fn resolve(&self, qualifier: &str, pick: f64) -> Option<Resolved> {
+    /// What a qualifier runs: `$LATEST`, a version, or an alias's version (its additional version when `pick`, a
+    /// number in [0, 1) asked for only then, falls below the alias's weight).
+    pub fn resolve(&self, qualifier: &str, pick: impl FnOnce() -> f64) -> Option<Resolved> {
         let function = &self.function;
         if qualifier == LATEST || function.version(qualifier).is_some() {
             return self.runnable(qualifier);
         }
         let alias = function.alias(qualifier)?;
         match &alias.additional {
-            Some((version, share)) if pick < f64::from(*share) / 1_000_000.0 => self.runnable(version),
+            Some((version, share)) if pick() < f64::from(*share) / 1_000_000.0 => self.runnable(version),
             _ => self.runnable(&alias.version),
         }
     }

@@ -324,7 +324,7 @@ impl Engine {
         let started = Instant::now();
         let start_ms = crate::clock::now_ms();
         let mut log = format!("START RequestId:{request_id}\n");
-        let version = spec.resolve(qualifier, random_fraction());
+        let version = spec.resolve(qualifier, random_fraction);
         let memory_mb = version.as_ref().map_or(function.config.memory_mb, |v| v.config.memory_mb);
         let (result, mem_bytes) = async {
             let Some(version) = version else {
@@ -351,14 +351,15 @@ impl Engine {
         let duration = started.elapsed();
         let (status, ret_msg) = match &result {
             Ok(json) => {
-                let text = String::from_utf8_lossy(json).into_owned();
-                let shown = truncate(&text, RET_MSG_IN_LOG_BYTES);
+                // Only the start of the return value is logged and kept: no copy of the rest.
+                let text = String::from_utf8_lossy(json);
+                let shown = truncate(&text, RET_MSG_IN_LOG_BYTES).to_string();
                 instance::append_bounded(
                     &mut log,
                     &format!("Response RequestId:{request_id} RetMsg:{shown}\n"),
                     self.settings.max_log_bytes,
                 );
-                (status::SUCCESS, text)
+                (status::SUCCESS, shown)
             }
             Err(e) => {
                 instance::append_bounded(
