@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::function_key;
+use super::{existing, function_key};
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
 use crate::state::Command;
@@ -19,8 +19,7 @@ struct PutReserved {
 
 pub async fn put_reserved(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: PutReserved = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     let quota = ctx.api.functions.settings().total_concurrency_mb;
     let mem = u32::try_from(req.reserved_concurrency_mem).ok().filter(|m| *m <= quota).ok_or_else(|| {
         ApiError::new(
@@ -49,8 +48,7 @@ pub fn get_reserved(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
 
 pub async fn delete_reserved(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: FunctionRef = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     ctx.apply(Command::SetReservedConcurrency { key, reserved_mem: None, now: crate::clock::now_ms() }, None).await?;
     Ok(Map::new())
 }
@@ -138,8 +136,7 @@ struct DeleteProvisioned {
 
 pub async fn delete_provisioned(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DeleteProvisioned = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     ctx.apply(Command::SetProvisionedConcurrency { key, version: req.qualifier, count: None }, None).await?;
     Ok(Map::new())
 }

@@ -5,13 +5,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Environment, function_key, triggers, validate};
+use super::{Environment, existing, function_key, triggers, validate};
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::functions;
-use crate::state::{
-    CodeRef, Command, Function, FunctionConfig, FunctionConfigPatch, FunctionKey, FunctionType, NewFunction,
-};
+use crate::state::{CodeRef, Command, Function, FunctionConfig, FunctionConfigPatch, FunctionType, NewFunction};
 
 /// Code packages are at most 50 MB (contract 2.9).
 pub const MAX_ZIP_BYTES: usize = 50 * 1024 * 1024;
@@ -480,11 +478,4 @@ pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     }
     ctx.apply(Command::DeleteFunction { key }, None).await?;
     Ok(Map::new())
-}
-
-/// The key of a function that must exist.
-fn existing(ctx: &Ctx<'_>, name: &str, namespace: Option<&str>) -> Result<FunctionKey, ApiError> {
-    let key = function_key(ctx, name, namespace)?;
-    ctx.snapshot.state.function(&key)?;
-    Ok(key)
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::function_key;
+use super::{existing, function_key};
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::functions::{Invocation, status};
@@ -117,8 +117,7 @@ struct GetRequestStatus {
 /// The state of an invocation: asynchronous ones from the queue, synchronous ones from the kept logs.
 pub async fn request_status(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetRequestStatus = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     let store = ctx.api.control.store().clone();
     let id = req.function_request_id.clone();
     let queued = tokio::task::spawn_blocking(move || store.async_status(&id))
@@ -275,8 +274,7 @@ struct GetFunctionLogs {
 pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetFunctionLogs = parse(p)?;
     let name = req.function_name.ok_or_else(|| ApiError::missing("FunctionName"))?;
-    let key = function_key(ctx, &name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &name, req.namespace.as_deref())?;
     let ret_code = req.filter.and_then(|f| f.ret_code);
     let mut records: Vec<_> = ctx
         .api

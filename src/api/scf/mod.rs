@@ -33,3 +33,10 @@ pub fn function_key(ctx: &Ctx<'_>, name: &str, namespace: Option<&str>) -> Resul
     validate::namespace(namespace)?;
     Ok(FunctionKey { scope: ctx.scope.clone(), namespace: namespace.to_string(), name: name.to_string() })
 }
+
+/// The key of a function of the caller's that must exist (`ResourceNotFound.Function` otherwise).
+pub fn existing(ctx: &Ctx<'_>, name: &str, namespace: Option<&str>) -> Result<FunctionKey, ApiError> {
+    let key = function_key(ctx, name, namespace)?;
+    ctx.snapshot.state.function(&key)?;
+    Ok(key)
+}

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::function_key;
+use super::existing;
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::proxy::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
@@ -123,8 +123,7 @@ struct ListTriggers {
 
 pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: ListTriggers = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     let mut triggers = clb_triggers(ctx, &key);
     match req.order_by.as_deref() {
         None | Some("add_time") | Some("mod_time") => {}

@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{function_key, validate};
+use super::{existing, function_key, validate};
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::state::{Alias, Command, DEFAULT_ALIAS, Function, FunctionKey, LATEST};
@@ -25,8 +25,7 @@ struct PublishVersion {
 
 pub async fn publish(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: PublishVersion = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     let description = req.description.unwrap_or_default();
     validate::description(&description)?;
     ctx.apply(Command::PublishVersion { key: key.clone(), description, now: crate::clock::now_ms() }, None).await?;
@@ -127,8 +126,7 @@ pub async fn update_alias(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<St
 
 async fn put_alias(ctx: &Ctx<'_>, p: Map<String, Value>, replace: bool) -> Result<Map<String, Value>, ApiError> {
     let req: PutAlias = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     let default_update = replace && req.name == DEFAULT_ALIAS;
     if !default_update && !ALIAS_NAME.is_match(&req.name) {
         return Err(ApiError::new(
@@ -204,8 +202,7 @@ pub fn get_alias(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
 
 pub async fn delete_alias(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: AliasRef = parse(p)?;
-    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
-    ctx.snapshot.state.function(&key)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     ctx.apply(Command::DeleteAlias { key, name: req.name }, None).await?;
     Ok(Map::new())
 }
