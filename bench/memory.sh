@@ -6,11 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100}
-WORK=$(mktemp -d)
-PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
 cargo build --release --quiet
@@ -18,7 +14,8 @@ API=$(free_port); LB=$(free_port)
 ./target/release/fnlb serve --data-dir "$WORK/data" --api-addr "127.0.0.1:$API" --example --example-port "$LB" \
     >"$WORK/fnlb.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$LB/" 2>/dev/null && break; python3 -c 'import time; time.sleep(0.1)'; done
+PIDS+=("$PID")
+wait_http "http://127.0.0.1:$LB/"
 fnlb() { ./target/release/fnlb "$@" --endpoint "http://127.0.0.1:$API" --data-dir "$WORK/data" >/dev/null; }
 # Namespaces through the API with the Tencent SDK's wire format (the fnlb CLI has no namespace command).
 fnlb_ns() {
