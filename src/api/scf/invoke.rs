@@ -74,9 +74,7 @@ async fn enqueue(
     let function = ctx.snapshot.state.function(&key)?;
     let event = checked_event(function, qualifier, event)?;
     let queue = ctx.api.queue.clone();
-    if event.len() > queue.settings.max_event_bytes {
-        return Err(ApiError::new("InvalidParameter.RequestTooLarge", "An asynchronous event is at most 128 KB."));
-    }
+    too_large(&event, queue.settings.max_event_bytes)?;
     let request_id = crate::ids::request_id();
     let job = AsyncJob {
         request_id: request_id.clone(),
@@ -193,9 +191,7 @@ async fn run(
         }
     };
     let event = checked_event(&spec.function, qualifier, event)?;
-    if event.len() > ctx.api.functions.settings().max_event_bytes {
-        return Err(ApiError::new("InvalidParameter.RequestTooLarge", "The event is larger than 6 MB."));
-    }
+    too_large(&event, ctx.api.functions.settings().max_event_bytes)?;
     let request_id = crate::ids::request_id();
     let invocation =
         ctx.api.functions.invoke(&spec, qualifier, event.into_bytes(), request_id, Some(SYNC_INVOKE_LIMIT)).await;
@@ -322,4 +318,13 @@ pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
         ("Data", json!(data)),
         ("SearchContext", json!({"Offset": "", "Limit": 0, "Keyword": "", "Type": ""})),
     ]))
+}
+
+/// `InvalidParameter.RequestTooLarge` for an event over `limit` bytes.
+fn too_large(event: &str, limit: usize) -> Result<(), ApiError> {
+    if event.len() <= limit {
+        return Ok(());
+    }
+    let message = format!("The event is {} bytes; the limit is {limit} bytes.", event.len());
+    Err(ApiError::new("InvalidParameter.RequestTooLarge", message))
 }
