@@ -12,7 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 
-use super::limits::{Cgroups, InstanceGroup};
+use super::limits::{AtExec, Cgroups, InstanceGroup, apply_at_exec};
 use super::protocol::{self, Frame, FrameError};
 use super::sandbox::{self, Sandbox};
 
@@ -515,20 +515,24 @@ async fn spawn(
     }
     // A custom runtime reaches fnlb through the Runtime API on loopback instead of the channel socket.
     let mut translated = None;
+    let (members, members_known) = tokio::sync::watch::channel(None);
     if launch.runtime_api {
         let (ours, theirs) = UnixStream::pair().map_err(StartError::Spawn)?;
-        let api =
-            super::runtime_api::serve(theirs, super::SYNC_PAYLOAD_LIMIT + 1024).await.map_err(StartError::Spawn)?;
+        let api = super::runtime_api::serve(theirs, super::SYNC_PAYLOAD_LIMIT + 1024, members_known)
+            .await
+            .map_err(StartError::Spawn)?;
         command.env("SCF_RUNTIME_API", api.ip().to_string()).env("SCF_RUNTIME_API_PORT", api.port().to_string());
         translated = Some(ours);
     }
     let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
+    // The process enters its cgroups before it runs: everything it forks is born inside them.
+    let at_exec = AtExec::new(group.as_ref(), launch.max_open_files).map_err(StartError::Spawn)?;
+    apply_at_exec(&mut command, at_exec);
     let mut child = command.spawn().map_err(StartError::Spawn)?;
     let pgid = child.id().map(|pid| pid as i32);
-    // Limits before the runtime starts: the wrapper's children inherit them (the runtime is placed again once it
-    // connects, in case the wrapper forked first).
-    if let Some(pid) = child.id() {
-        confine(pid, group.as_ref(), launch.max_open_files);
+    if let Some(root) = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
+        let procs = group.as_ref().and_then(InstanceGroup::procs_file);
+        members.send_replace(Some(super::runtime_api::Members { root, procs }));
     }
     let stray = Arc::new(Mutex::new(String::new()));
     if let Some(out) = child.stdout.take() {
@@ -577,7 +581,6 @@ async fn spawn(
             return Err(StartError::TimedOut { log: take(&stray) });
         }
     };
-    confine(peer.as_raw_nonzero().get() as u32, group.as_ref(), launch.max_open_files);
     Ok(connected(child, stray, group, stream, Some(peer)))
 }
 
@@ -605,7 +608,7 @@ fn start_time(pid: rustix::process::Pid) -> Option<u64> {
 }
 
 /// The parent of a process, from `/proc`.
-fn parent_of(pid: rustix::process::Pid) -> Option<rustix::process::Pid> {
+pub(super) fn parent_of(pid: rustix::process::Pid) -> Option<rustix::process::Pid> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
     // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so read after the last `)`.
     let rest = &stat[stat.rfind(')')? + 1..];

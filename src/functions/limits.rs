@@ -154,9 +154,59 @@ fn remove_stale(parent: &Path) {
     }
 }
 
+/// Limits a new process takes on itself between `fork` and `exec` (`apply_at_exec`).
+pub struct AtExec {
+    /// The `cgroup.procs` files of the instance's groups, opened before the fork.
+    procs: Vec<fs::File>,
+    max_open_files: u64,
+}
+
+impl AtExec {
+    pub fn new(group: Option<&InstanceGroup>, max_open_files: u64) -> std::io::Result<AtExec> {
+        let procs = group.map_or(Ok(Vec::new()), |g| {
+            g.dirs.iter().map(|dir| fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))).collect()
+        })?;
+        Ok(AtExec { procs, max_open_files })
+    }
+}
+
+/// Makes a command's process join its instance's cgroups and set its open-file limit as its last step before
+/// `exec`: the runtime, and everything it or a sandbox wrapper forks, is limited from its first instruction
+/// (moving the process from outside after it started would race its first `fork`). See
+/// docs/decisions/0005-limits-at-exec.md.
+#[allow(unsafe_code)]
+pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
+    let AtExec { procs, max_open_files } = limits;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe work is allowed.
+    // It makes two kinds of system call on values prepared before the fork: write(2) of a constant to descriptors
+    // opened then ("0" moves the writing process), and setrlimit(2). It allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            for file in &procs {
+                rustix::io::write(file, b"0")?;
+            }
+            let limit = rustix::process::Rlimit { current: Some(max_open_files), maximum: Some(max_open_files) };
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+            Ok(())
+        });
+    }
+}
+
 // === impl InstanceGroup ===
 
 impl InstanceGroup {
+    /// The file listing the group's processes.
+    pub fn procs_file(&self) -> Option<PathBuf> {
+        self.dirs.first().map(|dir| dir.join("cgroup.procs"))
+    }
+
+    /// The processes in the group now.
+    pub fn pids(&self) -> Vec<rustix::process::Pid> {
+        let Some(dir) = self.dirs.first() else { return Vec::new() };
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()).filter_map(rustix::process::Pid::from_raw).collect()
+    }
+
     /// Moves a process (and the children it forks from now on) into the group.
     pub fn add(&self, pid: u32) -> std::io::Result<()> {
         for dir in &self.dirs {
@@ -175,13 +225,8 @@ impl InstanceGroup {
 
     /// Kills every process left in the group (including any that left the instance's process group).
     pub fn kill_all(&self) {
-        for dir in &self.dirs {
-            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            for pid in
-                procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()).filter_map(rustix::process::Pid::from_raw)
-            {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+        for pid in self.pids() {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
 }

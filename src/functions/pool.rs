@@ -33,8 +33,11 @@ pub struct Pool {
     waiting: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     retired: AtomicBool,
-    /// Wakes the reaper: an instance went idle, or the pool was retired.
+    /// Wakes the reaper: an instance went idle while it had nothing to wait for, the pool was retired, or the
+    /// provisioned count changed.
     wake: Notify,
+    /// The reaper has no deadline: the next instance to go idle must wake it (otherwise it wakes on its own).
+    reaper_parked: AtomicBool,
     /// Instances kept warm whatever the idle timeout (provisioned concurrency).
     min_warm: AtomicUsize,
     /// A provisioning task is running.
@@ -116,6 +119,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
             wake: Notify::new(),
+            reaper_parked: AtomicBool::new(false),
             min_warm: AtomicUsize::new(0),
             provisioning: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
@@ -316,7 +320,10 @@ impl Pool {
         let now = Instant::now();
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(Idle { instance, since: now });
-        self.wake.notify_one();
+        // Instances expire in the order they went idle: a reaper with a deadline is not woken for a newer one.
+        if self.reaper_parked.swap(false, Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
     }
 
     /// Stops the zygote (and its spare) once the pool has had no instance for the zygote idle timeout, so that an unused
@@ -397,11 +404,14 @@ async fn reap(pool: Arc<Pool>) {
             return;
         }
         let woken = pool.wake.notified();
+        // Set before looking, so that an instance going idle meanwhile wakes the reaper (a stored permit).
+        pool.reaper_parked.store(true, Ordering::SeqCst);
         let now = Instant::now();
         let instance_due = pool.reap_expired(now);
         let zygote_due = pool.reap_zygote(now).await;
         match instance_due.into_iter().chain(zygote_due).min() {
             Some(due) => {
+                pool.reaper_parked.store(false, Ordering::SeqCst);
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
                     _ = woken => {}

@@ -24,6 +24,35 @@ async fn a_bash_bootstrap_serves_requests() {
 }
 
 #[tokio::test]
+async fn only_the_instance_itself_may_use_its_runtime_api() {
+    let app = TestApp::start();
+    app.create_fixture("guarded", "custom_bash", json!({"Runtime": "CustomRuntime", "Handler": "index.handler"}))
+        .await
+        .unwrap();
+    let base = app.route_to("guarded").await.base;
+    let port = get(&format!("{base}/port")).await.text();
+    let port: u16 = port.parse().unwrap_or_else(|_| panic!("the function reports its Runtime API port: {port}"));
+
+    // Another local process (this test) asks for the next event and tries to answer one: the connection is closed
+    // without an answer.
+    for request in [
+        "GET /runtime/invocation/next HTTP/1.1\r\nHost: api\r\n\r\n".to_string(),
+        "POST /runtime/invocation/response HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n\r\n{}".to_string(),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the connection is closed, not left open");
+        assert!(answer.is_empty(), "no answer to a stranger: {}", String::from_utf8_lossy(&answer));
+    }
+    let reply = get(&format!("{base}/after")).await;
+    assert_eq!(reply.status, 200, "the instance still serves its own events: {}", reply.text());
+    assert!(reply.text().starts_with("custom runtime handled "), "{}", reply.text());
+}
+
+#[tokio::test]
 async fn a_bootstrap_that_never_reports_ready_times_out() {
     let app = TestApp::start();
     let created = json!({"Runtime": "CustomRuntime", "Handler": "index.handler", "InitTimeout": 1});
