@@ -87,6 +87,13 @@ pub struct ServeArgs {
     /// Seconds a request may wait for a free instance before it is answered 432 (HTTP 503).
     #[arg(long, env = "FNLB_QUEUE_TIMEOUT", default_value_t = crate::functions::DEFAULT_QUEUE_TIMEOUT.as_secs())]
     pub queue_timeout: u64,
+    /// Instances of one function that may be starting at once (its scale-out rate).
+    #[arg(long, env = "FNLB_MAX_STARTING_PER_FUNCTION", default_value_t = crate::functions::DEFAULT_MAX_STARTING_PER_FUNCTION)]
+    pub max_starting_per_function: usize,
+    /// Milliseconds a request waits for a busy instance of a function with short invocations to be released
+    /// before it starts another (0: start one at once).
+    #[arg(long, env = "FNLB_WARM_WAIT_LIMIT", default_value_t = crate::functions::DEFAULT_WARM_WAIT_LIMIT.as_millis() as u64)]
+    pub warm_wait_limit: u64,
 }
 
 impl ServeArgs {
@@ -101,6 +108,8 @@ impl ServeArgs {
         config.queue.retry_interval = Duration::from_secs(self.async_retry_interval);
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
+        config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
+        config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
         Ok(config)
     }
 }

@@ -64,6 +64,11 @@ pub struct EngineSettings {
     pub zygote_idle_timeout: Duration,
     pub max_queue_per_function: usize,
     pub queue_timeout: Duration,
+    /// Instances of one function version that may be starting at once.
+    pub max_starting_per_function: usize,
+    /// The longest a caller waits for a busy instance of a function with short invocations to be released before
+    /// it starts another (`Pool::instance`); zero: never wait.
+    pub warm_wait_limit: Duration,
     pub max_event_bytes: usize,
     pub max_response_bytes: usize,
     pub max_log_bytes: usize,
@@ -83,6 +88,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_ZYGOTE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_STARTING_PER_FUNCTION: usize = 4;
+pub const DEFAULT_WARM_WAIT_LIMIT: Duration = Duration::from_millis(10);
 /// Synchronous event and response limit (contract 1.4).
 pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 pub const DEFAULT_MAX_LOG_BYTES: usize = 1024 * 1024;
@@ -102,6 +109,8 @@ impl Default for EngineSettings {
             zygote_idle_timeout: DEFAULT_ZYGOTE_IDLE_TIMEOUT,
             max_queue_per_function: DEFAULT_MAX_QUEUE_PER_FUNCTION,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_starting_per_function: DEFAULT_MAX_STARTING_PER_FUNCTION,
+            warm_wait_limit: DEFAULT_WARM_WAIT_LIMIT,
             max_event_bytes: SYNC_PAYLOAD_LIMIT,
             max_response_bytes: SYNC_PAYLOAD_LIMIT,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,

@@ -3,7 +3,7 @@
 //! it wait in a bounded queue for a bounded time, and instances idle for longer than the idle timeout are
 //! stopped, down to zero.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,16 @@ pub struct Pool {
     last_used: Mutex<Instant>,
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+    /// One permit per instance that may be starting at once (the scale-out rate).
+    starting: Semaphore,
+    /// Invocations running now.
+    running: AtomicUsize,
+    /// Callers waiting for an instance; `released` wakes one when an instance goes idle.
+    instance_waiters: AtomicUsize,
+    released: Notify,
+    /// Moving averages of how long an invocation runs and how long a new instance takes to be ready.
+    invoke_time: Average,
+    start_time: Average,
 }
 
 /// A function's reserved concurrency: `None`, or its memory (MB) and a semaphore with that many permits.
@@ -76,6 +86,23 @@ pub struct Ran {
     pub cold_start: Option<Duration>,
 }
 
+/// A moving average of durations (each new sample weighs 1/8), kept in microseconds; zero until the first sample.
+#[derive(Default)]
+struct Average(AtomicU64);
+
+impl Average {
+    fn record(&self, sample: Duration) {
+        let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(if old == 0 { sample } else { old - old / 8 + sample / 8 })
+        });
+    }
+
+    fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+}
+
 /// Clears the provisioning flag when the task ends, however it ends.
 struct Provisioning<'a>(&'a AtomicBool);
 
@@ -104,6 +131,7 @@ impl Pool {
         reservation: Arc<Reservation>,
     ) -> Arc<Pool> {
         let PoolSpec { revision, launch, timeout, memory_mb, capacity, context_tail } = spec;
+        let settings_starts = settings.max_starting_per_function.max(1);
         let pool = Arc::new(Pool {
             revision,
             launch,
@@ -124,6 +152,12 @@ impl Pool {
             provisioning: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
             zygote: tokio::sync::Mutex::new(None),
+            starting: Semaphore::new(settings_starts),
+            running: AtomicUsize::new(0),
+            instance_waiters: AtomicUsize::new(0),
+            released: Notify::new(),
+            invoke_time: Average::default(),
+            start_time: Average::default(),
         });
         tokio::spawn(reap(pool.clone()));
         pool
@@ -154,15 +188,9 @@ impl Pool {
             Ok(permits) => permits,
             Err(e) => return fail(e),
         };
-        let (mut instance, cold_start) = match self.take_idle() {
-            Some(instance) => (instance, None),
-            None => match self.start_instance(&next_id).await {
-                Ok(instance) => {
-                    let init = instance.init_duration;
-                    (instance, Some(init))
-                }
-                Err(e) => return fail(start_error(e, log, self.settings.max_log_bytes)),
-            },
+        let (mut instance, cold_start) = match self.instance(&next_id).await {
+            Ok(pair) => pair,
+            Err(e) => return fail(start_error(e, log, self.settings.max_log_bytes)),
         };
         tracing::trace!(instance = instance.id, cold = cold_start.is_some(), "Running on instance.");
         if let Some(init) = cold_start {
@@ -186,7 +214,11 @@ impl Pool {
             b"}}",
         ];
         let timeout = limit.map_or(self.timeout, |l| l.min(self.timeout));
+        let started = Instant::now();
+        self.running.fetch_add(1, Ordering::Relaxed);
         let reply = instance.invoke(&parts, timeout, log, self.settings.max_log_bytes).await;
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        self.invoke_time.record(started.elapsed());
         let (result, mem_bytes) = match reply {
             Ok(Reply::Returned { json, mem_bytes }) if json.len() > self.settings.max_response_bytes => {
                 let e = FunctionError::new(
@@ -230,6 +262,60 @@ impl Pool {
         };
         self.put_idle(instance);
         Ran { result, mem_bytes, cold_start }
+    }
+
+    /// An instance for one invocation, and its start time when it had to be started. Scale-out policy:
+    /// * an idle instance is taken first (the most recently used);
+    /// * when the function's invocations are shorter than its instances take to start, a caller first waits for a
+    ///   running instance to be released, for about one start time (at most `warm_wait_limit`): a warm instance
+    ///   that frees up sooner serves it sooner, and under a burst of short invocations the function keeps about as
+    ///   many instances as the load needs rather than one per caller, which on a small machine means fewer
+    ///   processes competing for its cores and their caches;
+    /// * at most `max_starting_per_function` instances start at once (Tencent limits a function's scale-out rate
+    ///   too); a caller waiting for its turn still takes a released instance if one comes first.
+    async fn instance(&self, next_id: &impl Fn() -> u64) -> Result<(Instance, Option<Duration>), StartError> {
+        if let Some(instance) = self.take_idle() {
+            return Ok((instance, None));
+        }
+        self.instance_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.instance_waiters);
+        let patience = self.patience();
+        let start_after = Instant::now() + patience;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before looking, so that a release in between is not missed.
+            released.as_mut().enable();
+            if let Some(instance) = self.take_idle() {
+                return Ok((instance, None));
+            }
+            if Instant::now() < start_after {
+                let _ = tokio::time::timeout_at(start_after, released).await;
+                continue;
+            }
+            tokio::select! {
+                permit = self.starting.acquire() => {
+                    let _permit = permit.expect("the start semaphore is never closed");
+                    if let Some(instance) = self.take_idle() {
+                        return Ok((instance, None));
+                    }
+                    let instance = self.start_instance(next_id).await?;
+                    self.start_time.record(instance.init_duration);
+                    let init = instance.init_duration;
+                    return Ok((instance, Some(init)));
+                }
+                _ = released => {}
+            }
+        }
+    }
+
+    /// How long a caller waits for a running instance to be released before it starts one (`instance`).
+    fn patience(&self) -> Duration {
+        let start = self.start_time.get();
+        if self.running.load(Ordering::Relaxed) == 0 || start.is_zero() || self.invoke_time.get() >= start {
+            return Duration::ZERO;
+        }
+        start.min(self.settings.warm_wait_limit)
     }
 
     /// Starts a new instance: forked from the function's zygote when the runtime allows (the zygote is started
@@ -320,6 +406,9 @@ impl Pool {
         let now = Instant::now();
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(Idle { instance, since: now });
+        if self.instance_waiters.load(Ordering::SeqCst) > 0 {
+            self.released.notify_one();
+        }
         // Instances expire in the order they went idle: a reaper with a deadline is not woken for a newer one.
         if self.reaper_parked.swap(false, Ordering::SeqCst) {
             self.wake.notify_one();

@@ -427,3 +427,52 @@ async fn python_instances_are_forked_from_a_zygote() {
         assert_eq!(parent != "1", forked, "zygote {zygote}: parent {parent}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_requests_run_in_parallel_on_separate_instances() {
+    let app = TestApp::start();
+    app.create_fixture("napper", "napper", json!({})).await.unwrap();
+    let base = app.route_to("napper").await.base;
+    assert_eq!(get(&format!("{base}/")).await.status, 200, "one warm instance to begin with");
+    let started = std::time::Instant::now();
+    let naps: Vec<_> = (0..6)
+        .map(|_| {
+            let url = format!("{base}/nap");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let mut instances = std::collections::HashSet::new();
+    for nap in naps {
+        let reply = nap.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        instances.insert(reply.text());
+    }
+    assert_eq!(instances.len(), 6, "each of the six one-second naps ran on an instance of its own");
+    assert!(started.elapsed() < Duration::from_secs(5), "they ran side by side: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn instances_start_at_most_so_many_at_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--max-starting-per-function", "1"]);
+    app.create_fixture("slow-start", "slow_start", json!({})).await.unwrap();
+    let base = app.route_to("slow-start").await.base;
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let url = format!("{base}/");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let mut instances = std::collections::HashSet::new();
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        instances.insert(reply.text());
+    }
+    assert_eq!(instances.len(), 3, "three instances for three concurrent one-second calls");
+    // Started one after another (half a second each), the last call ends at least 1.5 s + 1 s after the first
+    // began; started together, all three would end after about 1.5 s.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(2300), "the starts overlapped: {elapsed:?}");
+}
