@@ -33,11 +33,12 @@ pub struct Pool {
     waiting: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     retired: AtomicBool,
-    /// Wakes the reaper: an instance went idle while it had nothing to wait for, the pool was retired, or the
-    /// provisioned count changed.
+    /// Wakes the reaper: an instance went idle that expires before the reaper would look again, the pool was
+    /// retired, or the provisioned count changed.
     wake: Notify,
-    /// The reaper has no deadline: the next instance to go idle must wake it (otherwise it wakes on its own).
-    reaper_parked: AtomicBool,
+    /// When the reaper looks again on its own, in microseconds since `epoch` (`u64::MAX`: not before it is woken).
+    reaper_due: AtomicU64,
+    epoch: Instant,
     /// Instances kept warm whatever the idle timeout (provisioned concurrency).
     min_warm: AtomicUsize,
     /// A provisioning task is running.
@@ -147,7 +148,8 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
             wake: Notify::new(),
-            reaper_parked: AtomicBool::new(false),
+            reaper_due: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
             min_warm: AtomicUsize::new(0),
             provisioning: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
@@ -409,10 +411,15 @@ impl Pool {
         if self.instance_waiters.load(Ordering::SeqCst) > 0 {
             self.released.notify_one();
         }
-        // Instances expire in the order they went idle: a reaper with a deadline is not woken for a newer one.
-        if self.reaper_parked.swap(false, Ordering::SeqCst) {
+        // Under load the reaper already waits for an older idle instance, which expires first: no wake-up then.
+        if self.reaper_due.load(Ordering::SeqCst) > self.micros(now + self.settings.idle_timeout) {
             self.wake.notify_one();
         }
+    }
+
+    /// An instant as microseconds since the pool was made.
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Stops the zygote (and its spare) once the pool has had no instance for the zygote idle timeout, so that an unused
@@ -493,14 +500,15 @@ async fn reap(pool: Arc<Pool>) {
             return;
         }
         let woken = pool.wake.notified();
-        // Set before looking, so that an instance going idle meanwhile wakes the reaper (a stored permit).
-        pool.reaper_parked.store(true, Ordering::SeqCst);
+        // While it looks, any instance going idle wakes it again (a stored permit): it may have looked too early.
+        pool.reaper_due.store(u64::MAX, Ordering::SeqCst);
         let now = Instant::now();
         let instance_due = pool.reap_expired(now);
         let zygote_due = pool.reap_zygote(now).await;
-        match instance_due.into_iter().chain(zygote_due).min() {
+        let due = instance_due.into_iter().chain(zygote_due).min();
+        pool.reaper_due.store(due.map_or(u64::MAX, |due| pool.micros(due)), Ordering::SeqCst);
+        match due {
             Some(due) => {
-                pool.reaper_parked.store(false, Ordering::SeqCst);
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
                     _ = woken => {}

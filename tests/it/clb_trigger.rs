@@ -413,6 +413,30 @@ async fn idle_instances_are_stopped_down_to_zero() {
 }
 
 #[tokio::test]
+async fn idle_instances_stop_while_the_zygote_stays() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1", "--zygote-idle-timeout", "600"]);
+    app.create_fixture("idle-fork", "echo", json!({})).await.unwrap();
+    let base = app.route_to("idle-fork").await.base;
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..2 {
+        let reply = get(&format!("{base}/")).await;
+        assert!(seen.insert(reply.header("x-instance").to_string()), "round {round}: a fresh instance");
+        // The instance, the zygote (in its sandbox) and the spare (forked in the background) run.
+        let running = eventually("the instance, the zygote and the spare run", Duration::from_secs(10), || async {
+            let running = crate::harness::instance_processes("idle-fork").len();
+            (running >= 3).then_some(running)
+        })
+        .await;
+        // Each time, the instance goes after its idle timeout; the zygote and the spare stay.
+        eventually("the idle instance stops", Duration::from_secs(10), || async {
+            (crate::harness::instance_processes("idle-fork").len() == running - 1).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn python_instances_are_forked_from_a_zygote() {
     for (zygote, forked) in [("true", true), ("false", false)] {
         let temp = tempfile::tempdir().unwrap();
