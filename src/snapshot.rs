@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::proxy::router::{RouteRule, Router};
+use crate::proxy::tls::ListenerTls;
 use crate::state::{CodeRef, Function, FunctionConfig, FunctionKey, LATEST, Protocol, State};
 
 pub struct Snapshot {
@@ -24,6 +25,8 @@ pub struct ListenerRoutes {
     pub addr: SocketAddr,
     pub router: Router,
     pub rules: Vec<RouteTarget>,
+    /// HTTPS listeners: the certificates by server name.
+    pub tls: Option<ListenerTls>,
 }
 
 /// Where a matched rule sends the request.
@@ -129,6 +132,8 @@ impl Snapshot {
                     }),
                 })
                 .collect();
+            let tls =
+                (listener.protocol == Protocol::Https).then(|| ListenerTls::compile(&state, listener, &router, &rules));
             let routes = ListenerRoutes {
                 lb_id: lb.id.clone(),
                 listener_id: listener.id.clone(),
@@ -136,6 +141,7 @@ impl Snapshot {
                 addr,
                 router,
                 rules: targets,
+                tls,
             };
             http_listeners.insert(addr, Arc::new(routes));
         }

@@ -81,6 +81,12 @@ impl From<StateError> for ApiError {
             | WebFunction(_)
             | TraditionalAccount(_)
             | BindingRegion(_) => "UnsupportedOperation",
+            CertificateNotFound(_) => "InvalidParameter.CertificateNotFound",
+            CertificateKind { .. } => "InvalidParameterValue",
+            CertificateInUse { .. } => "FailedOperation.CertificateInUse",
+            CertificateMissing(_) => "MissingParameter",
+            CaMissing => "InvalidParameter",
+            TlsNotApplicable(..) => "InvalidParameter",
         };
         ApiError::new(code, sentence(&e.to_string()))
     }

@@ -4,6 +4,7 @@ pub mod bridge;
 pub mod respond;
 pub mod router;
 mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,12 +26,15 @@ pub struct ProxySettings {
     pub drain_timeout: Duration,
     /// How long a client may take to send a request body (CLB's `client_body_timeout`); past it, 408.
     pub body_read_timeout: Duration,
+    /// How long a TLS handshake may take; past it, the connection is closed.
+    pub tls_handshake_timeout: Duration,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -39,13 +43,14 @@ impl Default for ProxySettings {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
 
 /// Whether listeners of a protocol serve traffic in this version (the others are stored and listed).
 pub fn serves(protocol: crate::state::Protocol) -> bool {
-    matches!(protocol, crate::state::Protocol::Http)
+    matches!(protocol, crate::state::Protocol::Http | crate::state::Protocol::Https)
 }
 
 pub struct Proxy {

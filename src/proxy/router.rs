@@ -40,6 +40,8 @@ pub struct Router {
     default: Option<usize>,
     /// One URL table per distinct domain.
     domains: Vec<UrlTable>,
+    /// The distinct domains as configured (lower-case unless a regular expression), by index.
+    names: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +117,7 @@ impl Router {
                 None => {
                     let d = router.domains.len();
                     router.domains.push(UrlTable::default());
+                    router.names.push(domain_key.clone());
                     domain_index.insert(domain_key.clone(), d);
                     match parse_domain(&domain_key) {
                         DomainPattern::Exact(name) => {
@@ -163,13 +166,24 @@ impl Router {
 
     /// Routes a request by its `Host` (port and case ignored) and its path (no query string).
     pub fn route(&self, host: &str, path: &str) -> Route {
-        let Some(table) = self.domain(host).map(|d| &self.domains[d]) else {
+        let Some(table) = self.domain_of(host).map(|d| &self.domains[d]) else {
             return Route::NotFound;
         };
         table.route(path)
     }
 
-    fn domain(&self, host: &str) -> Option<usize> {
+    /// The distinct domains, in the order of their index.
+    pub fn domain_names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// The index of the listener's default domain.
+    pub fn default_domain(&self) -> Option<usize> {
+        self.default
+    }
+
+    /// The index of the domain a host (or a TLS server name) falls under: its own, or the default domain.
+    pub fn domain_of(&self, host: &str) -> Option<usize> {
         let host = strip_port(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {

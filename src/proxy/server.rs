@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
 use super::bridge::{self, RequestInfo};
@@ -47,15 +48,25 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(handle(&proxy, addr, client, req).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let graceful = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%client, error = %e, "Connection ended with an error.");
+            let routes = proxy.control.snapshot().http_listeners.get(&addr).cloned();
+            let Some(tls) = routes.as_ref().and_then(|r| r.tls.as_ref().map(|tls| (r, tls))) else {
+                return serve_connection(proxy, builder, graceful, stream, addr, client, false).await;
+            };
+            let (routes, tls) = tls;
+            let accepted = async {
+                let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+                let config = tls.for_name(&routes.router, start.client_hello().server_name()).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "no certificate for this server name")
+                })?;
+                start.into_stream(config).await
+            };
+            match tokio::time::timeout(proxy.settings.tls_handshake_timeout, accepted).await {
+                Ok(Ok(stream)) => serve_connection(proxy, builder, graceful, stream, addr, client, true).await,
+                Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed."),
+                Err(_) => tracing::debug!(%client, "TLS handshake timed out."),
             }
         });
     }
@@ -63,6 +74,29 @@ pub async fn serve(
     let _ = closed.send(());
     if tokio::time::timeout(proxy.settings.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::debug!(%addr, "Connections still open after the drain period were cut.");
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one accepted connection (plain, or after the TLS handshake) until it ends or the
+/// listener drains.
+async fn serve_connection<I>(
+    proxy: Arc<Proxy>,
+    builder: auto::Builder<TokioExecutor>,
+    graceful: hyper_util::server::graceful::Watcher,
+    io: I,
+    addr: SocketAddr,
+    client: SocketAddr,
+    tls: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(handle(&proxy, addr, client, tls, req).await) }
+    });
+    let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service).into_owned());
+    if let Err(e) = conn.await {
+        tracing::debug!(%client, error = %e, "Connection ended with an error.");
     }
 }
 
@@ -77,7 +111,13 @@ fn connection_builder(settings: &ProxySettings) -> auto::Builder<TokioExecutor> 
     builder
 }
 
-async fn handle(proxy: &Proxy, addr: SocketAddr, client: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    proxy: &Proxy,
+    addr: SocketAddr,
+    client: SocketAddr,
+    tls: bool,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let start_ms = crate::clock::now_ms();
     let snapshot = proxy.control.snapshot();
     let Some(routes) = snapshot.http_listeners.get(&addr) else {
@@ -132,7 +172,7 @@ async fn handle(proxy: &Proxy, addr: SocketAddr, client: SocketAddr, req: Reques
             listener_id: &routes.listener_id,
             location_id: &target.location_id,
             vip: addr,
-            scheme: "http",
+            scheme: if tls { "https" } else { "http" },
             start_ms,
         };
         let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, &body, &info);

@@ -3,8 +3,8 @@
 //! Ids and times are decided by the caller, so that applying a command is deterministic.
 
 use super::model::{
-    Account, Alias, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion, LoadBalancerType,
-    Protocol, Scope,
+    Account, Alias, Certificate, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion,
+    LoadBalancerType, Protocol, Scope, TlsSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -112,6 +112,33 @@ pub enum Command {
         rule: RuleRef,
         targets: Vec<FunctionTarget>,
     },
+    /// Keeps a certificate (an upload, or one given inline with a listener or a domain).
+    PutCertificate(Certificate),
+    /// Refused while a listener or a domain uses it.
+    DeleteCertificate {
+        uin: String,
+        id: String,
+    },
+    /// Replaces the certificates of an HTTPS (without SNI) or TCP_SSL listener.
+    SetListenerTls {
+        scope: Scope,
+        lb_id: String,
+        listener_id: String,
+        tls: TlsSettings,
+    },
+    /// Changes the attributes every rule of one domain shares: its certificates (SNI), HTTP/2, whether it is the
+    /// listener's default domain.
+    ModifyDomain {
+        scope: Scope,
+        lb_id: String,
+        listener_id: String,
+        domain: String,
+        tls: Option<TlsSettings>,
+        http2: Option<bool>,
+        default_server: bool,
+    },
+    /// Several commands that succeed or fail together.
+    Batch(Vec<Command>),
 }
 
 #[derive(Clone, Debug)]
@@ -164,6 +191,7 @@ pub struct NewListener {
     pub session_expire_time: u32,
     pub sni_switch: bool,
     pub keepalive_enable: bool,
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +204,8 @@ pub struct NewRule {
     pub session_expire_time: u32,
     pub forward_type: String,
     pub http2: bool,
+    /// The domain's certificates (SNI listeners only).
+    pub tls: Option<TlsSettings>,
 }
 
 /// How a request names the rules it acts on.

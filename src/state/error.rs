@@ -83,4 +83,16 @@ pub enum StateError {
     QualifierNotFound { function: String, qualifier: String },
     #[error("functions cannot be bound to load balancers in region {0}")]
     BindingRegion(String),
+    #[error("certificate {0} does not exist")]
+    CertificateNotFound(String),
+    #[error("certificate {id} is a {found} certificate where a {wanted} certificate is needed")]
+    CertificateKind { id: String, found: &'static str, wanted: &'static str },
+    #[error("certificate {id} is used by listener {listener}")]
+    CertificateInUse { id: String, listener: String },
+    #[error("listener {0} needs a certificate")]
+    CertificateMissing(String),
+    #[error("mutual TLS needs a CA certificate (CertCaId or CertCaContent)")]
+    CaMissing,
+    #[error("listener {0}: {1}")]
+    TlsNotApplicable(String, &'static str),
 }

@@ -19,9 +19,9 @@ pub use command::{
 };
 pub use error::StateError;
 pub use model::{
-    Account, AccountKind, Alias, CodeRef, DEFAULT_ALIAS, Function, FunctionConfig, FunctionKey, FunctionTarget,
-    FunctionType, FunctionVersion, IpVersion, LATEST, Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol,
-    Rule, Scope,
+    Account, AccountKind, Alias, CertKind, Certificate, CodeRef, DEFAULT_ALIAS, Function, FunctionConfig, FunctionKey,
+    FunctionTarget, FunctionType, FunctionVersion, IpVersion, LATEST, Listener, LoadBalancer, LoadBalancerType,
+    Namespace, Protocol, Rule, Scope, TlsSettings,
 };
 
 /// VIPs given out when a request names none: the first free address from here on (decisions/0002).
@@ -77,6 +77,7 @@ pub enum EntityKey {
     LoadBalancer(String),
     Listener(String),
     Rule(String),
+    Certificate(String),
 }
 
 /// One stored entity, as the store reads and writes it.
@@ -88,6 +89,7 @@ pub enum Entity {
     LoadBalancer(LoadBalancer),
     Listener(Listener),
     Rule(Rule),
+    Certificate(Certificate),
 }
 
 /// What a successful command changed: the store writes these entities (or removes the ones now gone).
@@ -105,6 +107,7 @@ pub struct State {
     pub load_balancers: BTreeMap<String, LoadBalancer>,
     pub listeners: BTreeMap<String, Listener>,
     pub rules: BTreeMap<String, Rule>,
+    pub certificates: BTreeMap<String, Certificate>,
 }
 
 // === impl State ===
@@ -127,6 +130,9 @@ impl State {
                 }
                 Entity::Function(f) => {
                     state.functions.insert(f.key.clone(), f);
+                }
+                Entity::Certificate(c) => {
+                    state.certificates.insert(c.id.clone(), c);
                 }
                 Entity::LoadBalancer(lb) => {
                     state.load_balancers.insert(lb.id.clone(), lb);
@@ -151,6 +157,7 @@ impl State {
             EntityKey::LoadBalancer(k) => self.load_balancers.get(k).cloned().map(Entity::LoadBalancer),
             EntityKey::Listener(k) => self.listeners.get(k).cloned().map(Entity::Listener),
             EntityKey::Rule(k) => self.rules.get(k).cloned().map(Entity::Rule),
+            EntityKey::Certificate(k) => self.certificates.get(k).cloned().map(Entity::Certificate),
         }
     }
 
@@ -401,6 +408,64 @@ impl State {
             Command::RegisterFunctionTargets { rule, targets, now } => {
                 self.register_function_targets(&rule, targets, now, &mut touched)?
             }
+            Command::PutCertificate(certificate) => {
+                touched.push(EntityKey::Certificate(certificate.id.clone()));
+                self.certificates.insert(certificate.id.clone(), certificate);
+            }
+            Command::DeleteCertificate { uin, id } => {
+                self.certificate(&uin, &id)?;
+                let user = self
+                    .listeners
+                    .values()
+                    .find(|l| l.tls.iter().chain(l.domain_tls.values()).any(|t| t.all_ids().any(|c| *c == id)));
+                if let Some(listener) = user {
+                    return Err(StateError::CertificateInUse { id, listener: listener.id.clone() });
+                }
+                self.certificates.remove(&id);
+                touched.push(EntityKey::Certificate(id));
+            }
+            Command::SetListenerTls { scope, lb_id, listener_id, tls } => {
+                let listener = self.listener(&scope, &lb_id, &listener_id)?;
+                if listener.sni_switch || !matches!(listener.protocol, Protocol::Https | Protocol::TcpSsl) {
+                    let why = "only HTTPS listeners without SNI and TCP_SSL listeners have listener certificates";
+                    return Err(StateError::TlsNotApplicable(listener_id, why));
+                }
+                self.check_tls(&scope.uin, &tls)?;
+                self.listeners.get_mut(&listener_id).expect("listener checked above").tls = Some(tls);
+                touched.push(EntityKey::Listener(listener_id));
+            }
+            Command::ModifyDomain { scope, lb_id, listener_id, domain, tls, http2, default_server } => {
+                let listener = self.listener(&scope, &lb_id, &listener_id)?;
+                if !self.rules.values().any(|r| r.listener_id == listener_id && r.domain == domain) {
+                    return Err(StateError::DomainNotFound(domain));
+                }
+                if let Some(tls) = &tls {
+                    if !listener.sni_switch {
+                        let why = "domain certificates need an HTTPS listener with SNI (SniSwitch 1)";
+                        return Err(StateError::TlsNotApplicable(listener_id, why));
+                    }
+                    self.check_tls(&scope.uin, tls)?;
+                }
+                let listener = self.listeners.get_mut(&listener_id).expect("listener checked above");
+                if let Some(tls) = tls {
+                    listener.domain_tls.insert(domain.clone(), tls);
+                }
+                if default_server {
+                    listener.default_domain = Some(domain.clone());
+                }
+                touched.push(EntityKey::Listener(listener_id.clone()));
+                if let Some(http2) = http2 {
+                    for rule in self.rules.values_mut().filter(|r| r.listener_id == listener_id && r.domain == domain) {
+                        rule.http2 = http2;
+                        touched.push(EntityKey::Rule(rule.id.clone()));
+                    }
+                }
+            }
+            Command::Batch(commands) => {
+                for command in commands {
+                    touched.extend(self.apply_in_place(command)?.touched);
+                }
+            }
             Command::DeregisterFunctionTargets { rule, targets } => {
                 let rule_id = self.resolve_rule(&rule)?;
                 let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
@@ -528,6 +593,16 @@ impl State {
                     listener: other.id.clone(),
                 });
             }
+            let needs_tls = new.protocol == Protocol::TcpSsl || (new.protocol == Protocol::Https && !new.sni_switch);
+            match &new.tls {
+                Some(tls) if needs_tls => self.check_tls(&scope.uin, tls)?,
+                Some(_) => {
+                    let why = "only HTTPS listeners without SNI and TCP_SSL listeners have listener certificates";
+                    return Err(StateError::TlsNotApplicable(new.id, why));
+                }
+                None if needs_tls => return Err(StateError::CertificateMissing(new.id)),
+                None => {}
+            }
             let listener = Listener {
                 id: new.id.clone(),
                 lb_id: lb_id.to_string(),
@@ -540,6 +615,8 @@ impl State {
                 keepalive_enable: new.keepalive_enable,
                 default_domain: None,
                 create_time: now,
+                tls: new.tls,
+                domain_tls: BTreeMap::new(),
             };
             self.listeners.insert(new.id.clone(), listener);
             touched.push(EntityKey::Listener(new.id));
@@ -571,7 +648,18 @@ impl State {
             if let Some(other) = on_listener.iter().find(|r| r.domain == new.domain && r.url == new.url) {
                 return Err(StateError::RuleExists { domain: new.domain, url: new.url, location: other.id.clone() });
             }
+            if let Some(tls) = &new.tls {
+                if !self.listeners[listener_id].sni_switch {
+                    let why = "domain certificates need an HTTPS listener with SNI (SniSwitch 1)";
+                    return Err(StateError::TlsNotApplicable(listener_id.to_string(), why));
+                }
+                self.check_tls(&scope.uin, tls)?;
+            }
             let listener = self.listeners.get_mut(listener_id).expect("listener checked above");
+            if let Some(tls) = new.tls {
+                listener.domain_tls.insert(new.domain.clone(), tls);
+                touched.push(EntityKey::Listener(listener_id.to_string()));
+            }
             if listener.default_domain.is_none() || new.default_server {
                 listener.default_domain = Some(new.domain.clone());
                 touched.push(EntityKey::Listener(listener_id.to_string()));
@@ -735,6 +823,38 @@ impl State {
     // --- lookups, each checked against the caller's scope ---
 
     /// `default` always exists; the others once created.
+    /// A certificate of an account.
+    pub fn certificate(&self, uin: &str, id: &str) -> Result<&Certificate, StateError> {
+        self.certificates
+            .get(id)
+            .filter(|c| c.uin == uin)
+            .ok_or_else(|| StateError::CertificateNotFound(id.to_string()))
+    }
+
+    /// The certificates named exist, are the account's and of the right kind; mutual TLS has its CA.
+    fn check_tls(&self, uin: &str, tls: &TlsSettings) -> Result<(), StateError> {
+        let kind = |id: &String, wanted: CertKind| {
+            let found = self.certificate(uin, id)?.kind;
+            if found == wanted {
+                Ok(())
+            } else {
+                Err(StateError::CertificateKind { id: id.clone(), found: found.as_api(), wanted: wanted.as_api() })
+            }
+        };
+        if tls.cert_ids.is_empty() {
+            return Err(StateError::CertificateMissing(String::new()));
+        }
+        for id in &tls.cert_ids {
+            kind(id, CertKind::Server)?;
+        }
+        match &tls.ca_cert_id {
+            Some(ca) => kind(ca, CertKind::Ca)?,
+            None if tls.mutual => return Err(StateError::CaMissing),
+            None => {}
+        }
+        Ok(())
+    }
+
     pub fn namespace_exists(&self, scope: &Scope, name: &str) -> bool {
         name == DEFAULT_NAMESPACE || self.namespaces.contains_key(&(scope.clone(), name.to_string()))
     }
@@ -838,6 +958,11 @@ impl State {
         for rule in self.rules.values() {
             let listener = self.listeners.get(&rule.listener_id);
             assert!(listener.is_some_and(|l| l.lb_id == rule.lb_id), "rule {} has no listener", rule.id);
+        }
+        for listener in self.listeners.values() {
+            for id in listener.tls.iter().chain(listener.domain_tls.values()).flat_map(TlsSettings::all_ids) {
+                assert!(self.certificates.contains_key(id), "listener {} uses missing certificate {id}", listener.id);
+            }
         }
     }
 }

@@ -285,6 +285,64 @@ pub struct Listener {
     /// The domain used when a request's host matches no rule (layer 7 only; the first domain by default).
     pub default_domain: Option<String>,
     pub create_time: i64,
+    /// The listener's certificates (HTTPS without SNI, TCP_SSL).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Each domain's certificates (HTTPS with SNI: `SniSwitch` 1).
+    #[serde(default)]
+    pub domain_tls: BTreeMap<String, TlsSettings>,
+}
+
+/// A certificate as Tencent's SSL certificate service keeps it: a server certificate with its private key, or a
+/// CA certificate that client certificates are checked against (mutual TLS).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub id: String,
+    /// The owning account.
+    pub uin: String,
+    pub name: String,
+    pub kind: CertKind,
+    /// The certificate chain, PEM.
+    pub cert_pem: String,
+    /// A server certificate's private key, PEM. No API action returns it.
+    pub key_pem: Option<String>,
+    pub create_time: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertKind {
+    /// `SVR`: a server certificate with its key.
+    Server,
+    /// `CA`: a certificate authority for client certificates.
+    Ca,
+}
+
+impl CertKind {
+    pub fn as_api(self) -> &'static str {
+        match self {
+            CertKind::Server => "SVR",
+            CertKind::Ca => "CA",
+        }
+    }
+}
+
+/// How a listener or a domain terminates TLS (`Certificate` / `MultiCertInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSettings {
+    /// `MUTUAL`: clients present certificates signed by `ca_cert_id`; otherwise `UNIDIRECTIONAL`.
+    pub mutual: bool,
+    /// `SSLVerifyClient` `OPTIONAL` (mutual only): a client without a certificate is let through.
+    pub verify_optional: bool,
+    /// Server certificates: one, or several with different key algorithms (RSA and ECDSA side by side).
+    pub cert_ids: Vec<String>,
+    pub ca_cert_id: Option<String>,
+}
+
+impl TlsSettings {
+    /// Every certificate it names.
+    pub fn all_ids(&self) -> impl Iterator<Item = &String> {
+        self.cert_ids.iter().chain(self.ca_cert_id.iter())
+    }
 }
 
 /// The one function a rule forwards to (the CLB trigger).

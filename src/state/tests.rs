@@ -68,6 +68,7 @@ fn create_listener(lb: &str, id: &str, protocol: Protocol, port: u16) -> Command
             session_expire_time: 0,
             sni_switch: false,
             keepalive_enable: false,
+            tls: None,
         }],
         now: 1,
     }
@@ -87,6 +88,7 @@ fn create_rule(lb: &str, listener: &str, id: &str, domain: &str, url: &str, now:
             session_expire_time: 0,
             forward_type: "HTTP".to_string(),
             http2: false,
+            tls: None,
         }],
         now,
     }
@@ -308,4 +310,78 @@ fn vips_are_given_out_in_order_and_batches_are_atomic() {
     let batch = Command::CreateLoadBalancers(vec![auto("lb-4"), clash.into_iter().next().unwrap()]);
     assert!(matches!(s.apply(batch), Err(StateError::VipInUse(..))));
     assert!(!s.load_balancers.contains_key("lb-4"), "a refused batch creates nothing");
+}
+
+fn certificate(id: &str, kind: CertKind) -> Certificate {
+    Certificate {
+        id: id.to_string(),
+        uin: scope().uin,
+        name: id.to_string(),
+        kind,
+        cert_pem: "PEM".to_string(),
+        key_pem: (kind == CertKind::Server).then(|| "KEY".to_string()),
+        create_time: 1,
+    }
+}
+
+fn https_listener(id: &str, port: u16, tls: Option<TlsSettings>) -> Command {
+    let Command::CreateListeners { scope, lb_id, mut listeners, now } =
+        create_listener("lb-1", id, Protocol::Https, port)
+    else {
+        unreachable!()
+    };
+    listeners[0].tls = tls;
+    Command::CreateListeners { scope, lb_id, listeners, now }
+}
+
+fn tls(certs: &[&str], ca: Option<&str>, mutual: bool) -> TlsSettings {
+    TlsSettings {
+        mutual,
+        verify_optional: false,
+        cert_ids: certs.iter().map(|c| c.to_string()).collect(),
+        ca_cert_id: ca.map(str::to_string),
+    }
+}
+
+#[test]
+fn listeners_use_certificates_that_exist_and_fit() {
+    let mut s = base();
+    assert!(matches!(s.apply(https_listener("lbl-s", 443, None)), Err(StateError::CertificateMissing(_))));
+    // A certificate given inline is kept only if the listener that uses it is created.
+    let refused = Command::Batch(vec![
+        Command::PutCertificate(certificate("srv", CertKind::Server)),
+        https_listener("lbl-s", 80, Some(tls(&["srv"], None, false))),
+    ]);
+    assert!(matches!(s.apply(refused), Err(StateError::PortInUse { .. })));
+    assert!(s.certificates.is_empty());
+    s.apply(Command::PutCertificate(certificate("srv", CertKind::Server))).unwrap();
+    s.apply(Command::PutCertificate(certificate("ca", CertKind::Ca))).unwrap();
+    assert!(matches!(
+        s.apply(https_listener("lbl-s", 443, Some(tls(&["ca"], None, false)))),
+        Err(StateError::CertificateKind { .. })
+    ));
+    assert!(matches!(
+        s.apply(https_listener("lbl-s", 443, Some(tls(&["srv"], None, true)))),
+        Err(StateError::CaMissing)
+    ));
+    assert!(matches!(
+        s.apply(https_listener("lbl-s", 443, Some(tls(&["nope"], None, false)))),
+        Err(StateError::CertificateNotFound(_))
+    ));
+    s.apply(https_listener("lbl-s", 443, Some(tls(&["srv"], Some("ca"), true)))).unwrap();
+    let delete = |id: &str| Command::DeleteCertificate { uin: scope().uin, id: id.to_string() };
+    assert!(matches!(s.apply(delete("ca")), Err(StateError::CertificateInUse { .. })));
+    s.apply(Command::DeleteListener { scope: scope(), lb_id: "lb-1".into(), listener_id: "lbl-s".into() }).unwrap();
+    s.apply(delete("ca")).unwrap();
+    // Domain certificates belong to SNI listeners only.
+    let modify = Command::ModifyDomain {
+        scope: scope(),
+        lb_id: "lb-1".into(),
+        listener_id: "lbl-1".into(),
+        domain: "a.com".into(),
+        tls: Some(tls(&["srv"], None, false)),
+        http2: None,
+        default_server: false,
+    };
+    assert!(matches!(s.apply(modify), Err(StateError::TlsNotApplicable(..))));
 }

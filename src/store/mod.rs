@@ -18,6 +18,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot make the store at {path} private to this user")]
+    Permissions {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("store query failed")]
     Sql(#[from] rusqlite::Error),
     #[error("stored entity {key} cannot be read")]
@@ -96,6 +102,22 @@ pub const TASKS_KEPT: i64 = 100_000;
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        // The store holds secrets (account keys, certificates' private keys): only fnlb's user may read it. The
+        // file is created with that mode, SQLite gives its journal files the same, and an older store is fixed.
+        let private = |path: &Path| {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let made = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+            made.and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        };
+        private(path).map_err(|e| StoreError::Permissions { path: path.display().to_string(), source: e })?;
+        for journal in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(journal);
+            let journal = Path::new(&name);
+            if journal.exists() {
+                let _ = private(journal);
+            }
+        }
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
@@ -351,5 +373,6 @@ fn key_parts(key: &EntityKey) -> (&'static str, String) {
         EntityKey::LoadBalancer(id) => ("load_balancer", id.clone()),
         EntityKey::Listener(id) => ("listener", id.clone()),
         EntityKey::Rule(id) => ("rule", id.clone()),
+        EntityKey::Certificate(id) => ("certificate", id.clone()),
     }
 }

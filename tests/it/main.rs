@@ -7,6 +7,7 @@ mod cli;
 mod custom_runtime;
 mod failures;
 mod harness;
+mod https;
 mod isolation;
 mod limits;
 mod namespaces;

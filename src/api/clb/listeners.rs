@@ -56,6 +56,13 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     if needs_certificate && req.certificate.is_none() && req.multi_cert_info.is_none() {
         return Err(ApiError::missing("Certificate"));
     }
+    let tls = super::certificates::read(ctx, req.certificate, req.multi_cert_info)?;
+    if tls.is_some() && !needs_certificate {
+        return Err(ApiError::new(
+            "InvalidParameter",
+            "Certificates belong to HTTPS listeners without SNI and TCP_SSL listeners (with SNI, to domains).",
+        ));
+    }
     let scheduler = req.scheduler.unwrap_or_else(|| "WRR".to_string());
     if !matches!(scheduler.as_str(), "WRR" | "LEAST_CONN") {
         return Err(ApiError::new(
@@ -91,6 +98,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             session_expire_time: session_expire_time as u32,
             sni_switch: sni,
             keepalive_enable,
+            tls: tls.as_ref().map(|t| t.settings.clone()),
         });
     }
     let ids: Vec<String> = listeners.iter().map(|l| l.id.clone()).collect();
@@ -102,12 +110,13 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     } else {
         Vec::new()
     };
-    let command = Command::CreateListeners {
+    let create = Command::CreateListeners {
         scope: ctx.scope.clone(),
         lb_id: lb_id.clone(),
         listeners,
         now: crate::clock::now_ms(),
     };
+    let command = with_certificates(tls.map(|t| t.new_certificates).unwrap_or_default(), create);
     // Refuse what the state refuses before touching the host, then make sure each port can be bound.
     ctx.snapshot.state.try_apply(command.clone())?;
     let sockets = &ctx.api.sockets;
@@ -158,12 +167,7 @@ fn listener_output(ctx: &Ctx<'_>, l: &Listener) -> Value {
     } else {
         Value::Null
     };
-    let certificate = match l.protocol {
-        Protocol::Https | Protocol::TcpSsl => {
-            json!({"SSLMode": "UNIDIRECTIONAL", "SSLVerifyClient": null, "CertId": "", "CertCaId": null, "ExtCertIds": null})
-        }
-        _ => Value::Null,
-    };
+    let certificate = super::certificates::output(l.tls.as_ref());
     json!({
         "ListenerId": l.id,
         "Protocol": l.protocol.as_api(),
@@ -209,5 +213,51 @@ pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         listener_id: req.listener_id,
     };
     ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
+    Ok(Map::new())
+}
+
+/// A change that uses certificates given inline, applied together with keeping them.
+pub fn with_certificates(mut new_certificates: Vec<Command>, change: Command) -> Command {
+    if new_certificates.is_empty() {
+        return change;
+    }
+    new_certificates.push(change);
+    Command::Batch(new_certificates)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModifyListener {
+    load_balancer_id: String,
+    listener_id: String,
+    listener_name: Option<String>,
+    certificate: Option<Value>,
+    multi_cert_info: Option<Value>,
+}
+
+/// ModifyListener: the listener's certificates (replaced without dropping a connection: new handshakes use the
+/// new ones). Other attributes are not changed by this server yet and are refused when given.
+pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let unsupported = ["SessionExpireTime", "HealthCheck", "Scheduler", "SniSwitch", "KeepaliveEnable", "TargetType"];
+    if let Some(name) = unsupported.iter().find(|name| p.contains_key(**name)) {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!("Changing `{name}` is not supported by this server."),
+        ));
+    }
+    let req: ModifyListener = parse(p)?;
+    if req.listener_name.is_some() && req.certificate.is_none() && req.multi_cert_info.is_none() {
+        return Ok(Map::new());
+    }
+    let Some(tls) = super::certificates::read(ctx, req.certificate, req.multi_cert_info)? else {
+        return Err(ApiError::missing("Certificate"));
+    };
+    let change = Command::SetListenerTls {
+        scope: ctx.scope.clone(),
+        lb_id: req.load_balancer_id.clone(),
+        listener_id: req.listener_id,
+        tls: tls.settings,
+    };
+    ctx.apply(with_certificates(tls.new_certificates, change), Some(vec![req.load_balancer_id])).await?;
     Ok(Map::new())
 }

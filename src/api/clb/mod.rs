@@ -1,5 +1,6 @@
 //! CLB (`2018-03-17`) actions.
 
+pub mod certificates;
 pub mod listeners;
 pub mod load_balancers;
 pub mod rules;

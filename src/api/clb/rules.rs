@@ -26,6 +26,8 @@ struct RuleInput {
     forward_type: Option<String>,
     default_server: Option<bool>,
     http2: Option<bool>,
+    certificate: Option<Value>,
+    multi_cert_info: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +47,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         return Err(ApiError::missing("Rules"));
     }
     let mut rules = Vec::with_capacity(req.rules.len());
+    let mut new_certificates = Vec::new();
     for input in req.rules {
         let domain = match (input.domain, input.domains) {
             (Some(d), _) => d,
@@ -78,7 +81,19 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         if !matches!(forward_type.as_str(), "HTTP" | "HTTPS" | "GRPC" | "GRPCS" | "TRPC") {
             return Err(ApiError::new("InvalidParameterValue", format!("ForwardType `{forward_type}` is not valid.")));
         }
+        let tls = super::certificates::read(ctx, input.certificate, input.multi_cert_info)?;
+        if tls.is_some() && !listener.sni_switch {
+            return Err(ApiError::new(
+                "InvalidParameter",
+                "A rule's Certificate applies only to an HTTPS listener with SNI (SniSwitch 1).",
+            ));
+        }
+        let tls = tls.map(|t| {
+            new_certificates.extend(t.new_certificates);
+            t.settings
+        });
         rules.push(NewRule {
+            tls,
             id: crate::ids::resource_id("loc"),
             domain,
             url: input.url,
@@ -90,13 +105,14 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         });
     }
     let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
-    let command = Command::CreateRules {
+    let create = Command::CreateRules {
         scope: ctx.scope.clone(),
         lb_id: req.load_balancer_id.clone(),
         listener_id: req.listener_id,
         rules,
         now: crate::clock::now_ms(),
     };
+    let command = super::listeners::with_certificates(new_certificates, create);
     ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
     Ok(obj([("LocationIds", json!(ids))]))
 }
@@ -162,7 +178,7 @@ pub fn rule_output(ctx: &Ctx<'_>, listener: &Listener, rule: &Rule) -> Value {
         "Url": rule.url,
         "SessionExpireTime": rule.session_expire_time,
         "HealthCheck": health_check_output(),
-        "Certificate": null,
+        "Certificate": super::certificates::output(listener.domain_tls.get(&rule.domain)),
         "Scheduler": rule.scheduler,
         "ListenerId": listener.id,
         "RewriteTarget": {"TargetListenerId": null, "TargetLocationId": null, "RewriteCode": null, "TakeUrl": null, "RewriteType": null},
@@ -210,6 +226,47 @@ pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         selector,
         new_default_domain: req.new_default_server_domain.map(|d| normalize_domain(&d)),
     };
+    ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
+    Ok(Map::new())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModifyDomainAttributes {
+    load_balancer_id: String,
+    listener_id: String,
+    domain: String,
+    certificate: Option<Value>,
+    multi_cert_info: Option<Value>,
+    http2: Option<bool>,
+    default_server: Option<bool>,
+}
+
+/// ModifyDomainAttributes: a domain's certificates (SNI listeners), HTTP/2 and default-server flag.
+pub async fn modify_domain(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let unsupported = ["NewDomain", "NewDefaultServerDomain", "NewDomains", "Quic", "Domains", "Tags"];
+    if let Some(name) = unsupported.iter().find(|name| p.contains_key(**name)) {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!("Changing `{name}` is not supported by this server."),
+        ));
+    }
+    let req: ModifyDomainAttributes = parse(p)?;
+    let tls = super::certificates::read(ctx, req.certificate, req.multi_cert_info)?;
+    let (tls, new_certificates) = match tls {
+        Some(t) => (Some(t.settings), t.new_certificates),
+        None => (None, Vec::new()),
+    };
+    let change = Command::ModifyDomain {
+        scope: ctx.scope.clone(),
+        lb_id: req.load_balancer_id.clone(),
+        listener_id: req.listener_id,
+        domain: normalize_domain(&req.domain),
+        tls,
+        http2: req.http2,
+        default_server: req.default_server.unwrap_or(false),
+    };
+    let command = super::listeners::with_certificates(new_certificates, change);
     ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
     Ok(Map::new())
 }
