@@ -47,11 +47,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sockets = Arc::new(Sockets::default());
+    let health = Arc::new(crate::proxy::health::Health::default());
     let proxy = Arc::new(Proxy {
         control: control.clone(),
         functions: engine.clone(),
         settings: config.proxy.clone(),
         sockets: sockets.clone(),
+        upstreams: crate::proxy::upstream::Upstreams::new(config.upstream.clone(), health.clone()),
+        health: health.clone(),
     });
     let proxy_task = tokio::spawn(proxy.run(stop_rx.clone()));
 
@@ -67,6 +70,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         settings: config.api.clone(),
         sockets,
         queue,
+        health,
     });
     let api_task = tokio::spawn(api.serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");

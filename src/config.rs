@@ -41,6 +41,7 @@ pub struct Config {
     pub api: ApiSettings,
     pub engine: EngineSettings,
     pub proxy: ProxySettings,
+    pub upstream: crate::proxy::upstream::UpstreamSettings,
     pub queue: QueueSettings,
 }
 
@@ -73,6 +74,7 @@ impl Config {
             api,
             engine: EngineSettings::default(),
             proxy: ProxySettings::default(),
+            upstream: Default::default(),
             queue: QueueSettings::default(),
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::proxy::router::{RouteRule, Router};
 use crate::proxy::tls::ListenerTls;
-use crate::state::{CodeRef, Function, FunctionConfig, FunctionKey, LATEST, Protocol, State};
+use crate::state::{CodeRef, Function, FunctionConfig, FunctionKey, HealthCheck, LATEST, Protocol, State};
 
 pub struct Snapshot {
     pub version: u64,
@@ -33,7 +33,12 @@ pub struct ListenerRoutes {
 #[derive(Clone, Debug)]
 pub struct RouteTarget {
     pub location_id: String,
+    pub domain: String,
     pub function: Option<(FunctionKey, String)>,
+    /// Server targets and their weights; the rule's scheduler and health check.
+    pub servers: Vec<(SocketAddr, u32)>,
+    pub scheduler: String,
+    pub health_check: HealthCheck,
 }
 
 /// What the function engine needs to run a function.
@@ -122,6 +127,14 @@ impl Snapshot {
                 .iter()
                 .map(|r| RouteTarget {
                     location_id: r.id.clone(),
+                    domain: r.domain.clone(),
+                    servers: r
+                        .servers
+                        .iter()
+                        .filter_map(|s| Some((SocketAddr::new(s.ip.parse().ok()?, s.port), s.weight)))
+                        .collect(),
+                    scheduler: r.scheduler.clone(),
+                    health_check: r.health_check.clone(),
                     function: r.function.as_ref().map(|t| {
                         let key = FunctionKey {
                             scope: lb.scope.clone(),

@@ -340,6 +340,10 @@ pub const ACTIONS: &[ActionInfo] = &[
         &["LoadBalancerId", "ListenerId", "FunctionTargets", "LocationId", "Domain", "Url"],
     ),
     clb("DescribeTargets", &["LoadBalancerId", "ListenerIds", "Protocol", "Port", "Filters"]),
+    clb("RegisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
+    clb("DeregisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
+    clb("ModifyTargetWeight", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Targets", "Weight"]),
+    clb("DescribeTargetHealth", &["LoadBalancerIds", "Filters"]),
     clb("DescribeTaskStatus", &["TaskId", "DealName"]),
 ];
 
@@ -392,6 +396,10 @@ pub async fn dispatch(
         (Service::Clb, "RegisterFunctionTargets") => clb::targets::register_functions(ctx, p).await,
         (Service::Clb, "DeregisterFunctionTargets") => clb::targets::deregister_functions(ctx, p).await,
         (Service::Clb, "DescribeTargets") => clb::targets::describe(ctx, p),
+        (Service::Clb, "RegisterTargets") => clb::targets::register_servers(ctx, p).await,
+        (Service::Clb, "DeregisterTargets") => clb::targets::deregister_servers(ctx, p).await,
+        (Service::Clb, "ModifyTargetWeight") => clb::targets::modify_weight(ctx, p).await,
+        (Service::Clb, "DescribeTargetHealth") => clb::targets::describe_health(ctx, p),
         (Service::Clb, "DescribeTaskStatus") => clb::tasks::describe(ctx, p).await,
         _ => Err(ApiError::new("InvalidAction", format!("The action `{action}` is not implemented."))),
     }

@@ -81,6 +81,10 @@ impl From<StateError> for ApiError {
             | WebFunction(_)
             | TraditionalAccount(_)
             | BindingRegion(_) => "UnsupportedOperation",
+            RuleHasFunctionTarget(_) | RuleHasServers(_) => "InvalidParameter",
+            TargetQuota { .. } => "LimitExceeded",
+            TargetExists { .. } => "InvalidParameter.RegisterTargetsDuplicate",
+            TargetNotFound { .. } => "InvalidParameter",
             CertificateNotFound(_) => "InvalidParameter.CertificateNotFound",
             CertificateKind { .. } => "InvalidParameterValue",
             CertificateInUse { .. } => "FailedOperation.CertificateInUse",

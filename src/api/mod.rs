@@ -104,6 +104,8 @@ pub struct Api {
     pub sockets: Arc<Sockets>,
     /// Asynchronous invocations.
     pub queue: Arc<AsyncQueue>,
+    /// Server targets' health, as the checks see it.
+    pub health: Arc<crate::proxy::health::Health>,
 }
 
 /// One authenticated request, as handlers see it.

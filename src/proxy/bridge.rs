@@ -68,6 +68,30 @@ struct RequestContext<'a> {
 const BALANCER_HEADERS: &[&str] =
     &["x-stgw-time", "x-client-proto", "x-forwarded-proto", "x-client-proto-ver", "x-real-ip", "x-forwarded-for"];
 
+/// The headers CLB adds to every request it forwards, to servers and functions alike (contract 1.2): `X-Stgw-Time`, `X-Client-Proto`, `X-Forwarded-Proto`, `X-Client-Proto-Ver`, `X-Real-IP`,
+/// and `X-Forwarded-For` (the client's address appended to what the client sent).
+pub fn balancer_headers(
+    headers: &HeaderMap,
+    version: Version,
+    client: SocketAddr,
+    scheme: &str,
+    start_ms: i64,
+) -> Vec<(&'static str, String)> {
+    let client_ip = client.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {client_ip}"),
+        _ => client_ip.clone(),
+    };
+    vec![
+        ("X-Stgw-Time", format!("{}.{:03}", start_ms / 1000, start_ms % 1000)),
+        ("X-Client-Proto", scheme.to_string()),
+        ("X-Forwarded-Proto", scheme.to_string()),
+        ("X-Client-Proto-Ver", version_text(version).to_string()),
+        ("X-Real-IP", client_ip),
+        ("X-Forwarded-For", forwarded_for),
+    ]
+}
+
 /// Builds the CLB event for a request as JSON text.
 pub fn event(
     method: &Method,
@@ -88,12 +112,7 @@ pub fn event(
         let shown = if title_case { title_case_name(name.as_str()) } else { name.as_str().to_string() };
         out_headers.insert(shown, values.join(sep).into());
     }
-    // The headers CLB adds for every backend (contract 1.2).
     let client_ip = info.client.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {client_ip}"),
-        _ => client_ip.clone(),
-    };
     let name = |n: &'static str| {
         if title_case { n.to_string() } else { n.to_ascii_lowercase() }
     };
@@ -105,12 +124,9 @@ pub fn event(
         // HTTP/2 carries the host in the request's authority.
         out_headers.insert(name("Host"), authority.as_str().into());
     }
-    out_headers.insert(name("X-Stgw-Time"), format!("{}.{:03}", info.start_ms / 1000, info.start_ms % 1000).into());
-    out_headers.insert(name("X-Client-Proto"), info.scheme.into());
-    out_headers.insert(name("X-Forwarded-Proto"), info.scheme.into());
-    out_headers.insert(name("X-Client-Proto-Ver"), version_text(version).into());
-    out_headers.insert(name("X-Real-IP"), client_ip.clone().into());
-    out_headers.insert(name("X-Forwarded-For"), forwarded_for.into());
+    for (header, value) in balancer_headers(headers, version, info.client, info.scheme, info.start_ms) {
+        out_headers.insert(name(header), value.into());
+    }
 
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (payload, base64) = payload(content_type, body);

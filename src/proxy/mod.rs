@@ -1,10 +1,12 @@
 //! The data plane's load balancer: one accept loop per layer-7 listener, reconciled with each snapshot.
 
 pub mod bridge;
+pub mod health;
 pub mod respond;
 pub mod router;
 mod server;
 pub mod tls;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +60,9 @@ pub struct Proxy {
     pub functions: Arc<Engine>,
     pub settings: ProxySettings,
     pub sockets: Arc<Sockets>,
+    /// Rules' server targets: balancers and the connection pool.
+    pub upstreams: upstream::Upstreams,
+    pub health: Arc<health::Health>,
 }
 
 /// Listening sockets bound ahead of a change: the API binds a new listener's address before it commits the
@@ -145,6 +150,8 @@ impl Proxy {
     async fn reconcile(self: &Arc<Self>, running: &mut HashMap<SocketAddr, Running>) -> bool {
         let snapshot = self.control.snapshot();
         self.functions.reconcile(&snapshot);
+        self.health.reconcile(&snapshot);
+        self.upstreams.reconcile(&snapshot);
         let mut closing = Vec::new();
         running.retain(|addr, r| {
             let keep = snapshot.http_listeners.contains_key(addr);

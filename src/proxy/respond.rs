@@ -2,11 +2,18 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 
 use crate::functions::{FunctionError, status};
 
-pub type Body = Full<Bytes>;
+/// A response body: one the balancer made, a function's, or a server's streamed through.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A body held in memory.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
 
 /// The HTTP status a function failure is answered with.
 pub fn function_status(code: u16) -> StatusCode {
@@ -48,6 +55,16 @@ pub fn request_timeout() -> Response<Body> {
     page(StatusCode::REQUEST_TIMEOUT, "408 Request Time-out")
 }
 
+/// No server target could be reached, or it broke the exchange.
+pub fn bad_gateway() -> Response<Body> {
+    page(StatusCode::BAD_GATEWAY, "502 Bad Gateway")
+}
+
+/// The server target did not answer within the read timeout.
+pub fn gateway_timeout() -> Response<Body> {
+    page(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
+}
+
 pub fn bad_request() -> Response<Body> {
     page(StatusCode::BAD_REQUEST, "400 Bad Request")
 }
@@ -69,7 +86,7 @@ fn page(status: StatusCode, title: &str) -> Response<Body> {
 }
 
 fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response

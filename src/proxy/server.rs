@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -139,6 +139,13 @@ async fn handle(
         Route::NotFound => return respond::not_found(),
     };
     let target = &routes.rules[index];
+    if !target.servers.is_empty() {
+        let mut req = req;
+        let scheme = if tls { "https" } else { "http" };
+        let headers = bridge::balancer_headers(req.headers(), req.version(), client, scheme, start_ms);
+        super::upstream::prepare(&mut req, &headers);
+        return proxy.upstreams.forward(target, client.ip(), req).await;
+    }
     let Some((key, qualifier)) = &target.function else {
         return respond::no_target();
     };
@@ -180,7 +187,7 @@ async fn handle(
         match invocation.result {
             Ok(json) => match bridge::integration_response(&json) {
                 Some(integration) => {
-                    let mut response = Response::new(Full::new(integration.body));
+                    let mut response = Response::new(respond::full(integration.body));
                     *response.status_mut() = integration.status;
                     *response.headers_mut() = integration.headers;
                     response

@@ -3,8 +3,8 @@
 //! Ids and times are decided by the caller, so that applying a command is deterministic.
 
 use super::model::{
-    Account, Alias, Certificate, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, IpVersion,
-    LoadBalancerType, Protocol, Scope, TlsSettings,
+    Account, Alias, Certificate, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, HealthCheck,
+    IpVersion, LoadBalancerType, Protocol, Scope, ServerTarget, TlsSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -112,6 +112,22 @@ pub enum Command {
         rule: RuleRef,
         targets: Vec<FunctionTarget>,
     },
+    /// Adds backend servers to a rule.
+    RegisterTargets {
+        rule: RuleRef,
+        targets: Vec<ServerTarget>,
+    },
+    /// Removes backend servers (by address) from a rule.
+    DeregisterTargets {
+        rule: RuleRef,
+        targets: Vec<(String, u16)>,
+    },
+    /// Sets the weight of a rule's servers (by address).
+    ModifyTargetWeight {
+        rule: RuleRef,
+        targets: Vec<(String, u16)>,
+        weight: u32,
+    },
     /// Keeps a certificate (an upload, or one given inline with a listener or a domain).
     PutCertificate(Certificate),
     /// Refused while a listener or a domain uses it.
@@ -206,6 +222,7 @@ pub struct NewRule {
     pub http2: bool,
     /// The domain's certificates (SNI listeners only).
     pub tls: Option<TlsSettings>,
+    pub health_check: HealthCheck,
 }
 
 /// How a request names the rules it acts on.

@@ -83,6 +83,16 @@ pub enum StateError {
     QualifierNotFound { function: String, qualifier: String },
     #[error("functions cannot be bound to load balancers in region {0}")]
     BindingRegion(String),
+    #[error("rule {0} forwards to a function; a rule forwards to servers or to a function, not both")]
+    RuleHasFunctionTarget(String),
+    #[error("rule {0} forwards to servers; a rule forwards to servers or to a function, not both")]
+    RuleHasServers(String),
+    #[error("rule {rule} already has {limit} servers, the most it may have")]
+    TargetQuota { rule: String, limit: usize },
+    #[error("server {target} is already registered with rule {rule}")]
+    TargetExists { rule: String, target: String },
+    #[error("server {target} is not registered with rule {rule}")]
+    TargetNotFound { rule: String, target: String },
     #[error("certificate {0} does not exist")]
     CertificateNotFound(String),
     #[error("certificate {id} is a {found} certificate where a {wanted} certificate is needed")]

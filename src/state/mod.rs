@@ -20,8 +20,8 @@ pub use command::{
 pub use error::StateError;
 pub use model::{
     Account, AccountKind, Alias, CertKind, Certificate, CodeRef, DEFAULT_ALIAS, Function, FunctionConfig, FunctionKey,
-    FunctionTarget, FunctionType, FunctionVersion, IpVersion, LATEST, Listener, LoadBalancer, LoadBalancerType,
-    Namespace, Protocol, Rule, Scope, TlsSettings,
+    FunctionTarget, FunctionType, FunctionVersion, HealthCheck, IpVersion, LATEST, Listener, LoadBalancer,
+    LoadBalancerType, Namespace, Protocol, Rule, Scope, ServerTarget, TlsSettings,
 };
 
 /// VIPs given out when a request names none: the first free address from here on (decisions/0002).
@@ -39,6 +39,8 @@ pub struct Limits {
     pub load_balancers_per_region: usize,
     pub listeners_per_load_balancer: usize,
     pub rules_per_listener: usize,
+    /// Backend servers per rule (contract 5.1).
+    pub targets_per_rule: usize,
     /// Regions where functions may be bound to load balancers (contract 0.6).
     pub binding_regions: Vec<String>,
 }
@@ -51,6 +53,7 @@ impl Default for Limits {
             load_balancers_per_region: 200,
             listeners_per_load_balancer: 50,
             rules_per_listener: 50,
+            targets_per_rule: 100,
             binding_regions: DEFAULT_BINDING_REGIONS.iter().map(|r| r.to_string()).collect(),
         }
     }
@@ -408,6 +411,47 @@ impl State {
             Command::RegisterFunctionTargets { rule, targets, now } => {
                 self.register_function_targets(&rule, targets, now, &mut touched)?
             }
+            Command::RegisterTargets { rule, targets } => {
+                let rule_id = self.resolve_rule(&rule)?;
+                let limit = self.limits.targets_per_rule;
+                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+                if entry.function.is_some() {
+                    return Err(StateError::RuleHasFunctionTarget(rule_id));
+                }
+                for target in targets {
+                    if entry.servers.iter().any(|s| s.ip == target.ip && s.port == target.port) {
+                        let target = format!("{}:{}", target.ip, target.port);
+                        return Err(StateError::TargetExists { rule: rule_id, target });
+                    }
+                    if entry.servers.len() >= limit {
+                        return Err(StateError::TargetQuota { rule: rule_id, limit });
+                    }
+                    entry.servers.push(target);
+                }
+                touched.push(EntityKey::Rule(rule_id));
+            }
+            Command::DeregisterTargets { rule, targets } => {
+                let rule_id = self.resolve_rule(&rule)?;
+                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+                for (ip, port) in targets {
+                    let Some(at) = entry.servers.iter().position(|s| s.ip == ip && s.port == port) else {
+                        return Err(StateError::TargetNotFound { rule: rule_id, target: format!("{ip}:{port}") });
+                    };
+                    entry.servers.remove(at);
+                }
+                touched.push(EntityKey::Rule(rule_id));
+            }
+            Command::ModifyTargetWeight { rule, targets, weight } => {
+                let rule_id = self.resolve_rule(&rule)?;
+                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+                for (ip, port) in targets {
+                    let Some(server) = entry.servers.iter_mut().find(|s| s.ip == ip && s.port == port) else {
+                        return Err(StateError::TargetNotFound { rule: rule_id, target: format!("{ip}:{port}") });
+                    };
+                    server.weight = weight;
+                }
+                touched.push(EntityKey::Rule(rule_id));
+            }
             Command::PutCertificate(certificate) => {
                 touched.push(EntityKey::Certificate(certificate.id.clone()));
                 self.certificates.insert(certificate.id.clone(), certificate);
@@ -676,6 +720,8 @@ impl State {
                 http2: new.http2,
                 create_time: now,
                 function: None,
+                servers: Vec::new(),
+                health_check: new.health_check,
             };
             self.rules.insert(new.id.clone(), rule);
             touched.push(EntityKey::Rule(new.id));
@@ -786,6 +832,9 @@ impl State {
             }
         }
         let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+        if !entry.servers.is_empty() {
+            return Err(StateError::RuleHasServers(rule_id));
+        }
         for mut target in targets {
             if let Some(bound) = &entry.function {
                 if bound.namespace == target.namespace && bound.name == target.name {

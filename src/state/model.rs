@@ -370,4 +370,53 @@ pub struct Rule {
     pub http2: bool,
     pub create_time: i64,
     pub function: Option<FunctionTarget>,
+    /// Backend servers (a rule forwards to servers or to one function, not both).
+    #[serde(default)]
+    pub servers: Vec<ServerTarget>,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+/// A backend server of a rule, by address (`EniIp` + `Port`): on this host or reachable from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerTarget {
+    pub ip: String,
+    pub port: u16,
+    /// 0–100; 0 takes no new requests.
+    pub weight: u32,
+    pub add_time: i64,
+}
+
+/// A rule's active health check of its servers (contract 5.3 `HealthCheck`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub timeout_s: u32,
+    pub interval_s: u32,
+    /// Consecutive successes that make a target healthy, and failures that make it unhealthy.
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Status classes that count as healthy: 1 = 1xx, 2 = 2xx, 4 = 3xx, 8 = 4xx, 16 = 5xx.
+    pub http_codes: u32,
+    pub path: String,
+    /// The `Host` of a check; empty: the rule's domain.
+    pub domain: String,
+    /// `HEAD` or `GET`.
+    pub method: String,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            enabled: true,
+            timeout_s: 2,
+            interval_s: 5,
+            healthy_threshold: 3,
+            unhealthy_threshold: 3,
+            http_codes: 31,
+            path: "/".to_string(),
+            domain: String::new(),
+            method: "HEAD".to_string(),
+        }
+    }
 }

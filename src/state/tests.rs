@@ -89,6 +89,7 @@ fn create_rule(lb: &str, listener: &str, id: &str, domain: &str, url: &str, now:
             forward_type: "HTTP".to_string(),
             http2: false,
             tls: None,
+            health_check: HealthCheck::default(),
         }],
         now,
     }

@@ -15,4 +15,5 @@ mod node;
 mod persistence;
 mod sdk;
 mod serve;
+mod servers;
 mod versions;

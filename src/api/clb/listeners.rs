@@ -173,7 +173,7 @@ fn listener_output(ctx: &Ctx<'_>, l: &Listener) -> Value {
         "Protocol": l.protocol.as_api(),
         "Port": l.port,
         "Certificate": certificate,
-        "HealthCheck": if layer7 { Value::Null } else { health_check_output() },
+        "HealthCheck": if layer7 { Value::Null } else { health_check_output(&crate::state::HealthCheck::default()) },
         "Scheduler": if layer7 { Value::Null } else { json!(l.scheduler) },
         "SessionExpireTime": if layer7 { Value::Null } else { json!(l.session_expire_time) },
         "SniSwitch": i64::from(l.sni_switch),

@@ -10,7 +10,7 @@ use super::health_check_output;
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
 use crate::proxy::router::{DomainPattern, UrlPattern, compile_regex, parse_domain, parse_url};
-use crate::state::{Command, Listener, NewRule, Rule, RulesSelector};
+use crate::state::{Command, HealthCheck, Listener, NewRule, Rule, RulesSelector};
 
 static PLAIN_DOMAIN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9.\-_]+$").expect("valid pattern"));
 static PLAIN_URL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^/[a-zA-Z0-9.\-_/=?:]*$").expect("valid pattern"));
@@ -28,6 +28,7 @@ struct RuleInput {
     http2: Option<bool>,
     certificate: Option<Value>,
     multi_cert_info: Option<Value>,
+    health_check: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -92,8 +93,13 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             new_certificates.extend(t.new_certificates);
             t.settings
         });
+        let health_check = match input.health_check {
+            Some(value) => super::health_check_input(value, &HealthCheck::default())?,
+            None => HealthCheck::default(),
+        };
         rules.push(NewRule {
             tls,
+            health_check,
             id: crate::ids::resource_id("loc"),
             domain,
             url: input.url,
@@ -177,7 +183,7 @@ pub fn rule_output(ctx: &Ctx<'_>, listener: &Listener, rule: &Rule) -> Value {
         "Domain": rule.domain,
         "Url": rule.url,
         "SessionExpireTime": rule.session_expire_time,
-        "HealthCheck": health_check_output(),
+        "HealthCheck": health_check_output(&rule.health_check),
         "Certificate": super::certificates::output(listener.domain_tls.get(&rule.domain)),
         "Scheduler": rule.scheduler,
         "ListenerId": listener.id,

@@ -1,4 +1,5 @@
-//! RegisterFunctionTargets, DeregisterFunctionTargets, DescribeTargets.
+//! Function targets (RegisterFunctionTargets, DeregisterFunctionTargets), server targets (RegisterTargets,
+//! DeregisterTargets, ModifyTargetWeight), DescribeTargets and DescribeTargetHealth.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -6,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::rules::normalize_domain;
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
-use crate::state::{Command, FunctionTarget, RuleRef};
+use crate::state::{Command, FunctionTarget, RuleRef, ServerTarget};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -150,11 +151,12 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
                     .filter(|r| location_filter.as_ref().is_none_or(|ids| ids.contains(&r.id)))
                     .map(|r| {
                         let functions: Vec<Value> = r.function.iter().map(function_target_output).collect();
+                        let servers: Vec<Value> = r.servers.iter().map(|t| server_output(ctx, t)).collect();
                         json!({
                             "LocationId": r.id,
                             "Domain": r.domain,
                             "Url": r.url,
-                            "Targets": [],
+                            "Targets": servers,
                             "FunctionTargets": functions,
                         })
                     })
@@ -189,4 +191,199 @@ fn function_target_output(t: &FunctionTarget) -> Value {
         },
         "Weight": t.weight,
     })
+}
+
+/// A `Backend` object: a server target.
+fn server_output(ctx: &Ctx<'_>, t: &ServerTarget) -> Value {
+    json!({
+        "Type": "ENI",
+        "InstanceId": "",
+        "Port": t.port,
+        "Weight": t.weight,
+        "PublicIpAddresses": [],
+        "PrivateIpAddresses": [t.ip],
+        "InstanceName": "",
+        "RegisteredTime": ctx.time(t.add_time),
+        "EniId": "",
+        "Zone": "",
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TargetInput {
+    port: Option<i64>,
+    #[allow(dead_code)]
+    r#type: Option<String>,
+    instance_id: Option<String>,
+    eni_ip: Option<String>,
+    weight: Option<i64>,
+    #[allow(dead_code)]
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Targets {
+    load_balancer_id: String,
+    listener_id: String,
+    targets: Vec<TargetInput>,
+    location_id: Option<String>,
+    domain: Option<String>,
+    url: Option<String>,
+    weight: Option<i64>,
+}
+
+/// The most targets one call may name (contract 5.4).
+const TARGETS_PER_CALL: usize = 20;
+
+/// A target's address and weight from a `Target` object.
+fn target_input(t: TargetInput) -> Result<(String, u16, Option<u32>), ApiError> {
+    if t.instance_id.is_some() {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            "This server has no CVM instances: name a target by EniIp and Port.",
+        ));
+    }
+    let Some(ip) = t.eni_ip else { return Err(ApiError::missing("Targets.EniIp")) };
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(ApiError::new("InvalidParameterValue", format!("EniIp `{ip}` is not an IP address.")));
+    }
+    let Some(port) = t.port else { return Err(ApiError::missing("Targets.Port")) };
+    let port = u16::try_from(port).ok().filter(|p| *p >= 1).ok_or_else(|| {
+        ApiError::new("InvalidParameterValue.Range", format!("Port {port} is not valid: ports are 1 to 65535."))
+    })?;
+    let weight = t.weight.map(weight).transpose()?;
+    Ok((ip, port, weight))
+}
+
+fn weight(w: i64) -> Result<u32, ApiError> {
+    u32::try_from(w).ok().filter(|w| *w <= 100).ok_or_else(|| {
+        ApiError::new("InvalidParameterValue.Range", format!("Weight {w} is not valid: weights are 0 to 100."))
+    })
+}
+
+/// A target named by a request: address, port and its own weight when given.
+type NamedTarget = (String, u16, Option<u32>);
+
+/// The rule, the targets and the common `Weight` of a targets request.
+fn targets_request(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Vec<NamedTarget>, Option<i64>), ApiError> {
+    let req: Targets = parse(p)?;
+    if req.targets.is_empty() {
+        return Err(ApiError::missing("Targets"));
+    }
+    if req.targets.len() > TARGETS_PER_CALL {
+        return Err(ApiError::new(
+            "LimitExceeded",
+            format!("One call names at most {TARGETS_PER_CALL} targets, not {}.", req.targets.len()),
+        ));
+    }
+    let listener = ctx.snapshot.state.listener(&ctx.scope, &req.load_balancer_id, &req.listener_id)?;
+    if !listener.protocol.is_layer7() {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            "Targets of layer-4 listeners are not served by this server yet; use an HTTP or HTTPS listener's rule.",
+        ));
+    }
+    if req.location_id.is_none() && req.url.is_none() {
+        return Err(ApiError::missing("LocationId"));
+    }
+    let targets = req.targets.into_iter().map(target_input).collect::<Result<Vec<_>, _>>()?;
+    let rule = RuleRef {
+        scope: ctx.scope.clone(),
+        lb_id: req.load_balancer_id,
+        listener_id: req.listener_id,
+        location_id: req.location_id,
+        domain: req.domain.map(|d| normalize_domain(&d)),
+        url: req.url,
+    };
+    Ok((rule, targets, req.weight))
+}
+
+pub async fn register_servers(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let (rule, targets, _) = targets_request(ctx, p)?;
+    let now = crate::clock::now_ms();
+    let targets = targets
+        .into_iter()
+        .map(|(ip, port, weight)| ServerTarget { ip, port, weight: weight.unwrap_or(10), add_time: now })
+        .collect();
+    let lb = rule.lb_id.clone();
+    ctx.apply(Command::RegisterTargets { rule, targets }, Some(vec![lb])).await?;
+    Ok(Map::new())
+}
+
+pub async fn deregister_servers(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let (rule, targets, _) = targets_request(ctx, p)?;
+    let targets = targets.into_iter().map(|(ip, port, _)| (ip, port)).collect();
+    let lb = rule.lb_id.clone();
+    ctx.apply(Command::DeregisterTargets { rule, targets }, Some(vec![lb])).await?;
+    Ok(Map::new())
+}
+
+/// ModifyTargetWeight: `Weight` for all the targets named (a target's own `Weight` wins).
+pub async fn modify_weight(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let (rule, targets, common) = targets_request(ctx, p)?;
+    let common = common.map(weight).transpose()?;
+    let lb = rule.lb_id.clone();
+    // One command per distinct weight, applied together.
+    let mut by_weight: std::collections::BTreeMap<u32, Vec<(String, u16)>> = Default::default();
+    for (ip, port, own) in targets {
+        let Some(w) = own.or(common) else { return Err(ApiError::missing("Weight")) };
+        by_weight.entry(w).or_default().push((ip, port));
+    }
+    let commands: Vec<Command> = by_weight
+        .into_iter()
+        .map(|(weight, targets)| Command::ModifyTargetWeight { rule: rule.clone(), targets, weight })
+        .collect();
+    ctx.apply(Command::Batch(commands), Some(vec![lb])).await?;
+    Ok(Map::new())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeTargetHealth {
+    load_balancer_ids: Vec<String>,
+}
+
+/// DescribeTargetHealth: each server target's health as the active checks see it.
+pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DescribeTargetHealth = parse(p)?;
+    let state = &ctx.snapshot.state;
+    let mut load_balancers = Vec::new();
+    for lb_id in &req.load_balancer_ids {
+        let lb = state.load_balancer(&ctx.scope, lb_id)?;
+        let listeners: Vec<Value> = state
+            .listeners_of(lb_id)
+            .into_iter()
+            .filter(|l| l.protocol.is_layer7())
+            .map(|l| {
+                let rules: Vec<Value> = state
+                    .rules_of(&l.id)
+                    .into_iter()
+                    .map(|r| {
+                        let targets: Vec<Value> = r
+                            .servers
+                            .iter()
+                            .map(|t| {
+                                let health = ctx.api.health.status(&r.id, &t.ip, t.port);
+                                json!({
+                                    "IP": t.ip,
+                                    "Port": t.port,
+                                    "HealthStatus": health.is_healthy(),
+                                    "TargetId": format!("{}:{}", t.ip, t.port),
+                                    "HealthStatusDetail": health.as_api(),
+                                    "TargetGroupId": null,
+                                    "Weight": t.weight,
+                                })
+                            })
+                            .collect();
+                        json!({"LocationId": r.id, "Domain": r.domain, "Url": r.url, "Targets": targets})
+                    })
+                    .collect();
+                json!({"ListenerId": l.id, "ListenerName": l.name, "Protocol": l.protocol.as_api(), "Port": l.port, "Rules": rules})
+            })
+            .collect();
+        load_balancers.push(json!({"LoadBalancerId": lb.id, "LoadBalancerName": lb.name, "Listeners": listeners}));
+    }
+    Ok(obj([("LoadBalancers", json!(load_balancers))]))
 }

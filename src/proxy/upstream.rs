@@ -1,0 +1,305 @@
+//! Forwarding to a rule's server targets: the rule's scheduler picks a target among those that take traffic
+//! (weight above 0, not unhealthy), the request streams to it over a pooled keep-alive connection, and the
+//! response streams back. A target that cannot be connected to within the connect timeout is skipped and the
+//! request goes to another; no answer within the read timeout is 504.
+//!
+//! Schedulers (contract 5.3): `WRR`, smooth weighted round robin (nginx's: no burst to the heaviest target);
+//! `LEAST_CONN`, the fewest requests in flight relative to weight; `IP_HASH`, the client address hashed over the
+//! weighted targets, so a client keeps its target while the set does not change.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use super::bridge::is_hop_by_hop;
+use super::health::{Health, TargetState};
+use super::respond::{self, Body};
+use crate::snapshot::{RouteTarget, Snapshot};
+
+/// Limits of forwarding to servers. Each is a documented setting (docs/configuration.md).
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// CLB's `proxy_connect_timeout`.
+    pub connect_timeout: Duration,
+    /// CLB's `proxy_read_timeout`: from the request sent to the response head.
+    pub read_timeout: Duration,
+    /// Idle keep-alive connections kept per target.
+    pub idle_per_target: usize,
+    /// Targets tried for one request when connecting fails.
+    pub max_tries: usize,
+}
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_IDLE_PER_TARGET: usize = 64;
+pub const DEFAULT_MAX_TRIES: usize = 3;
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            idle_per_target: DEFAULT_IDLE_PER_TARGET,
+            max_tries: DEFAULT_MAX_TRIES,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheduler {
+    WeightedRoundRobin,
+    LeastConnections,
+    IpHash,
+}
+
+/// One rule's targets, as the scheduler sees them.
+pub struct Balancer {
+    scheduler: Scheduler,
+    targets: Vec<Backend>,
+    /// Smooth WRR's current weights, one per target.
+    current: Mutex<Vec<i64>>,
+}
+
+struct Backend {
+    addr: SocketAddr,
+    weight: i64,
+    state: Arc<TargetState>,
+}
+
+impl Balancer {
+    fn new(rule: &RouteTarget, health: &Health) -> Balancer {
+        let scheduler = match rule.scheduler.as_str() {
+            "LEAST_CONN" => Scheduler::LeastConnections,
+            "IP_HASH" => Scheduler::IpHash,
+            _ => Scheduler::WeightedRoundRobin,
+        };
+        let targets: Vec<Backend> = rule
+            .servers
+            .iter()
+            .map(|(addr, weight)| Backend {
+                addr: *addr,
+                weight: i64::from(*weight),
+                state: health.target(&rule.location_id, *addr),
+            })
+            .collect();
+        let current = Mutex::new(vec![0; targets.len()]);
+        Balancer { scheduler, targets, current }
+    }
+
+    /// The target for a request, leaving out those already tried; `None` when no target takes traffic.
+    fn pick(&self, client: IpAddr, tried: &[SocketAddr]) -> Option<&Backend> {
+        let eligible = |b: &&Backend| b.weight > 0 && b.state.takes_traffic() && !tried.contains(&b.addr);
+        match self.scheduler {
+            Scheduler::WeightedRoundRobin => {
+                let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+                let mut total = 0;
+                let mut best: Option<usize> = None;
+                for (i, backend) in self.targets.iter().enumerate().filter(|(_, b)| eligible(b)) {
+                    current[i] += backend.weight;
+                    total += backend.weight;
+                    if best.is_none_or(|b| current[i] > current[b]) {
+                        best = Some(i);
+                    }
+                }
+                let best = best?;
+                current[best] -= total;
+                Some(&self.targets[best])
+            }
+            Scheduler::LeastConnections => self.targets.iter().filter(eligible).min_by(|a, b| {
+                // a.active / a.weight < b.active / b.weight, without division.
+                let load = |x: &Backend| x.state.active.load(Ordering::Relaxed) as i64;
+                (load(a) * b.weight).cmp(&(load(b) * a.weight))
+            }),
+            Scheduler::IpHash => {
+                let candidates: Vec<&Backend> = self.targets.iter().filter(eligible).collect();
+                let total: i64 = candidates.iter().map(|b| b.weight).sum();
+                if total == 0 {
+                    return None;
+                }
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                client.hash(&mut hasher);
+                let mut point = (hasher.finish() % total as u64) as i64;
+                candidates.into_iter().find(|b| {
+                    point -= b.weight;
+                    point < 0
+                })
+            }
+        }
+    }
+}
+
+/// The balancers of the current snapshot's rules, and the connection pool.
+pub struct Upstreams {
+    settings: UpstreamSettings,
+    health: Arc<Health>,
+    balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
+}
+
+/// Counts a request as in flight to a target while it exists.
+struct InFlight(Arc<TargetState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Upstreams {
+    pub fn new(settings: UpstreamSettings, health: Arc<Health>) -> Upstreams {
+        Upstreams { settings, health, balancers: Default::default(), idle: Mutex::new(HashMap::new()) }
+    }
+
+    /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
+    pub fn reconcile(&self, snapshot: &Snapshot) {
+        let mut balancers = HashMap::new();
+        for routes in snapshot.http_listeners.values() {
+            for rule in routes.rules.iter().filter(|r| !r.servers.is_empty()) {
+                balancers.insert(rule.location_id.clone(), Arc::new(Balancer::new(rule, &self.health)));
+            }
+        }
+        let addrs: std::collections::HashSet<SocketAddr> =
+            balancers.values().flat_map(|b| b.targets.iter().map(|t| t.addr)).collect();
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).retain(|addr, _| addrs.contains(addr));
+        self.balancers.store(Arc::new(balancers));
+    }
+
+    fn balancer(&self, rule: &RouteTarget) -> Arc<Balancer> {
+        match self.balancers.load().get(&rule.location_id) {
+            Some(balancer) => balancer.clone(),
+            // A snapshot newer than the last reconcile: its targets, with what is known of them.
+            None => Arc::new(Balancer::new(rule, &self.health)),
+        }
+    }
+
+    /// Forwards a request (its head already carrying the balancer's headers) to one of the rule's servers.
+    pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Incoming>) -> Response<Body> {
+        let balancer = self.balancer(rule);
+        let mut tried = Vec::new();
+        loop {
+            let Some(backend) = balancer.pick(client, &tried) else {
+                return if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
+            };
+            tried.push(backend.addr);
+            backend.state.active.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(backend.state.clone());
+            let mut sender = match self.sender(backend.addr).await {
+                Ok(sender) => sender,
+                Err(e) => {
+                    tracing::debug!(target = %backend.addr, error = %e, "Cannot connect to a target; trying another.");
+                    if tried.len() >= self.settings.max_tries {
+                        return respond::bad_gateway();
+                    }
+                    continue;
+                }
+            };
+            let sent = tokio::time::timeout(self.settings.read_timeout, sender.try_send_request(request)).await;
+            let response = match sent {
+                Err(_) => return respond::gateway_timeout(),
+                Ok(Ok(response)) => response,
+                Ok(Err(mut e)) => match e.take_message() {
+                    // Not sent (a kept-alive connection the server had closed): try again, on a new connection.
+                    Some(unsent) if tried.len() < self.settings.max_tries => {
+                        tracing::debug!(target = %backend.addr, error = %e.error(), "A pooled connection failed.");
+                        request = unsent;
+                        tried.pop();
+                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&backend.addr);
+                        continue;
+                    }
+                    _ => {
+                        tracing::debug!(target = %backend.addr, error = %e.error(), "Forwarding failed.");
+                        return respond::bad_gateway();
+                    }
+                },
+            };
+            self.keep(backend.addr, sender);
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            // The request counts as in flight until its response body is done.
+            let body = body.map_frame(move |frame| {
+                let _ = &in_flight;
+                frame
+            });
+            return Response::from_parts(parts, body.boxed());
+        }
+    }
+
+    /// A ready pooled connection to `addr`, or a new one.
+    async fn sender(&self, addr: SocketAddr) -> std::io::Result<SendRequest<Incoming>> {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(senders) = idle.get_mut(&addr) {
+                senders.retain(|s| !s.is_closed());
+                if let Some(at) = senders.iter().position(SendRequest::is_ready) {
+                    return Ok(senders.swap_remove(at));
+                }
+            }
+        }
+        let stream = tokio::time::timeout(self.settings.connect_timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%addr, error = %e, "An upstream connection ended with an error.");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Keeps a connection for the next request to the same target (it is ready again once this response's body
+    /// has been read), up to the idle limit.
+    fn keep(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let senders = idle.entry(addr).or_default();
+        if senders.len() < self.settings.idle_per_target {
+            senders.push(sender);
+        }
+    }
+}
+
+/// The request as a server receives it from CLB: origin-form URI, no hop-by-hop headers, and the balancer's
+/// own headers (contract 1.2).
+pub fn prepare(request: &mut Request<Incoming>, balancer_headers: &[(&'static str, String)]) {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    *request.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    // HTTP/2 clients give the host as the authority; servers get it as Host.
+    *request.version_mut() = http::Version::HTTP_11;
+    let headers = request.headers_mut();
+    strip_hop_by_hop(headers);
+    for (name, value) in balancer_headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers a `Connection` header names are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let hop: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    for name in hop {
+        headers.remove(name);
+    }
+}
