@@ -38,6 +38,8 @@ pub struct RouteTarget {
     /// Server targets and their weights; the rule's scheduler and health check.
     pub servers: Vec<(SocketAddr, u32)>,
     pub scheduler: String,
+    /// Session persistence by cookie, seconds (0: off).
+    pub session_expire_time: u32,
     pub health_check: HealthCheck,
 }
 
@@ -134,6 +136,7 @@ impl Snapshot {
                         .filter_map(|s| Some((SocketAddr::new(s.ip.parse().ok()?, s.port), s.weight)))
                         .collect(),
                     scheduler: r.scheduler.clone(),
+                    session_expire_time: r.session_expire_time,
                     health_check: r.health_check.clone(),
                     function: r.function.as_ref().map(|t| {
                         let key = FunctionKey {

@@ -62,9 +62,14 @@ enum Scheduler {
     IpHash,
 }
 
+/// The cookie CLB inserts for session persistence (`SessionExpireTime` > 0 with `WRR`).
+pub const PERSISTENCE_COOKIE: &str = "tgw_l7_route";
+
 /// One rule's targets, as the scheduler sees them.
 pub struct Balancer {
     scheduler: Scheduler,
+    /// Session persistence: how long the cookie naming a client's target lasts (WRR rules only).
+    persistence: Option<u32>,
     targets: Vec<Backend>,
     /// Smooth WRR's current weights, one per target.
     current: Mutex<Vec<i64>>,
@@ -74,6 +79,8 @@ struct Backend {
     addr: SocketAddr,
     weight: i64,
     state: Arc<TargetState>,
+    /// The persistence cookie's value for this target: a digest of the rule and address, not the address.
+    token: String,
 }
 
 impl Balancer {
@@ -90,15 +97,22 @@ impl Balancer {
                 addr: *addr,
                 weight: i64::from(*weight),
                 state: health.target(&rule.location_id, *addr),
+                token: token(&rule.location_id, *addr),
             })
             .collect();
         let current = Mutex::new(vec![0; targets.len()]);
-        Balancer { scheduler, targets, current }
+        let persistence = (scheduler == Scheduler::WeightedRoundRobin && rule.session_expire_time > 0)
+            .then_some(rule.session_expire_time);
+        Balancer { scheduler, persistence, targets, current }
     }
 
-    /// The target for a request, leaving out those already tried; `None` when no target takes traffic.
-    fn pick(&self, client: IpAddr, tried: &[SocketAddr]) -> Option<&Backend> {
+    /// The target for a request, leaving out those already tried; `None` when no target takes traffic. A
+    /// client whose persistence cookie names a target that still takes traffic keeps it.
+    fn pick(&self, client: IpAddr, cookie: Option<&str>, tried: &[SocketAddr]) -> Option<&Backend> {
         let eligible = |b: &&Backend| b.weight > 0 && b.state.takes_traffic() && !tried.contains(&b.addr);
+        if let Some(kept) = cookie.and_then(|c| self.targets.iter().filter(eligible).find(|b| b.token == c)) {
+            return Some(kept);
+        }
         match self.scheduler {
             Scheduler::WeightedRoundRobin => {
                 let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
@@ -185,9 +199,10 @@ impl Upstreams {
     /// Forwards a request (its head already carrying the balancer's headers) to one of the rule's servers.
     pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Incoming>) -> Response<Body> {
         let balancer = self.balancer(rule);
+        let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
         let mut tried = Vec::new();
         loop {
-            let Some(backend) = balancer.pick(client, &tried) else {
+            let Some(backend) = balancer.pick(client, cookie.as_deref(), &tried) else {
                 return if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
             };
             tried.push(backend.addr);
@@ -225,6 +240,14 @@ impl Upstreams {
             self.keep(backend.addr, sender);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some(max_age) = balancer.persistence
+                && cookie.as_deref() != Some(backend.token.as_str())
+            {
+                let value = format!("{PERSISTENCE_COOKIE}={}; Max-Age={max_age}; Path=/", backend.token);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    parts.headers.append(http::header::SET_COOKIE, value);
+                }
+            }
             // The request counts as in flight until its response body is done.
             let body = body.map_frame(move |frame| {
                 let _ = &in_flight;
@@ -268,6 +291,22 @@ impl Upstreams {
             senders.push(sender);
         }
     }
+}
+
+/// The value of the persistence cookie a request carries.
+fn persistence_cookie(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(PERSISTENCE_COOKIE)?.strip_prefix('=').map(str::to_string))
+}
+
+fn token(location: &str, addr: SocketAddr) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{location}/{addr}").as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// The request as a server receives it from CLB: origin-form URI, no hop-by-hop headers, and the balancer's

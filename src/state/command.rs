@@ -112,6 +112,15 @@ pub enum Command {
         rule: RuleRef,
         targets: Vec<FunctionTarget>,
     },
+    /// Changes a rule's URL, scheduling, persistence, backend protocol or health check (`None` keeps it).
+    ModifyRule {
+        rule: RuleRef,
+        url: Option<String>,
+        scheduler: Option<String>,
+        session_expire_time: Option<u32>,
+        forward_type: Option<String>,
+        health_check: Option<HealthCheck>,
+    },
     /// Adds backend servers to a rule.
     RegisterTargets {
         rule: RuleRef,

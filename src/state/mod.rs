@@ -411,6 +411,42 @@ impl State {
             Command::RegisterFunctionTargets { rule, targets, now } => {
                 self.register_function_targets(&rule, targets, now, &mut touched)?
             }
+            Command::ModifyRule { rule, url, scheduler, session_expire_time, forward_type, health_check } => {
+                let rule_id = self.resolve_rule(&rule)?;
+                if let Some(url) = &url {
+                    let current = &self.rules[&rule_id];
+                    let clash = self.rules.values().find(|r| {
+                        r.listener_id == current.listener_id
+                            && r.domain == current.domain
+                            && &r.url == url
+                            && r.id != rule_id
+                    });
+                    if let Some(other) = clash {
+                        return Err(StateError::RuleExists {
+                            domain: other.domain.clone(),
+                            url: url.clone(),
+                            location: other.id.clone(),
+                        });
+                    }
+                }
+                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+                if let Some(url) = url {
+                    entry.url = url;
+                }
+                if let Some(scheduler) = scheduler {
+                    entry.scheduler = scheduler;
+                }
+                if let Some(time) = session_expire_time {
+                    entry.session_expire_time = time;
+                }
+                if let Some(forward_type) = forward_type {
+                    entry.forward_type = forward_type;
+                }
+                if let Some(check) = health_check {
+                    entry.health_check = check;
+                }
+                touched.push(EntityKey::Rule(rule_id));
+            }
             Command::RegisterTargets { rule, targets } => {
                 let rule_id = self.resolve_rule(&rule)?;
                 let limit = self.limits.targets_per_rule;

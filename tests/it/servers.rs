@@ -227,3 +227,46 @@ async fn ip_hash_keeps_a_client_on_one_target() {
     app.clb("RegisterTargets", register).await.unwrap();
     assert_eq!(spread(&base, 12).await.len(), 1, "one client address, one target");
 }
+
+#[tokio::test]
+async fn a_session_cookie_keeps_a_client_on_its_target_and_rules_can_change() {
+    let app = TestApp::start();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (lb, listener, location, base) =
+        rule(&app, json!({"SessionExpireTime": 60, "HealthCheck": {"HealthSwitch": 0}})).await;
+    let register = json!({
+        "LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "Targets": targets(&[(a.addr, 10), (b.addr, 10)]),
+    });
+    app.clb("RegisterTargets", register).await.unwrap();
+    let first = request("GET", &format!("{base}/"), &[("Host", "servers.test")], Bytes::new()).await;
+    let set_cookie = first.header("set-cookie").to_string();
+    assert!(set_cookie.starts_with("tgw_l7_route=") && set_cookie.contains("Max-Age=60"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let server = first.json()["server"].clone();
+    for _ in 0..6 {
+        let again =
+            request("GET", &format!("{base}/"), &[("Host", "servers.test"), ("Cookie", &cookie)], Bytes::new()).await;
+        assert_eq!(again.json()["server"], server, "the cookie keeps the client on its target");
+        assert_eq!(again.header("set-cookie"), "", "no new cookie for a client that keeps its target");
+    }
+    assert_eq!(spread(&base, 6).await.len(), 2, "clients without the cookie are spread");
+
+    // ModifyRule: persistence off, then IP_HASH.
+    let modify = |changes: Value| {
+        let mut params = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location});
+        params.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
+        params
+    };
+    app.clb("ModifyRule", modify(json!({"SessionExpireTime": 0}))).await.unwrap();
+    let plain = request("GET", &format!("{base}/"), &[("Host", "servers.test")], Bytes::new()).await;
+    assert_eq!(plain.header("set-cookie"), "");
+    app.clb("ModifyRule", modify(json!({"Scheduler": "IP_HASH"}))).await.unwrap();
+    assert_eq!(spread(&base, 8).await.len(), 1);
+    let described = app.clb("DescribeListeners", json!({"LoadBalancerId": lb})).await.unwrap();
+    let rule = &described["Listeners"][0]["Rules"][0];
+    assert_eq!((rule["Scheduler"].as_str(), rule["SessionExpireTime"].as_u64()), (Some("IP_HASH"), Some(0)));
+    assert_eq!(rule["HealthCheck"]["HealthSwitch"], 0);
+    let bad = app.clb("ModifyRule", modify(json!({"HealthCheck": {"TimeOut": 9, "IntervalTime": 5}}))).await;
+    assert!(bad.is_err(), "a check timeout must be shorter than its interval");
+}

@@ -64,24 +64,9 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         };
         let domain = check_domain(&domain)?;
         check_url(&input.url)?;
-        let scheduler = input.scheduler.unwrap_or_else(|| "WRR".to_string());
-        if !matches!(scheduler.as_str(), "WRR" | "LEAST_CONN" | "IP_HASH") {
-            return Err(ApiError::new(
-                "InvalidParameterValue",
-                format!("Scheduler must be WRR, LEAST_CONN or IP_HASH, not `{scheduler}`."),
-            ));
-        }
-        let session_expire_time = input.session_expire_time.unwrap_or(0);
-        if session_expire_time != 0 && !(30..=86400).contains(&session_expire_time) {
-            return Err(ApiError::new(
-                "InvalidParameterValue.Range",
-                "SessionExpireTime must be 0, or 30 to 86400 seconds.",
-            ));
-        }
-        let forward_type = input.forward_type.unwrap_or_else(|| "HTTP".to_string());
-        if !matches!(forward_type.as_str(), "HTTP" | "HTTPS" | "GRPC" | "GRPCS" | "TRPC") {
-            return Err(ApiError::new("InvalidParameterValue", format!("ForwardType `{forward_type}` is not valid.")));
-        }
+        let scheduler = check_scheduler(input.scheduler.unwrap_or_else(|| "WRR".to_string()))?;
+        let session_expire_time = check_session_expire_time(input.session_expire_time.unwrap_or(0))?;
+        let forward_type = check_forward_type(input.forward_type.unwrap_or_else(|| "HTTP".to_string()))?;
         let tls = super::certificates::read(ctx, input.certificate, input.multi_cert_info)?;
         if tls.is_some() && !listener.sni_switch {
             return Err(ApiError::new(
@@ -105,7 +90,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             url: input.url,
             default_server: input.default_server.unwrap_or(false),
             scheduler,
-            session_expire_time: session_expire_time as u32,
+            session_expire_time,
             forward_type,
             http2: input.http2.unwrap_or(false),
         });
@@ -121,6 +106,30 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     let command = super::listeners::with_certificates(new_certificates, create);
     ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
     Ok(obj([("LocationIds", json!(ids))]))
+}
+
+fn check_scheduler(scheduler: String) -> Result<String, ApiError> {
+    if matches!(scheduler.as_str(), "WRR" | "LEAST_CONN" | "IP_HASH") {
+        return Ok(scheduler);
+    }
+    Err(ApiError::new(
+        "InvalidParameterValue",
+        format!("Scheduler must be WRR, LEAST_CONN or IP_HASH, not `{scheduler}`."),
+    ))
+}
+
+fn check_session_expire_time(seconds: i64) -> Result<u32, ApiError> {
+    if seconds == 0 || (30..=86400).contains(&seconds) {
+        return Ok(seconds as u32);
+    }
+    Err(ApiError::new("InvalidParameterValue.Range", "SessionExpireTime must be 0, or 30 to 86400 seconds."))
+}
+
+fn check_forward_type(forward_type: String) -> Result<String, ApiError> {
+    if matches!(forward_type.as_str(), "HTTP" | "HTTPS" | "GRPC" | "GRPCS" | "TRPC") {
+        return Ok(forward_type);
+    }
+    Err(ApiError::new("InvalidParameterValue", format!("ForwardType `{forward_type}` is not valid.")))
 }
 
 /// Domains (contract 5.3): 1–80 characters, not starting with `_`; `*.x`, `x.*` or `~regex`. Stored lower-case
@@ -273,6 +282,62 @@ pub async fn modify_domain(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<S
         default_server: req.default_server.unwrap_or(false),
     };
     let command = super::listeners::with_certificates(new_certificates, change);
+    ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
+    Ok(Map::new())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModifyRule {
+    load_balancer_id: String,
+    listener_id: String,
+    location_id: String,
+    url: Option<String>,
+    health_check: Option<Value>,
+    scheduler: Option<String>,
+    session_expire_time: Option<i64>,
+    forward_type: Option<String>,
+}
+
+/// ModifyRule: a rule's URL, health check, scheduler, session persistence and backend protocol.
+pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let unsupported = ["TrpcCallee", "TrpcFunc", "OAuth", "CookieName"];
+    if let Some(name) = unsupported.iter().find(|name| p.contains_key(**name)) {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!("Changing `{name}` is not supported by this server."),
+        ));
+    }
+    let req: ModifyRule = parse(p)?;
+    let current = ctx
+        .snapshot
+        .state
+        .rules
+        .get(&req.location_id)
+        .filter(|r| r.listener_id == req.listener_id && r.lb_id == req.load_balancer_id)
+        .ok_or_else(|| {
+            ApiError::new("InvalidParameter.LocationNotFound", "The rule does not exist on this listener.")
+        })?;
+    ctx.snapshot.state.load_balancer(&ctx.scope, &req.load_balancer_id)?;
+    if let Some(url) = &req.url {
+        check_url(url)?;
+    }
+    let health_check = req.health_check.map(|v| super::health_check_input(v, &current.health_check)).transpose()?;
+    let command = Command::ModifyRule {
+        rule: crate::state::RuleRef {
+            scope: ctx.scope.clone(),
+            lb_id: req.load_balancer_id.clone(),
+            listener_id: req.listener_id,
+            location_id: Some(req.location_id),
+            domain: None,
+            url: None,
+        },
+        url: req.url,
+        scheduler: req.scheduler.map(check_scheduler).transpose()?,
+        session_expire_time: req.session_expire_time.map(check_session_expire_time).transpose()?,
+        forward_type: req.forward_type.map(check_forward_type).transpose()?,
+        health_check,
+    };
     ctx.apply(command, Some(vec![req.load_balancer_id])).await?;
     Ok(Map::new())
 }
