@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Seconds a request may wait for a free instance before it is answered 432 (HTTP 503).
     #[arg(long, env = "FNLB_QUEUE_TIMEOUT", default_value_t = crate::functions::DEFAULT_QUEUE_TIMEOUT.as_secs())]
     pub queue_timeout: u64,
+    /// Seconds open connections get to finish their requests when fnlb stops (SIGTERM) or a listener is removed.
+    #[arg(long, env = "FNLB_DRAIN_TIMEOUT", default_value_t = crate::proxy::DEFAULT_DRAIN_TIMEOUT.as_secs())]
+    pub drain_timeout: u64,
     /// Instances of one function that may be starting at once (its scale-out rate).
     #[arg(long, env = "FNLB_MAX_STARTING_PER_FUNCTION", default_value_t = crate::functions::DEFAULT_MAX_STARTING_PER_FUNCTION)]
     pub max_starting_per_function: usize,
@@ -108,6 +111,7 @@ impl ServeArgs {
         config.queue.retry_interval = Duration::from_secs(self.async_retry_interval);
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
+        config.proxy.drain_timeout = Duration::from_secs(self.drain_timeout);
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
         Ok(config)

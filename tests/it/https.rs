@@ -10,19 +10,19 @@ use serde_json::{Value, json};
 use crate::harness::{TestApp, bind_params, free_addr};
 
 /// A certificate authority made for one test.
-struct Authority {
+pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
 }
 
 /// A certificate and its key, PEM.
-struct Leaf {
-    cert: String,
-    key: String,
+pub struct Leaf {
+    pub cert: String,
+    pub key: String,
 }
 
 impl Authority {
-    fn new(name: &str) -> Authority {
+    pub fn new(name: &str) -> Authority {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
@@ -32,7 +32,7 @@ impl Authority {
     }
 
     /// An ECDSA certificate for these names.
-    fn leaf(&self, names: &[&str]) -> Leaf {
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
         self.leaf_with_key(names, KeyPair::generate().unwrap())
     }
 

@@ -17,14 +17,14 @@ use crate::harness::{TestApp, eventually, free_addr, request};
 
 /// A small HTTP server standing for a backend: answers `{"server", "path", "headers", "body_bytes"}`; its
 /// `/health` answers 500 while `sick` is set.
-struct Backend {
-    addr: SocketAddr,
+pub struct Backend {
+    pub addr: SocketAddr,
     sick: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Backend {
-    async fn start(name: &'static str) -> Backend {
+    pub async fn start(name: &'static str) -> Backend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sick = Arc::new(AtomicBool::new(false));
