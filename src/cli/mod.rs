@@ -90,6 +90,16 @@ pub struct ServeArgs {
     /// Seconds open connections get to finish their requests when fnlb stops (SIGTERM) or a listener is removed.
     #[arg(long, env = "FNLB_DRAIN_TIMEOUT", default_value_t = crate::proxy::DEFAULT_DRAIN_TIMEOUT.as_secs())]
     pub drain_timeout: u64,
+    /// Seconds a client may take to send a request's headers (CLB's `client_header_timeout`); slower clients are
+    /// cut off.
+    #[arg(long, env = "FNLB_HEADER_TIMEOUT", default_value_t = crate::proxy::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    pub header_timeout: u64,
+    /// Open connections one listener accepts; past it, new connections are closed at once.
+    #[arg(long, env = "FNLB_MAX_CONNECTIONS", default_value_t = crate::proxy::DEFAULT_MAX_CONNECTIONS_PER_LISTENER)]
+    pub max_connections: usize,
+    /// The largest request body, in bytes, forwarded to server targets (CLB's `client_max_body_size`).
+    #[arg(long, env = "FNLB_MAX_BODY_SIZE", default_value_t = crate::proxy::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_size: u64,
     /// Instances of one function that may be starting at once (its scale-out rate).
     #[arg(long, env = "FNLB_MAX_STARTING_PER_FUNCTION", default_value_t = crate::functions::DEFAULT_MAX_STARTING_PER_FUNCTION)]
     pub max_starting_per_function: usize,
@@ -112,6 +122,9 @@ impl ServeArgs {
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
         config.proxy.drain_timeout = Duration::from_secs(self.drain_timeout);
+        config.proxy.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
+        config.proxy.max_connections_per_listener = self.max_connections.max(1);
+        config.proxy.max_body_bytes = self.max_body_size;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
         Ok(config)

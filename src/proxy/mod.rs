@@ -30,6 +30,12 @@ pub struct ProxySettings {
     pub body_read_timeout: Duration,
     /// How long a TLS handshake may take; past it, the connection is closed.
     pub tls_handshake_timeout: Duration,
+    /// Header fields per request (HTTP/1.1); past it, 431.
+    pub max_headers: usize,
+    /// Open connections per listener; past it, a new connection is closed at once.
+    pub max_connections_per_listener: usize,
+    /// The largest request body forwarded to server targets (CLB's `client_max_body_size`); past it, 413.
+    pub max_body_bytes: u64,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,6 +43,10 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
+/// CLB's default `client_max_body_size` (60M).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 60 * 1024 * 1024;
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -46,6 +56,9 @@ impl Default for ProxySettings {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }

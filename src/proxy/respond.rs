@@ -65,6 +65,11 @@ pub fn gateway_timeout() -> Response<Body> {
     page(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
 }
 
+/// A request body over the listener's limit (to server targets; functions answer errno 406).
+pub fn too_large() -> Response<Body> {
+    page(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large")
+}
+
 pub fn bad_request() -> Response<Body> {
     page(StatusCode::BAD_REQUEST, "400 Bad Request")
 }

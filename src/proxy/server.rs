@@ -32,6 +32,7 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = connection_builder(&proxy.settings);
+    let connections = Arc::new(tokio::sync::Semaphore::new(proxy.settings.max_connections_per_listener));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -46,11 +47,16 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, %client, "Connection limit reached: a new connection is closed.");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let builder = builder.clone();
         let graceful = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let routes = proxy.control.snapshot().http_listeners.get(&addr).cloned();
             let Some(tls) = routes.as_ref().and_then(|r| r.tls.as_ref().map(|tls| (r, tls))) else {
                 return serve_connection(proxy, builder, graceful, stream, addr, client, false).await;
@@ -106,6 +112,7 @@ fn connection_builder(settings: &ProxySettings) -> auto::Builder<TokioExecutor> 
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
+        .max_headers(settings.max_headers)
         .max_buf_size(settings.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new()).max_header_list_size(settings.max_header_bytes as u32);
     builder
@@ -140,6 +147,11 @@ async fn handle(
     };
     let target = &routes.rules[index];
     if !target.servers.is_empty() {
+        let declared =
+            req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > proxy.settings.max_body_bytes) {
+            return respond::too_large();
+        }
         let mut req = req;
         let scheme = if tls { "https" } else { "http" };
         let headers = bridge::balancer_headers(req.headers(), req.version(), client, scheme, start_ms);

@@ -13,6 +13,7 @@ mod limits;
 mod namespaces;
 mod node;
 mod persistence;
+mod protection;
 mod reload;
 mod sdk;
 mod serve;

@@ -1,0 +1,127 @@
+//! The listener's protections: slow clients, oversized heads and bodies, the connection limit. None of them is
+//! a crash or a hang, and the listener serves others throughout.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{TestApp, get, request};
+
+/// Sends raw bytes on a new connection and reads what comes back until the server closes it (at most `wait`).
+async fn exchange(addr: &str, bytes: &[u8], wait: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server closed the connection within {wait:?}");
+    (String::from_utf8_lossy(&answer).to_string(), started.elapsed())
+}
+
+fn status(answer: &str) -> &str {
+    answer.get(9..12).unwrap_or("")
+}
+
+#[tokio::test]
+async fn oversized_and_slow_requests_are_cut_off() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--header-timeout", "2"]);
+    app.create_fixture("guarded", "echo", json!({})).await.unwrap();
+    let base = app.route_to("guarded").await.base;
+    let addr = base.trim_start_matches("http://").to_string();
+
+    // A slowloris client: a header line every half second, never the end of the head.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: fnlb.test\r\n").await.unwrap();
+    let mut closed = false;
+    for i in 0..40 {
+        if slow.write_all(format!("X-Slow-{i}: a\r\n").as_bytes()).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(500), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "a client that never finishes its head is cut off");
+    assert!(started.elapsed() < Duration::from_secs(10), "by the header timeout: {:?}", started.elapsed());
+
+    // Too many header fields, a head too large, a request line too long: an error status, never a hang.
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let (answer, _) =
+        exchange(&addr, format!("GET / HTTP/1.1\r\nHost: fnlb.test\r\n{many}\r\n").as_bytes(), Duration::from_secs(10))
+            .await;
+    assert_eq!(status(&answer), "431", "{answer}");
+    let huge = "v".repeat(100 * 1024);
+    let (answer, _) = exchange(
+        &addr,
+        format!("GET / HTTP/1.1\r\nHost: fnlb.test\r\nX-Big: {huge}\r\n\r\n").as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(status(&answer), "431", "{}", &answer[..answer.len().min(200)]);
+    let (answer, _) =
+        exchange(&addr, format!("GET /{huge} HTTP/1.1\r\nHost: fnlb.test\r\n\r\n").as_bytes(), Duration::from_secs(10))
+            .await;
+    assert!(matches!(status(&answer), "414" | "431"), "{}", &answer[..answer.len().min(200)]);
+    let (answer, _) = exchange(&addr, b"NONSENSE\r\n\r\n", Duration::from_secs(10)).await;
+    assert_eq!(status(&answer), "400", "{answer}");
+
+    assert_eq!(get(&format!("{base}/")).await.status, 200, "the listener still serves");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_and_connections_are_limited() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--max-body-size", "1000", "--max-connections", "3"]);
+    let backend = crate::servers::Backend::start("only").await;
+    let (vip, port) = crate::harness::free_addr();
+    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
+    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let listener =
+        app.clb("CreateListener", json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"})).await.unwrap();
+    let listener = listener["ListenerIds"][0].as_str().unwrap().to_string();
+    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener,
+        "Rules": [{"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]});
+    let location = app.clb("CreateRule", rule).await.unwrap()["LocationIds"][0].as_str().unwrap().to_string();
+    let targets = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "Targets": [{"EniIp": "127.0.0.1", "Port": backend.addr.port()}]});
+    app.clb("RegisterTargets", targets).await.unwrap();
+    let base = format!("http://{vip}:{port}");
+
+    let small = request("POST", &format!("{base}/"), &[], Bytes::from(vec![b'x'; 1000])).await;
+    assert_eq!(small.status, 200);
+    let large = request("POST", &format!("{base}/"), &[], Bytes::from(vec![b'x'; 1001])).await;
+    assert_eq!(large.status, 413);
+
+    // Three connections are held open; a fourth is closed at once; once one goes, new ones are served again.
+    let addr = format!("{vip}:{port}");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: fnlb.test\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 12];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf[9..12], b"200");
+        held.push(stream);
+    }
+    let (answer, _) = exchange(&addr, b"GET / HTTP/1.1\r\nHost: fnlb.test\r\n\r\n", Duration::from_secs(10)).await;
+    assert_eq!(answer, "", "the connection over the limit is closed unanswered");
+    held.pop();
+    crate::harness::eventually("a freed slot serves again", Duration::from_secs(10), || async {
+        let (answer, _) =
+            exchange(&addr, b"GET / HTTP/1.1\r\nHost: fnlb.test\r\nConnection: close\r\n\r\n", Duration::from_secs(10))
+                .await;
+        (status(&answer) == "200").then_some(())
+    })
+    .await;
+}
