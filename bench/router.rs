@@ -50,6 +50,9 @@ fn main() {
             }
         }
         let per_lookup = started.elapsed().as_nanos() as f64 / lookups as f64;
-        println!("{n:>8} {:>14.2} {per_lookup:>12.1}   ({found} of {lookups} matched a rule)", build.as_secs_f64() * 1e3);
+        println!(
+            "{n:>8} {:>14.2} {per_lookup:>12.1}   ({found} of {lookups} matched a rule)",
+            build.as_secs_f64() * 1e3
+        );
     }
 }

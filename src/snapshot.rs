@@ -14,6 +14,8 @@ pub struct Snapshot {
     pub state: Arc<State>,
     /// Layer-7 listeners by the address they serve.
     pub http_listeners: HashMap<SocketAddr, Arc<ListenerRoutes>>,
+    /// Layer-4 (TCP, TCP_SSL) listeners by the address they serve.
+    pub stream_listeners: HashMap<SocketAddr, Arc<StreamListener>>,
     pub functions: HashMap<FunctionKey, Arc<FunctionSpec>>,
 }
 
@@ -27,6 +29,13 @@ pub struct ListenerRoutes {
     pub rules: Vec<RouteTarget>,
     /// HTTPS listeners: the certificates by server name.
     pub tls: Option<ListenerTls>,
+}
+
+/// One layer-4 listener: its targets (as a rule's, named by the listener's id) and, for TCP_SSL, its TLS.
+pub struct StreamListener {
+    pub listener_id: String,
+    pub target: RouteTarget,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Where a matched rule sends the request.
@@ -111,6 +120,7 @@ impl FunctionSpec {
 impl Snapshot {
     pub fn compile(state: Arc<State>, version: u64) -> Snapshot {
         let mut http_listeners = HashMap::new();
+        let mut stream_listeners = HashMap::new();
         for listener in state.listeners.values() {
             if !crate::proxy::serves(listener.protocol) {
                 continue;
@@ -120,6 +130,23 @@ impl Snapshot {
                 continue;
             };
             let addr = SocketAddr::new(ip, listener.port);
+            if !listener.protocol.is_layer7() {
+                let target = RouteTarget {
+                    location_id: listener.id.clone(),
+                    domain: String::new(),
+                    function: None,
+                    servers: servers(&listener.servers),
+                    scheduler: listener.scheduler.clone(),
+                    session_expire_time: 0,
+                    health_check: listener.health_check.clone(),
+                };
+                let tls = (listener.protocol == Protocol::TcpSsl)
+                    .then(|| crate::proxy::tls::listener_config(&state, listener))
+                    .flatten();
+                let stream = StreamListener { listener_id: listener.id.clone(), target, tls };
+                stream_listeners.insert(addr, Arc::new(stream));
+                continue;
+            }
             let rules = state.rules_of(&listener.id);
             let router = Router::build(
                 rules.iter().map(|r| RouteRule { domain: r.domain.clone(), url: r.url.clone() }),
@@ -130,11 +157,7 @@ impl Snapshot {
                 .map(|r| RouteTarget {
                     location_id: r.id.clone(),
                     domain: r.domain.clone(),
-                    servers: r
-                        .servers
-                        .iter()
-                        .filter_map(|s| Some((SocketAddr::new(s.ip.parse().ok()?, s.port), s.weight)))
-                        .collect(),
+                    servers: servers(&r.servers),
                     scheduler: r.scheduler.clone(),
                     session_expire_time: r.session_expire_time,
                     health_check: r.health_check.clone(),
@@ -169,6 +192,11 @@ impl Snapshot {
                 (f.key.clone(), Arc::new(FunctionSpec { function: f.clone(), app_id }))
             })
             .collect();
-        Snapshot { version, state, http_listeners, functions }
+        Snapshot { version, state, http_listeners, stream_listeners, functions }
     }
+}
+
+/// Server targets by address, with their weights (targets whose address does not parse are left out).
+fn servers(targets: &[crate::state::ServerTarget]) -> Vec<(SocketAddr, u32)> {
+    targets.iter().filter_map(|s| Some((SocketAddr::new(s.ip.parse().ok()?, s.port), s.weight))).collect()
 }

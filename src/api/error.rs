@@ -81,7 +81,7 @@ impl From<StateError> for ApiError {
             | WebFunction(_)
             | TraditionalAccount(_)
             | BindingRegion(_) => "UnsupportedOperation",
-            RuleHasFunctionTarget(_) | RuleHasServers(_) => "InvalidParameter",
+            RuleHasFunctionTarget(_) | RuleHasServers(_) | Layer7Targets(_) => "InvalidParameter",
             TargetQuota { .. } => "LimitExceeded",
             TargetExists { .. } => "InvalidParameter.RegisterTargetsDuplicate",
             TargetNotFound { .. } => "InvalidParameter",

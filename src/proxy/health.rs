@@ -105,9 +105,16 @@ impl Health {
         targets.get(&(location.to_string(), SocketAddr::new(ip, port))).map_or(Status::Unknown, |t| t.status())
     }
 
-    /// Starts and stops check loops to match the snapshot's rules and targets.
+    /// Starts and stops check loops to match the snapshot's rules and targets. Rules' targets are checked over
+    /// HTTP, layer-4 listeners' with a TCP connect (an empty host).
     pub fn reconcile(&self, snapshot: &Snapshot) {
         let mut wanted: HashMap<(String, SocketAddr), (HealthCheck, String)> = HashMap::new();
+        for stream in snapshot.stream_listeners.values() {
+            let target = &stream.target;
+            for (addr, _) in &target.servers {
+                wanted.insert((target.location_id.clone(), *addr), (target.health_check.clone(), String::new()));
+            }
+        }
         for routes in snapshot.http_listeners.values() {
             for rule in &routes.rules {
                 for (addr, _) in &rule.servers {
@@ -173,8 +180,13 @@ async fn check_loop(state: Arc<TargetState>, addr: SocketAddr, check: HealthChec
     }
 }
 
-/// One HTTP check: a fresh connection, the request, and the status line, all within the check's timeout.
+/// One check within the check's timeout: a TCP connect (no `host`: layer 4), or a fresh connection, an HTTP
+/// request and its status line.
 async fn probe(addr: SocketAddr, check: &HealthCheck, host: &str) -> bool {
+    let timeout = Duration::from_secs(u64::from(check.timeout_s));
+    if host.is_empty() {
+        return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)));
+    }
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         let request = format!(
@@ -193,7 +205,6 @@ async fn probe(addr: SocketAddr, check: &HealthCheck, host: &str) -> bool {
         }
         Ok::<_, std::io::Error>(status_code(&head[..read]))
     };
-    let timeout = Duration::from_secs(u64::from(check.timeout_s));
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(Some(code))) => (1..=5).contains(&(code / 100)) && check.http_codes & (1 << (code / 100 - 1)) != 0,
         _ => false,

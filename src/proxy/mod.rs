@@ -5,6 +5,7 @@ pub mod health;
 pub mod respond;
 pub mod router;
 mod server;
+mod stream;
 pub mod tls;
 pub mod upstream;
 
@@ -65,7 +66,8 @@ impl Default for ProxySettings {
 
 /// Whether listeners of a protocol serve traffic in this version (the others are stored and listed).
 pub fn serves(protocol: crate::state::Protocol) -> bool {
-    matches!(protocol, crate::state::Protocol::Http | crate::state::Protocol::Https)
+    use crate::state::Protocol;
+    matches!(protocol, Protocol::Http | Protocol::Https | Protocol::Tcp | Protocol::TcpSsl)
 }
 
 pub struct Proxy {
@@ -142,7 +144,7 @@ impl Proxy {
     /// all and waits for their connections to drain.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut published = self.control.subscribe();
-        let mut running: HashMap<SocketAddr, Running> = HashMap::new();
+        let mut running: HashMap<(SocketAddr, bool), Running> = HashMap::new();
         loop {
             let all_bound = self.reconcile(&mut running).await;
             tokio::select! {
@@ -160,14 +162,19 @@ impl Proxy {
     }
 
     /// Binds the snapshot's new listeners and stops the removed ones; returns whether every listener is bound.
-    async fn reconcile(self: &Arc<Self>, running: &mut HashMap<SocketAddr, Running>) -> bool {
+    /// Listeners are keyed by address and whether they are layer 4 (a port may change kind between snapshots).
+    async fn reconcile(self: &Arc<Self>, running: &mut HashMap<(SocketAddr, bool), Running>) -> bool {
         let snapshot = self.control.snapshot();
         self.functions.reconcile(&snapshot);
         self.health.reconcile(&snapshot);
         self.upstreams.reconcile(&snapshot);
         let mut closing = Vec::new();
-        running.retain(|addr, r| {
-            let keep = snapshot.http_listeners.contains_key(addr);
+        running.retain(|(addr, layer4), r| {
+            let keep = if *layer4 {
+                snapshot.stream_listeners.contains_key(addr)
+            } else {
+                snapshot.http_listeners.contains_key(addr)
+            };
             if !keep {
                 tracing::info!(%addr, "Listener stopped.");
                 let _ = r.stop.send(true);
@@ -180,8 +187,14 @@ impl Proxy {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed).await;
         }
         let mut all_bound = true;
-        for addr in snapshot.http_listeners.keys() {
-            if running.contains_key(addr) {
+        let wanted = snapshot
+            .http_listeners
+            .keys()
+            .map(|a| (*a, false))
+            .chain(snapshot.stream_listeners.keys().map(|a| (*a, true)));
+        for (addr, layer4) in wanted.collect::<Vec<_>>() {
+            let addr = &addr;
+            if running.contains_key(&(*addr, layer4)) {
                 continue;
             }
             let listener = match self.sockets.take(addr) {
@@ -196,8 +209,12 @@ impl Proxy {
                     tracing::info!(%addr, "Listener started.");
                     let (stop, stop_rx) = watch::channel(false);
                     let (closed_tx, closed) = oneshot::channel();
-                    let task = tokio::spawn(server::serve(self.clone(), listener, *addr, stop_rx, closed_tx));
-                    running.insert(*addr, Running { stop, closed: Some(closed), task });
+                    let task = if layer4 {
+                        tokio::spawn(stream::serve(self.clone(), listener, *addr, stop_rx, closed_tx))
+                    } else {
+                        tokio::spawn(server::serve(self.clone(), listener, *addr, stop_rx, closed_tx))
+                    };
+                    running.insert((*addr, layer4), Running { stop, closed: Some(closed), task });
                 }
                 Err(e) => {
                     all_bound = false;

@@ -68,6 +68,15 @@ impl ListenerTls {
     }
 }
 
+/// The configuration of a listener with certificates of its own (TCP_SSL), or `None` (logged) when they cannot
+/// be used.
+pub fn listener_config(state: &State, listener: &Listener) -> Option<Arc<ServerConfig>> {
+    let settings = listener.tls.as_ref()?;
+    server_config(state, settings, false)
+        .inspect_err(|e| tracing::error!(listener = %listener.id, error = %e, "A certificate cannot be used."))
+        .ok()
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -177,10 +177,10 @@ impl Upstreams {
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
     pub fn reconcile(&self, snapshot: &Snapshot) {
         let mut balancers = HashMap::new();
-        for routes in snapshot.http_listeners.values() {
-            for rule in routes.rules.iter().filter(|r| !r.servers.is_empty()) {
-                balancers.insert(rule.location_id.clone(), Arc::new(Balancer::new(rule, &self.health)));
-            }
+        let rules = snapshot.http_listeners.values().flat_map(|routes| routes.rules.iter());
+        for rule in rules.chain(snapshot.stream_listeners.values().map(|s| &s.target)).filter(|r| !r.servers.is_empty())
+        {
+            balancers.insert(rule.location_id.clone(), Arc::new(Balancer::new(rule, &self.health)));
         }
         let addrs: std::collections::HashSet<SocketAddr> =
             balancers.values().flat_map(|b| b.targets.iter().map(|t| t.addr)).collect();
@@ -255,6 +255,28 @@ impl Upstreams {
             });
             return Response::from_parts(parts, body.boxed());
         }
+    }
+
+    /// A connection to one of a layer-4 listener's targets (another, when connecting fails), counted in flight for
+    /// as long as the returned guard lives.
+    pub async fn connect(&self, target: &RouteTarget, client: IpAddr) -> Option<(tokio::net::TcpStream, impl Drop)> {
+        let balancer = self.balancer(target);
+        let mut tried = Vec::new();
+        while tried.len() < self.settings.max_tries {
+            let backend = balancer.pick(client, None, &tried)?;
+            tried.push(backend.addr);
+            backend.state.active.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(backend.state.clone());
+            let connect = tokio::net::TcpStream::connect(backend.addr);
+            match tokio::time::timeout(self.settings.connect_timeout, connect).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, in_flight));
+                }
+                _ => tracing::debug!(target = %backend.addr, "Cannot connect to a target; trying another."),
+            }
+        }
+        None
     }
 
     /// A ready pooled connection to `addr`, or a new one.

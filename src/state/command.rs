@@ -121,19 +121,19 @@ pub enum Command {
         forward_type: Option<String>,
         health_check: Option<HealthCheck>,
     },
-    /// Adds backend servers to a rule.
+    /// Adds backend servers to a rule or a layer-4 listener.
     RegisterTargets {
-        rule: RuleRef,
+        of: TargetsOf,
         targets: Vec<ServerTarget>,
     },
-    /// Removes backend servers (by address) from a rule.
+    /// Removes backend servers (by address).
     DeregisterTargets {
-        rule: RuleRef,
+        of: TargetsOf,
         targets: Vec<(String, u16)>,
     },
-    /// Sets the weight of a rule's servers (by address).
+    /// Sets the weight of servers (by address).
     ModifyTargetWeight {
-        rule: RuleRef,
+        of: TargetsOf,
         targets: Vec<(String, u16)>,
         weight: u32,
     },
@@ -217,6 +217,8 @@ pub struct NewListener {
     pub sni_switch: bool,
     pub keepalive_enable: bool,
     pub tls: Option<TlsSettings>,
+    /// Layer-4 listeners: their targets' health check.
+    pub health_check: HealthCheck,
 }
 
 #[derive(Clone, Debug)]
@@ -254,4 +256,11 @@ pub struct RuleRef {
     pub location_id: Option<String>,
     pub domain: Option<String>,
     pub url: Option<String>,
+}
+
+/// What holds server targets: a layer-7 rule, or a layer-4 listener itself.
+#[derive(Clone, Debug)]
+pub enum TargetsOf {
+    Rule(RuleRef),
+    Listener { scope: Scope, lb_id: String, listener_id: String },
 }

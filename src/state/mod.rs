@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use command::{
-    Command, FunctionConfigPatch, NewFunction, NewListener, NewLoadBalancer, NewRule, RuleRef, RulesSelector,
+    Command, FunctionConfigPatch, NewFunction, NewListener, NewLoadBalancer, NewRule, RuleRef, RulesSelector, TargetsOf,
 };
 pub use error::StateError;
 pub use model::{
@@ -447,46 +447,37 @@ impl State {
                 }
                 touched.push(EntityKey::Rule(rule_id));
             }
-            Command::RegisterTargets { rule, targets } => {
-                let rule_id = self.resolve_rule(&rule)?;
+            Command::RegisterTargets { of, targets } => {
                 let limit = self.limits.targets_per_rule;
-                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
-                if entry.function.is_some() {
-                    return Err(StateError::RuleHasFunctionTarget(rule_id));
-                }
+                let (holder, servers) = self.servers_mut(&of, &mut touched)?;
                 for target in targets {
-                    if entry.servers.iter().any(|s| s.ip == target.ip && s.port == target.port) {
+                    if servers.iter().any(|s| s.ip == target.ip && s.port == target.port) {
                         let target = format!("{}:{}", target.ip, target.port);
-                        return Err(StateError::TargetExists { rule: rule_id, target });
+                        return Err(StateError::TargetExists { rule: holder, target });
                     }
-                    if entry.servers.len() >= limit {
-                        return Err(StateError::TargetQuota { rule: rule_id, limit });
+                    if servers.len() >= limit {
+                        return Err(StateError::TargetQuota { rule: holder, limit });
                     }
-                    entry.servers.push(target);
+                    servers.push(target);
                 }
-                touched.push(EntityKey::Rule(rule_id));
             }
-            Command::DeregisterTargets { rule, targets } => {
-                let rule_id = self.resolve_rule(&rule)?;
-                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+            Command::DeregisterTargets { of, targets } => {
+                let (holder, servers) = self.servers_mut(&of, &mut touched)?;
                 for (ip, port) in targets {
-                    let Some(at) = entry.servers.iter().position(|s| s.ip == ip && s.port == port) else {
-                        return Err(StateError::TargetNotFound { rule: rule_id, target: format!("{ip}:{port}") });
+                    let Some(at) = servers.iter().position(|s| s.ip == ip && s.port == port) else {
+                        return Err(StateError::TargetNotFound { rule: holder, target: format!("{ip}:{port}") });
                     };
-                    entry.servers.remove(at);
+                    servers.remove(at);
                 }
-                touched.push(EntityKey::Rule(rule_id));
             }
-            Command::ModifyTargetWeight { rule, targets, weight } => {
-                let rule_id = self.resolve_rule(&rule)?;
-                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+            Command::ModifyTargetWeight { of, targets, weight } => {
+                let (holder, servers) = self.servers_mut(&of, &mut touched)?;
                 for (ip, port) in targets {
-                    let Some(server) = entry.servers.iter_mut().find(|s| s.ip == ip && s.port == port) else {
-                        return Err(StateError::TargetNotFound { rule: rule_id, target: format!("{ip}:{port}") });
+                    let Some(server) = servers.iter_mut().find(|s| s.ip == ip && s.port == port) else {
+                        return Err(StateError::TargetNotFound { rule: holder, target: format!("{ip}:{port}") });
                     };
                     server.weight = weight;
                 }
-                touched.push(EntityKey::Rule(rule_id));
             }
             Command::PutCertificate(certificate) => {
                 touched.push(EntityKey::Certificate(certificate.id.clone()));
@@ -697,6 +688,8 @@ impl State {
                 create_time: now,
                 tls: new.tls,
                 domain_tls: BTreeMap::new(),
+                servers: Vec::new(),
+                health_check: new.health_check,
             };
             self.listeners.insert(new.id.clone(), listener);
             touched.push(EntityKey::Listener(new.id));
@@ -908,6 +901,34 @@ impl State {
     // --- lookups, each checked against the caller's scope ---
 
     /// `default` always exists; the others once created.
+    /// The servers of a rule (one that forwards to no function) or of a layer-4 listener, with the holder's id.
+    fn servers_mut(
+        &mut self,
+        of: &TargetsOf,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(String, &mut Vec<ServerTarget>), StateError> {
+        match of {
+            TargetsOf::Rule(rule) => {
+                let rule_id = self.resolve_rule(rule)?;
+                let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+                if entry.function.is_some() {
+                    return Err(StateError::RuleHasFunctionTarget(rule_id));
+                }
+                touched.push(EntityKey::Rule(rule_id.clone()));
+                Ok((rule_id, &mut entry.servers))
+            }
+            TargetsOf::Listener { scope, lb_id, listener_id } => {
+                let listener = self.listener(scope, lb_id, listener_id)?;
+                if listener.protocol.is_layer7() {
+                    return Err(StateError::Layer7Targets(listener_id.clone()));
+                }
+                touched.push(EntityKey::Listener(listener_id.clone()));
+                let entry = self.listeners.get_mut(listener_id).expect("listener checked above");
+                Ok((listener_id.clone(), &mut entry.servers))
+            }
+        }
+    }
+
     /// A certificate of an account.
     pub fn certificate(&self, uin: &str, id: &str) -> Result<&Certificate, StateError> {
         self.certificates

@@ -291,6 +291,11 @@ pub struct Listener {
     /// Each domain's certificates (HTTPS with SNI: `SniSwitch` 1).
     #[serde(default)]
     pub domain_tls: BTreeMap<String, TlsSettings>,
+    /// Layer-4 listeners: their backend servers and the servers' health check (a TCP connect).
+    #[serde(default)]
+    pub servers: Vec<ServerTarget>,
+    #[serde(default)]
+    pub health_check: HealthCheck,
 }
 
 /// A certificate as Tencent's SSL certificate service keeps it: a server certificate with its private key, or a

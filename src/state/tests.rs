@@ -69,6 +69,7 @@ fn create_listener(lb: &str, id: &str, protocol: Protocol, port: u16) -> Command
             sni_switch: false,
             keepalive_enable: false,
             tls: None,
+            health_check: HealthCheck::default(),
         }],
         now: 1,
     }

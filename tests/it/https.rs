@@ -12,7 +12,7 @@ use crate::harness::{TestApp, bind_params, free_addr};
 /// A certificate authority made for one test.
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
-    pem: String,
+    pub pem: String,
 }
 
 /// A certificate and its key, PEM.

@@ -9,6 +9,7 @@ mod failures;
 mod harness;
 mod https;
 mod isolation;
+mod layer4;
 mod limits;
 mod namespaces;
 mod node;

@@ -9,7 +9,7 @@ use super::health_check_output;
 use super::rules::rule_output;
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
-use crate::state::{Command, Listener, NewListener, Protocol};
+use crate::state::{Command, HealthCheck, Listener, NewListener, Protocol};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -22,6 +22,7 @@ struct CreateListener {
     multi_cert_info: Option<Value>,
     session_expire_time: Option<i64>,
     scheduler: Option<String>,
+    health_check: Option<Value>,
     sni_switch: Option<i64>,
     keepalive_enable: Option<i64>,
     end_port: Option<i64>,
@@ -84,6 +85,11 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             return Err(ApiError::new("InvalidParameterValue", "KeepaliveEnable must be 0 or 1."));
         }
     };
+    // Layer-4 listeners check their targets with a TCP connect; layer-7 ones check per rule.
+    let health_check = match req.health_check {
+        Some(value) if !protocol.is_layer7() => super::health_check_input(value, &HealthCheck::default(), true)?,
+        _ => HealthCheck::default(),
+    };
     let mut listeners = Vec::with_capacity(req.ports.len());
     for (i, port) in req.ports.iter().enumerate() {
         let port = u16::try_from(*port).ok().filter(|p| *p >= 1).ok_or_else(|| {
@@ -99,6 +105,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             sni_switch: sni,
             keepalive_enable,
             tls: tls.as_ref().map(|t| t.settings.clone()),
+            health_check: health_check.clone(),
         });
     }
     let ids: Vec<String> = listeners.iter().map(|l| l.id.clone()).collect();
@@ -173,7 +180,7 @@ fn listener_output(ctx: &Ctx<'_>, l: &Listener) -> Value {
         "Protocol": l.protocol.as_api(),
         "Port": l.port,
         "Certificate": certificate,
-        "HealthCheck": if layer7 { Value::Null } else { health_check_output(&crate::state::HealthCheck::default()) },
+        "HealthCheck": if layer7 { Value::Null } else { health_check_output(&l.health_check, true) },
         "Scheduler": if layer7 { Value::Null } else { json!(l.scheduler) },
         "SessionExpireTime": if layer7 { Value::Null } else { json!(l.session_expire_time) },
         "SniSwitch": i64::from(l.sni_switch),

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::api::ApiError;
 use crate::state::HealthCheck;
 
-/// The `HealthCheck` object of a rule (or of a layer-4 listener, which has no checks of its own yet).
-pub fn health_check_output(check: &HealthCheck) -> Value {
+/// The `HealthCheck` object of a rule (HTTP checks) or of a layer-4 listener (`layer4`: TCP checks).
+pub fn health_check_output(check: &HealthCheck, layer4: bool) -> Value {
     json!({
         "HealthSwitch": i64::from(check.enabled),
         "TimeOut": check.timeout_s,
@@ -29,7 +29,7 @@ pub fn health_check_output(check: &HealthCheck) -> Value {
         "ContextType": null,
         "SendContext": null,
         "RecvContext": null,
-        "CheckType": "HTTP",
+        "CheckType": if layer4 { "TCP" } else { "HTTP" },
         "HttpVersion": "HTTP/1.1",
         "SourceIpType": 0,
         "ExtendedCode": null,
@@ -52,8 +52,9 @@ struct HealthCheckInput {
     source_ip_type: Option<i64>,
 }
 
-/// A `HealthCheck` input applied over `base` (contract 5.3 ranges): fields left out keep their value.
-pub fn health_check_input(value: Value, base: &HealthCheck) -> Result<HealthCheck, ApiError> {
+/// A `HealthCheck` input applied over `base` (contract 5.3 ranges): fields left out keep their value. Rules
+/// check over HTTP; layer-4 listeners (`layer4`) with a TCP connect.
+pub fn health_check_input(value: Value, base: &HealthCheck, layer4: bool) -> Result<HealthCheck, ApiError> {
     let Value::Object(map) = value else {
         return Err(ApiError::new("InvalidParameter", "The parameter `HealthCheck` must be an object."));
     };
@@ -113,8 +114,12 @@ pub fn health_check_input(value: Value, base: &HealthCheck) -> Result<HealthChec
         }
         check.method = method;
     }
-    if input.check_type.as_deref().is_some_and(|t| t != "HTTP") {
-        return Err(ApiError::new("UnsupportedOperation", "Only HTTP health checks (CheckType HTTP) are supported."));
+    let wanted = if layer4 { "TCP" } else { "HTTP" };
+    if input.check_type.as_deref().is_some_and(|t| t != wanted) {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!("Health checks here are CheckType {wanted} (HTTP for rules, TCP for layer-4 listeners)."),
+        ));
     }
     if input.source_ip_type.is_some_and(|t| t != 0) {
         return Err(ApiError::new("UnsupportedOperation", "Health checks come from the VIP (SourceIpType 0)."));

@@ -79,7 +79,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             t.settings
         });
         let health_check = match input.health_check {
-            Some(value) => super::health_check_input(value, &HealthCheck::default())?,
+            Some(value) => super::health_check_input(value, &HealthCheck::default(), false)?,
             None => HealthCheck::default(),
         };
         rules.push(NewRule {
@@ -192,7 +192,7 @@ pub fn rule_output(ctx: &Ctx<'_>, listener: &Listener, rule: &Rule) -> Value {
         "Domain": rule.domain,
         "Url": rule.url,
         "SessionExpireTime": rule.session_expire_time,
-        "HealthCheck": health_check_output(&rule.health_check),
+        "HealthCheck": health_check_output(&rule.health_check, false),
         "Certificate": super::certificates::output(listener.domain_tls.get(&rule.domain)),
         "Scheduler": rule.scheduler,
         "ListenerId": listener.id,
@@ -322,7 +322,8 @@ pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     if let Some(url) = &req.url {
         check_url(url)?;
     }
-    let health_check = req.health_check.map(|v| super::health_check_input(v, &current.health_check)).transpose()?;
+    let health_check =
+        req.health_check.map(|v| super::health_check_input(v, &current.health_check, false)).transpose()?;
     let command = Command::ModifyRule {
         rule: crate::state::RuleRef {
             scope: ctx.scope.clone(),

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::rules::normalize_domain;
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
-use crate::state::{Command, FunctionTarget, RuleRef, ServerTarget};
+use crate::state::{Command, FunctionTarget, RuleRef, ServerTarget, TargetsOf};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -170,7 +170,11 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
                 "Protocol": l.protocol.as_api(),
                 "Port": l.port,
                 "Rules": rules,
-                "Targets": if l.protocol.is_layer7() { Value::Null } else { json!([]) },
+                "Targets": if l.protocol.is_layer7() {
+                    Value::Null
+                } else {
+                    json!(l.servers.iter().map(|t| server_output(ctx, t)).collect::<Vec<_>>())
+                },
                 "EndPort": 0,
             })
         })
@@ -266,8 +270,16 @@ fn weight(w: i64) -> Result<u32, ApiError> {
 /// A target named by a request: address, port and its own weight when given.
 type NamedTarget = (String, u16, Option<u32>);
 
-/// The rule, the targets and the common `Weight` of a targets request.
-fn targets_request(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Vec<NamedTarget>, Option<i64>), ApiError> {
+/// What a targets request names: the holder (a layer-7 rule, or a layer-4 listener), the targets, the
+/// common `Weight`, and the load balancer.
+struct TargetsRequest {
+    of: TargetsOf,
+    targets: Vec<NamedTarget>,
+    weight: Option<i64>,
+    lb: String,
+}
+
+fn targets_request(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<TargetsRequest, ApiError> {
     let req: Targets = parse(p)?;
     if req.targets.is_empty() {
         return Err(ApiError::missing("Targets"));
@@ -279,52 +291,55 @@ fn targets_request(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Vec
         ));
     }
     let listener = ctx.snapshot.state.listener(&ctx.scope, &req.load_balancer_id, &req.listener_id)?;
-    if !listener.protocol.is_layer7() {
-        return Err(ApiError::new(
-            "UnsupportedOperation",
-            "Targets of layer-4 listeners are not served by this server yet; use an HTTP or HTTPS listener's rule.",
-        ));
-    }
-    if req.location_id.is_none() && req.url.is_none() {
+    let layer7 = listener.protocol.is_layer7();
+    if layer7 && req.location_id.is_none() && req.url.is_none() {
         return Err(ApiError::missing("LocationId"));
     }
+    if !layer7 && !crate::proxy::serves(listener.protocol) {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!("{} listeners do not carry traffic in this version.", listener.protocol.as_api()),
+        ));
+    }
     let targets = req.targets.into_iter().map(target_input).collect::<Result<Vec<_>, _>>()?;
-    let rule = RuleRef {
-        scope: ctx.scope.clone(),
-        lb_id: req.load_balancer_id,
-        listener_id: req.listener_id,
-        location_id: req.location_id,
-        domain: req.domain.map(|d| normalize_domain(&d)),
-        url: req.url,
+    let lb = req.load_balancer_id.clone();
+    let of = if layer7 {
+        TargetsOf::Rule(RuleRef {
+            scope: ctx.scope.clone(),
+            lb_id: req.load_balancer_id,
+            listener_id: req.listener_id,
+            location_id: req.location_id,
+            domain: req.domain.map(|d| normalize_domain(&d)),
+            url: req.url,
+        })
+    } else {
+        TargetsOf::Listener { scope: ctx.scope.clone(), lb_id: req.load_balancer_id, listener_id: req.listener_id }
     };
-    Ok((rule, targets, req.weight))
+    Ok(TargetsRequest { of, targets, weight: req.weight, lb })
 }
 
 pub async fn register_servers(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let (rule, targets, _) = targets_request(ctx, p)?;
+    let TargetsRequest { of, targets, lb, .. } = targets_request(ctx, p)?;
     let now = crate::clock::now_ms();
     let targets = targets
         .into_iter()
         .map(|(ip, port, weight)| ServerTarget { ip, port, weight: weight.unwrap_or(10), add_time: now })
         .collect();
-    let lb = rule.lb_id.clone();
-    ctx.apply(Command::RegisterTargets { rule, targets }, Some(vec![lb])).await?;
+    ctx.apply(Command::RegisterTargets { of, targets }, Some(vec![lb])).await?;
     Ok(Map::new())
 }
 
 pub async fn deregister_servers(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let (rule, targets, _) = targets_request(ctx, p)?;
+    let TargetsRequest { of, targets, lb, .. } = targets_request(ctx, p)?;
     let targets = targets.into_iter().map(|(ip, port, _)| (ip, port)).collect();
-    let lb = rule.lb_id.clone();
-    ctx.apply(Command::DeregisterTargets { rule, targets }, Some(vec![lb])).await?;
+    ctx.apply(Command::DeregisterTargets { of, targets }, Some(vec![lb])).await?;
     Ok(Map::new())
 }
 
 /// ModifyTargetWeight: `Weight` for all the targets named (a target's own `Weight` wins).
 pub async fn modify_weight(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let (rule, targets, common) = targets_request(ctx, p)?;
+    let TargetsRequest { of, targets, weight: common, lb } = targets_request(ctx, p)?;
     let common = common.map(weight).transpose()?;
-    let lb = rule.lb_id.clone();
     // One command per distinct weight, applied together.
     let mut by_weight: std::collections::BTreeMap<u32, Vec<(String, u16)>> = Default::default();
     for (ip, port, own) in targets {
@@ -333,7 +348,7 @@ pub async fn modify_weight(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<S
     }
     let commands: Vec<Command> = by_weight
         .into_iter()
-        .map(|(weight, targets)| Command::ModifyTargetWeight { rule: rule.clone(), targets, weight })
+        .map(|(weight, targets)| Command::ModifyTargetWeight { of: of.clone(), targets, weight })
         .collect();
     ctx.apply(Command::Batch(commands), Some(vec![lb])).await?;
     Ok(Map::new())
@@ -355,17 +370,20 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
         let listeners: Vec<Value> = state
             .listeners_of(lb_id)
             .into_iter()
-            .filter(|l| l.protocol.is_layer7())
             .map(|l| {
-                let rules: Vec<Value> = state
-                    .rules_of(&l.id)
+                // A layer-4 listener holds its targets itself: one entry named by the listener.
+                let holders: Vec<(&str, &str, &str, &[ServerTarget])> = if l.protocol.is_layer7() {
+                    state.rules_of(&l.id).into_iter().map(|r| (r.id.as_str(), r.domain.as_str(), r.url.as_str(), &r.servers[..])).collect()
+                } else {
+                    vec![(l.id.as_str(), "", "", &l.servers[..])]
+                };
+                let rules: Vec<Value> = holders
                     .into_iter()
-                    .map(|r| {
-                        let targets: Vec<Value> = r
-                            .servers
+                    .map(|(id, domain, url, servers)| {
+                        let targets: Vec<Value> = servers
                             .iter()
                             .map(|t| {
-                                let health = ctx.api.health.status(&r.id, &t.ip, t.port);
+                                let health = ctx.api.health.status(id, &t.ip, t.port);
                                 json!({
                                     "IP": t.ip,
                                     "Port": t.port,
@@ -377,7 +395,7 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
                                 })
                             })
                             .collect();
-                        json!({"LocationId": r.id, "Domain": r.domain, "Url": r.url, "Targets": targets})
+                        json!({"LocationId": id, "Domain": domain, "Url": url, "Targets": targets})
                     })
                     .collect();
                 json!({"ListenerId": l.id, "ListenerName": l.name, "Protocol": l.protocol.as_api(), "Port": l.port, "Rules": rules})

@@ -1,0 +1,90 @@
+//! Layer-4 listeners: TCP and TCP_SSL relayed to the listener's own targets, with TCP health checks.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, eventually, free_addr, request};
+use crate::servers::Backend;
+
+async fn listener(app: &TestApp, protocol: &str, extra: Value) -> (String, String, String) {
+    let (vip, port) = free_addr();
+    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
+    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let mut params = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": protocol});
+    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let created = app.clb("CreateListener", params).await.unwrap();
+    (lb, created["ListenerIds"][0].as_str().unwrap().to_string(), format!("{vip}:{port}"))
+}
+
+#[tokio::test]
+async fn tcp_listeners_relay_to_their_targets_and_check_them() {
+    let app = TestApp::start();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let check =
+        json!({"HealthCheck": {"HealthSwitch": 1, "TimeOut": 2, "IntervalTime": 3, "HealthNum": 2, "UnHealthNum": 2}});
+    let (lb, listener, addr) = listener(&app, "TCP", check).await;
+    let register = json!({"LoadBalancerId": lb, "ListenerId": listener, "Targets": [
+        {"EniIp": "127.0.0.1", "Port": a.addr.port(), "Weight": 10},
+        {"EniIp": "127.0.0.1", "Port": b.addr.port(), "Weight": 10},
+        {"EniIp": "127.0.0.1", "Port": gone.port(), "Weight": 10},
+    ]});
+    app.clb("RegisterTargets", register).await.unwrap();
+
+    // Each connection goes to a target; one that cannot be connected to is skipped.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..9 {
+        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        seen.insert(reply.json()["server"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    let dead = eventually("the closed port is found dead", Duration::from_secs(20), || async {
+        let described = app.clb("DescribeTargetHealth", json!({"LoadBalancerIds": [lb]})).await.unwrap();
+        let targets = described["LoadBalancers"][0]["Listeners"][0]["Rules"][0]["Targets"].as_array()?.clone();
+        let gone = targets.iter().find(|t| t["Port"] == json!(gone.port()))?.clone();
+        (gone["HealthStatusDetail"] == "Dead").then_some(targets)
+    })
+    .await;
+    assert_eq!(dead.iter().filter(|t| t["HealthStatusDetail"] == "Alive").count(), 2, "{dead:?}");
+    let described = app.clb("DescribeTargets", json!({"LoadBalancerId": lb})).await.unwrap();
+    assert_eq!(described["Listeners"][0]["Targets"].as_array().map(Vec::len), Some(3));
+
+    // A function cannot be bound to a layer-4 listener, and its targets need no rule.
+    app.create_fixture("l4", "echo", json!({})).await.unwrap();
+    let bind = crate::harness::bind_params(&lb, &listener, "loc-none", "l4");
+    assert!(app.clb("RegisterFunctionTargets", bind).await.is_err());
+}
+
+#[tokio::test]
+async fn tcp_ssl_listeners_terminate_tls_in_front_of_plain_targets() {
+    let app = TestApp::start();
+    let temp = tempfile::tempdir().unwrap();
+    let ca = crate::https::Authority::new("l4 CA");
+    let ca_file = temp.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let leaf = ca.leaf(&["tcp.test"]);
+    let backend = Backend::start("plain").await;
+    let certificate = json!({"Certificate": {"CertContent": leaf.cert, "CertKey": leaf.key}});
+    let (lb, listener, addr) = listener(&app, "TCP_SSL", certificate).await;
+    let register = json!({"LoadBalancerId": lb, "ListenerId": listener,
+        "Targets": [{"EniIp": "127.0.0.1", "Port": backend.addr.port()}]});
+    app.clb("RegisterTargets", register).await.unwrap();
+    let (vip, port) = addr.split_once(':').unwrap();
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&ca_file)
+        .arg("--resolve")
+        .arg(format!("tcp.test:{port}:{vip}"))
+        .arg(format!("https://tcp.test:{port}/through"))
+        .output()
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{body} {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((seen["server"].as_str(), seen["path"].as_str()), (Some("plain"), Some("/through")));
+}
