@@ -191,8 +191,15 @@ impl Instance {
             // A runtime that exits before it is ready ends the wait (its channel may outlive it: a custom
             // runtime's is held by fnlb's Runtime API server).
             let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline, protocol::read_frame(&mut self.reader)) => read,
-                () = exited(&mut self.process) => Ok(Err(protocol::FrameError::Closed)),
+                read = tokio::time::timeout_at(deadline, protocol::read_frame(&mut self.reader)) => Some(read),
+                () = exited(&mut self.process) => None,
+            };
+            // Gone: its last frames (an INIT_ERROR written just before it exited) may still be in the channel.
+            let read = match read {
+                Some(read) => read,
+                None => Ok(tokio::time::timeout(Duration::from_millis(200), protocol::read_frame(&mut self.reader))
+                    .await
+                    .unwrap_or(Err(protocol::FrameError::Closed))),
             };
             let frame = match read {
                 Ok(Ok(frame)) => frame,
