@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub http_listeners: HashMap<SocketAddr, Arc<ListenerRoutes>>,
     /// Layer-4 (TCP, TCP_SSL) listeners by the address they serve.
     pub stream_listeners: HashMap<SocketAddr, Arc<StreamListener>>,
+    /// UDP listeners by the address they serve.
+    pub datagram_listeners: HashMap<SocketAddr, Arc<StreamListener>>,
     pub functions: HashMap<FunctionKey, Arc<FunctionSpec>>,
 }
 
@@ -121,6 +123,7 @@ impl Snapshot {
     pub fn compile(state: Arc<State>, version: u64) -> Snapshot {
         let mut http_listeners = HashMap::new();
         let mut stream_listeners = HashMap::new();
+        let mut datagram_listeners = HashMap::new();
         for listener in state.listeners.values() {
             if !crate::proxy::serves(listener.protocol) {
                 continue;
@@ -143,8 +146,12 @@ impl Snapshot {
                 let tls = (listener.protocol == Protocol::TcpSsl)
                     .then(|| crate::proxy::tls::listener_config(&state, listener))
                     .flatten();
-                let stream = StreamListener { listener_id: listener.id.clone(), target, tls };
-                stream_listeners.insert(addr, Arc::new(stream));
+                let stream = Arc::new(StreamListener { listener_id: listener.id.clone(), target, tls });
+                if listener.protocol.transport_is_udp() {
+                    datagram_listeners.insert(addr, stream);
+                } else {
+                    stream_listeners.insert(addr, stream);
+                }
                 continue;
             }
             let rules = state.rules_of(&listener.id);
@@ -192,7 +199,7 @@ impl Snapshot {
                 (f.key.clone(), Arc::new(FunctionSpec { function: f.clone(), app_id }))
             })
             .collect();
-        Snapshot { version, state, http_listeners, stream_listeners, functions }
+        Snapshot { version, state, http_listeners, stream_listeners, datagram_listeners, functions }
     }
 }
 

@@ -115,6 +115,14 @@ impl Health {
                 wanted.insert((target.location_id.clone(), *addr), (target.health_check.clone(), String::new()));
             }
         }
+        // UDP targets are not checked (a datagram has no answer to count on): they always take traffic.
+        for datagram in snapshot.datagram_listeners.values() {
+            let target = &datagram.target;
+            let off = HealthCheck { enabled: false, ..target.health_check.clone() };
+            for (addr, _) in &target.servers {
+                wanted.insert((target.location_id.clone(), *addr), (off.clone(), String::new()));
+            }
+        }
         for routes in snapshot.http_listeners.values() {
             for rule in &routes.rules {
                 for (addr, _) in &rule.servers {

@@ -1,6 +1,7 @@
 //! The data plane's load balancer: one accept loop per layer-7 listener, reconciled with each snapshot.
 
 pub mod bridge;
+mod datagram;
 pub mod health;
 pub mod respond;
 pub mod router;
@@ -37,6 +38,8 @@ pub struct ProxySettings {
     pub max_connections_per_listener: usize,
     /// The largest request body forwarded to server targets (CLB's `client_max_body_size`); past it, 413.
     pub max_body_bytes: u64,
+    /// How long a UDP client's session (its target and relay socket) lasts without an answer from the target.
+    pub udp_session_timeout: Duration,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -48,6 +51,7 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
 /// CLB's default `client_max_body_size` (60M).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 60 * 1024 * 1024;
+pub const DEFAULT_UDP_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -60,6 +64,7 @@ impl Default for ProxySettings {
             max_headers: DEFAULT_MAX_HEADERS,
             max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            udp_session_timeout: DEFAULT_UDP_SESSION_TIMEOUT,
         }
     }
 }
@@ -67,7 +72,7 @@ impl Default for ProxySettings {
 /// Whether listeners of a protocol serve traffic in this version (the others are stored and listed).
 pub fn serves(protocol: crate::state::Protocol) -> bool {
     use crate::state::Protocol;
-    matches!(protocol, Protocol::Http | Protocol::Https | Protocol::Tcp | Protocol::TcpSsl)
+    matches!(protocol, Protocol::Http | Protocol::Https | Protocol::Tcp | Protocol::TcpSsl | Protocol::Udp)
 }
 
 pub struct Proxy {
@@ -85,7 +90,21 @@ pub struct Proxy {
 /// when it puts the change into effect.
 #[derive(Default)]
 pub struct Sockets {
-    bound: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+    /// By address and transport (`true`: UDP): a port number serves TCP and UDP listeners apart.
+    bound: Mutex<HashMap<(SocketAddr, bool), Bound>>,
+}
+
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+/// The kind of a running listener: a port may change kind between snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Http,
+    Stream,
+    Datagram,
 }
 
 /// How often a listener that could not be bound (after a restart: the port is taken) is tried again.
@@ -102,24 +121,35 @@ struct Running {
 // === impl Sockets ===
 
 impl Sockets {
-    /// Binds `addr` now, for a listener about to be created. Already bound here counts as bound.
-    pub fn reserve(&self, addr: SocketAddr) -> std::io::Result<()> {
+    /// Binds `addr` now (TCP, or UDP when `udp`), for a listener about to be created. Already bound here counts
+    /// as bound.
+    pub fn reserve(&self, addr: SocketAddr, udp: bool) -> std::io::Result<()> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
-        if bound.contains_key(&addr) {
+        if bound.contains_key(&(addr, udp)) {
             return Ok(());
         }
-        let listener = bind_std(addr)?;
-        bound.insert(addr, listener);
+        let socket = if udp { Bound::Udp(std::net::UdpSocket::bind(addr)?) } else { Bound::Tcp(bind_std(addr)?) };
+        bound.insert((addr, udp), socket);
         Ok(())
     }
 
     /// Gives a reserved socket back (the change that needed it was refused).
-    pub fn release(&self, addr: &SocketAddr) {
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+    pub fn release(&self, addr: &SocketAddr, udp: bool) {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(&(*addr, udp));
     }
 
-    fn take(&self, addr: &SocketAddr) -> Option<std::net::TcpListener> {
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(addr)
+    fn take_tcp(&self, addr: &SocketAddr) -> Option<std::net::TcpListener> {
+        match self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(&(*addr, false)) {
+            Some(Bound::Tcp(listener)) => Some(listener),
+            _ => None,
+        }
+    }
+
+    fn take_udp(&self, addr: &SocketAddr) -> Option<std::net::UdpSocket> {
+        match self.bound.lock().unwrap_or_else(|p| p.into_inner()).remove(&(*addr, true)) {
+            Some(Bound::Udp(socket)) => Some(socket),
+            _ => None,
+        }
     }
 }
 
@@ -140,11 +170,31 @@ const LISTEN_BACKLOG: u32 = 4096;
 // === impl Proxy ===
 
 impl Proxy {
+    /// The reserved socket of a new TCP listener, or one bound now.
+    fn tcp_listener(&self, addr: &SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+        let listener = match self.sockets.take_tcp(addr) {
+            Some(reserved) => reserved,
+            None => bind_std(*addr)?,
+        };
+        listener.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(listener)
+    }
+
+    /// The reserved socket of a new UDP listener, or one bound now.
+    fn udp_socket(&self, addr: &SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+        let socket = match self.sockets.take_udp(addr) {
+            Some(reserved) => reserved,
+            None => std::net::UdpSocket::bind(addr)?,
+        };
+        socket.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(socket)
+    }
+
     /// Keeps the set of bound listeners equal to the snapshot's until `shutdown` turns true, then stops them
     /// all and waits for their connections to drain.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut published = self.control.subscribe();
-        let mut running: HashMap<(SocketAddr, bool), Running> = HashMap::new();
+        let mut running: HashMap<(SocketAddr, Kind), Running> = HashMap::new();
         loop {
             let all_bound = self.reconcile(&mut running).await;
             tokio::select! {
@@ -162,18 +212,17 @@ impl Proxy {
     }
 
     /// Binds the snapshot's new listeners and stops the removed ones; returns whether every listener is bound.
-    /// Listeners are keyed by address and whether they are layer 4 (a port may change kind between snapshots).
-    async fn reconcile(self: &Arc<Self>, running: &mut HashMap<(SocketAddr, bool), Running>) -> bool {
+    async fn reconcile(self: &Arc<Self>, running: &mut HashMap<(SocketAddr, Kind), Running>) -> bool {
         let snapshot = self.control.snapshot();
         self.functions.reconcile(&snapshot);
         self.health.reconcile(&snapshot);
         self.upstreams.reconcile(&snapshot);
         let mut closing = Vec::new();
-        running.retain(|(addr, layer4), r| {
-            let keep = if *layer4 {
-                snapshot.stream_listeners.contains_key(addr)
-            } else {
-                snapshot.http_listeners.contains_key(addr)
+        running.retain(|(addr, kind), r| {
+            let keep = match kind {
+                Kind::Http => snapshot.http_listeners.contains_key(addr),
+                Kind::Stream => snapshot.stream_listeners.contains_key(addr),
+                Kind::Datagram => snapshot.datagram_listeners.contains_key(addr),
             };
             if !keep {
                 tracing::info!(%addr, "Listener stopped.");
@@ -187,34 +236,35 @@ impl Proxy {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed).await;
         }
         let mut all_bound = true;
-        let wanted = snapshot
+        let wanted: Vec<(SocketAddr, Kind)> = snapshot
             .http_listeners
             .keys()
-            .map(|a| (*a, false))
-            .chain(snapshot.stream_listeners.keys().map(|a| (*a, true)));
-        for (addr, layer4) in wanted.collect::<Vec<_>>() {
-            let addr = &addr;
-            if running.contains_key(&(*addr, layer4)) {
+            .map(|a| (*a, Kind::Http))
+            .chain(snapshot.stream_listeners.keys().map(|a| (*a, Kind::Stream)))
+            .chain(snapshot.datagram_listeners.keys().map(|a| (*a, Kind::Datagram)))
+            .collect();
+        for (addr, kind) in wanted {
+            if running.contains_key(&(addr, kind)) {
                 continue;
             }
-            let listener = match self.sockets.take(addr) {
-                Some(reserved) => Ok(reserved),
-                None => bind_std(*addr),
-            };
-            match listener.and_then(|l| {
-                l.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(l)
-            }) {
-                Ok(listener) => {
-                    tracing::info!(%addr, "Listener started.");
-                    let (stop, stop_rx) = watch::channel(false);
-                    let (closed_tx, closed) = oneshot::channel();
-                    let task = if layer4 {
-                        tokio::spawn(stream::serve(self.clone(), listener, *addr, stop_rx, closed_tx))
+            let (stop, stop_rx) = watch::channel(false);
+            let (closed_tx, closed) = oneshot::channel();
+            let started = match kind {
+                Kind::Datagram => self
+                    .udp_socket(&addr)
+                    .map(|socket| tokio::spawn(datagram::serve(self.clone(), socket, addr, stop_rx, closed_tx))),
+                Kind::Http | Kind::Stream => self.tcp_listener(&addr).map(|listener| {
+                    if kind == Kind::Http {
+                        tokio::spawn(server::serve(self.clone(), listener, addr, stop_rx, closed_tx))
                     } else {
-                        tokio::spawn(server::serve(self.clone(), listener, *addr, stop_rx, closed_tx))
-                    };
-                    running.insert((*addr, layer4), Running { stop, closed: Some(closed), task });
+                        tokio::spawn(stream::serve(self.clone(), listener, addr, stop_rx, closed_tx))
+                    }
+                }),
+            };
+            match started {
+                Ok(task) => {
+                    tracing::info!(%addr, ?kind, "Listener started.");
+                    running.insert((addr, kind), Running { stop, closed: Some(closed), task });
                 }
                 Err(e) => {
                     all_bound = false;

@@ -178,8 +178,8 @@ impl Upstreams {
     pub fn reconcile(&self, snapshot: &Snapshot) {
         let mut balancers = HashMap::new();
         let rules = snapshot.http_listeners.values().flat_map(|routes| routes.rules.iter());
-        for rule in rules.chain(snapshot.stream_listeners.values().map(|s| &s.target)).filter(|r| !r.servers.is_empty())
-        {
+        let layer4 = snapshot.stream_listeners.values().chain(snapshot.datagram_listeners.values()).map(|s| &s.target);
+        for rule in rules.chain(layer4).filter(|r| !r.servers.is_empty()) {
             balancers.insert(rule.location_id.clone(), Arc::new(Balancer::new(rule, &self.health)));
         }
         let addrs: std::collections::HashSet<SocketAddr> =
@@ -277,6 +277,18 @@ impl Upstreams {
             }
         }
         None
+    }
+
+    /// A target for a new UDP session (no connection to try), counted in flight while the guard lives.
+    pub fn choose(
+        &self,
+        target: &RouteTarget,
+        client: IpAddr,
+    ) -> Option<(SocketAddr, impl Drop + Send + Sync + 'static)> {
+        let balancer = self.balancer(target);
+        let backend = balancer.pick(client, None, &[])?;
+        backend.state.active.fetch_add(1, Ordering::Relaxed);
+        Some((backend.addr, InFlight(backend.state.clone())))
     }
 
     /// A ready pooled connection to `addr`, or a new one.

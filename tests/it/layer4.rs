@@ -88,3 +88,48 @@ async fn tcp_ssl_listeners_terminate_tls_in_front_of_plain_targets() {
     let seen: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((seen["server"].as_str(), seen["path"].as_str()), (Some("plain"), Some("/through")));
 }
+
+/// A UDP server that answers each datagram with its name and the datagram.
+async fn udp_echo(name: &'static str) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+            let answer = [name.as_bytes(), b":", &buf[..len]].concat();
+            let _ = socket.send_to(&answer, from).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn udp_listeners_relay_datagrams_and_keep_a_client_on_its_target() {
+    let app = TestApp::start();
+    let ((a, task_a), (b, task_b)) = (udp_echo("a").await, udp_echo("b").await);
+    let (lb, listener, addr) = listener(&app, "UDP", json!({})).await;
+    let register = json!({"LoadBalancerId": lb, "ListenerId": listener, "Targets": [
+        {"EniIp": "127.0.0.1", "Port": a.port()}, {"EniIp": "127.0.0.1", "Port": b.port()},
+    ]});
+    app.clb("RegisterTargets", register).await.unwrap();
+    let mut targets = std::collections::HashSet::new();
+    for client in 0..4 {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(&addr).await.unwrap();
+        let mut first = None;
+        for n in 0..3 {
+            let message = format!("client {client} datagram {n}");
+            socket.send(message.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 1500];
+            let len = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf)).await.unwrap().unwrap();
+            let answer = String::from_utf8_lossy(&buf[..len]).to_string();
+            let (server, echoed) = answer.split_once(':').unwrap();
+            assert_eq!(echoed, message);
+            assert_eq!(*first.get_or_insert(server.to_string()), server, "a client keeps its target");
+        }
+        targets.extend(first);
+    }
+    assert_eq!(targets.len(), 2, "clients are spread over the targets");
+    task_a.abort();
+    task_b.abort();
+}

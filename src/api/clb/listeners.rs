@@ -127,9 +127,10 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     // Refuse what the state refuses before touching the host, then make sure each port can be bound.
     ctx.snapshot.state.try_apply(command.clone())?;
     let sockets = &ctx.api.sockets;
+    let udp = protocol.transport_is_udp();
     for (i, addr) in addrs.iter().enumerate() {
-        if let Err(e) = sockets.reserve(*addr) {
-            addrs[..i].iter().for_each(|a| sockets.release(a));
+        if let Err(e) = sockets.reserve(*addr, udp) {
+            addrs[..i].iter().for_each(|a| sockets.release(a, udp));
             return Err(ApiError::new(
                 "InvalidParameter.PortCheckFailed",
                 format!("Port {} cannot be bound on VIP {vip}: {e}.", addr.port()),
@@ -137,7 +138,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         }
     }
     if let Err(e) = ctx.apply(command, Some(vec![lb_id])).await {
-        addrs.iter().for_each(|a| sockets.release(a));
+        addrs.iter().for_each(|a| sockets.release(a, udp));
         return Err(e);
     }
     Ok(obj([("ListenerIds", json!(ids))]))
