@@ -38,6 +38,21 @@ pub enum Command {
     /// Load balancers, listeners, rules and function bindings.
     #[command(subcommand)]
     Clb(clb::ClbCommand),
+    /// Call any API action with JSON parameters, as tccli does: `fnlb call clb DescribeLoadBalancers '{}'`.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// `scf` or `clb`.
+    pub service: String,
+    /// The action, e.g. `RegisterTargets`.
+    pub action: String,
+    /// The parameters as a JSON object.
+    #[arg(default_value = "{}")]
+    pub params: String,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +203,13 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
         Command::Invoke(args) => function::invoke(args).await?,
         Command::Triggers(args) => function::triggers(args).await?,
         Command::Clb(cmd) => clb::run(cmd).await?,
+        Command::Call(args) => {
+            let service = crate::api::Service::parse(&args.service)
+                .ok_or_else(|| CliError::Usage(format!("unknown service `{}`: scf or clb", args.service)))?;
+            let params: Value = serde_json::from_str(&args.params)
+                .map_err(|e| CliError::Usage(format!("the parameters are not a JSON object: {e}")))?;
+            args.connection.client()?.call(service, &args.action, params).await?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&output).expect("JSON values serialise"));
     Ok(())

@@ -14,9 +14,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -41,7 +43,7 @@ pub struct UpstreamSettings {
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_IDLE_PER_TARGET: usize = 64;
+pub const DEFAULT_IDLE_PER_TARGET: usize = 256;
 pub const DEFAULT_MAX_TRIES: usize = 3;
 
 impl Default for UpstreamSettings {
@@ -157,7 +159,76 @@ pub struct Upstreams {
     settings: UpstreamSettings,
     health: Arc<Health>,
     balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
+    idle: Arc<Pool>,
+}
+
+/// Idle keep-alive connections by target.
+#[derive(Default)]
+struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
+    per_target: usize,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<SendRequest<Incoming>>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a connection whose exchange is over for the next request to the same target, up to the limit.
+    fn keep(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        let senders = idle.entry(addr).or_default();
+        if senders.len() < self.per_target {
+            senders.push(sender);
+        }
+    }
+}
+
+/// A response body streamed from a target: when it is done (read to its end, or dropped), the connection goes
+/// back to the pool and the request stops counting as in flight.
+struct Returning {
+    body: Incoming,
+    done: Option<(Arc<Pool>, SocketAddr, SendRequest<Incoming>, InFlight)>,
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if let Some((pool, addr, sender, _in_flight)) = self.done.take()
+            && self.body.is_end_stream()
+        {
+            pool.keep(addr, sender);
+        }
+    }
+}
+
+impl hyper::body::Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            // The whole response has been read: the connection can serve the next request now.
+            if let Some((pool, addr, sender, _in_flight)) = self.done.take() {
+                pool.keep(addr, sender);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Counts a request as in flight to a target while it exists.
@@ -171,7 +242,8 @@ impl Drop for InFlight {
 
 impl Upstreams {
     pub fn new(settings: UpstreamSettings, health: Arc<Health>) -> Upstreams {
-        Upstreams { settings, health, balancers: Default::default(), idle: Mutex::new(HashMap::new()) }
+        let idle = Arc::new(Pool { idle: Mutex::default(), per_target: settings.idle_per_target });
+        Upstreams { settings, health, balancers: Default::default(), idle }
     }
 
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
@@ -184,7 +256,7 @@ impl Upstreams {
         }
         let addrs: std::collections::HashSet<SocketAddr> =
             balancers.values().flat_map(|b| b.targets.iter().map(|t| t.addr)).collect();
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).retain(|addr, _| addrs.contains(addr));
+        self.idle.lock().retain(|addr, _| addrs.contains(addr));
         self.balancers.store(Arc::new(balancers));
     }
 
@@ -228,7 +300,7 @@ impl Upstreams {
                         tracing::debug!(target = %backend.addr, error = %e.error(), "A pooled connection failed.");
                         request = unsent;
                         tried.pop();
-                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&backend.addr);
+                        self.idle.lock().remove(&backend.addr);
                         continue;
                     }
                     _ => {
@@ -237,7 +309,6 @@ impl Upstreams {
                     }
                 },
             };
-            self.keep(backend.addr, sender);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             if let Some(max_age) = balancer.persistence
@@ -248,11 +319,9 @@ impl Upstreams {
                     parts.headers.append(http::header::SET_COOKIE, value);
                 }
             }
-            // The request counts as in flight until its response body is done.
-            let body = body.map_frame(move |frame| {
-                let _ = &in_flight;
-                frame
-            });
+            // The request counts as in flight, and its connection stays out of the pool, until its response body
+            // is done.
+            let body = Returning { body, done: Some((self.idle.clone(), backend.addr, sender, in_flight)) };
             return Response::from_parts(parts, body.boxed());
         }
     }
@@ -294,7 +363,7 @@ impl Upstreams {
     /// A ready pooled connection to `addr`, or a new one.
     async fn sender(&self, addr: SocketAddr) -> std::io::Result<SendRequest<Incoming>> {
         {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.lock();
             if let Some(senders) = idle.get_mut(&addr) {
                 senders.retain(|s| !s.is_closed());
                 if let Some(at) = senders.iter().position(SendRequest::is_ready) {
@@ -314,16 +383,6 @@ impl Upstreams {
             }
         });
         Ok(sender)
-    }
-
-    /// Keeps a connection for the next request to the same target (it is ready again once this response's body
-    /// has been read), up to the idle limit.
-    fn keep(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let senders = idle.entry(addr).or_default();
-        if senders.len() < self.settings.idle_per_target {
-            senders.push(sender);
-        }
     }
 }
 

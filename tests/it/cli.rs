@@ -77,3 +77,19 @@ async fn invalid_input_is_one_clear_line_and_a_failure_exit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: cannot reach the API"), "{stderr}");
 }
+
+#[tokio::test]
+async fn any_action_can_be_called_with_json_parameters() {
+    let app = TestApp::start();
+    let (vip, _) = free_addr();
+    let created =
+        ok(&app, &["call", "clb", "CreateLoadBalancer", &format!(r#"{{"LoadBalancerType":"OPEN","Vip":"{vip}"}}"#)]);
+    let id = created["LoadBalancerIds"][0].as_str().unwrap();
+    let described = ok(&app, &["call", "clb", "DescribeLoadBalancers", &format!(r#"{{"LoadBalancerIds":["{id}"]}}"#)]);
+    assert_eq!(described["TotalCount"], 1);
+    assert_eq!(ok(&app, &["call", "scf", "ListFunctions"])["TotalCount"], 0);
+    let refused = fnlb(&app, &["call", "clb", "NoSuchAction"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("InvalidAction"), "{refused:?}");
+    assert!(!fnlb(&app, &["call", "cvm", "DescribeInstances"]).status.success());
+}
