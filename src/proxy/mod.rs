@@ -164,6 +164,30 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     listener.into_std()
 }
 
+/// What an accept loop does with one accepted connection: it comes within the listener's connection limit (the
+/// permit is held for as long as the connection lives), or `None` — a failed accept (after a short back-off, so
+/// that running out of descriptors does not spin) or a connection past the limit (closed at once).
+async fn admit(
+    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    limit: &Arc<tokio::sync::Semaphore>,
+    addr: SocketAddr,
+) -> Option<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    let (stream, client) = match accepted {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "Accept failed.");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return None;
+        }
+    };
+    let Ok(permit) = limit.clone().try_acquire_owned() else {
+        tracing::debug!(%addr, %client, "Connection limit reached: a new connection is closed.");
+        return None;
+    };
+    let _ = stream.set_nodelay(true);
+    Some((stream, client, permit))
+}
+
 /// The accept queue of each listener.
 const LISTEN_BACKLOG: u32 = 4096;
 

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
@@ -38,20 +37,7 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let (stream, client) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of descriptors and the like: back off briefly instead of spinning.
-                tracing::warn!(%addr, error = %e, "Accept failed.");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
-            tracing::debug!(%addr, %client, "Connection limit reached: a new connection is closed.");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let Some((stream, client, slot)) = super::admit(accepted, &connections, addr).await else { continue };
         let proxy = proxy.clone();
         let builder = builder.clone();
         let graceful = graceful.watcher();

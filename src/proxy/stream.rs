@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -29,18 +28,7 @@ pub async fn serve(
             // Finished connections are collected as they go.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let (stream, client) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "Accept failed.");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = limit.clone().try_acquire_owned() else {
-            tracing::debug!(%addr, %client, "Connection limit reached: a new connection is closed.");
-            continue;
-        };
+        let Some((stream, client, slot)) = super::admit(accepted, &limit, addr).await else { continue };
         let proxy = proxy.clone();
         connections.spawn(async move {
             let _slot = slot;
@@ -56,7 +44,6 @@ pub async fn serve(
 }
 
 async fn relay(proxy: &Proxy, addr: SocketAddr, mut client_stream: TcpStream, client: SocketAddr) {
-    let _ = client_stream.set_nodelay(true);
     let Some(listener) = proxy.control.snapshot().stream_listeners.get(&addr).cloned() else { return };
     let Some((mut upstream, _in_flight)) = proxy.upstreams.connect(&listener.target, client.ip()).await else {
         tracing::debug!(%client, listener = %listener.listener_id, "No target could be reached.");

@@ -208,6 +208,18 @@ pub struct Route {
     pub base: String,
 }
 
+/// A load balancer on a VIP of its own and one listener of `protocol` (`extra` merged into CreateListener's
+/// parameters): (load balancer id, listener id, VIP, port).
+pub async fn listener(app: &TestApp, protocol: &str, extra: Value) -> (String, String, Ipv4Addr, u16) {
+    let (vip, port) = free_addr();
+    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
+    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let mut params = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": protocol});
+    params.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    let created = app.clb("CreateListener", params).await.unwrap();
+    (lb, created["ListenerIds"][0].as_str().unwrap().to_string(), vip, port)
+}
+
 pub fn bind_params(lb: &str, listener: &str, location: &str, function: &str) -> Value {
     json!({
         "LoadBalancerId": lb,

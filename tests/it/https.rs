@@ -91,14 +91,8 @@ async fn curl(host: &str, vip: &str, port: u16, ca: &Path, extra: &[&str]) -> Fe
 
 /// A load balancer with an HTTPS listener created with `listener` (merged into CreateListener's parameters).
 async fn https_listener(app: &TestApp, listener: Value) -> (String, String, String, u16) {
-    let (vip, port) = free_addr();
-    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
-    let lb_id = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
-    let mut params = json!({"LoadBalancerId": lb_id, "Ports": [port], "Protocol": "HTTPS"});
-    params.as_object_mut().unwrap().extend(listener.as_object().unwrap().clone());
-    let created = app.clb("CreateListener", params).await.unwrap();
-    let listener_id = created["ListenerIds"][0].as_str().unwrap().to_string();
-    (lb_id, listener_id, vip.to_string(), port)
+    let (lb, listener, vip, port) = crate::harness::listener(app, "HTTPS", listener).await;
+    (lb, listener, vip.to_string(), port)
 }
 
 /// A rule for `domain` on `/` (merged with `extra`), bound to the function.

@@ -5,17 +5,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, eventually, free_addr, request};
+use crate::harness::{TestApp, eventually, request};
 use crate::servers::Backend;
 
 async fn listener(app: &TestApp, protocol: &str, extra: Value) -> (String, String, String) {
-    let (vip, port) = free_addr();
-    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
-    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
-    let mut params = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": protocol});
-    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let created = app.clb("CreateListener", params).await.unwrap();
-    (lb, created["ListenerIds"][0].as_str().unwrap().to_string(), format!("{vip}:{port}"))
+    let (lb, listener, vip, port) = crate::harness::listener(app, protocol, extra).await;
+    (lb, listener, format!("{vip}:{port}"))
 }
 
 #[tokio::test]

@@ -85,12 +85,7 @@ async fn a_hundred_changes_under_load_fail_no_request() {
     app.create_fixture("steady", "echo", json!({})).await.unwrap();
     let backends = [crate::servers::Backend::start("a").await, crate::servers::Backend::start("b").await];
     let spare = crate::servers::Backend::start("spare").await;
-    let (vip, port) = free_addr();
-    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
-    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
-    let listener =
-        app.clb("CreateListener", json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"})).await.unwrap();
-    let listener = listener["ListenerIds"][0].as_str().unwrap().to_string();
+    let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
     let rules = json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [
         {"Domain": "servers.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}},
         {"Domain": "function.test", "Url": "/"},

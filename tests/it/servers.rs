@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, eventually, free_addr, request};
+use crate::harness::{TestApp, eventually, request};
 
 /// A small HTTP server standing for a backend: answers `{"server", "path", "headers", "body_bytes"}`; its
 /// `/health` answers 500 while `sick` is set.
@@ -68,12 +68,7 @@ impl Drop for Backend {
 
 /// A load balancer with an HTTP listener and a rule (`rule` merged into it) on a VIP of its own.
 async fn rule(app: &TestApp, rule: Value) -> (String, String, String, String) {
-    let (vip, port) = free_addr();
-    let lb = app.clb("CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await.unwrap();
-    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
-    let listener =
-        app.clb("CreateListener", json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"})).await.unwrap();
-    let listener = listener["ListenerIds"][0].as_str().unwrap().to_string();
+    let (lb, listener, vip, port) = crate::harness::listener(app, "HTTP", json!({})).await;
     let mut params = json!({"Domain": "servers.test", "Url": "/"});
     params.as_object_mut().unwrap().extend(rule.as_object().unwrap().clone());
     let created =

@@ -246,13 +246,10 @@ struct ModifyListener {
 /// ModifyListener: the listener's certificates (replaced without dropping a connection: new handshakes use the
 /// new ones). Other attributes are not changed by this server yet and are refused when given.
 pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let unsupported = ["SessionExpireTime", "HealthCheck", "Scheduler", "SniSwitch", "KeepaliveEnable", "TargetType"];
-    if let Some(name) = unsupported.iter().find(|name| p.contains_key(**name)) {
-        return Err(ApiError::new(
-            "UnsupportedOperation",
-            format!("Changing `{name}` is not supported by this server."),
-        ));
-    }
+    super::refuse_unchangeable(
+        &p,
+        &["SessionExpireTime", "HealthCheck", "Scheduler", "SniSwitch", "KeepaliveEnable", "TargetType"],
+    )?;
     let req: ModifyListener = parse(p)?;
     if req.listener_name.is_some() && req.certificate.is_none() && req.multi_cert_info.is_none() {
         return Ok(Map::new());

@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 use crate::api::ApiError;
 use crate::state::HealthCheck;
 
+/// Refuses a Modify action that names a parameter this server does not change (rather than ignoring it).
+pub fn refuse_unchangeable(params: &serde_json::Map<String, Value>, names: &[&str]) -> Result<(), ApiError> {
+    match names.iter().find(|name| params.contains_key(**name)) {
+        Some(name) => {
+            Err(ApiError::new("UnsupportedOperation", format!("Changing `{name}` is not supported by this server.")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// The `HealthCheck` object of a rule (HTTP checks) or of a layer-4 listener (`layer4`: TCP checks).
 pub fn health_check_output(check: &HealthCheck, layer4: bool) -> Value {
     json!({

@@ -259,13 +259,7 @@ struct ModifyDomainAttributes {
 
 /// ModifyDomainAttributes: a domain's certificates (SNI listeners), HTTP/2 and default-server flag.
 pub async fn modify_domain(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let unsupported = ["NewDomain", "NewDefaultServerDomain", "NewDomains", "Quic", "Domains", "Tags"];
-    if let Some(name) = unsupported.iter().find(|name| p.contains_key(**name)) {
-        return Err(ApiError::new(
-            "UnsupportedOperation",
-            format!("Changing `{name}` is not supported by this server."),
-        ));
-    }
+    super::refuse_unchangeable(&p, &["NewDomain", "NewDefaultServerDomain", "NewDomains", "Quic", "Domains", "Tags"])?;
     let req: ModifyDomainAttributes = parse(p)?;
     let tls = super::certificates::read(ctx, req.certificate, req.multi_cert_info)?;
     let (tls, new_certificates) = match tls {
@@ -301,13 +295,7 @@ struct ModifyRule {
 
 /// ModifyRule: a rule's URL, health check, scheduler, session persistence and backend protocol.
 pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let unsupported = ["TrpcCallee", "TrpcFunc", "OAuth", "CookieName"];
-    if let Some(name) = unsupported.iter().find(|name| p.contains_key(**name)) {
-        return Err(ApiError::new(
-            "UnsupportedOperation",
-            format!("Changing `{name}` is not supported by this server."),
-        ));
-    }
+    super::refuse_unchangeable(&p, &["TrpcCallee", "TrpcFunc", "OAuth", "CookieName"])?;
     let req: ModifyRule = parse(p)?;
     let current = ctx
         .snapshot

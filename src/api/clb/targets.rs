@@ -93,14 +93,7 @@ fn function_targets(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Ve
             add_time: 0,
         });
     }
-    let rule = RuleRef {
-        scope: ctx.scope.clone(),
-        lb_id: req.load_balancer_id,
-        listener_id: req.listener_id,
-        location_id: req.location_id,
-        domain: req.domain.map(|d| normalize_domain(&d)),
-        url: req.url,
-    };
+    let rule = rule_ref(ctx, req.load_balancer_id, req.listener_id, req.location_id, req.domain, req.url);
     Ok((rule, targets))
 }
 
@@ -304,14 +297,7 @@ fn targets_request(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<TargetsReques
     let targets = req.targets.into_iter().map(target_input).collect::<Result<Vec<_>, _>>()?;
     let lb = req.load_balancer_id.clone();
     let of = if layer7 {
-        TargetsOf::Rule(RuleRef {
-            scope: ctx.scope.clone(),
-            lb_id: req.load_balancer_id,
-            listener_id: req.listener_id,
-            location_id: req.location_id,
-            domain: req.domain.map(|d| normalize_domain(&d)),
-            url: req.url,
-        })
+        TargetsOf::Rule(rule_ref(ctx, req.load_balancer_id, req.listener_id, req.location_id, req.domain, req.url))
     } else {
         TargetsOf::Listener { scope: ctx.scope.clone(), lb_id: req.load_balancer_id, listener_id: req.listener_id }
     };
@@ -404,4 +390,17 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
         load_balancers.push(json!({"LoadBalancerId": lb.id, "LoadBalancerName": lb.name, "Listeners": listeners}));
     }
     Ok(obj([("LoadBalancers", json!(load_balancers))]))
+}
+
+/// A rule named by `LocationId`, or by `Domain` + `Url`.
+fn rule_ref(
+    ctx: &Ctx<'_>,
+    lb_id: String,
+    listener_id: String,
+    location_id: Option<String>,
+    domain: Option<String>,
+    url: Option<String>,
+) -> RuleRef {
+    let domain = domain.map(|d| normalize_domain(&d));
+    RuleRef { scope: ctx.scope.clone(), lb_id, listener_id, location_id, domain, url }
 }
