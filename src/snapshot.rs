@@ -51,6 +51,8 @@ pub struct RouteTarget {
     pub scheduler: String,
     /// Session persistence by cookie, seconds (0: off).
     pub session_expire_time: u32,
+    /// `ForwardType` `HTTPS`: TLS to the servers.
+    pub forward_tls: bool,
     pub health_check: HealthCheck,
 }
 
@@ -141,6 +143,7 @@ impl Snapshot {
                     servers: servers(&listener.servers),
                     scheduler: listener.scheduler.clone(),
                     session_expire_time: 0,
+                    forward_tls: false,
                     health_check: listener.health_check.clone(),
                 };
                 let tls = (listener.protocol == Protocol::TcpSsl)
@@ -167,6 +170,7 @@ impl Snapshot {
                     servers: servers(&r.servers),
                     scheduler: r.scheduler.clone(),
                     session_expire_time: r.session_expire_time,
+                    forward_tls: r.forward_type == "HTTPS",
                     health_check: r.health_check.clone(),
                     function: r.function.as_ref().map(|t| {
                         let key = FunctionKey {

@@ -22,6 +22,7 @@ use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 
 use super::bridge::is_hop_by_hop;
 use super::health::{Health, TargetState};
@@ -157,25 +158,30 @@ impl Balancer {
 /// The balancers of the current snapshot's rules, and the connection pool.
 pub struct Upstreams {
     settings: UpstreamSettings,
+    /// TLS to targets (`ForwardType` `HTTPS`): like CLB, the target's certificate is not verified.
+    tls_client: Arc<rustls::ClientConfig>,
     health: Arc<Health>,
     balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
     idle: Arc<Pool>,
 }
 
+/// A pooled connection's target: its address and whether the connection is TLS (`ForwardType` `HTTPS`).
+type PoolKey = (SocketAddr, bool);
+
 /// Idle keep-alive connections by target.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Incoming>>>>,
     per_target: usize,
 }
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<SendRequest<Incoming>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<SendRequest<Incoming>>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keeps a connection whose exchange is over for the next request to the same target, up to the limit.
-    fn keep(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
+    fn keep(&self, addr: PoolKey, sender: SendRequest<Incoming>) {
         if sender.is_closed() {
             return;
         }
@@ -191,7 +197,7 @@ impl Pool {
 /// back to the pool and the request stops counting as in flight.
 struct Returning {
     body: Incoming,
-    done: Option<(Arc<Pool>, SocketAddr, SendRequest<Incoming>, InFlight)>,
+    done: Option<(Arc<Pool>, PoolKey, SendRequest<Incoming>, InFlight)>,
 }
 
 impl Drop for Returning {
@@ -243,7 +249,8 @@ impl Drop for InFlight {
 impl Upstreams {
     pub fn new(settings: UpstreamSettings, health: Arc<Health>) -> Upstreams {
         let idle = Arc::new(Pool { idle: Mutex::default(), per_target: settings.idle_per_target });
-        Upstreams { settings, health, balancers: Default::default(), idle }
+        let tls_client = super::tls::backend_client();
+        Upstreams { settings, tls_client, health, balancers: Default::default(), idle }
     }
 
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
@@ -256,7 +263,7 @@ impl Upstreams {
         }
         let addrs: std::collections::HashSet<SocketAddr> =
             balancers.values().flat_map(|b| b.targets.iter().map(|t| t.addr)).collect();
-        self.idle.lock().retain(|addr, _| addrs.contains(addr));
+        self.idle.lock().retain(|(addr, _), _| addrs.contains(addr));
         self.balancers.store(Arc::new(balancers));
     }
 
@@ -271,6 +278,11 @@ impl Upstreams {
     /// Forwards a request (its head already carrying the balancer's headers) to one of the rule's servers.
     pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Incoming>) -> Response<Body> {
         let balancer = self.balancer(rule);
+        // `ForwardType` `HTTPS`: TLS to the target, named by the rule's domain when it is a plain name.
+        let tls = rule.forward_tls.then(|| {
+            let name = if rule.domain.contains('*') || rule.domain.starts_with('~') { "" } else { &rule.domain };
+            ServerName::try_from(name.to_string()).ok()
+        });
         let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
         let mut tried = Vec::new();
         loop {
@@ -280,7 +292,7 @@ impl Upstreams {
             tried.push(backend.addr);
             backend.state.active.fetch_add(1, Ordering::Relaxed);
             let in_flight = InFlight(backend.state.clone());
-            let mut sender = match self.sender(backend.addr).await {
+            let mut sender = match self.sender(backend.addr, tls.clone()).await {
                 Ok(sender) => sender,
                 Err(e) => {
                     tracing::debug!(target = %backend.addr, error = %e, "Cannot connect to a target; trying another.");
@@ -300,7 +312,7 @@ impl Upstreams {
                         tracing::debug!(target = %backend.addr, error = %e.error(), "A pooled connection failed.");
                         request = unsent;
                         tried.pop();
-                        self.idle.lock().remove(&backend.addr);
+                        self.idle.lock().remove(&(backend.addr, tls.is_some()));
                         continue;
                     }
                     _ => {
@@ -321,7 +333,8 @@ impl Upstreams {
             }
             // The request counts as in flight, and its connection stays out of the pool, until its response body
             // is done.
-            let body = Returning { body, done: Some((self.idle.clone(), backend.addr, sender, in_flight)) };
+            let key = (backend.addr, tls.is_some());
+            let body = Returning { body, done: Some((self.idle.clone(), key, sender, in_flight)) };
             return Response::from_parts(parts, body.boxed());
         }
     }
@@ -360,11 +373,16 @@ impl Upstreams {
         Some((backend.addr, InFlight(backend.state.clone())))
     }
 
-    /// A ready pooled connection to `addr`, or a new one.
-    async fn sender(&self, addr: SocketAddr) -> std::io::Result<SendRequest<Incoming>> {
+    /// A ready pooled connection to `addr` (over TLS when `tls` is given: `Some(None)` names the target by its
+    /// address), or a new one.
+    async fn sender(
+        &self,
+        addr: SocketAddr,
+        tls: Option<Option<ServerName<'static>>>,
+    ) -> std::io::Result<SendRequest<Incoming>> {
         {
             let mut idle = self.idle.lock();
-            if let Some(senders) = idle.get_mut(&addr) {
+            if let Some(senders) = idle.get_mut(&(addr, tls.is_some())) {
                 senders.retain(|s| !s.is_closed());
                 if let Some(at) = senders.iter().position(SendRequest::is_ready) {
                     return Ok(senders.swap_remove(at));
@@ -375,15 +393,29 @@ impl Upstreams {
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%addr, error = %e, "An upstream connection ended with an error.");
-            }
-        });
-        Ok(sender)
+        let Some(name) = tls else { return handshake(addr, stream).await };
+        let name = name.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+        let connector = tokio_rustls::TlsConnector::from(self.tls_client.clone());
+        let stream = tokio::time::timeout(self.settings.connect_timeout, connector.connect(name, stream))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        handshake(addr, stream).await
     }
+}
+
+/// HTTP/1.1 over a new connection to a target; the connection runs on its own task.
+async fn handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<SendRequest<Incoming>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(%addr, error = %e, "An upstream connection ended with an error.");
+        }
+    });
+    Ok(sender)
 }
 
 /// The value of the persistence cookie a request carries.

@@ -25,6 +25,26 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &'static str) -> Backend {
+        Backend::serve(name, None).await
+    }
+
+    /// A backend that speaks HTTPS, with a self-signed certificate (it also reports `"tls": true`).
+    pub async fn start_tls(name: &'static str) -> Backend {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["backend.test".to_string()]).unwrap().self_signed(&key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        Backend::serve(name, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(name: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sick = Arc::new(AtomicBool::new(false));
@@ -33,6 +53,8 @@ impl Backend {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let flag = flag.clone();
+                let tls = tls.clone();
+                let secure = tls.is_some();
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let flag = flag.clone();
                     async move {
@@ -44,7 +66,7 @@ impl Backend {
                             .collect();
                         let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
                         let status = if path == "/health" && flag.load(Ordering::SeqCst) { 500 } else { 200 };
-                        let answer = json!({"server": name, "path": path, "headers": headers, "body_bytes": body});
+                        let answer = json!({"server": name, "path": path, "headers": headers, "body_bytes": body, "tls": secure});
                         let mut response = http::Response::new(Full::new(Bytes::from(answer.to_string())));
                         *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         Ok::<_, std::convert::Infallible>(response)
@@ -52,7 +74,15 @@ impl Backend {
                 });
                 tokio::spawn(async move {
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -264,4 +294,27 @@ async fn a_session_cookie_keeps_a_client_on_its_target_and_rules_can_change() {
     assert_eq!(rule["HealthCheck"]["HealthSwitch"], 0);
     let bad = app.clb("ModifyRule", modify(json!({"HealthCheck": {"TimeOut": 9, "IntervalTime": 5}}))).await;
     assert!(bad.is_err(), "a check timeout must be shorter than its interval");
+}
+
+#[tokio::test]
+async fn forward_type_https_speaks_tls_to_the_targets() {
+    let app = TestApp::start();
+    let secure = Backend::start_tls("secure").await;
+    let (lb, listener, location, base) =
+        rule(&app, json!({"ForwardType": "HTTPS", "HealthCheck": {"HealthSwitch": 0}})).await;
+    let register = json!({
+        "LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "Targets": targets(&[(secure.addr, 10)]),
+    });
+    app.clb("RegisterTargets", register).await.unwrap();
+    for _ in 0..3 {
+        let reply = request("GET", &format!("{base}/over/tls"), &[("Host", "servers.test")], Bytes::new()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!((reply.json()["server"].as_str(), reply.json()["tls"].as_bool()), (Some("secure"), Some(true)));
+    }
+    // Back to plain HTTP: a TLS server cannot answer it.
+    let plain = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "ForwardType": "HTTP"});
+    app.clb("ModifyRule", plain).await.unwrap();
+    let reply = request("GET", &format!("{base}/"), &[("Host", "servers.test")], Bytes::new()).await;
+    assert_eq!(reply.status, 502);
 }
