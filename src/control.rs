@@ -41,7 +41,7 @@ pub struct Committed {
 impl Control {
     pub fn new(state: State, store: Arc<Store>) -> Control {
         let state = Arc::new(state);
-        let snapshot = Snapshot::compile(state.clone(), 1);
+        let snapshot = Snapshot::compile(state.clone(), 1, None);
         let (published, _) = watch::channel(1);
         let (in_effect, _) = watch::channel(0);
         Control { state: Mutex::new(state), store, current: ArcSwap::from_pointee(snapshot), published, in_effect }
@@ -68,8 +68,9 @@ impl Control {
         let changes: Vec<_> = applied.touched.iter().map(|key| (key.clone(), next.entity(key))).collect();
         self.store.commit(&changes, task.as_ref())?;
         let next = Arc::new(next);
-        let version = self.current.load().version + 1;
-        let snapshot = Snapshot::compile(next.clone(), version);
+        let previous = self.current.load_full();
+        let version = previous.version + 1;
+        let snapshot = Snapshot::compile(next.clone(), version, Some(&previous));
         *state = next;
         self.current.store(Arc::new(snapshot));
         self.published.send_replace(version);

@@ -122,7 +122,10 @@ impl FunctionSpec {
 // === impl Snapshot ===
 
 impl Snapshot {
-    pub fn compile(state: Arc<State>, version: u64) -> Snapshot {
+    /// Compiles a state. With the `previous` snapshot, a layer-7 listener whose listener, load balancer and rules
+    /// did not change keeps its compiled routes (routers and TLS configurations), so that a change costs what it
+    /// touches rather than every listener's regular expressions and certificates again.
+    pub fn compile(state: Arc<State>, version: u64, previous: Option<&Snapshot>) -> Snapshot {
         let mut http_listeners = HashMap::new();
         let mut stream_listeners = HashMap::new();
         let mut datagram_listeners = HashMap::new();
@@ -158,6 +161,18 @@ impl Snapshot {
                 continue;
             }
             let rules = state.rules_of(&listener.id);
+            let unchanged = previous.and_then(|prev| {
+                let routes = prev.http_listeners.get(&addr)?;
+                let same = routes.listener_id == listener.id
+                    && prev.state.listeners.get(&listener.id) == Some(listener)
+                    && prev.state.load_balancers.get(&lb.id) == Some(lb)
+                    && prev.state.rules_of(&listener.id) == rules;
+                same.then(|| routes.clone())
+            });
+            if let Some(routes) = unchanged {
+                http_listeners.insert(addr, routes);
+                continue;
+            }
             let router = Router::build(
                 rules.iter().map(|r| RouteRule { domain: r.domain.clone(), url: r.url.clone() }),
                 listener.default_domain.as_deref(),
@@ -210,4 +225,100 @@ impl Snapshot {
 /// Server targets by address, with their weights (targets whose address does not parse are left out).
 fn servers(targets: &[crate::state::ServerTarget]) -> Vec<(SocketAddr, u32)> {
     targets.iter().filter_map(|s| Some((SocketAddr::new(s.ip.parse().ok()?, s.port), s.weight))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Account, AccountKind, Command, HealthCheck, Limits, NewListener, NewLoadBalancer, NewRule};
+    use crate::state::{IpVersion, LoadBalancerType, Scope};
+
+    fn scope() -> Scope {
+        Scope { uin: "100".into(), region: "ap-guangzhou".into() }
+    }
+
+    fn listener(id: &str, port: u16) -> Command {
+        Command::CreateListeners {
+            scope: scope(),
+            lb_id: "lb-1".into(),
+            listeners: vec![NewListener {
+                id: id.into(),
+                name: id.into(),
+                protocol: Protocol::Http,
+                port,
+                scheduler: "WRR".into(),
+                session_expire_time: 0,
+                sni_switch: false,
+                keepalive_enable: false,
+                tls: None,
+                health_check: HealthCheck::default(),
+            }],
+            now: 1,
+        }
+    }
+
+    fn rule(listener: &str, id: &str, domain: &str) -> Command {
+        Command::CreateRules {
+            scope: scope(),
+            lb_id: "lb-1".into(),
+            listener_id: listener.into(),
+            rules: vec![NewRule {
+                id: id.into(),
+                domain: domain.into(),
+                url: "/".into(),
+                default_server: false,
+                scheduler: "WRR".into(),
+                session_expire_time: 0,
+                forward_type: "HTTP".into(),
+                http2: false,
+                tls: None,
+                health_check: HealthCheck::default(),
+            }],
+            now: 1,
+        }
+    }
+
+    #[test]
+    fn a_change_recompiles_only_the_listeners_it_touches() {
+        let mut state = State::new(Limits::default());
+        let account = Account {
+            uin: "100".into(),
+            app_id: "1".into(),
+            secret_id: "id".into(),
+            secret_key: "key".into(),
+            kind: AccountKind::Standard,
+            created_ms: 0,
+        };
+        let lb = NewLoadBalancer {
+            scope: scope(),
+            id: "lb-1".into(),
+            name: "lb".into(),
+            lb_type: LoadBalancerType::Open,
+            forward: 1,
+            ip_version: IpVersion::Ipv4,
+            vip: Some("127.0.0.9".into()),
+            vpc_id: "vpc-1".into(),
+            subnet_id: String::new(),
+            project_id: 0,
+            tags: vec![],
+            now: 1,
+        };
+        for command in [
+            Command::PutAccount(account),
+            Command::CreateLoadBalancers(vec![lb]),
+            listener("lbl-a", 80),
+            listener("lbl-b", 81),
+            rule("lbl-a", "loc-a", "a.test"),
+            rule("lbl-b", "loc-b", "b.test"),
+        ] {
+            state.apply(command).unwrap();
+        }
+        let first = Snapshot::compile(Arc::new(state.clone()), 1, None);
+        state.apply(rule("lbl-b", "loc-b2", "b2.test")).unwrap();
+        let second = Snapshot::compile(Arc::new(state), 2, Some(&first));
+        let routes = |s: &Snapshot, port: u16| s.http_listeners[&SocketAddr::from(([127, 0, 0, 9], port))].clone();
+        assert!(Arc::ptr_eq(&routes(&first, 80), &routes(&second, 80)), "the untouched listener is kept");
+        assert!(!Arc::ptr_eq(&routes(&first, 81), &routes(&second, 81)), "the changed listener is compiled again");
+        assert_eq!(routes(&second, 81).rules.len(), 2);
+    }
 }
