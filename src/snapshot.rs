@@ -51,8 +51,10 @@ pub struct RouteTarget {
     pub scheduler: String,
     /// Session persistence by cookie, seconds (0: off).
     pub session_expire_time: u32,
-    /// `ForwardType` `HTTPS`: TLS to the servers.
+    /// `ForwardType` `HTTPS` or `GRPCS`: TLS to the servers.
     pub forward_tls: bool,
+    /// `ForwardType` `GRPC` or `GRPCS`: HTTP/2 to the servers (gRPC needs its trailers).
+    pub forward_h2: bool,
     pub health_check: HealthCheck,
 }
 
@@ -147,6 +149,7 @@ impl Snapshot {
                     scheduler: listener.scheduler.clone(),
                     session_expire_time: 0,
                     forward_tls: false,
+                    forward_h2: false,
                     health_check: listener.health_check.clone(),
                 };
                 let tls = (listener.protocol == Protocol::TcpSsl)
@@ -185,7 +188,8 @@ impl Snapshot {
                     servers: servers(&r.servers),
                     scheduler: r.scheduler.clone(),
                     session_expire_time: r.session_expire_time,
-                    forward_tls: r.forward_type == "HTTPS",
+                    forward_tls: matches!(r.forward_type.as_str(), "HTTPS" | "GRPCS"),
+                    forward_h2: matches!(r.forward_type.as_str(), "GRPC" | "GRPCS"),
                     health_check: r.health_check.clone(),
                     function: r.function.as_ref().map(|t| {
                         let key = FunctionKey {

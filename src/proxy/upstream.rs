@@ -158,8 +158,12 @@ impl Balancer {
 /// The balancers of the current snapshot's rules, and the connection pool.
 pub struct Upstreams {
     settings: UpstreamSettings,
-    /// TLS to targets (`ForwardType` `HTTPS`): like CLB, the target's certificate is not verified.
+    /// TLS to targets (`ForwardType` `HTTPS`, and `GRPCS` with ALPN `h2`): like CLB, the target's certificate is
+    /// not verified.
     tls_client: Arc<rustls::ClientConfig>,
+    tls_h2_client: Arc<rustls::ClientConfig>,
+    /// One HTTP/2 connection per target (`GRPC`, `GRPCS`).
+    h2: Mutex<HashMap<PoolKey, hyper::client::conn::http2::SendRequest<Incoming>>>,
     health: Arc<Health>,
     balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
     idle: Arc<Pool>,
@@ -249,8 +253,9 @@ impl Drop for InFlight {
 impl Upstreams {
     pub fn new(settings: UpstreamSettings, health: Arc<Health>) -> Upstreams {
         let idle = Arc::new(Pool { idle: Mutex::default(), per_target: settings.idle_per_target });
-        let tls_client = super::tls::backend_client();
-        Upstreams { settings, tls_client, health, balancers: Default::default(), idle }
+        let (tls_client, tls_h2_client) = (super::tls::backend_client(b"http/1.1"), super::tls::backend_client(b"h2"));
+        let h2 = Mutex::default();
+        Upstreams { settings, tls_client, tls_h2_client, h2, health, balancers: Default::default(), idle }
     }
 
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
@@ -264,6 +269,7 @@ impl Upstreams {
         let addrs: std::collections::HashSet<SocketAddr> =
             balancers.values().flat_map(|b| b.targets.iter().map(|t| t.addr)).collect();
         self.idle.lock().retain(|(addr, _), _| addrs.contains(addr));
+        self.h2.lock().unwrap_or_else(|p| p.into_inner()).retain(|(addr, _), _| addrs.contains(addr));
         self.balancers.store(Arc::new(balancers));
     }
 
@@ -283,6 +289,9 @@ impl Upstreams {
             let name = if rule.domain.contains('*') || rule.domain.starts_with('~') { "" } else { &rule.domain };
             ServerName::try_from(name.to_string()).ok()
         });
+        if rule.forward_h2 {
+            return self.forward_h2(&balancer, tls, client, request).await;
+        }
         let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
         let mut tried = Vec::new();
         loop {
@@ -337,6 +346,90 @@ impl Upstreams {
             let body = Returning { body, done: Some((self.idle.clone(), key, sender, in_flight)) };
             return Response::from_parts(parts, body.boxed());
         }
+    }
+
+    /// Forwards over HTTP/2 (`ForwardType` `GRPC`, `GRPCS`): one multiplexed connection per target carries every
+    /// request, and trailers pass through.
+    async fn forward_h2(
+        &self,
+        balancer: &Balancer,
+        tls: Option<Option<ServerName<'static>>>,
+        client: IpAddr,
+        mut request: Request<Incoming>,
+    ) -> Response<Body> {
+        // HTTP/2 carries the scheme and the host in the request target.
+        let host = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let target = format!("{scheme}://{host}{}", request.uri().path_and_query().map_or("/", |p| p.as_str()));
+        *request.uri_mut() = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+        *request.version_mut() = http::Version::HTTP_2;
+        request.headers_mut().remove(http::header::HOST);
+        let mut tried = Vec::new();
+        loop {
+            let Some(backend) = balancer.pick(client, None, &tried) else {
+                return if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
+            };
+            tried.push(backend.addr);
+            backend.state.active.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(backend.state.clone());
+            let mut sender = match self.h2_sender(backend.addr, tls.clone()).await {
+                Ok(sender) => sender,
+                Err(e) => {
+                    tracing::debug!(target = %backend.addr, error = %e, "Cannot connect to a target; trying another.");
+                    if tried.len() >= self.settings.max_tries {
+                        return respond::bad_gateway();
+                    }
+                    continue;
+                }
+            };
+            let response = match tokio::time::timeout(self.settings.read_timeout, sender.send_request(request)).await {
+                Err(_) => return respond::gateway_timeout(),
+                Ok(Err(e)) => {
+                    tracing::debug!(target = %backend.addr, error = %e, "Forwarding over HTTP/2 failed.");
+                    return respond::bad_gateway();
+                }
+                Ok(Ok(response)) => response,
+            };
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            let body = body.map_frame(move |frame| {
+                let _ = &in_flight;
+                frame
+            });
+            return Response::from_parts(parts, body.boxed());
+        }
+    }
+
+    /// The HTTP/2 connection to `addr` (over TLS when `tls` is given), made when there is none that can take a
+    /// request.
+    async fn h2_sender(
+        &self,
+        addr: SocketAddr,
+        tls: Option<Option<ServerName<'static>>>,
+    ) -> std::io::Result<hyper::client::conn::http2::SendRequest<Incoming>> {
+        let key = (addr, tls.is_some());
+        if let Some(sender) = self.h2.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && sender.is_ready()
+        {
+            return Ok(sender.clone());
+        }
+        let stream = tokio::time::timeout(self.settings.connect_timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let _ = stream.set_nodelay(true);
+        let sender = match tls {
+            None => h2_handshake(addr, stream).await?,
+            Some(name) => {
+                let name = name.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let connector = tokio_rustls::TlsConnector::from(self.tls_h2_client.clone());
+                let stream = tokio::time::timeout(self.settings.connect_timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                h2_handshake(addr, stream).await?
+            }
+        };
+        self.h2.lock().unwrap_or_else(|p| p.into_inner()).insert(key, sender.clone());
+        Ok(sender)
     }
 
     /// A connection to one of a layer-4 listener's targets (another, when connecting fails), counted in flight for
@@ -413,6 +506,23 @@ where
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(%addr, error = %e, "An upstream connection ended with an error.");
+        }
+    });
+    Ok(sender)
+}
+
+/// HTTP/2 over a new connection to a target; the connection runs on its own task.
+async fn h2_handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<hyper::client::conn::http2::SendRequest<Incoming>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(%addr, error = %e, "An upstream HTTP/2 connection ended with an error.");
         }
     });
     Ok(sender)

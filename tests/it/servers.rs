@@ -58,7 +58,8 @@ impl Backend {
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let flag = flag.clone();
                     async move {
-                        let path = req.uri().to_string();
+                        let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+                        let version = format!("{:?}", req.version());
                         let headers: HashMap<String, String> = req
                             .headers()
                             .iter()
@@ -66,7 +67,7 @@ impl Backend {
                             .collect();
                         let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
                         let status = if path == "/health" && flag.load(Ordering::SeqCst) { 500 } else { 200 };
-                        let answer = json!({"server": name, "path": path, "headers": headers, "body_bytes": body, "tls": secure});
+                        let answer = json!({"server": name, "path": path, "headers": headers, "body_bytes": body, "tls": secure, "version": version});
                         let mut response = http::Response::new(Full::new(Bytes::from(answer.to_string())));
                         *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         Ok::<_, std::convert::Infallible>(response)
@@ -317,4 +318,26 @@ async fn forward_type_https_speaks_tls_to_the_targets() {
     app.clb("ModifyRule", plain).await.unwrap();
     let reply = request("GET", &format!("{base}/"), &[("Host", "servers.test")], Bytes::new()).await;
     assert_eq!(reply.status, 502);
+}
+
+#[tokio::test]
+async fn forward_type_grpc_speaks_http2_to_the_targets() {
+    let app = TestApp::start();
+    let backend = Backend::start("h2").await;
+    let (lb, listener, location, base) =
+        rule(&app, json!({"ForwardType": "GRPC", "HealthCheck": {"HealthSwitch": 0}})).await;
+    let register = json!({
+        "LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "Targets": targets(&[(backend.addr, 10)]),
+    });
+    app.clb("RegisterTargets", register).await.unwrap();
+    for _ in 0..3 {
+        let reply =
+            request("POST", &format!("{base}/pkg.Service/Method"), &[("Host", "servers.test")], Bytes::from("x")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let seen = reply.json();
+        assert_eq!((seen["version"].as_str(), seen["path"].as_str()), (Some("HTTP/2.0"), Some("/pkg.Service/Method")));
+        assert_eq!(seen["body_bytes"], 1);
+        assert_eq!(seen["headers"]["x-real-ip"], "127.0.0.1");
+    }
 }
