@@ -109,6 +109,14 @@ impl Balancer {
         Balancer { scheduler, persistence, targets, current }
     }
 
+    /// The next target to try (added to `tried`), counted in flight while the guard lives.
+    fn next(&self, client: IpAddr, cookie: Option<&str>, tried: &mut Vec<SocketAddr>) -> Option<(&Backend, InFlight)> {
+        let backend = self.pick(client, cookie, tried)?;
+        tried.push(backend.addr);
+        backend.state.active.fetch_add(1, Ordering::Relaxed);
+        Some((backend, InFlight(backend.state.clone())))
+    }
+
     /// The target for a request, leaving out those already tried; `None` when no target takes traffic. A
     /// client whose persistence cookie names a target that still takes traffic keeps it.
     fn pick(&self, client: IpAddr, cookie: Option<&str>, tried: &[SocketAddr]) -> Option<&Backend> {
@@ -295,21 +303,13 @@ impl Upstreams {
         let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
         let mut tried = Vec::new();
         loop {
-            let Some(backend) = balancer.pick(client, cookie.as_deref(), &tried) else {
-                return if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
+            let Some((backend, in_flight)) = balancer.next(client, cookie.as_deref(), &mut tried) else {
+                return exhausted(&tried);
             };
-            tried.push(backend.addr);
-            backend.state.active.fetch_add(1, Ordering::Relaxed);
-            let in_flight = InFlight(backend.state.clone());
             let mut sender = match self.sender(backend.addr, tls.clone()).await {
                 Ok(sender) => sender,
-                Err(e) => {
-                    tracing::debug!(target = %backend.addr, error = %e, "Cannot connect to a target; trying another.");
-                    if tried.len() >= self.settings.max_tries {
-                        return respond::bad_gateway();
-                    }
-                    continue;
-                }
+                Err(e) if self.retry(backend.addr, &e, &tried) => continue,
+                Err(_) => return respond::bad_gateway(),
             };
             let sent = tokio::time::timeout(self.settings.read_timeout, sender.try_send_request(request)).await;
             let response = match sent {
@@ -366,21 +366,13 @@ impl Upstreams {
         request.headers_mut().remove(http::header::HOST);
         let mut tried = Vec::new();
         loop {
-            let Some(backend) = balancer.pick(client, None, &tried) else {
-                return if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
+            let Some((backend, in_flight)) = balancer.next(client, None, &mut tried) else {
+                return exhausted(&tried);
             };
-            tried.push(backend.addr);
-            backend.state.active.fetch_add(1, Ordering::Relaxed);
-            let in_flight = InFlight(backend.state.clone());
             let mut sender = match self.h2_sender(backend.addr, tls.clone()).await {
                 Ok(sender) => sender,
-                Err(e) => {
-                    tracing::debug!(target = %backend.addr, error = %e, "Cannot connect to a target; trying another.");
-                    if tried.len() >= self.settings.max_tries {
-                        return respond::bad_gateway();
-                    }
-                    continue;
-                }
+                Err(e) if self.retry(backend.addr, &e, &tried) => continue,
+                Err(_) => return respond::bad_gateway(),
             };
             let response = match tokio::time::timeout(self.settings.read_timeout, sender.send_request(request)).await {
                 Err(_) => return respond::gateway_timeout(),
@@ -438,10 +430,7 @@ impl Upstreams {
         let balancer = self.balancer(target);
         let mut tried = Vec::new();
         while tried.len() < self.settings.max_tries {
-            let backend = balancer.pick(client, None, &tried)?;
-            tried.push(backend.addr);
-            backend.state.active.fetch_add(1, Ordering::Relaxed);
-            let in_flight = InFlight(backend.state.clone());
+            let (backend, in_flight) = balancer.next(client, None, &mut tried)?;
             let connect = tokio::net::TcpStream::connect(backend.addr);
             match tokio::time::timeout(self.settings.connect_timeout, connect).await {
                 Ok(Ok(stream)) => {
@@ -464,6 +453,12 @@ impl Upstreams {
         let backend = balancer.pick(client, None, &[])?;
         backend.state.active.fetch_add(1, Ordering::Relaxed);
         Some((backend.addr, InFlight(backend.state.clone())))
+    }
+
+    /// Whether a request whose target could not be connected to goes to another one.
+    fn retry(&self, addr: SocketAddr, error: &std::io::Error, tried: &[SocketAddr]) -> bool {
+        tracing::debug!(target = %addr, %error, "Cannot connect to a target; trying another.");
+        tried.len() < self.settings.max_tries
     }
 
     /// A ready pooled connection to `addr` (over TLS when `tls` is given: `Some(None)` names the target by its
@@ -494,6 +489,11 @@ impl Upstreams {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         handshake(addr, stream).await
     }
+}
+
+/// The answer when no target is left: none takes traffic (503), or every one tried failed (502).
+fn exhausted(tried: &[SocketAddr]) -> Response<Body> {
+    if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() }
 }
 
 /// HTTP/1.1 over a new connection to a target; the connection runs on its own task.
