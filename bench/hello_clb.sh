@@ -60,28 +60,7 @@ PIDS+=($!)
 (cd "$WORK" && exec "$OLDPWD/bench/.venv/bin/uvicorn" --workers 2 --loop uvloop --http httptools --log-level warning \
     --no-access-log --host 127.0.0.1 --port "$UVI_PORT" app:asgi) &
 PIDS+=($!)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-    uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-    upstream app { server 127.0.0.1:$GUNI_PORT; keepalive 64; }
-    upstream asgi { server 127.0.0.1:$UVI_PORT; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-    server {
-        listen 127.0.0.1:$NGINX_UVI_PORT;
-        location / { proxy_pass http://asgi; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-NGINX
+nginx_proxy_conf 64 "$NGINX_PORT:$GUNI_PORT" "$NGINX_UVI_PORT:$UVI_PORT"
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/"

@@ -19,3 +19,30 @@ wait_http() { # url: poll until it answers, for at most 30 s
     echo "no answer from $1" >&2
     return 1
 }
+
+# Writes $WORK/nginx.conf: nginx with one worker, proxying each LISTEN_PORT:UPSTREAM_PORT pair on 127.0.0.1 with
+# upstream keep-alive (KEEPALIVE idle connections). Usage: nginx_proxy_conf KEEPALIVE PAIR...
+nginx_proxy_conf() {
+    local keepalive=$1 pair listen upstream
+    shift
+    mkdir -p "$WORK/nginx"
+    {
+        echo "worker_processes 1;"
+        echo "pid $WORK/nginx/nginx.pid;"
+        echo "error_log $WORK/nginx/error.log;"
+        echo "events { worker_connections 4096; }"
+        echo "http {"
+        echo "    access_log off;"
+        echo "    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;"
+        echo "    uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;"
+        for pair in "$@"; do
+            listen=${pair%%:*} upstream=${pair##*:}
+            echo "    upstream u$listen { server 127.0.0.1:$upstream; keepalive $keepalive; }"
+            echo "    server {"
+            echo "        listen 127.0.0.1:$listen;"
+            echo "        location / { proxy_pass http://u$listen; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+            echo "    }"
+        done
+        echo "}"
+    } >"$WORK/nginx.conf"
+}

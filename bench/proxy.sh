@@ -32,23 +32,7 @@ call clb RegisterTargets "{\"LoadBalancerId\":\"$LB\",\"ListenerId\":\"$LISTENER
 wait_http "http://127.0.0.1:$FNLB_PORT/"
 
 NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-    uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-    upstream app { server 127.0.0.1:$UP_PORT; keepalive 256; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-NGINX
+nginx_proxy_conf 256 "$NGINX_PORT:$UP_PORT"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -g 'daemon off;' & PIDS+=($!)
 cat >"$WORK/haproxy.cfg" <<HAPROXY
 global

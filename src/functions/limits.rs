@@ -202,9 +202,7 @@ impl InstanceGroup {
 
     /// The processes in the group now.
     pub fn pids(&self) -> Vec<rustix::process::Pid> {
-        let Some(dir) = self.dirs.first() else { return Vec::new() };
-        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()).filter_map(rustix::process::Pid::from_raw).collect()
+        self.procs_file().map(|file| read_pids(&file)).unwrap_or_default()
     }
 
     /// Moves a process (and the children it forks from now on) into the group.
@@ -251,6 +249,12 @@ impl Drop for InstanceGroup {
             Err(_) => remove(),
         }
     }
+}
+
+/// The processes a `cgroup.procs` file lists (none when it cannot be read).
+pub fn read_pids(procs: &Path) -> Vec<rustix::process::Pid> {
+    let text = fs::read_to_string(procs).unwrap_or_default();
+    text.lines().filter_map(|p| p.trim().parse::<i32>().ok()).filter_map(rustix::process::Pid::from_raw).collect()
 }
 
 /// Removes fnlb's own instance cgroups at shutdown.

@@ -241,12 +241,7 @@ fn peer_is_member(peer: SocketAddr, local: SocketAddr, members: &Members) -> boo
     let Some(inode) = socket_inode(peer, local) else { return false };
     let wanted = format!("socket:[{inode}]");
     let pids = match &members.procs {
-        Some(procs) => std::fs::read_to_string(procs)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|p| p.trim().parse().ok())
-            .filter_map(Pid::from_raw)
-            .collect(),
+        Some(procs) => super::limits::read_pids(procs),
         None => descendants(members.root),
     };
     pids.into_iter().any(|pid| {

@@ -109,18 +109,13 @@ impl Health {
     /// HTTP, layer-4 listeners' with a TCP connect (an empty host).
     pub fn reconcile(&self, snapshot: &Snapshot) {
         let mut wanted: HashMap<(String, SocketAddr), (HealthCheck, String)> = HashMap::new();
-        for stream in snapshot.stream_listeners.values() {
-            let target = &stream.target;
-            for (addr, _) in &target.servers {
-                wanted.insert((target.location_id.clone(), *addr), (target.health_check.clone(), String::new()));
-            }
-        }
         // UDP targets are not checked (a datagram has no answer to count on): they always take traffic.
-        for datagram in snapshot.datagram_listeners.values() {
-            let target = &datagram.target;
-            let off = HealthCheck { enabled: false, ..target.health_check.clone() };
+        let tcp = snapshot.stream_listeners.values().map(|s| (s, true));
+        for (listener, checked) in tcp.chain(snapshot.datagram_listeners.values().map(|s| (s, false))) {
+            let target = &listener.target;
+            let check = HealthCheck { enabled: checked && target.health_check.enabled, ..target.health_check.clone() };
             for (addr, _) in &target.servers {
-                wanted.insert((target.location_id.clone(), *addr), (off.clone(), String::new()));
+                wanted.insert((target.location_id.clone(), *addr), (check.clone(), String::new()));
             }
         }
         for routes in snapshot.http_listeners.values() {

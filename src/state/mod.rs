@@ -24,6 +24,9 @@ pub use model::{
     LoadBalancerType, Namespace, Protocol, Rule, Scope, ServerTarget, TlsSettings,
 };
 
+/// Why a listener cannot take certificates of its own.
+const LISTENER_CERTIFICATES: &str = "only HTTPS listeners without SNI and TCP_SSL listeners have listener certificates";
+
 /// VIPs given out when a request names none: the first free address from here on (decisions/0002).
 pub const FIRST_AUTO_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 1);
 
@@ -497,9 +500,8 @@ impl State {
             }
             Command::SetListenerTls { scope, lb_id, listener_id, tls } => {
                 let listener = self.listener(&scope, &lb_id, &listener_id)?;
-                if listener.sni_switch || !matches!(listener.protocol, Protocol::Https | Protocol::TcpSsl) {
-                    let why = "only HTTPS listeners without SNI and TCP_SSL listeners have listener certificates";
-                    return Err(StateError::TlsNotApplicable(listener_id, why));
+                if !listener.protocol.has_listener_certificates(listener.sni_switch) {
+                    return Err(StateError::TlsNotApplicable(listener_id, LISTENER_CERTIFICATES));
                 }
                 self.check_tls(&scope.uin, &tls)?;
                 self.listeners.get_mut(&listener_id).expect("listener checked above").tls = Some(tls);
@@ -664,13 +666,10 @@ impl State {
                     listener: other.id.clone(),
                 });
             }
-            let needs_tls = new.protocol == Protocol::TcpSsl || (new.protocol == Protocol::Https && !new.sni_switch);
+            let needs_tls = new.protocol.has_listener_certificates(new.sni_switch);
             match &new.tls {
                 Some(tls) if needs_tls => self.check_tls(&scope.uin, tls)?,
-                Some(_) => {
-                    let why = "only HTTPS listeners without SNI and TCP_SSL listeners have listener certificates";
-                    return Err(StateError::TlsNotApplicable(new.id, why));
-                }
+                Some(_) => return Err(StateError::TlsNotApplicable(new.id, LISTENER_CERTIFICATES)),
                 None if needs_tls => return Err(StateError::CertificateMissing(new.id)),
                 None => {}
             }

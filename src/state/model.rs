@@ -265,6 +265,12 @@ impl Protocol {
         matches!(self, Protocol::Http | Protocol::Https)
     }
 
+    /// Whether a listener holds certificates of its own: HTTPS without SNI, and TCP_SSL (with SNI, the
+    /// certificates belong to its domains).
+    pub fn has_listener_certificates(self, sni: bool) -> bool {
+        self == Protocol::TcpSsl || (self == Protocol::Https && !sni)
+    }
+
     /// UDP and QUIC share a port number with TCP-based listeners without clashing.
     pub fn transport_is_udp(self) -> bool {
         matches!(self, Protocol::Udp | Protocol::Quic)

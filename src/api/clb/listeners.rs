@@ -53,7 +53,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             return Err(ApiError::new("InvalidParameterValue", "SniSwitch is 0 or 1, and 1 only for HTTPS listeners."));
         }
     };
-    let needs_certificate = protocol == Protocol::TcpSsl || (protocol == Protocol::Https && !sni);
+    let needs_certificate = protocol.has_listener_certificates(sni);
     if needs_certificate && req.certificate.is_none() && req.multi_cert_info.is_none() {
         return Err(ApiError::missing("Certificate"));
     }
