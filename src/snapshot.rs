@@ -4,9 +4,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use crate::proxy::custom::Settings;
 use crate::proxy::router::{RouteRule, Router};
 use crate::proxy::tls::ListenerTls;
-use crate::state::{CodeRef, Function, FunctionConfig, FunctionKey, HealthCheck, LATEST, Protocol, State};
+use crate::state::{
+    CodeRef, CustomConfig, Function, FunctionConfig, FunctionKey, HealthCheck, LATEST, Listener, LoadBalancer,
+    Protocol, Rule, State,
+};
 
 pub struct Snapshot {
     pub version: u64,
@@ -31,6 +35,8 @@ pub struct ListenerRoutes {
     pub rules: Vec<RouteTarget>,
     /// HTTPS listeners: the certificates by server name.
     pub tls: Option<ListenerTls>,
+    /// The load balancer's custom configuration: what holds for a connection before its first request is routed.
+    pub custom: Arc<Settings>,
 }
 
 /// One layer-4 listener: its targets (as a rule's, named by the listener's id) and, for TCP_SSL, its TLS.
@@ -56,6 +62,8 @@ pub struct RouteTarget {
     /// `ForwardType` `GRPC` or `GRPCS`: HTTP/2 to the servers (gRPC needs its trailers).
     pub forward_h2: bool,
     pub health_check: HealthCheck,
+    /// The custom configuration in effect for the rule: the load balancer's, its domain's and its own, merged.
+    pub custom: Arc<Settings>,
 }
 
 /// What the function engine needs to run a function.
@@ -151,6 +159,7 @@ impl Snapshot {
                     forward_tls: false,
                     forward_h2: false,
                     health_check: listener.health_check.clone(),
+                    custom: Arc::default(),
                 };
                 let tls = (listener.protocol == Protocol::TcpSsl)
                     .then(|| crate::proxy::tls::listener_config(&state, listener))
@@ -169,7 +178,8 @@ impl Snapshot {
                 let same = routes.listener_id == listener.id
                     && prev.state.listeners.get(&listener.id) == Some(listener)
                     && prev.state.load_balancers.get(&lb.id) == Some(lb)
-                    && prev.state.rules_of(&listener.id) == rules;
+                    && prev.state.rules_of(&listener.id) == rules
+                    && bound_configs(&prev.state, lb, listener, &rules) == bound_configs(&state, lb, listener, &rules);
                 same.then(|| routes.clone())
             });
             if let Some(routes) = unchanged {
@@ -180,9 +190,24 @@ impl Snapshot {
                 rules.iter().map(|r| RouteRule { domain: r.domain.clone(), url: r.url.clone() }),
                 listener.default_domain.as_deref(),
             );
+            let parsed = |id: Option<&String>| -> Settings {
+                let Some(config) = id.and_then(|id| state.custom_configs.get(id)) else {
+                    return Settings::default();
+                };
+                Settings::parse(&config.content).unwrap_or_else(|e| {
+                    tracing::warn!(config = %config.id, error = %e, "A stored custom configuration does not parse.");
+                    Settings::default()
+                })
+            };
+            let lb_custom = parsed(lb.config_id.as_ref());
             let targets = rules
                 .iter()
                 .map(|r| RouteTarget {
+                    custom: Arc::new(
+                        lb_custom
+                            .merged(&parsed(listener.domain_configs.get(&r.domain)))
+                            .merged(&parsed(r.config_id.as_ref())),
+                    ),
                     location_id: r.id.clone(),
                     domain: r.domain.clone(),
                     servers: servers(&r.servers),
@@ -211,6 +236,7 @@ impl Snapshot {
                 router,
                 rules: targets,
                 tls,
+                custom: Arc::new(lb_custom),
             };
             http_listeners.insert(addr, Arc::new(routes));
         }
@@ -224,6 +250,17 @@ impl Snapshot {
             .collect();
         Snapshot { version, state, http_listeners, stream_listeners, datagram_listeners, functions }
     }
+}
+
+/// The custom configurations a layer-7 listener's routes are compiled from.
+fn bound_configs<'a>(
+    state: &'a State,
+    lb: &LoadBalancer,
+    listener: &Listener,
+    rules: &[&Rule],
+) -> Vec<Option<&'a CustomConfig>> {
+    let ids = lb.config_id.iter().chain(listener.domain_configs.values());
+    ids.chain(rules.iter().filter_map(|r| r.config_id.as_ref())).map(|id| state.custom_configs.get(id)).collect()
 }
 
 /// Server targets by address, with their weights (targets whose address does not parse are left out).

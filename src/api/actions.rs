@@ -362,6 +362,17 @@ pub const ACTIONS: &[ActionInfo] = &[
     clb("ModifyTargetWeight", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Targets", "Weight"]),
     clb("DescribeTargetHealth", &["LoadBalancerIds", "Filters"]),
     clb("DescribeTaskStatus", &["TaskId", "DealName"]),
+    clb(
+        "SetCustomizedConfigForLoadBalancer",
+        &["OperationType", "UconfigId", "ConfigContent", "ConfigName", "LoadBalancerIds", "Tags"],
+    ),
+    clb("AddCustomizedConfig", &["ConfigName", "ConfigType", "ConfigContent", "Tags"]),
+    clb("ModifyCustomizedConfig", &["ConfigName", "UconfigId", "ConfigContent"]),
+    clb("DeleteCustomizedConfig", &["UconfigIdList"]),
+    clb("AssociateCustomizedConfig", &["UconfigId", "BindList"]),
+    clb("DisassociateCustomizedConfig", &["UconfigId", "BindList"]),
+    clb("DescribeCustomizedConfigList", &["ConfigType", "Offset", "Limit", "ConfigName", "UconfigIds", "Filters"]),
+    clb("DescribeCustomizedConfigAssociateList", &["UconfigId", "Offset", "Limit", "Domain"]),
 ];
 
 /// Runs an action found in `ACTIONS`.
@@ -419,6 +430,14 @@ pub async fn dispatch(
         (Service::Clb, "ModifyTargetWeight") => clb::targets::modify_weight(ctx, p).await,
         (Service::Clb, "DescribeTargetHealth") => clb::targets::describe_health(ctx, p),
         (Service::Clb, "DescribeTaskStatus") => clb::tasks::describe(ctx, p).await,
+        (Service::Clb, "SetCustomizedConfigForLoadBalancer") => clb::configs::set_for_load_balancer(ctx, p).await,
+        (Service::Clb, "AddCustomizedConfig") => clb::configs::add_config(ctx, p).await,
+        (Service::Clb, "ModifyCustomizedConfig") => clb::configs::modify_config(ctx, p).await,
+        (Service::Clb, "DeleteCustomizedConfig") => clb::configs::delete_config(ctx, p).await,
+        (Service::Clb, "AssociateCustomizedConfig") => clb::configs::associate(ctx, p, true).await,
+        (Service::Clb, "DisassociateCustomizedConfig") => clb::configs::associate(ctx, p, false).await,
+        (Service::Clb, "DescribeCustomizedConfigList") => clb::configs::describe_list(ctx, p),
+        (Service::Clb, "DescribeCustomizedConfigAssociateList") => clb::configs::describe_associations(ctx, p),
         _ => Err(ApiError::new("InvalidAction", format!("The action `{action}` is not implemented."))),
     }
 }

@@ -91,6 +91,9 @@ impl From<StateError> for ApiError {
             CertificateMissing(_) => "MissingParameter",
             CaMissing => "InvalidParameter",
             TlsNotApplicable(..) => "InvalidParameter",
+            ConfigNotFound(_) => "ResourceNotFound",
+            ConfigInUse { .. } => "FailedOperation.ResourceInUse",
+            ConfigPlace { .. } | ConfigNotBound { .. } => "InvalidParameter",
         };
         ApiError::new(code, sentence(&e.to_string()))
     }

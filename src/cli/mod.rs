@@ -109,6 +109,13 @@ pub struct ServeArgs {
     /// cut off.
     #[arg(long, env = "FNLB_HEADER_TIMEOUT", default_value_t = crate::proxy::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
     pub header_timeout: u64,
+    /// Seconds an idle keep-alive client connection stays open (CLB's `keepalive_timeout`; 0: one request per
+    /// connection).
+    #[arg(long, env = "FNLB_KEEPALIVE_TIMEOUT", default_value_t = crate::proxy::DEFAULT_KEEPALIVE_TIMEOUT.as_secs())]
+    pub keepalive_timeout: u64,
+    /// Requests one client connection may carry (CLB's `keepalive_requests`).
+    #[arg(long, env = "FNLB_KEEPALIVE_REQUESTS", default_value_t = crate::proxy::DEFAULT_KEEPALIVE_REQUESTS)]
+    pub keepalive_requests: u32,
     /// Open connections one listener accepts; past it, new connections are closed at once.
     #[arg(long, env = "FNLB_MAX_CONNECTIONS", default_value_t = crate::proxy::DEFAULT_MAX_CONNECTIONS_PER_LISTENER)]
     pub max_connections: usize,
@@ -138,6 +145,8 @@ impl ServeArgs {
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
         config.proxy.drain_timeout = Duration::from_secs(self.drain_timeout);
         config.proxy.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
+        config.proxy.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
+        config.proxy.keepalive_requests = self.keepalive_requests.max(1);
         config.proxy.max_connections_per_listener = self.max_connections.max(1);
         config.proxy.max_body_bytes = self.max_body_size;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);

@@ -1,13 +1,16 @@
 //! The data plane's load balancer: one accept loop per layer-7 listener, reconciled with each snapshot.
 
 pub mod bridge;
+pub mod custom;
 mod datagram;
 pub mod health;
+mod keepalive;
 pub mod respond;
 pub mod router;
 mod server;
 mod stream;
 pub mod tls;
+pub mod upload;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -28,7 +31,7 @@ pub struct ProxySettings {
     pub max_header_bytes: usize,
     /// How long a removed listener (or a stopping fnlb) lets open connections finish.
     pub drain_timeout: Duration,
-    /// How long a client may take to send a request body (CLB's `client_body_timeout`); past it, 408.
+    /// How long a client may pause while sending a request body (CLB's `client_body_timeout`); past it, 408.
     pub body_read_timeout: Duration,
     /// How long a TLS handshake may take; past it, the connection is closed.
     pub tls_handshake_timeout: Duration,
@@ -38,6 +41,10 @@ pub struct ProxySettings {
     pub max_connections_per_listener: usize,
     /// The largest request body forwarded to server targets (CLB's `client_max_body_size`); past it, 413.
     pub max_body_bytes: u64,
+    /// How long an idle keep-alive client connection stays open (CLB's `keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+    /// Requests per client connection (CLB's `keepalive_requests`).
+    pub keepalive_requests: u32,
     /// How long a UDP client's session (its target and relay socket) lasts without an answer from the target.
     pub udp_session_timeout: Duration,
 }
@@ -51,6 +58,11 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
 /// CLB's default `client_max_body_size` (60M).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 60 * 1024 * 1024;
+/// CLB's default `keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx's default `keepalive_requests` (CLB documents 100; a balancer in front of heavy keep-alive clients wants
+/// more).
+pub const DEFAULT_KEEPALIVE_REQUESTS: u32 = 1000;
 pub const DEFAULT_UDP_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ProxySettings {
@@ -65,6 +77,8 @@ impl Default for ProxySettings {
             max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             udp_session_timeout: DEFAULT_UDP_SESSION_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            keepalive_requests: DEFAULT_KEEPALIVE_REQUESTS,
         }
     }
 }

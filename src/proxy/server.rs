@@ -4,7 +4,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -16,38 +18,43 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
 use super::bridge::{self, RequestInfo};
+use super::custom::{Settings, Var};
+use super::keepalive::{Expiry, KeepAlive};
 use super::respond::{self, Body};
 use super::router::Route;
+use super::upload::Upload;
 use super::{Proxy, ProxySettings};
 use crate::functions::status;
+use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
 
 /// Accepts connections until `stop` turns true, then lets open connections finish their current request.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     addr: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     closed: oneshot::Sender<()>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = connection_builder(&proxy.settings);
-    let connections = Arc::new(tokio::sync::Semaphore::new(proxy.settings.max_connections_per_listener));
+    let max = proxy.settings.max_connections_per_listener.min(u32::MAX as usize);
+    let connections = Arc::new(tokio::sync::Semaphore::new(max));
+    // Past the drain period, connections still open are cut.
+    let (cut, cut_watch) = watch::channel(false);
+    let mut stopping = stop.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stop| *stop) => break,
+            _ = stopping.wait_for(|stop| *stop) => break,
         };
         let Some((stream, client, slot)) = super::admit(accepted, &connections, addr).await else { continue };
         let proxy = proxy.clone();
-        let builder = builder.clone();
-        let graceful = graceful.watcher();
+        let signals = Signals { stop: stop.clone(), cut: cut_watch.clone() };
         tokio::spawn(async move {
             let _slot = slot;
             let routes = proxy.control.snapshot().http_listeners.get(&addr).cloned();
-            let Some(tls) = routes.as_ref().and_then(|r| r.tls.as_ref().map(|tls| (r, tls))) else {
-                return serve_connection(proxy, builder, graceful, stream, addr, client, false).await;
+            let Some(routes) = routes else { return };
+            let Some(tls) = &routes.tls else {
+                return serve_connection(proxy, &routes, signals, stream, addr, client, false).await;
             };
-            let (routes, tls) = tls;
             let accepted = async {
                 let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
                 let config = tls.for_name(&routes.router, start.client_hello().server_name()).ok_or_else(|| {
@@ -56,7 +63,7 @@ pub async fn serve(
                 start.into_stream(config).await
             };
             match tokio::time::timeout(proxy.settings.tls_handshake_timeout, accepted).await {
-                Ok(Ok(stream)) => serve_connection(proxy, builder, graceful, stream, addr, client, true).await,
+                Ok(Ok(stream)) => serve_connection(proxy.clone(), &routes, signals, stream, addr, client, true).await,
                 Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed."),
                 Err(_) => tracing::debug!(%client, "TLS handshake timed out."),
             }
@@ -64,17 +71,25 @@ pub async fn serve(
     }
     drop(listener);
     let _ = closed.send(());
-    if tokio::time::timeout(proxy.settings.drain_timeout, graceful.shutdown()).await.is_err() {
+    let drained = connections.acquire_many(max as u32);
+    if tokio::time::timeout(proxy.settings.drain_timeout, drained).await.is_err() {
         tracing::debug!(%addr, "Connections still open after the drain period were cut.");
+        let _ = cut.send(true);
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on one accepted connection (plain, or after the TLS handshake) until it ends or the
-/// listener drains.
+/// What a connection listens to: the listener draining, and the drain period over.
+struct Signals {
+    stop: watch::Receiver<bool>,
+    cut: watch::Receiver<bool>,
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one accepted connection (plain, or after the TLS handshake) until it ends, its
+/// keep-alive limits end it, or the listener drains.
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
-    builder: auto::Builder<TokioExecutor>,
-    graceful: hyper_util::server::graceful::Watcher,
+    routes: &ListenerRoutes,
+    mut signals: Signals,
     io: I,
     addr: SocketAddr,
     client: SocketAddr,
@@ -82,22 +97,59 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let settings = &proxy.settings;
+    let custom = &routes.custom;
+    let header_timeout = custom.client_header_timeout.unwrap_or(settings.header_read_timeout);
+    let idle_timeout = custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout);
+    let max_requests = custom.keepalive_requests.unwrap_or(settings.keepalive_requests);
+    // hyper's own header timer also runs while a kept-alive connection waits for its next request: it is the
+    // backstop, and `KeepAlive` keeps the exact limits.
+    let builder = connection_builder(settings, header_timeout.max(idle_timeout));
+    let keepalive = Arc::new(KeepAlive::new(header_timeout, idle_timeout, max_requests));
+    let conn_keepalive = keepalive.clone();
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(handle(&proxy, addr, client, tls, req).await) }
+        let keepalive = conn_keepalive.clone();
+        async move {
+            keepalive.begin();
+            let response = handle(&proxy, &keepalive, addr, client, tls, req).await;
+            keepalive.end();
+            Ok::<_, Infallible>(response)
+        }
     });
-    let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service).into_owned());
-    if let Err(e) = conn.await {
-        tracing::debug!(%client, error = %e, "Connection ended with an error.");
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut finishing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%client, error = %e, "Connection ended with an error.");
+                }
+                return;
+            }
+            _ = signals.stop.wait_for(|stop| *stop), if !finishing => {
+                conn.as_mut().graceful_shutdown();
+                finishing = true;
+            }
+            expiry = keepalive.expired(), if !finishing => match expiry {
+                Expiry::HeaderTimeout => return,
+                Expiry::Finish => {
+                    conn.as_mut().graceful_shutdown();
+                    finishing = true;
+                }
+            },
+            _ = signals.cut.wait_for(|cut| *cut) => return,
+        }
     }
 }
 
-fn connection_builder(settings: &ProxySettings) -> auto::Builder<TokioExecutor> {
+fn connection_builder(settings: &ProxySettings, header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        .header_read_timeout(header_timeout)
         .max_headers(settings.max_headers)
         .max_buf_size(settings.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new()).max_header_list_size(settings.max_header_bytes as u32);
@@ -106,6 +158,7 @@ fn connection_builder(settings: &ProxySettings) -> auto::Builder<TokioExecutor> 
 
 async fn handle(
     proxy: &Proxy,
+    keepalive: &KeepAlive,
     addr: SocketAddr,
     client: SocketAddr,
     tls: bool,
@@ -120,28 +173,65 @@ async fn handle(
         Some(host) => host.to_string(),
         None => req.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
     };
-    let index = match routes.router.route(&host, req.uri().path()) {
-        Route::Rule(index) => index,
-        Route::Redirect(path) => {
+    let routed = routes.router.route(&host, req.uri().path());
+    let target = match &routed {
+        Route::Rule(index) => Some(&routes.rules[*index]),
+        _ => None,
+    };
+    let custom = target.map_or(&routes.custom, |t| &t.custom);
+    let settings = &proxy.settings;
+    keepalive.limit(
+        custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
+        custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
+    );
+    let mut response = match (routed, target) {
+        (Route::Redirect(path), _) => {
             let location = match req.uri().query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
-            return respond::moved(&location);
+            respond::moved(&location)
         }
-        Route::NotFound => return respond::not_found(),
+        (_, Some(target)) => {
+            let request = Routed { routes, target, addr, client, tls, host, start_ms };
+            forward(proxy, &snapshot, &request, req).await
+        }
+        _ => respond::not_found(),
     };
-    let target = &routes.rules[index];
+    custom.decorate(&mut response);
+    response
+}
+
+/// A routed request, as its forwarding sees it.
+struct Routed<'a> {
+    routes: &'a ListenerRoutes,
+    target: &'a RouteTarget,
+    addr: SocketAddr,
+    client: SocketAddr,
+    tls: bool,
+    host: String,
+    start_ms: i64,
+}
+
+/// Sends a routed request to its rule's servers or function.
+async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: Request<Incoming>) -> Response<Body> {
+    let Routed { routes, target, addr, client, tls, start_ms, .. } = *request;
+    let custom = &target.custom;
+    let max_body = custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
+    let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body) {
+        return respond::too_large();
+    }
+    let body_gap = custom.client_body_timeout.unwrap_or(proxy.settings.body_read_timeout);
+    let scheme = if tls { "https" } else { "http" };
+    let mut req = req.map(|body| Upload::new(body, body_gap, max_body));
+    // One id per request, shared by the function's context and `$stgw_request_id`.
+    let request_id = crate::ids::request_id();
+    let extra = proxy_headers(custom, request, &req, &request_id);
     if !target.servers.is_empty() {
-        let declared =
-            req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > proxy.settings.max_body_bytes) {
-            return respond::too_large();
-        }
-        let mut req = req;
-        let scheme = if tls { "https" } else { "http" };
         let headers = bridge::balancer_headers(req.headers(), req.version(), client, scheme, start_ms);
         super::upstream::prepare(&mut req, &headers);
+        req.headers_mut().extend(extra);
         return proxy.upstreams.forward(target, client.ip(), req).await;
     }
     let Some((key, qualifier)) = &target.function else {
@@ -150,16 +240,16 @@ async fn handle(
     let Some(spec) = snapshot.functions.get(key) else {
         return respond::no_target();
     };
-    let request_id = crate::ids::request_id();
     let span =
         tracing::debug_span!("request", location = %target.location_id, function = %key, request_id = %request_id);
     async {
-        let (parts, body) = req.into_parts();
-        let limit = proxy.functions.settings().max_event_bytes;
-        let read = tokio::time::timeout(proxy.settings.body_read_timeout, Limited::new(body, limit).collect()).await;
-        let body = match read {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+        let (mut parts, body) = req.into_parts();
+        parts.headers.extend(extra);
+        let progress = body.progress();
+        let limit = proxy.functions.settings().max_event_bytes.min(max_body.try_into().unwrap_or(usize::MAX));
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return respond::errno(
                     http::StatusCode::PAYLOAD_TOO_LARGE,
                     status::REQUEST_TOO_LARGE,
@@ -167,8 +257,9 @@ async fn handle(
                     &request_id,
                 );
             }
-            Ok(Err(_)) => return respond::bad_request(),
-            Err(_) => return respond::request_timeout(),
+            Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
+            Err(_) if progress.is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
+            Err(_) => return respond::bad_request(),
         };
         let info = RequestInfo {
             request_id: &request_id,
@@ -177,7 +268,7 @@ async fn handle(
             listener_id: &routes.listener_id,
             location_id: &target.location_id,
             vip: addr,
-            scheme: if tls { "https" } else { "http" },
+            scheme,
             start_ms,
         };
         let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, &body, &info);
@@ -197,4 +288,38 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// The request headers the configuration's `proxy_set_header` adds (`X-Vip`, `X-Real-Port` …), with their values
+/// for this request.
+fn proxy_headers<B>(
+    custom: &Settings,
+    request: &Routed<'_>,
+    req: &Request<B>,
+    request_id: &str,
+) -> Vec<(Option<HeaderName>, HeaderValue)> {
+    let value = |var: Var| -> String {
+        match var {
+            Var::RemoteAddr => request.client.ip().to_string(),
+            Var::RemotePort => request.client.port().to_string(),
+            Var::ServerAddr => request.addr.ip().to_string(),
+            Var::ServerPort => request.addr.port().to_string(),
+            Var::Method => req.method().to_string(),
+            Var::Uri => percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned(),
+            Var::RequestUri => req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            Var::Args => req.uri().query().unwrap_or("").to_string(),
+            Var::Host => request.host.clone(),
+            Var::Scheme => (if request.tls { "https" } else { "http" }).to_string(),
+            Var::LbId => request.routes.lb_id.clone(),
+            Var::RequestId => request_id.to_string(),
+        }
+    };
+    custom
+        .proxy_set_headers
+        .iter()
+        .filter_map(|(name, template)| {
+            let rendered = HeaderValue::from_str(&template.render(value)).ok()?;
+            Some((Some(name.clone()), rendered))
+        })
+        .collect()
 }

@@ -27,6 +27,7 @@ use rustls::pki_types::ServerName;
 use super::bridge::is_hop_by_hop;
 use super::health::{Health, TargetState};
 use super::respond::{self, Body};
+use super::upload::{Progress, Upload};
 use crate::snapshot::{RouteTarget, Snapshot};
 
 /// Limits of forwarding to servers. Each is a documented setting (docs/configuration.md).
@@ -36,6 +37,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// CLB's `proxy_read_timeout`: from the request sent to the response head.
     pub read_timeout: Duration,
+    /// CLB's `proxy_send_timeout`: how long a target may take none of a request body that the client has sent.
+    pub send_timeout: Duration,
     /// Idle keep-alive connections kept per target.
     pub idle_per_target: usize,
     /// Targets tried for one request when connecting fails.
@@ -44,6 +47,7 @@ pub struct UpstreamSettings {
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_IDLE_PER_TARGET: usize = 256;
 pub const DEFAULT_MAX_TRIES: usize = 3;
 
@@ -52,6 +56,7 @@ impl Default for UpstreamSettings {
         UpstreamSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             idle_per_target: DEFAULT_IDLE_PER_TARGET,
             max_tries: DEFAULT_MAX_TRIES,
         }
@@ -171,7 +176,7 @@ pub struct Upstreams {
     tls_client: Arc<rustls::ClientConfig>,
     tls_h2_client: Arc<rustls::ClientConfig>,
     /// One HTTP/2 connection per target (`GRPC`, `GRPCS`).
-    h2: Mutex<HashMap<PoolKey, hyper::client::conn::http2::SendRequest<Incoming>>>,
+    h2: Mutex<HashMap<PoolKey, hyper::client::conn::http2::SendRequest<Upload>>>,
     health: Arc<Health>,
     balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
     idle: Arc<Pool>,
@@ -183,17 +188,17 @@ type PoolKey = (SocketAddr, bool);
 /// Idle keep-alive connections by target.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Incoming>>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Upload>>>>,
     per_target: usize,
 }
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<SendRequest<Incoming>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<SendRequest<Upload>>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keeps a connection whose exchange is over for the next request to the same target, up to the limit.
-    fn keep(&self, addr: PoolKey, sender: SendRequest<Incoming>) {
+    fn keep(&self, addr: PoolKey, sender: SendRequest<Upload>) {
         if sender.is_closed() {
             return;
         }
@@ -209,7 +214,7 @@ impl Pool {
 /// back to the pool and the request stops counting as in flight.
 struct Returning {
     body: Incoming,
-    done: Option<(Arc<Pool>, PoolKey, SendRequest<Incoming>, InFlight)>,
+    done: Option<(Arc<Pool>, PoolKey, SendRequest<Upload>, InFlight)>,
 }
 
 impl Drop for Returning {
@@ -290,15 +295,21 @@ impl Upstreams {
     }
 
     /// Forwards a request (its head already carrying the balancer's headers) to one of the rule's servers.
-    pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Incoming>) -> Response<Body> {
+    pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Upload>) -> Response<Body> {
         let balancer = self.balancer(rule);
+        let waits = Waits {
+            connect: rule.custom.proxy_connect_timeout.unwrap_or(self.settings.connect_timeout),
+            send: rule.custom.proxy_send_timeout.unwrap_or(self.settings.send_timeout),
+            read: rule.custom.proxy_read_timeout.unwrap_or(self.settings.read_timeout),
+        };
+        let progress = request.body().progress();
         // `ForwardType` `HTTPS`: TLS to the target, named by the rule's domain when it is a plain name.
         let tls = rule.forward_tls.then(|| {
             let name = if rule.domain.contains('*') || rule.domain.starts_with('~') { "" } else { &rule.domain };
             ServerName::try_from(name.to_string()).ok()
         });
         if rule.forward_h2 {
-            return self.forward_h2(&balancer, tls, client, request).await;
+            return self.forward_h2(&balancer, tls, client, request, &waits).await;
         }
         let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
         let mut tried = Vec::new();
@@ -306,16 +317,20 @@ impl Upstreams {
             let Some((backend, in_flight)) = balancer.next(client, cookie.as_deref(), &mut tried) else {
                 return exhausted(&tried);
             };
-            let mut sender = match self.sender(backend.addr, tls.clone()).await {
+            let mut sender = match self.sender(backend.addr, tls.clone(), waits.connect).await {
                 Ok(sender) => sender,
                 Err(e) if self.retry(backend.addr, &e, &tried) => continue,
                 Err(_) => return respond::bad_gateway(),
             };
-            let sent = tokio::time::timeout(self.settings.read_timeout, sender.try_send_request(request)).await;
+            let sent = match exchange(sender.try_send_request(request), progress.as_deref(), &waits).await {
+                Ok(sent) => sent,
+                Err(timed_out) => return timed_out,
+            };
             let response = match sent {
-                Err(_) => return respond::gateway_timeout(),
-                Ok(Ok(response)) => response,
-                Ok(Err(mut e)) => match e.take_message() {
+                Ok(response) => response,
+                Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
+                Err(_) if progress.as_ref().is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
+                Err(mut e) => match e.take_message() {
                     // Not sent (a kept-alive connection the server had closed): try again, on a new connection.
                     Some(unsent) if tried.len() < self.settings.max_tries => {
                         tracing::debug!(target = %backend.addr, error = %e.error(), "A pooled connection failed.");
@@ -355,8 +370,10 @@ impl Upstreams {
         balancer: &Balancer,
         tls: Option<Option<ServerName<'static>>>,
         client: IpAddr,
-        mut request: Request<Incoming>,
+        mut request: Request<Upload>,
+        waits: &Waits,
     ) -> Response<Body> {
+        let progress = request.body().progress();
         // HTTP/2 carries the scheme and the host in the request target.
         let host = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -369,13 +386,15 @@ impl Upstreams {
             let Some((backend, in_flight)) = balancer.next(client, None, &mut tried) else {
                 return exhausted(&tried);
             };
-            let mut sender = match self.h2_sender(backend.addr, tls.clone()).await {
+            let mut sender = match self.h2_sender(backend.addr, tls.clone(), waits.connect).await {
                 Ok(sender) => sender,
                 Err(e) if self.retry(backend.addr, &e, &tried) => continue,
                 Err(_) => return respond::bad_gateway(),
             };
-            let response = match tokio::time::timeout(self.settings.read_timeout, sender.send_request(request)).await {
-                Err(_) => return respond::gateway_timeout(),
+            let response = match exchange(sender.send_request(request), progress.as_deref(), waits).await {
+                Err(timed_out) => return timed_out,
+                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
+                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
                 Ok(Err(e)) => {
                     tracing::debug!(target = %backend.addr, error = %e, "Forwarding over HTTP/2 failed.");
                     return respond::bad_gateway();
@@ -398,14 +417,15 @@ impl Upstreams {
         &self,
         addr: SocketAddr,
         tls: Option<Option<ServerName<'static>>>,
-    ) -> std::io::Result<hyper::client::conn::http2::SendRequest<Incoming>> {
+        connect_timeout: Duration,
+    ) -> std::io::Result<hyper::client::conn::http2::SendRequest<Upload>> {
         let key = (addr, tls.is_some());
         if let Some(sender) = self.h2.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
             && sender.is_ready()
         {
             return Ok(sender.clone());
         }
-        let stream = tokio::time::timeout(self.settings.connect_timeout, tokio::net::TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = stream.set_nodelay(true);
@@ -414,7 +434,7 @@ impl Upstreams {
             Some(name) => {
                 let name = name.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
                 let connector = tokio_rustls::TlsConnector::from(self.tls_h2_client.clone());
-                let stream = tokio::time::timeout(self.settings.connect_timeout, connector.connect(name, stream))
+                let stream = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
                     .await
                     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
                 h2_handshake(addr, stream).await?
@@ -467,7 +487,8 @@ impl Upstreams {
         &self,
         addr: SocketAddr,
         tls: Option<Option<ServerName<'static>>>,
-    ) -> std::io::Result<SendRequest<Incoming>> {
+        connect_timeout: Duration,
+    ) -> std::io::Result<SendRequest<Upload>> {
         {
             let mut idle = self.idle.lock();
             if let Some(senders) = idle.get_mut(&(addr, tls.is_some())) {
@@ -477,18 +498,44 @@ impl Upstreams {
                 }
             }
         }
-        let stream = tokio::time::timeout(self.settings.connect_timeout, tokio::net::TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = stream.set_nodelay(true);
         let Some(name) = tls else { return handshake(addr, stream).await };
         let name = name.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
         let connector = tokio_rustls::TlsConnector::from(self.tls_client.clone());
-        let stream = tokio::time::timeout(self.settings.connect_timeout, connector.connect(name, stream))
+        let stream = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         handshake(addr, stream).await
     }
+}
+
+/// The waits of one forwarded request: the rule's custom configuration over the settings.
+struct Waits {
+    connect: Duration,
+    send: Duration,
+    read: Duration,
+}
+
+/// Sends a request and waits for the response head: while the body goes out, a target that takes none of it for
+/// `send` is given up on (504); once it is all sent, the answer must come within `read` (504).
+async fn exchange<T>(
+    send: impl Future<Output = T>,
+    progress: Option<&Progress>,
+    waits: &Waits,
+) -> Result<T, Response<Body>> {
+    tokio::pin!(send);
+    if let Some(progress) = progress {
+        tokio::select! {
+            outcome = &mut send => return Ok(outcome),
+            sent = progress.sent(waits.send) => if !sent {
+                return Err(respond::gateway_timeout());
+            },
+        }
+    }
+    tokio::time::timeout(waits.read, send).await.map_err(|_| respond::gateway_timeout())
 }
 
 /// The answer when no target is left: none takes traffic (503), or every one tried failed (502).
@@ -497,7 +544,7 @@ fn exhausted(tried: &[SocketAddr]) -> Response<Body> {
 }
 
 /// HTTP/1.1 over a new connection to a target; the connection runs on its own task.
-async fn handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<SendRequest<Incoming>>
+async fn handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<SendRequest<Upload>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -512,7 +559,7 @@ where
 }
 
 /// HTTP/2 over a new connection to a target; the connection runs on its own task.
-async fn h2_handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<hyper::client::conn::http2::SendRequest<Incoming>>
+async fn h2_handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<hyper::client::conn::http2::SendRequest<Upload>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -546,7 +593,7 @@ fn token(location: &str, addr: SocketAddr) -> String {
 
 /// The request as a server receives it from CLB: origin-form URI, no hop-by-hop headers, and the balancer's
 /// own headers (contract 1.2).
-pub fn prepare(request: &mut Request<Incoming>, balancer_headers: &[(&'static str, String)]) {
+pub fn prepare<B>(request: &mut Request<B>, balancer_headers: &[(&'static str, String)]) {
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     *request.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
     // HTTP/2 clients give the host as the authority; servers get it as Host.

@@ -3,8 +3,8 @@
 //! Ids and times are decided by the caller, so that applying a command is deterministic.
 
 use super::model::{
-    Account, Alias, Certificate, CodeRef, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, HealthCheck,
-    IpVersion, LoadBalancerType, Protocol, Scope, ServerTarget, TlsSettings,
+    Account, Alias, Certificate, CodeRef, ConfigPlace, CustomConfig, FunctionConfig, FunctionKey, FunctionTarget,
+    FunctionType, HealthCheck, IpVersion, LoadBalancerType, Protocol, Scope, ServerTarget, TlsSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -136,6 +136,20 @@ pub enum Command {
         of: TargetsOf,
         targets: Vec<(String, u16)>,
         weight: u32,
+    },
+    /// Creates a custom configuration, or changes the name and content of an existing one of the same scope.
+    PutCustomConfig(CustomConfig),
+    /// Deletes custom configurations that nothing is bound to.
+    DeleteCustomConfigs {
+        scope: Scope,
+        ids: Vec<String>,
+    },
+    /// Binds a custom configuration to places (replacing what was bound there), or (`bind` false) unbinds it.
+    BindCustomConfig {
+        scope: Scope,
+        id: String,
+        places: Vec<ConfigPlace>,
+        bind: bool,
     },
     /// Keeps a certificate (an upload, or one given inline with a listener or a domain).
     PutCertificate(Certificate),

@@ -107,4 +107,12 @@ pub enum StateError {
     CaMissing,
     #[error("listener {0}: {1}")]
     TlsNotApplicable(String, &'static str),
+    #[error("custom configuration {0} does not exist")]
+    ConfigNotFound(String),
+    #[error("custom configuration {id} is bound to {place}; unbind it first")]
+    ConfigInUse { id: String, place: String },
+    #[error("custom configuration {id} is of type {kind}: it binds to {wanted}")]
+    ConfigPlace { id: String, kind: &'static str, wanted: &'static str },
+    #[error("custom configuration {id} is not bound to {place}")]
+    ConfigNotBound { id: String, place: String },
 }

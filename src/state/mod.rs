@@ -19,9 +19,9 @@ pub use command::{
 };
 pub use error::StateError;
 pub use model::{
-    Account, AccountKind, Alias, CertKind, Certificate, CodeRef, DEFAULT_ALIAS, Function, FunctionConfig, FunctionKey,
-    FunctionTarget, FunctionType, FunctionVersion, HealthCheck, IpVersion, LATEST, Listener, LoadBalancer,
-    LoadBalancerType, Namespace, Protocol, Rule, Scope, ServerTarget, TlsSettings,
+    Account, AccountKind, Alias, CertKind, Certificate, CodeRef, ConfigKind, ConfigPlace, CustomConfig, DEFAULT_ALIAS,
+    Function, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, FunctionVersion, HealthCheck, IpVersion,
+    LATEST, Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol, Rule, Scope, ServerTarget, TlsSettings,
 };
 
 /// Why a listener cannot take certificates of its own.
@@ -84,6 +84,7 @@ pub enum EntityKey {
     Listener(String),
     Rule(String),
     Certificate(String),
+    CustomConfig(String),
 }
 
 /// One stored entity, as the store reads and writes it.
@@ -96,6 +97,7 @@ pub enum Entity {
     Listener(Listener),
     Rule(Rule),
     Certificate(Certificate),
+    CustomConfig(CustomConfig),
 }
 
 /// What a successful command changed: the store writes these entities (or removes the ones now gone).
@@ -114,6 +116,7 @@ pub struct State {
     pub listeners: BTreeMap<String, Listener>,
     pub rules: BTreeMap<String, Rule>,
     pub certificates: BTreeMap<String, Certificate>,
+    pub custom_configs: BTreeMap<String, CustomConfig>,
 }
 
 // === impl State ===
@@ -140,6 +143,9 @@ impl State {
                 Entity::Certificate(c) => {
                     state.certificates.insert(c.id.clone(), c);
                 }
+                Entity::CustomConfig(c) => {
+                    state.custom_configs.insert(c.id.clone(), c);
+                }
                 Entity::LoadBalancer(lb) => {
                     state.load_balancers.insert(lb.id.clone(), lb);
                 }
@@ -164,6 +170,7 @@ impl State {
             EntityKey::Listener(k) => self.listeners.get(k).cloned().map(Entity::Listener),
             EntityKey::Rule(k) => self.rules.get(k).cloned().map(Entity::Rule),
             EntityKey::Certificate(k) => self.certificates.get(k).cloned().map(Entity::Certificate),
+            EntityKey::CustomConfig(k) => self.custom_configs.get(k).cloned().map(Entity::CustomConfig),
         }
     }
 
@@ -534,6 +541,36 @@ impl State {
                     }
                 }
             }
+            Command::PutCustomConfig(config) => {
+                if let Some(current) = self.custom_configs.get(&config.id) {
+                    if current.scope != config.scope {
+                        return Err(StateError::ConfigNotFound(config.id));
+                    }
+                    if current.kind != config.kind {
+                        let wanted = current.kind.as_api();
+                        return Err(StateError::ConfigPlace { id: config.id, kind: wanted, wanted });
+                    }
+                }
+                touched.push(EntityKey::CustomConfig(config.id.clone()));
+                self.custom_configs.insert(config.id.clone(), config);
+            }
+            Command::DeleteCustomConfigs { scope, ids } => {
+                for id in &ids {
+                    self.custom_config(&scope, id)?;
+                    if let Some(place) = self.config_places(id).into_iter().next() {
+                        return Err(StateError::ConfigInUse { id: id.clone(), place: place_name(&place) });
+                    }
+                }
+                for id in ids {
+                    self.custom_configs.remove(&id);
+                    touched.push(EntityKey::CustomConfig(id));
+                }
+            }
+            Command::BindCustomConfig { scope, id, places, bind } => {
+                for place in places {
+                    self.bind_custom_config(&scope, &id, &place, bind, &mut touched)?;
+                }
+            }
             Command::Batch(commands) => {
                 for command in commands {
                     touched.extend(self.apply_in_place(command)?.touched);
@@ -633,6 +670,7 @@ impl State {
             project_id: new.project_id,
             create_time: new.now,
             tags: new.tags,
+            config_id: None,
         };
         self.load_balancers.insert(new.id.clone(), lb);
         touched.push(EntityKey::LoadBalancer(new.id));
@@ -689,6 +727,7 @@ impl State {
                 domain_tls: BTreeMap::new(),
                 servers: Vec::new(),
                 health_check: new.health_check,
+                domain_configs: BTreeMap::new(),
             };
             self.listeners.insert(new.id.clone(), listener);
             touched.push(EntityKey::Listener(new.id));
@@ -750,6 +789,7 @@ impl State {
                 function: None,
                 servers: Vec::new(),
                 health_check: new.health_check,
+                config_id: None,
             };
             self.rules.insert(new.id.clone(), rule);
             touched.push(EntityKey::Rule(new.id));
@@ -811,6 +851,109 @@ impl State {
             self.listeners.get_mut(listener_id).expect("listener checked above").default_domain = next_default;
             touched.push(EntityKey::Listener(listener_id.to_string()));
         }
+        // A domain without rules keeps no custom configuration.
+        let listener = self.listeners.get_mut(listener_id).expect("listener checked above");
+        let before = listener.domain_configs.len();
+        listener.domain_configs.retain(|domain, _| remaining.iter().any(|r| &r.domain == domain));
+        if listener.domain_configs.len() != before {
+            touched.push(EntityKey::Listener(listener_id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// A custom configuration of an account and region.
+    pub fn custom_config(&self, scope: &Scope, id: &str) -> Result<&CustomConfig, StateError> {
+        self.custom_configs.get(id).filter(|c| &c.scope == scope).ok_or_else(|| StateError::ConfigNotFound(id.into()))
+    }
+
+    /// Every place a custom configuration is bound to.
+    pub fn config_places(&self, id: &str) -> Vec<ConfigPlace> {
+        let mut places = Vec::new();
+        for lb in self.load_balancers.values().filter(|lb| lb.config_id.as_deref() == Some(id)) {
+            places.push(ConfigPlace::LoadBalancer(lb.id.clone()));
+        }
+        for listener in self.listeners.values() {
+            for (domain, _) in listener.domain_configs.iter().filter(|(_, c)| c.as_str() == id) {
+                places.push(ConfigPlace::Domain {
+                    lb_id: listener.lb_id.clone(),
+                    listener_id: listener.id.clone(),
+                    domain: domain.clone(),
+                });
+            }
+        }
+        for rule in self.rules.values().filter(|r| r.config_id.as_deref() == Some(id)) {
+            places.push(ConfigPlace::Rule {
+                lb_id: rule.lb_id.clone(),
+                listener_id: rule.listener_id.clone(),
+                domain: rule.domain.clone(),
+                location_id: rule.id.clone(),
+            });
+        }
+        places
+    }
+
+    fn bind_custom_config(
+        &mut self,
+        scope: &Scope,
+        id: &str,
+        place: &ConfigPlace,
+        bind: bool,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        let kind = self.custom_config(scope, id)?.kind;
+        let wanted = match (kind, place) {
+            (ConfigKind::Clb, ConfigPlace::LoadBalancer(_))
+            | (ConfigKind::Server, ConfigPlace::Domain { .. })
+            | (ConfigKind::Location, ConfigPlace::Rule { .. }) => None,
+            (ConfigKind::Clb, _) => Some("load balancers"),
+            (ConfigKind::Server, _) => Some("domains of listeners (a LoadBalancerId, ListenerId and Domain)"),
+            (ConfigKind::Location, _) => Some("rules (a LoadBalancerId, ListenerId, Domain and LocationId)"),
+        };
+        if let Some(wanted) = wanted {
+            return Err(StateError::ConfigPlace { id: id.to_string(), kind: kind.as_api(), wanted });
+        }
+        let value = bind.then(|| id.to_string());
+        let not_bound = || StateError::ConfigNotBound { id: id.to_string(), place: place_name(place) };
+        let slot = match place {
+            ConfigPlace::LoadBalancer(lb_id) => {
+                self.load_balancer(scope, lb_id)?;
+                touched.push(EntityKey::LoadBalancer(lb_id.clone()));
+                &mut self.load_balancers.get_mut(lb_id).expect("load balancer checked above").config_id
+            }
+            ConfigPlace::Domain { lb_id, listener_id, domain } => {
+                let listener = self.listener(scope, lb_id, listener_id)?;
+                if !listener.protocol.is_layer7() {
+                    return Err(StateError::NotLayer7(listener_id.clone(), listener.protocol));
+                }
+                if !self.rules.values().any(|r| &r.listener_id == listener_id && &r.domain == domain) {
+                    return Err(StateError::DomainNotFound(domain.clone()));
+                }
+                touched.push(EntityKey::Listener(listener_id.clone()));
+                let configs = &mut self.listeners.get_mut(listener_id).expect("listener checked above").domain_configs;
+                if !bind && configs.get(domain).map(String::as_str) != Some(id) {
+                    return Err(not_bound());
+                }
+                match value {
+                    Some(value) => configs.insert(domain.clone(), value),
+                    None => configs.remove(domain),
+                };
+                return Ok(());
+            }
+            ConfigPlace::Rule { lb_id, listener_id, domain, location_id } => {
+                self.listener(scope, lb_id, listener_id)?;
+                let rule = self
+                    .rules
+                    .get_mut(location_id)
+                    .filter(|r| &r.listener_id == listener_id && &r.domain == domain)
+                    .ok_or_else(|| StateError::RuleNotFound(location_id.clone()))?;
+                touched.push(EntityKey::Rule(location_id.clone()));
+                &mut rule.config_id
+            }
+        };
+        if !bind && slot.as_deref() != Some(id) {
+            return Err(not_bound());
+        }
+        *slot = value;
         Ok(())
     }
 
@@ -1064,10 +1207,24 @@ impl State {
             let listener = self.listeners.get(&rule.listener_id);
             assert!(listener.is_some_and(|l| l.lb_id == rule.lb_id), "rule {} has no listener", rule.id);
         }
+        let configs = self.load_balancers.values().filter_map(|lb| lb.config_id.as_ref());
+        let configs = configs.chain(self.listeners.values().flat_map(|l| l.domain_configs.values()));
+        for id in configs.chain(self.rules.values().filter_map(|r| r.config_id.as_ref())) {
+            assert!(self.custom_configs.contains_key(id), "custom configuration {id} is bound but missing");
+        }
         for listener in self.listeners.values() {
             for id in listener.tls.iter().chain(listener.domain_tls.values()).flat_map(TlsSettings::all_ids) {
                 assert!(self.certificates.contains_key(id), "listener {} uses missing certificate {id}", listener.id);
             }
         }
+    }
+}
+
+/// A place, as an error message names it.
+fn place_name(place: &ConfigPlace) -> String {
+    match place {
+        ConfigPlace::LoadBalancer(lb_id) => format!("load balancer {lb_id}"),
+        ConfigPlace::Domain { listener_id, domain, .. } => format!("domain {domain} of listener {listener_id}"),
+        ConfigPlace::Rule { location_id, .. } => format!("rule {location_id}"),
     }
 }

@@ -224,6 +224,9 @@ pub struct LoadBalancer {
     pub project_id: i64,
     pub create_time: i64,
     pub tags: Vec<(String, String)>,
+    /// The instance's layer-7 custom configuration (`ConfigType` `CLB`).
+    #[serde(default)]
+    pub config_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -302,6 +305,9 @@ pub struct Listener {
     pub servers: Vec<ServerTarget>,
     #[serde(default)]
     pub health_check: HealthCheck,
+    /// Each domain's layer-7 custom configuration (`ConfigType` `SERVER`).
+    #[serde(default)]
+    pub domain_configs: BTreeMap<String, String>,
 }
 
 /// A certificate as Tencent's SSL certificate service keeps it: a server certificate with its private key, or a
@@ -356,6 +362,53 @@ impl TlsSettings {
     }
 }
 
+/// A layer-7 custom configuration: an nginx-like snippet (`src/proxy/custom.rs`) bound to load balancers
+/// (`CLB`), to domains of listeners (`SERVER`) or to rules (`LOCATION`); the inner level wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomConfig {
+    pub id: String,
+    pub scope: Scope,
+    pub name: String,
+    pub kind: ConfigKind,
+    pub content: String,
+    pub create_time: i64,
+    pub update_time: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigKind {
+    Clb,
+    Server,
+    Location,
+}
+
+impl ConfigKind {
+    pub fn parse(s: &str) -> Option<ConfigKind> {
+        Some(match s {
+            "CLB" => ConfigKind::Clb,
+            "SERVER" => ConfigKind::Server,
+            "LOCATION" => ConfigKind::Location,
+            _ => return None,
+        })
+    }
+
+    pub fn as_api(self) -> &'static str {
+        match self {
+            ConfigKind::Clb => "CLB",
+            ConfigKind::Server => "SERVER",
+            ConfigKind::Location => "LOCATION",
+        }
+    }
+}
+
+/// Where a custom configuration is bound: a load balancer, one of its listeners' domains, or a rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigPlace {
+    LoadBalancer(String),
+    Domain { lb_id: String, listener_id: String, domain: String },
+    Rule { lb_id: String, listener_id: String, domain: String, location_id: String },
+}
+
 /// The one function a rule forwards to (the CLB trigger).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionTarget {
@@ -386,6 +439,9 @@ pub struct Rule {
     pub servers: Vec<ServerTarget>,
     #[serde(default)]
     pub health_check: HealthCheck,
+    /// The rule's layer-7 custom configuration (`ConfigType` `LOCATION`).
+    #[serde(default)]
+    pub config_id: Option<String>,
 }
 
 /// A backend server of a rule, by address (`EniIp` + `Port`): on this host or reachable from it.

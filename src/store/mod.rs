@@ -374,5 +374,6 @@ fn key_parts(key: &EntityKey) -> (&'static str, String) {
         EntityKey::Listener(id) => ("listener", id.clone()),
         EntityKey::Rule(id) => ("rule", id.clone()),
         EntityKey::Certificate(id) => ("certificate", id.clone()),
+        EntityKey::CustomConfig(id) => ("custom_config", id.clone()),
     }
 }

@@ -229,7 +229,7 @@ fn output(ctx: &Ctx<'_>, lb: &LoadBalancer) -> Value {
         "LogTopicId": "",
         "LoadBalancerPassToTarget": false,
         "IsDDos": false,
-        "ConfigId": "",
+        "ConfigId": lb.config_id.as_deref().unwrap_or(""),
         "ExclusiveCluster": null,
         "SnatPro": false,
         "SnatIps": [],

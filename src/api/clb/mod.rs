@@ -1,6 +1,7 @@
 //! CLB (`2018-03-17`) actions.
 
 pub mod certificates;
+pub mod configs;
 pub mod listeners;
 pub mod load_balancers;
 pub mod rules;

@@ -1,0 +1,179 @@
+//! A request body on its way from the client to a target (or into a function's event), with the two waits that
+//! bound it: the client may not pause longer than `client_body_timeout` between two pieces (408), and a target
+//! may not stop taking it for longer than `proxy_send_timeout` (504). `Progress` tells the forwarding side when
+//! the body is all sent, so that `proxy_read_timeout` counts from there.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::Sleep;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client paused longer than `client_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no part of the request body within the body timeout")]
+pub struct ClientBodyTimeout;
+
+/// The body is longer than `client_max_body_size`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the limit")]
+pub struct BodyTooLarge;
+
+pub struct Upload {
+    inner: Incoming,
+    /// `None` for a request without a body: nothing to watch.
+    watch: Option<Watch>,
+}
+
+struct Watch {
+    gap: Duration,
+    /// Bytes the body may still have.
+    left: u64,
+    timer: Option<Pin<Box<Sleep>>>,
+    progress: Arc<Progress>,
+}
+
+/// How far a body has gone, shared with the side that waits for the target's answer.
+pub struct Progress {
+    start: Instant,
+    /// Milliseconds from `start` to the last piece handed on (or to the start).
+    last_piece_ms: AtomicU64,
+    /// The body is being read from the client (a pause there is the client's, not the target's).
+    waiting_on_client: AtomicBool,
+    done: AtomicBool,
+    timed_out: AtomicBool,
+    too_large: AtomicBool,
+    finished: Notify,
+}
+
+// === impl Upload ===
+
+impl Upload {
+    /// `inner`, cut off after `gap` without data from the client or past `limit` bytes.
+    pub fn new(inner: Incoming, gap: Duration, limit: u64) -> Upload {
+        let watch = (!inner.is_end_stream()).then(|| Watch {
+            gap,
+            left: limit,
+            timer: None,
+            progress: Arc::new(Progress {
+                start: Instant::now(),
+                last_piece_ms: AtomicU64::new(0),
+                waiting_on_client: AtomicBool::new(false),
+                done: AtomicBool::new(false),
+                timed_out: AtomicBool::new(false),
+                too_large: AtomicBool::new(false),
+                finished: Notify::new(),
+            }),
+        });
+        Upload { inner, watch }
+    }
+
+    /// The body's progress; `None` when there is no body.
+    pub fn progress(&self) -> Option<Arc<Progress>> {
+        self.watch.as_ref().map(|w| w.progress.clone())
+    }
+}
+
+impl Body for Upload {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(watch) = this.watch.as_mut() else {
+            return polled.map_err(Into::into);
+        };
+        let progress = &watch.progress;
+        match polled {
+            Poll::Pending => {
+                progress.waiting_on_client.store(true, Ordering::Relaxed);
+                let gap = watch.gap;
+                let timer = watch.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+                ready!(timer.as_mut().poll(cx));
+                progress.timed_out.store(true, Ordering::Relaxed);
+                progress.finish();
+                Poll::Ready(Some(Err(ClientBodyTimeout.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|data| data.len() as u64 > watch.left) => {
+                progress.too_large.store(true, Ordering::Relaxed);
+                progress.finish();
+                Poll::Ready(Some(Err(BodyTooLarge.into())))
+            }
+            Poll::Ready(piece) => {
+                if let Some(Ok(data)) = piece.as_ref().map(|p| p.as_ref().map(Frame::data_ref)) {
+                    watch.left -= data.map_or(0, |d| d.len() as u64);
+                }
+                watch.timer = None;
+                progress.waiting_on_client.store(false, Ordering::Relaxed);
+                progress.last_piece_ms.store(progress.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if piece.is_none() || this.inner.is_end_stream() {
+                    progress.finish();
+                }
+                Poll::Ready(piece.map(|p| p.map_err(Into::into)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl Progress ===
+
+impl Progress {
+    fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+        self.finished.notify_waiters();
+    }
+
+    /// The body was longer than its limit.
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+
+    /// The client paused longer than `client_body_timeout`.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the whole body is handed on (or failed); returns `false` when a target took no part of it for
+    /// `send_timeout` while the client had more to give.
+    pub async fn sent(&self, send_timeout: Duration) -> bool {
+        // While the client is the one pausing, the target is not to blame: look again a timeout later.
+        let mut not_before = Instant::now();
+        loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            if self.done.load(Ordering::Acquire) {
+                return true;
+            }
+            let last = self.last_piece_ms.load(Ordering::Relaxed);
+            let deadline = (self.start + Duration::from_millis(last) + send_timeout).max(not_before);
+            tokio::select! {
+                _ = finished => return true,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let moved = self.last_piece_ms.load(Ordering::Relaxed) != last;
+                    if moved || self.waiting_on_client.load(Ordering::Relaxed) {
+                        not_before = Instant::now() + send_timeout;
+                    } else if !self.done.load(Ordering::Acquire) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
