@@ -226,8 +226,9 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     let scheme = if tls { "https" } else { "http" };
     let mut req = req.map(|body| Upload::new(body, body_gap, max_body));
     // One id per request, shared by the function's context and `$stgw_request_id`.
-    let request_id = crate::ids::request_id();
-    let extra = proxy_headers(custom, request, &req, &request_id);
+    let request_id = std::sync::OnceLock::new();
+    let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
+    let extra = proxy_headers(custom, request, &req, request_id);
     if !target.servers.is_empty() {
         let headers = bridge::balancer_headers(req.headers(), req.version(), client, scheme, start_ms);
         super::upstream::prepare(&mut req, &headers);
@@ -240,6 +241,7 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     let Some(spec) = snapshot.functions.get(key) else {
         return respond::no_target();
     };
+    let request_id = request_id().to_string();
     let span =
         tracing::debug_span!("request", location = %target.location_id, function = %key, request_id = %request_id);
     async {
@@ -292,11 +294,11 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
 
 /// The request headers the configuration's `proxy_set_header` adds (`X-Vip`, `X-Real-Port` …), with their values
 /// for this request.
-fn proxy_headers<B>(
+fn proxy_headers<'a, B>(
     custom: &Settings,
     request: &Routed<'_>,
     req: &Request<B>,
-    request_id: &str,
+    request_id: impl Fn() -> &'a str,
 ) -> Vec<(Option<HeaderName>, HeaderValue)> {
     let value = |var: Var| -> String {
         match var {
@@ -311,9 +313,12 @@ fn proxy_headers<B>(
             Var::Host => request.host.clone(),
             Var::Scheme => (if request.tls { "https" } else { "http" }).to_string(),
             Var::LbId => request.routes.lb_id.clone(),
-            Var::RequestId => request_id.to_string(),
+            Var::RequestId => request_id().to_string(),
         }
     };
+    if custom.proxy_set_headers.is_empty() {
+        return Vec::new();
+    }
     custom
         .proxy_set_headers
         .iter()

@@ -491,10 +491,12 @@ impl Upstreams {
     ) -> std::io::Result<SendRequest<Upload>> {
         {
             let mut idle = self.idle.lock();
+            // The most recently used first: it is the likeliest to be open; closed ones on the way are dropped.
             if let Some(senders) = idle.get_mut(&(addr, tls.is_some())) {
-                senders.retain(|s| !s.is_closed());
-                if let Some(at) = senders.iter().position(SendRequest::is_ready) {
-                    return Ok(senders.swap_remove(at));
+                while let Some(sender) = senders.pop() {
+                    if sender.is_ready() {
+                        return Ok(sender);
+                    }
                 }
             }
         }
