@@ -116,6 +116,9 @@ pub struct ServeArgs {
     /// Requests one client connection may carry (CLB's `keepalive_requests`).
     #[arg(long, env = "FNLB_KEEPALIVE_REQUESTS", default_value_t = crate::proxy::DEFAULT_KEEPALIVE_REQUESTS)]
     pub keepalive_requests: u32,
+    /// Rules one layer-7 listener may hold (Tencent's quota is 50; a self-hosted balancer may hold more).
+    #[arg(long, env = "FNLB_RULES_PER_LISTENER", default_value_t = crate::state::DEFAULT_RULES_PER_LISTENER)]
+    pub rules_per_listener: usize,
     /// Open connections one listener accepts; past it, new connections are closed at once.
     #[arg(long, env = "FNLB_MAX_CONNECTIONS", default_value_t = crate::proxy::DEFAULT_MAX_CONNECTIONS_PER_LISTENER)]
     pub max_connections: usize,
@@ -147,6 +150,7 @@ impl ServeArgs {
         config.proxy.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
         config.proxy.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         config.proxy.keepalive_requests = self.keepalive_requests.max(1);
+        config.limits.rules_per_listener = self.rules_per_listener.max(1);
         config.proxy.max_connections_per_listener = self.max_connections.max(1);
         config.proxy.max_body_bytes = self.max_body_size;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);

@@ -1,7 +1,7 @@
 //! The CLB trigger's two conversions: an HTTP request into the function's event (contract 0.1), and the
 //! function's integration response into an HTTP response (contract 0.2).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,7 +19,7 @@ pub struct RequestInfo<'a> {
     pub listener_id: &'a str,
     pub location_id: &'a str,
     pub vip: SocketAddr,
-    pub scheme: &'a str,
+    pub scheme: &'static str,
     /// Request arrival, Unix milliseconds.
     pub start_ms: i64,
 }
@@ -64,31 +64,46 @@ struct RequestContext<'a> {
     protocol: &'a str,
 }
 
-/// Headers only the load balancer sets.
-const BALANCER_HEADERS: &[&str] =
-    &["x-stgw-time", "x-client-proto", "x-forwarded-proto", "x-client-proto-ver", "x-real-ip", "x-forwarded-for"];
+/// The headers CLB adds to every request it forwards, to servers and functions alike (contract 1.2), with their
+/// names as functions see them over HTTP/1.x. Only the load balancer sets them: a client's are replaced.
+pub const BALANCER_HEADERS: [(HeaderName, &str); 6] = [
+    (HeaderName::from_static("x-stgw-time"), "X-Stgw-Time"),
+    (HeaderName::from_static("x-client-proto"), "X-Client-Proto"),
+    (HeaderName::from_static("x-forwarded-proto"), "X-Forwarded-Proto"),
+    (HeaderName::from_static("x-client-proto-ver"), "X-Client-Proto-Ver"),
+    (HeaderName::from_static("x-real-ip"), "X-Real-IP"),
+    (HeaderName::from_static("x-forwarded-for"), "X-Forwarded-For"),
+];
 
-/// The headers CLB adds to every request it forwards, to servers and functions alike (contract 1.2): `X-Stgw-Time`, `X-Client-Proto`, `X-Forwarded-Proto`, `X-Client-Proto-Ver`, `X-Real-IP`,
-/// and `X-Forwarded-For` (the client's address appended to what the client sent).
+/// A client address as a header value (made once per connection).
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).expect("an address is a valid header value")
+}
+
+/// The values of `BALANCER_HEADERS` for one request: the start time, the scheme (`http` or `https`), the protocol
+/// version, the client's address, and `X-Forwarded-For` with the client's address appended to what it sent.
 pub fn balancer_headers(
     headers: &HeaderMap,
     version: Version,
-    client: SocketAddr,
-    scheme: &str,
+    client_ip: &HeaderValue,
+    scheme: &'static str,
     start_ms: i64,
-) -> Vec<(&'static str, String)> {
-    let client_ip = client.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {client_ip}"),
+) -> [HeaderValue; 6] {
+    let forwarded_for = match headers.get("x-forwarded-for") {
+        Some(prior) if !prior.is_empty() => {
+            let joined = [prior.as_bytes(), b", ", client_ip.as_bytes()].concat();
+            HeaderValue::from_maybe_shared(Bytes::from(joined)).unwrap_or_else(|_| client_ip.clone())
+        }
         _ => client_ip.clone(),
     };
-    vec![
-        ("X-Stgw-Time", format!("{}.{:03}", start_ms / 1000, start_ms % 1000)),
-        ("X-Client-Proto", scheme.to_string()),
-        ("X-Forwarded-Proto", scheme.to_string()),
-        ("X-Client-Proto-Ver", version_text(version).to_string()),
-        ("X-Real-IP", client_ip),
-        ("X-Forwarded-For", forwarded_for),
+    let time = format!("{}.{:03}", start_ms / 1000, start_ms % 1000);
+    [
+        HeaderValue::try_from(time).expect("digits are a valid header value"),
+        HeaderValue::from_static(scheme),
+        HeaderValue::from_static(scheme),
+        HeaderValue::from_static(version_text(version)),
+        client_ip.clone(),
+        forwarded_for,
     ]
 }
 
@@ -117,15 +132,17 @@ pub fn event(
         if title_case { n.to_string() } else { n.to_ascii_lowercase() }
     };
     // The balancer sets these; a client cannot (contract 1.2).
-    out_headers.retain(|k, _| !BALANCER_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)));
+    out_headers.retain(|k, _| !BALANCER_HEADERS.iter().any(|(h, _)| k.eq_ignore_ascii_case(h.as_str())));
     if !out_headers.keys().any(|k| k.eq_ignore_ascii_case("host"))
         && let Some(authority) = uri.authority()
     {
         // HTTP/2 carries the host in the request's authority.
         out_headers.insert(name("Host"), authority.as_str().into());
     }
-    for (header, value) in balancer_headers(headers, version, info.client, info.scheme, info.start_ms) {
-        out_headers.insert(name(header), value.into());
+    let values = balancer_headers(headers, version, &ip_value(info.client.ip()), info.scheme, info.start_ms);
+    for ((header, title), value) in BALANCER_HEADERS.iter().zip(values) {
+        let shown = if title_case { title.to_string() } else { header.as_str().to_string() };
+        out_headers.insert(shown, value.to_str().unwrap_or_default().into());
     }
 
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -37,23 +37,22 @@ pub async fn serve(
 ) {
     let max = proxy.settings.max_connections_per_listener.min(u32::MAX as usize);
     let connections = Arc::new(tokio::sync::Semaphore::new(max));
-    // Past the drain period, connections still open are cut.
-    let (cut, cut_watch) = watch::channel(false);
-    let mut stopping = stop.clone();
+    let (phase, phases) = watch::channel(Phase::Serving);
+    let mut stop = stop;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopping.wait_for(|stop| *stop) => break,
+            _ = stop.wait_for(|stop| *stop) => break,
         };
         let Some((stream, client, slot)) = super::admit(accepted, &connections, addr).await else { continue };
         let proxy = proxy.clone();
-        let signals = Signals { stop: stop.clone(), cut: cut_watch.clone() };
+        let phase = phases.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let routes = proxy.control.snapshot().http_listeners.get(&addr).cloned();
             let Some(routes) = routes else { return };
             let Some(tls) = &routes.tls else {
-                return serve_connection(proxy, &routes, signals, stream, addr, client, false).await;
+                return serve_connection(proxy, &routes, phase, stream, addr, client, false).await;
             };
             let accepted = async {
                 let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
@@ -63,7 +62,7 @@ pub async fn serve(
                 start.into_stream(config).await
             };
             match tokio::time::timeout(proxy.settings.tls_handshake_timeout, accepted).await {
-                Ok(Ok(stream)) => serve_connection(proxy.clone(), &routes, signals, stream, addr, client, true).await,
+                Ok(Ok(stream)) => serve_connection(proxy.clone(), &routes, phase, stream, addr, client, true).await,
                 Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed."),
                 Err(_) => tracing::debug!(%client, "TLS handshake timed out."),
             }
@@ -71,17 +70,22 @@ pub async fn serve(
     }
     drop(listener);
     let _ = closed.send(());
+    let _ = phase.send(Phase::Draining);
     let drained = connections.acquire_many(max as u32);
     if tokio::time::timeout(proxy.settings.drain_timeout, drained).await.is_err() {
         tracing::debug!(%addr, "Connections still open after the drain period were cut.");
-        let _ = cut.send(true);
+        let _ = phase.send(Phase::Cut);
     }
 }
 
-/// What a connection listens to: the listener draining, and the drain period over.
-struct Signals {
-    stop: watch::Receiver<bool>,
-    cut: watch::Receiver<bool>,
+/// Where a listener is in its life, as its connections see it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Stopped accepting: connections finish their current exchange and close.
+    Draining,
+    /// The drain period is over: connections still open are cut.
+    Cut,
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one accepted connection (plain, or after the TLS handshake) until it ends, its
@@ -89,7 +93,7 @@ struct Signals {
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     routes: &ListenerRoutes,
-    mut signals: Signals,
+    mut phase: watch::Receiver<Phase>,
     io: I,
     addr: SocketAddr,
     client: SocketAddr,
@@ -106,19 +110,21 @@ async fn serve_connection<I>(
     // backstop, and `KeepAlive` keeps the exact limits.
     let builder = connection_builder(settings, header_timeout.max(idle_timeout));
     let keepalive = Arc::new(KeepAlive::new(header_timeout, idle_timeout, max_requests));
-    let conn_keepalive = keepalive.clone();
+    let conn =
+        Arc::new(Peer { addr, client, client_ip: bridge::ip_value(client.ip()), tls, keepalive: keepalive.clone() });
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        let keepalive = conn_keepalive.clone();
+        let conn = conn.clone();
         async move {
-            keepalive.begin();
-            let response = handle(&proxy, &keepalive, addr, client, tls, req).await;
-            keepalive.end();
+            conn.keepalive.begin();
+            let response = handle(&proxy, &conn, req).await;
+            conn.keepalive.end();
             Ok::<_, Infallible>(response)
         }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let expired = keepalive.expired();
+    tokio::pin!(conn, expired);
     let mut finishing = false;
     loop {
         tokio::select! {
@@ -128,45 +134,58 @@ async fn serve_connection<I>(
                 }
                 return;
             }
-            _ = signals.stop.wait_for(|stop| *stop), if !finishing => {
+            // Serving, the next phase is a drain; finishing, it is the cut.
+            changed = phase.wait_for(|p| *p == Phase::Cut || (*p == Phase::Draining && !finishing)) => {
+                if changed.map_or(true, |p| *p == Phase::Cut) {
+                    return;
+                }
                 conn.as_mut().graceful_shutdown();
                 finishing = true;
             }
-            expiry = keepalive.expired(), if !finishing => match expiry {
+            expiry = &mut expired, if !finishing => match expiry {
                 Expiry::HeaderTimeout => return,
                 Expiry::Finish => {
                     conn.as_mut().graceful_shutdown();
                     finishing = true;
                 }
             },
-            _ = signals.cut.wait_for(|cut| *cut) => return,
         }
     }
 }
 
+/// The number of header fields hyper allows when not told otherwise.
+const HYPER_MAX_HEADERS: usize = 100;
+
 fn connection_builder(settings: &ProxySettings, header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_headers(settings.max_headers)
         .max_buf_size(settings.max_header_bytes.max(8192));
+    // hyper's own limit is 100 on the stack; naming it costs two allocations per request.
+    if settings.max_headers != HYPER_MAX_HEADERS {
+        http1.max_headers(settings.max_headers);
+    }
     builder.http2().timer(TokioTimer::new()).max_header_list_size(settings.max_header_bytes as u32);
     builder
 }
 
-async fn handle(
-    proxy: &Proxy,
-    keepalive: &KeepAlive,
+/// One client connection, as its requests see it.
+struct Peer {
+    /// The listener's address (the VIP and port).
     addr: SocketAddr,
     client: SocketAddr,
+    /// The client's address as a header value (`X-Real-IP`).
+    client_ip: HeaderValue,
     tls: bool,
-    req: Request<Incoming>,
-) -> Response<Body> {
+    keepalive: Arc<KeepAlive>,
+}
+
+async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     let start_ms = crate::clock::now_ms();
     let snapshot = proxy.control.snapshot();
-    let Some(routes) = snapshot.http_listeners.get(&addr) else {
+    let Some(routes) = snapshot.http_listeners.get(&peer.addr) else {
         return respond::not_found();
     };
     let host = match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
@@ -180,7 +199,7 @@ async fn handle(
     };
     let custom = target.map_or(&routes.custom, |t| &t.custom);
     let settings = &proxy.settings;
-    keepalive.limit(
+    peer.keepalive.limit(
         custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
         custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
     );
@@ -193,7 +212,7 @@ async fn handle(
             respond::moved(&location)
         }
         (_, Some(target)) => {
-            let request = Routed { routes, target, addr, client, tls, host, start_ms };
+            let request = Routed { routes, target, peer, host, start_ms };
             forward(proxy, &snapshot, &request, req).await
         }
         _ => respond::not_found(),
@@ -206,16 +225,15 @@ async fn handle(
 struct Routed<'a> {
     routes: &'a ListenerRoutes,
     target: &'a RouteTarget,
-    addr: SocketAddr,
-    client: SocketAddr,
-    tls: bool,
+    peer: &'a Peer,
     host: String,
     start_ms: i64,
 }
 
 /// Sends a routed request to its rule's servers or function.
 async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: Request<Incoming>) -> Response<Body> {
-    let Routed { routes, target, addr, client, tls, start_ms, .. } = *request;
+    let Routed { routes, target, peer, start_ms, .. } = *request;
+    let Peer { addr, client, tls, .. } = *peer;
     let custom = &target.custom;
     let max_body = custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
     let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -230,8 +248,8 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
     let extra = proxy_headers(custom, request, &req, request_id);
     if !target.servers.is_empty() {
-        let headers = bridge::balancer_headers(req.headers(), req.version(), client, scheme, start_ms);
-        super::upstream::prepare(&mut req, &headers);
+        let headers = bridge::balancer_headers(req.headers(), req.version(), &peer.client_ip, scheme, start_ms);
+        super::upstream::prepare(&mut req, headers);
         req.headers_mut().extend(extra);
         return proxy.upstreams.forward(target, client.ip(), req).await;
     }
@@ -302,16 +320,16 @@ fn proxy_headers<'a, B>(
 ) -> Vec<(Option<HeaderName>, HeaderValue)> {
     let value = |var: Var| -> String {
         match var {
-            Var::RemoteAddr => request.client.ip().to_string(),
-            Var::RemotePort => request.client.port().to_string(),
-            Var::ServerAddr => request.addr.ip().to_string(),
-            Var::ServerPort => request.addr.port().to_string(),
+            Var::RemoteAddr => request.peer.client.ip().to_string(),
+            Var::RemotePort => request.peer.client.port().to_string(),
+            Var::ServerAddr => request.peer.addr.ip().to_string(),
+            Var::ServerPort => request.peer.addr.port().to_string(),
             Var::Method => req.method().to_string(),
             Var::Uri => percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned(),
             Var::RequestUri => req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
             Var::Args => req.uri().query().unwrap_or("").to_string(),
             Var::Host => request.host.clone(),
-            Var::Scheme => (if request.tls { "https" } else { "http" }).to_string(),
+            Var::Scheme => (if request.peer.tls { "https" } else { "http" }).to_string(),
             Var::LbId => request.routes.lb_id.clone(),
             Var::RequestId => request_id().to_string(),
         }

@@ -595,17 +595,17 @@ fn token(location: &str, addr: SocketAddr) -> String {
 
 /// The request as a server receives it from CLB: origin-form URI, no hop-by-hop headers, and the balancer's
 /// own headers (contract 1.2).
-pub fn prepare<B>(request: &mut Request<B>, balancer_headers: &[(&'static str, String)]) {
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    *request.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+pub fn prepare<B>(request: &mut Request<B>, balancer_headers: [HeaderValue; 6]) {
+    if request.uri().scheme().is_some() {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+        *request.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    }
     // HTTP/2 clients give the host as the authority; servers get it as Host.
     *request.version_mut() = http::Version::HTTP_11;
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
-    for (name, value) in balancer_headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-            headers.insert(name, value);
-        }
+    for ((name, _), value) in super::bridge::BALANCER_HEADERS.iter().zip(balancer_headers) {
+        headers.insert(name, value);
     }
 }
 

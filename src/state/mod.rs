@@ -55,12 +55,15 @@ impl Default for Limits {
             namespaces_per_region: 5,
             load_balancers_per_region: 200,
             listeners_per_load_balancer: 50,
-            rules_per_listener: 50,
+            rules_per_listener: DEFAULT_RULES_PER_LISTENER,
             targets_per_rule: 100,
             binding_regions: DEFAULT_BINDING_REGIONS.iter().map(|r| r.to_string()).collect(),
         }
     }
 }
+
+/// Tencent's quota of rules per layer-7 listener (contract 5.1).
+pub const DEFAULT_RULES_PER_LISTENER: usize = 50;
 
 pub const DEFAULT_BINDING_REGIONS: &[&str] = &[
     "ap-guangzhou",

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Benchmark: user-space instructions per proxied request, fnlb against nginx, under valgrind's callgrind. Each
+# balancer proxies one HTTP server (examples/upstream.rs) with upstream keep-alive; instrumentation is switched on
+# only around REQUESTS keep-alive requests from one client, so start-up and configuration are not counted.
+#
+# Needs: valgrind, nginx. Everything runs on 127.0.0.1 and is stopped at the end.
+# Usage: bench/callgrind.sh [requests, default 2000]; with CALLGRIND_KEEP=DIR the profiles are copied there
+# (read them with callgrind_annotate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS=${1:-2000}
+. bench/lib.sh
+
+cargo build --release --quiet --bin fnlb --example upstream
+UP_PORT=$(free_port)
+./target/release/examples/upstream "127.0.0.1:$UP_PORT" & PIDS+=($!)
+wait_http "http://127.0.0.1:$UP_PORT/"
+
+# requests URL: REQUESTS GETs over one keep-alive connection (a warm-up of 200 first, outside the count when
+# instrumentation is off).
+requests() {
+    python3 - "$1" "$2" <<'PY'
+import http.client, sys, urllib.parse
+url, n = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+for _ in range(n):
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+PY
+}
+
+# count LABEL PID URL: switches instrumentation on around the requests, prints instructions per request.
+count() {
+    requests "$3" 200
+    callgrind_control -i on "$2" >/dev/null 2>&1
+    requests "$3" "$REQUESTS"
+    callgrind_control -i off "$2" >/dev/null 2>&1
+    callgrind_control -d "$2" >/dev/null 2>&1
+    local total
+    total=$(cat "$WORK"/callgrind.out."$2"* | awk '/^totals:/ {t += $2} END {print t}')
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then mkdir -p "$CALLGRIND_KEEP"; cp "$WORK"/callgrind.out."$2"* "$CALLGRIND_KEEP/"; fi
+    printf '%-6s %8d instructions per request (%s requests)\n' "$1" $((total / REQUESTS)) "$REQUESTS" >&2
+    echo $((total / REQUESTS))
+}
+
+API_PORT=$(free_port); FNLB_PORT=$(free_port)
+FNLB_DATA_DIR="$WORK/fnlb" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p" \
+    ./target/release/fnlb serve --api-addr "127.0.0.1:$API_PORT" --log-format text >"$WORK/fnlb.log" 2>&1 &
+FNLB_PID=$!; PIDS+=("$FNLB_PID")
+for _ in $(seq 1 600); do fnlb_call clb DescribeLoadBalancers >/dev/null 2>&1 && break; sleep 0.2; done
+fnlb_proxy HTTP "$FNLB_PORT" "$UP_PORT"
+wait_http "http://127.0.0.1:$FNLB_PORT/"
+FNLB=$(count fnlb "$FNLB_PID" "http://127.0.0.1:$FNLB_PORT/")
+
+NGINX_PORT=$(free_port)
+nginx_proxy_conf 256 "$NGINX_PORT:$UP_PORT"
+sed -i '1i master_process off;' "$WORK/nginx.conf"
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p" \
+    nginx -c "$WORK/nginx.conf" -g 'daemon off;' 2>"$WORK/nginx-valgrind.log" &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+wait_http "http://127.0.0.1:$NGINX_PORT/"
+NGINX=$(count nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/")
+python3 -c "print('fnlb / nginx instructions per request: %.2fx' % ($FNLB / $NGINX))" >&2
+# nginx without a master process may not stop on SIGTERM under valgrind.
+kill -9 "$NGINX_PID" 2>/dev/null || true
