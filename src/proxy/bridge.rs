@@ -80,6 +80,29 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::try_from(ip.to_string()).expect("an address is a valid header value")
 }
 
+/// `X-Stgw-Time`: seconds with milliseconds, `1591692977.774`.
+fn stgw_time(ms: i64) -> HeaderValue {
+    let (seconds, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let mut text = [0u8; 24];
+    let mut at = text.len();
+    for digit in [millis % 10, millis / 10 % 10, millis / 100] {
+        at -= 1;
+        text[at] = b'0' + digit as u8;
+    }
+    at -= 1;
+    text[at] = b'.';
+    let mut rest = seconds.max(0);
+    loop {
+        at -= 1;
+        text[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[at..]).expect("digits are a valid header value")
+}
+
 /// The values of `BALANCER_HEADERS` for one request: the start time, the scheme (`http` or `https`), the protocol
 /// version, the client's address, and `X-Forwarded-For` with the client's address appended to what it sent.
 pub fn balancer_headers(
@@ -96,9 +119,8 @@ pub fn balancer_headers(
         }
         _ => client_ip.clone(),
     };
-    let time = format!("{}.{:03}", start_ms / 1000, start_ms % 1000);
     [
-        HeaderValue::try_from(time).expect("digits are a valid header value"),
+        stgw_time(start_ms),
         HeaderValue::from_static(scheme),
         HeaderValue::from_static(scheme),
         HeaderValue::from_static(version_text(version)),

@@ -120,3 +120,10 @@ fn non_ascii_header_values_pass() {
     let r = integration_response(json.as_bytes()).unwrap();
     assert_eq!(r.headers.get("content-disposition").unwrap().as_bytes(), "filename=\"résumé.pdf\"".as_bytes());
 }
+
+#[test]
+fn the_start_time_has_three_decimals() {
+    for (ms, text) in [(1_591_692_977_774, "1591692977.774"), (1_000_005, "1000.005"), (40, "0.040")] {
+        assert_eq!(stgw_time(ms), text);
+    }
+}
