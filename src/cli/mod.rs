@@ -109,6 +109,20 @@ pub struct ServeArgs {
     /// cut off.
     #[arg(long, env = "FNLB_HEADER_TIMEOUT", default_value_t = crate::proxy::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
     pub header_timeout: u64,
+    /// Seconds a client may pause while sending a request body (CLB's `client_body_timeout`); past it, 408.
+    #[arg(long, env = "FNLB_BODY_TIMEOUT", default_value_t = crate::proxy::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    pub body_timeout: u64,
+    /// Seconds to connect to a server target (CLB's `proxy_connect_timeout`); past it, the next target.
+    #[arg(long, env = "FNLB_PROXY_CONNECT_TIMEOUT", default_value_t = crate::proxy::upstream::DEFAULT_CONNECT_TIMEOUT.as_secs())]
+    pub proxy_connect_timeout: u64,
+    /// Seconds a server target may take none of a request body the client has sent (CLB's `proxy_send_timeout`);
+    /// past it, 504.
+    #[arg(long, env = "FNLB_PROXY_SEND_TIMEOUT", default_value_t = crate::proxy::upstream::DEFAULT_SEND_TIMEOUT.as_secs())]
+    pub proxy_send_timeout: u64,
+    /// Seconds from a request sent to a server target to its response head (CLB's `proxy_read_timeout`); past
+    /// it, 504.
+    #[arg(long, env = "FNLB_PROXY_READ_TIMEOUT", default_value_t = crate::proxy::upstream::DEFAULT_READ_TIMEOUT.as_secs())]
+    pub proxy_read_timeout: u64,
     /// Seconds an idle keep-alive client connection stays open (CLB's `keepalive_timeout`; 0: one request per
     /// connection).
     #[arg(long, env = "FNLB_KEEPALIVE_TIMEOUT", default_value_t = crate::proxy::DEFAULT_KEEPALIVE_TIMEOUT.as_secs())]
@@ -148,6 +162,10 @@ impl ServeArgs {
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
         config.proxy.drain_timeout = Duration::from_secs(self.drain_timeout);
         config.proxy.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
+        config.proxy.body_read_timeout = Duration::from_secs(self.body_timeout.max(1));
+        config.upstream.connect_timeout = Duration::from_secs(self.proxy_connect_timeout.max(1));
+        config.upstream.send_timeout = Duration::from_secs(self.proxy_send_timeout.max(1));
+        config.upstream.read_timeout = Duration::from_secs(self.proxy_read_timeout.max(1));
         config.proxy.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         config.proxy.keepalive_requests = self.keepalive_requests.max(1);
         config.limits.rules_per_listener = self.rules_per_listener.max(1);

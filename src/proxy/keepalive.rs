@@ -26,6 +26,15 @@ pub struct KeepAlive {
     shortened: Notify,
 }
 
+/// A request in flight on the connection.
+pub struct Busy<'a>(&'a KeepAlive);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// Why a connection ends.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Expiry {
@@ -51,11 +60,12 @@ impl KeepAlive {
         }
     }
 
-    /// A request's head is in.
-    pub fn begin(&self) {
+    /// A request's head is in; it counts as in flight until the guard is dropped.
+    pub fn begin(&self) -> Busy<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
         self.check();
+        Busy(self)
     }
 
     /// The limits of the rule a request was routed to: they hold from now on.
@@ -68,8 +78,7 @@ impl KeepAlive {
         self.check();
     }
 
-    /// A request's answer has been handed over.
-    pub fn end(&self) {
+    fn end(&self) {
         self.idle_since_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Release);
     }
@@ -124,11 +133,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_connections_end_after_the_timeout_and_busy_ones_do_not() {
         let keepalive = KeepAlive::new(Duration::from_secs(60), Duration::from_secs(5), 100);
-        keepalive.begin();
+        let busy = keepalive.begin();
         let started = Instant::now();
         let waited = tokio::time::timeout(Duration::from_secs(90), keepalive.expired()).await;
         assert!(waited.is_err(), "a request in flight keeps the connection");
-        keepalive.end();
+        drop(busy);
         assert_eq!(keepalive.expired().await, Expiry::Finish);
         let idle = started.elapsed() - Duration::from_secs(90);
         assert!(idle >= Duration::from_secs(5) && idle < Duration::from_secs(6), "{idle:?}");
@@ -137,8 +146,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_short_idle_timeout_is_kept_before_the_header_deadline_and_after_a_rule_shortens_it() {
         let keepalive = KeepAlive::new(Duration::from_secs(60), Duration::from_secs(1), 100);
-        keepalive.begin();
-        keepalive.end();
+        drop(keepalive.begin());
         let started = Instant::now();
         assert_eq!(keepalive.expired().await, Expiry::Finish);
         assert_eq!(started.elapsed(), Duration::from_secs(1));
@@ -149,9 +157,9 @@ mod tests {
             async move { keepalive.expired().await }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        keepalive.begin();
+        let busy = keepalive.begin();
         keepalive.limit(Duration::from_secs(2), 100);
-        keepalive.end();
+        drop(busy);
         let started = Instant::now();
         assert_eq!(watcher.await.unwrap(), Expiry::Finish);
         assert_eq!(started.elapsed(), Duration::from_secs(2));
@@ -162,10 +170,9 @@ mod tests {
         let keepalive = KeepAlive::new(Duration::from_secs(2), Duration::from_secs(75), 100);
         assert_eq!(keepalive.expired().await, Expiry::HeaderTimeout);
         let keepalive = KeepAlive::new(Duration::from_secs(2), Duration::from_secs(75), 100);
-        keepalive.begin();
+        drop(keepalive.begin());
         keepalive.limit(Duration::from_secs(75), 2);
-        keepalive.end();
-        keepalive.begin();
+        let _busy = keepalive.begin();
         assert_eq!(keepalive.expired().await, Expiry::Finish, "the second of two requests ends the connection");
     }
 }

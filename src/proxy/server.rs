@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -32,13 +31,12 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     addr: SocketAddr,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     closed: oneshot::Sender<()>,
 ) {
     let max = proxy.settings.max_connections_per_listener.min(u32::MAX as usize);
     let connections = Arc::new(tokio::sync::Semaphore::new(max));
     let (phase, phases) = watch::channel(Phase::Serving);
-    let mut stop = stop;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -110,16 +108,15 @@ async fn serve_connection<I>(
     // backstop, and `KeepAlive` keeps the exact limits.
     let builder = connection_builder(settings, header_timeout.max(idle_timeout));
     let keepalive = Arc::new(KeepAlive::new(header_timeout, idle_timeout, max_requests));
-    let conn =
+    let peer =
         Arc::new(Peer { addr, client, client_ip: bridge::ip_value(client.ip()), tls, keepalive: keepalive.clone() });
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        let conn = conn.clone();
+        let peer = peer.clone();
         async move {
-            conn.keepalive.begin();
-            let response = handle(&proxy, &conn, req).await;
-            conn.keepalive.end();
-            Ok::<_, Infallible>(response)
+            // Counted until the answer is handed over, or the exchange is dropped (an HTTP/2 stream reset).
+            let _busy = peer.keepalive.begin();
+            Ok::<_, Infallible>(handle(&proxy, &peer, req).await)
         }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);

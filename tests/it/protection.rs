@@ -125,3 +125,69 @@ async fn bodies_over_the_limit_are_413_and_connections_are_limited() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stalled_bodies_and_silent_servers_are_timed_out() {
+    let temp = tempfile::tempdir().unwrap();
+    let flags = ["--body-timeout", "1", "--proxy-send-timeout", "1", "--proxy-read-timeout", "1"];
+    let app = TestApp::start_in(&temp.path().join("data"), &flags);
+    // A server that accepts connections and never reads from them nor answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
+    let rules = json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [
+        {"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}},
+        {"Domain": "fnlb.test", "Url": "/fn"},
+    ]});
+    let created = app.clb("CreateRule", rules).await.unwrap();
+    let (servers, function) =
+        (created["LocationIds"][0].as_str().unwrap(), created["LocationIds"][1].as_str().unwrap());
+    let targets = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": servers,
+        "Targets": [{"EniIp": "127.0.0.1", "Port": silent_port}]});
+    app.clb("RegisterTargets", targets).await.unwrap();
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    app.clb("RegisterFunctionTargets", crate::harness::bind_params(&lb, &listener, function, "echo")).await.unwrap();
+    let addr = format!("{vip}:{port}");
+
+    // A client that stops sending its body: 408, to a function and to a server alike.
+    for path in ["/fn", "/"] {
+        let head = format!("POST {path} HTTP/1.1\r\nHost: fnlb.test\r\nContent-Length: 100\r\n\r\n0123456789");
+        let (answer, took) = exchange(&addr, head.as_bytes(), Duration::from_secs(20)).await;
+        assert_eq!(status(&answer), "408", "{path}: {answer}");
+        assert!(took >= Duration::from_millis(900), "{path}: after {took:?}");
+    }
+
+    // A server that takes the request and never answers: 504 after the read timeout.
+    let (answer, took) =
+        exchange(&addr, b"GET / HTTP/1.1\r\nHost: fnlb.test\r\nConnection: close\r\n\r\n", Duration::from_secs(20))
+            .await;
+    assert_eq!(status(&answer), "504", "{answer}");
+    assert!(took >= Duration::from_millis(900), "after {took:?}");
+
+    // A server that stops taking a body the client keeps sending: 504 after the send timeout, while the client is
+    // still writing.
+    let size = 32 << 20;
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let head = format!("POST / HTTP/1.1\r\nHost: fnlb.test\r\nContent-Length: {size}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..32 {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(20), reader.read_exact(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(&answer[9..12], b"504");
+    writing.abort();
+    hold.abort();
+}
