@@ -4,6 +4,7 @@ mod api;
 mod asynchronous;
 mod clb_trigger;
 mod cli;
+mod conformance;
 mod custom_config;
 mod custom_runtime;
 mod failures;
