@@ -419,6 +419,9 @@ pub struct FunctionTarget {
     /// When the function was bound (Unix ms).
     #[serde(default)]
     pub add_time: i64,
+    /// The name given with SCF's CreateTrigger; a binding made from the CLB side is named by its rule's id.
+    #[serde(default)]
+    pub trigger_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,6 +114,7 @@ fn target(name: &str) -> FunctionTarget {
         qualifier: "$LATEST".to_string(),
         weight: 10,
         add_time: 0,
+        trigger_name: None,
     }
 }
 

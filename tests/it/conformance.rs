@@ -114,3 +114,55 @@ async fn the_seed_workflow_through_tccli() {
     assert!(failure.stderr.contains("message:Function ap-guangzhou/default/hello-clb does not exist"), "{failure:?}");
     assert!(failure.stderr.contains("requestId:") && !failure.stderr.contains("requestId:None"), "{failure:?}");
 }
+
+#[tokio::test]
+async fn a_clb_trigger_made_from_the_scf_side_is_a_binding_on_both_sides() {
+    let app = TestApp::start();
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
+
+    // CreateTrigger through tccli: the rule does not exist yet and is made.
+    let desc = json!({"loadBalanceId": lb, "listenerId": listener, "domain": "scf.fnlb.test", "url": "/from-scf"});
+    let create = json!({"FunctionName": "echo", "TriggerName": "web", "Type": "clb", "TriggerDesc": desc.to_string()});
+    let created = ok(&app, "scf", "CreateTrigger", create.clone()).await;
+    let info = &created["TriggerInfo"];
+    assert_eq!((info["TriggerName"].as_str(), info["Type"].as_str()), (Some("web"), Some("clb")), "{created}");
+    let shown: Value = serde_json::from_str(info["TriggerDesc"].as_str().unwrap()).unwrap();
+    let location = shown["locationId"].as_str().unwrap().to_string();
+    assert_eq!(shown["accessPath"], format!("http://{vip}:{port}/from-scf"));
+    let reply =
+        request("GET", &format!("http://{vip}:{port}/from-scf"), &[("Host", "scf.fnlb.test")], bytes::Bytes::new())
+            .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["event"]["requestContext"]["locationId"], location.as_str());
+
+    // Seen from the CLB side; the same name twice is refused.
+    let targets = ok(&app, "clb", "DescribeTargets", json!({"LoadBalancerId": lb})).await;
+    let rule = &targets["Listeners"][0]["Rules"][0];
+    assert_eq!(rule["LocationId"], location.as_str(), "{targets}");
+    assert_eq!(rule["FunctionTargets"][0]["Function"]["FunctionName"], "echo");
+    let again = tccli(&app, "scf", "CreateTrigger", create).await.unwrap_err();
+    assert!(again.stderr.contains("code:ResourceInUse.TriggerName"), "{again:?}");
+
+    // Removed from the SCF side: the rule stays, unbound.
+    let delete = json!({"FunctionName": "echo", "TriggerName": "web", "Type": "clb"});
+    ok(&app, "scf", "DeleteTrigger", delete).await;
+    assert_eq!(ok(&app, "scf", "ListTriggers", json!({"FunctionName": "echo"})).await["TotalCount"], 0);
+    let targets = ok(&app, "clb", "DescribeTargets", json!({"LoadBalancerId": lb})).await;
+    assert_eq!(targets["Listeners"][0]["Rules"][0]["FunctionTargets"].as_array().map_or(0, Vec::len), 0);
+
+    // Made from the SCF side by the rule's id, removed from the CLB side.
+    let desc = json!({"loadBalanceId": lb, "listenerId": listener, "locationId": location, "weight": 20});
+    let create =
+        json!({"FunctionName": "echo", "TriggerName": "again", "Type": "clb", "TriggerDesc": desc.to_string()});
+    ok(&app, "scf", "CreateTrigger", create).await;
+    let unbind = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "FunctionTargets": [{"Function": {"FunctionNamespace": "default", "FunctionName": "echo", "FunctionQualifier": "$LATEST"}}]});
+    ok(&app, "clb", "DeregisterFunctionTargets", unbind).await;
+    assert_eq!(ok(&app, "scf", "ListTriggers", json!({"FunctionName": "echo"})).await["TotalCount"], 0);
+
+    // Only CLB triggers are served.
+    let timer = json!({"FunctionName": "echo", "TriggerName": "t", "Type": "timer", "TriggerDesc": "0 */5 * * * * *"});
+    let refused = tccli(&app, "scf", "CreateTrigger", timer).await.unwrap_err();
+    assert!(refused.stderr.contains("code:InvalidParameterValue.Type"), "{refused:?}");
+}

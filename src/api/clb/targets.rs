@@ -91,6 +91,7 @@ fn function_targets(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Ve
             qualifier: t.function.function_qualifier,
             weight: weight as u32,
             add_time: 0,
+            trigger_name: None,
         });
     }
     let rule = rule_ref(ctx, req.load_balancer_id, req.listener_id, req.location_id, req.domain, req.url);

@@ -1,4 +1,6 @@
-//! ListTriggers, and the CLB triggers a function has (contract 0.4): each rule it is bound to.
+//! ListTriggers, CreateTrigger and DeleteTrigger, and the CLB triggers a function has (contract 0.4): each rule
+//! it is bound to. CreateTrigger with `Type` `clb` binds the function to a rule (made when missing), the same
+//! binding RegisterFunctionTargets makes from the CLB side; DeleteTrigger unbinds it.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -7,7 +9,9 @@ use super::existing;
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
 use crate::proxy::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
-use crate::state::{FunctionKey, Listener, LoadBalancer, Protocol, Rule};
+use crate::state::{
+    Command, FunctionKey, FunctionTarget, HealthCheck, LATEST, Listener, LoadBalancer, NewRule, Protocol, Rule, RuleRef,
+};
 
 /// A CLB trigger as SCF shows it.
 pub struct ClbTrigger {
@@ -79,7 +83,7 @@ pub fn clb_triggers(ctx: &Ctx<'_>, key: &FunctionKey) -> Vec<ClbTrigger> {
                 "accessPath": access_path(lb, listener, rule),
             });
             ClbTrigger {
-                name: rule.id.clone(),
+                name: target.trigger_name.clone().unwrap_or_else(|| rule.id.clone()),
                 qualifier: target.qualifier.clone(),
                 desc: desc.to_string(),
                 resource_id: format!(
@@ -148,4 +152,195 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
     let shown: Vec<Value> =
         page(triggers, req.offset, req.limit, 20, 100)?.iter().map(ClbTrigger::as_trigger_info).collect();
     Ok(obj([("TotalCount", json!(total)), ("Triggers", json!(shown))]))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateTrigger {
+    function_name: String,
+    trigger_name: String,
+    #[serde(rename = "Type")]
+    kind: String,
+    trigger_desc: Option<String>,
+    namespace: Option<String>,
+    qualifier: Option<String>,
+    enable: Option<String>,
+    #[allow(dead_code)]
+    custom_argument: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+/// A CLB trigger's `TriggerDesc` as CreateTrigger takes it: the listener, and the rule by id or by domain and URL
+/// (`port`, `protocol` and `accessPath` are outputs and are not read).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClbTriggerDesc {
+    load_balance_id: String,
+    listener_id: String,
+    location_id: Option<String>,
+    domain: Option<String>,
+    url: Option<String>,
+    weight: Option<i64>,
+}
+
+/// CreateTrigger (`Type` `clb`): binds the function to the rule the description names, creating the rule when the
+/// listener has none for that domain and URL.
+pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: CreateTrigger = parse(p)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
+    check_clb(&req.kind)?;
+    if req.enable.as_deref().is_some_and(|e| e != "OPEN") {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            "A CLB trigger is enabled while it exists (Enable OPEN); delete it to stop it.",
+        ));
+    }
+    if req.trigger_name.is_empty() || req.trigger_name.len() > 100 {
+        return Err(ApiError::new("InvalidParameterValue.TriggerName", "TriggerName must be 1 to 100 characters."));
+    }
+    if clb_triggers(ctx, &key).iter().any(|t| t.name == req.trigger_name) {
+        return Err(ApiError::new(
+            "ResourceInUse.TriggerName",
+            format!("The function already has a trigger named {}.", req.trigger_name),
+        ));
+    }
+    let text = req.trigger_desc.ok_or_else(|| ApiError::missing("TriggerDesc"))?;
+    let desc: ClbTriggerDesc = serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            "InvalidParameterValue.TriggerDesc",
+            format!("TriggerDesc is not a CLB trigger description: {e}."),
+        )
+    })?;
+    let weight = desc.weight.unwrap_or(10);
+    if !(0..=100).contains(&weight) {
+        return Err(ApiError::new("InvalidParameterValue.TriggerDesc", "The weight is 0 to 100."));
+    }
+    let state = &ctx.snapshot.state;
+    state.load_balancer(&ctx.scope, &desc.load_balance_id)?;
+    state.listener(&ctx.scope, &desc.load_balance_id, &desc.listener_id)?;
+    let mut rule = RuleRef {
+        scope: ctx.scope.clone(),
+        lb_id: desc.load_balance_id.clone(),
+        listener_id: desc.listener_id.clone(),
+        location_id: desc.location_id.clone(),
+        domain: None,
+        url: None,
+    };
+    let mut commands = Vec::new();
+    if desc.location_id.is_none() {
+        let (Some(domain), Some(url)) = (desc.domain, desc.url) else {
+            return Err(ApiError::new(
+                "InvalidParameterValue.TriggerDesc",
+                "TriggerDesc names the rule by locationId, or by domain and url.",
+            ));
+        };
+        let domain = crate::api::clb::rules::check_domain(&domain)?;
+        crate::api::clb::rules::check_url(&url)?;
+        let existing_rule = state
+            .rules_of(&desc.listener_id)
+            .into_iter()
+            .find(|r| r.domain == domain && r.url == url)
+            .map(|r| r.id.clone());
+        let id = match existing_rule {
+            Some(id) => id,
+            None => {
+                let id = crate::ids::resource_id("loc");
+                commands.push(Command::CreateRules {
+                    scope: ctx.scope.clone(),
+                    lb_id: desc.load_balance_id.clone(),
+                    listener_id: desc.listener_id.clone(),
+                    rules: vec![NewRule {
+                        id: id.clone(),
+                        domain,
+                        url,
+                        default_server: false,
+                        scheduler: "WRR".to_string(),
+                        session_expire_time: 0,
+                        forward_type: "HTTP".to_string(),
+                        http2: false,
+                        tls: None,
+                        health_check: HealthCheck::default(),
+                    }],
+                    now: crate::clock::now_ms(),
+                });
+                id
+            }
+        };
+        rule.location_id = Some(id);
+    }
+    let target = FunctionTarget {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        qualifier: req.qualifier.unwrap_or_else(|| LATEST.to_string()),
+        weight: weight as u32,
+        add_time: 0,
+        trigger_name: Some(req.trigger_name.clone()),
+    };
+    commands.push(Command::RegisterFunctionTargets { rule, targets: vec![target], now: crate::clock::now_ms() });
+    ctx.apply(Command::Batch(commands), Some(vec![desc.load_balance_id])).await?;
+    let after = Ctx {
+        api: ctx.api,
+        account: ctx.account.clone(),
+        scope: ctx.scope.clone(),
+        request_id: ctx.request_id.clone(),
+        snapshot: ctx.api.control.snapshot(),
+    };
+    let trigger = clb_triggers(&after, &key).into_iter().find(|t| t.name == req.trigger_name);
+    let info = trigger.map(|t| t.as_trigger()).ok_or_else(ApiError::internal)?;
+    Ok(obj([("TriggerInfo", info)]))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteTrigger {
+    function_name: String,
+    trigger_name: String,
+    #[serde(rename = "Type")]
+    kind: String,
+    namespace: Option<String>,
+    #[allow(dead_code)]
+    trigger_desc: Option<String>,
+    #[allow(dead_code)]
+    qualifier: Option<String>,
+}
+
+/// DeleteTrigger (`Type` `clb`): unbinds the function from the trigger's rule (the rule stays).
+pub async fn delete(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DeleteTrigger = parse(p)?;
+    let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
+    check_clb(&req.kind)?;
+    let state = &ctx.snapshot.state;
+    let named = |rule: &Rule| {
+        let target = rule.function.as_ref().expect("bindings have a function");
+        target.trigger_name.as_deref().unwrap_or(&rule.id) == req.trigger_name
+    };
+    let Some((lb, listener, rule)) = state.bindings_of(&key).into_iter().find(|(_, _, rule)| named(rule)) else {
+        return Err(ApiError::new(
+            "ResourceNotFound.Trigger",
+            format!("The function has no trigger named {}.", req.trigger_name),
+        ));
+    };
+    let target = rule.function.clone().expect("bindings have a function");
+    let rule = RuleRef {
+        scope: ctx.scope.clone(),
+        lb_id: lb.id.clone(),
+        listener_id: listener.id.clone(),
+        location_id: Some(rule.id.clone()),
+        domain: None,
+        url: None,
+    };
+    let lbs = Some(vec![lb.id.clone()]);
+    ctx.apply(Command::DeregisterFunctionTargets { rule, targets: vec![target] }, lbs).await?;
+    Ok(Map::new())
+}
+
+fn check_clb(kind: &str) -> Result<(), ApiError> {
+    if kind == "clb" {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        "InvalidParameterValue.Type",
+        format!("Trigger type `{kind}` is not served: this server's triggers are CLB triggers (Type clb)."),
+    ))
 }
