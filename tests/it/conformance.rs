@@ -166,3 +166,70 @@ async fn a_clb_trigger_made_from_the_scf_side_is_a_binding_on_both_sides() {
     let refused = tccli(&app, "scf", "CreateTrigger", timer).await.unwrap_err();
     assert!(refused.stderr.contains("code:InvalidParameterValue.Type"), "{refused:?}");
 }
+
+/// Polls DescribeTaskStatus for a CLB mutation until it reports success, as Tencent's toolkit does.
+async fn task_done(app: &TestApp, request_id: &Value) {
+    eventually("the task succeeds", Duration::from_secs(30), || async {
+        let status = ok(app, "clb", "DescribeTaskStatus", json!({"TaskId": request_id})).await;
+        (status["Status"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_serverless_toolkit_sequence_and_https_with_an_inline_certificate() {
+    let app = TestApp::start();
+    let temp = tempfile::tempdir().unwrap();
+    app.create_fixture("echo", "echo", json!({})).await.unwrap();
+    let ca = crate::https::Authority::new("conformance CA");
+    let leaf = ca.leaf(&["toolkit.fnlb.test"]);
+    let ca_file = ca.write(temp.path(), "ca.pem");
+
+    // An HTTPS listener with its certificate inline, made through tccli.
+    let (vip, port) = free_addr();
+    let lb = ok(&app, "clb", "CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await;
+    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let certificate =
+        json!({"SSLMode": "UNIDIRECTIONAL", "CertName": "site", "CertContent": leaf.cert, "CertKey": leaf.key});
+    let listener = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTPS", "Certificate": certificate});
+    let created = ok(&app, "clb", "CreateListener", listener).await;
+    task_done(&app, &created["RequestId"]).await;
+
+    // The toolkit: find the listener, create the rule, wait, bind the function to `$DEFAULT`, wait.
+    let listeners =
+        ok(&app, "clb", "DescribeListeners", json!({"LoadBalancerId": lb, "Protocol": "HTTPS", "Port": port})).await;
+    let listener = listeners["Listeners"][0]["ListenerId"].as_str().unwrap().to_string();
+    assert!(listeners["Listeners"][0]["Certificate"]["CertId"].is_string(), "{listeners}");
+    let rule =
+        json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "toolkit.fnlb.test", "Url": "/"}]});
+    let created = ok(&app, "clb", "CreateRule", rule).await;
+    task_done(&app, &created["RequestId"]).await;
+    let location = created["LocationIds"][0].as_str().unwrap().to_string();
+    let bind = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "FunctionTargets": [
+        {"Weight": 10, "Function": {"FunctionName": "echo", "FunctionNamespace": "default", "FunctionQualifier": "$DEFAULT"}}]});
+    let bound = ok(&app, "clb", "RegisterFunctionTargets", bind).await;
+    task_done(&app, &bound["RequestId"]).await;
+
+    // Listed as a `clb` trigger with its resource id; served over TLS, the function seeing HTTPS.
+    let triggers = ok(&app, "scf", "ListTriggers", json!({"FunctionName": "echo"})).await;
+    let trigger = &triggers["Triggers"][0];
+    assert_eq!(trigger["Type"], "clb");
+    let resource = trigger["ResourceId"].as_str().unwrap();
+    let from_function =
+        ok(&app, "scf", "GetFunction", json!({"FunctionName": "echo"})).await["Triggers"][0]["ResourceId"].clone();
+    assert_eq!(resource, from_function.as_str().unwrap(), "ListTriggers and GetFunction agree");
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_dir.join("credentials.json")).unwrap()).unwrap();
+    assert!(resource.starts_with(&format!("qcs::clb:ap-guangzhou:uin/{}:", credentials["uin"].as_str().unwrap())));
+    assert!(resource.ends_with(&format!(":{lb}/{listener}/{location}")), "{resource}");
+    let fetched = crate::https::curl("toolkit.fnlb.test", &vip.to_string(), port, &ca_file, &[]).await;
+    assert_eq!(fetched.code, 0, "{}", fetched.body);
+    let event = &serde_json::from_str::<Value>(&fetched.body).unwrap()["event"];
+    assert_eq!(event["headers"]["X-Client-Proto"], "https", "{event}");
+
+    // The toolkit removes it with DeleteTrigger and its description.
+    let delete = json!({"FunctionName": "echo", "Type": "clb", "TriggerName": trigger["TriggerName"],
+        "TriggerDesc": trigger["TriggerDesc"]});
+    ok(&app, "scf", "DeleteTrigger", delete).await;
+    assert_eq!(ok(&app, "scf", "ListTriggers", json!({"FunctionName": "echo"})).await["TotalCount"], 0);
+}

@@ -49,7 +49,7 @@ impl Authority {
         self.leaf_with_key(names, key)
     }
 
-    fn write(&self, dir: &Path, name: &str) -> PathBuf {
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, &self.pem).unwrap();
         path
@@ -61,14 +61,14 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// What curl did: its exit code, the body and the negotiated HTTP version.
-struct Fetched {
-    code: i32,
-    body: String,
-    http_version: String,
+pub struct Fetched {
+    pub code: i32,
+    pub body: String,
+    pub http_version: String,
 }
 
 /// `curl https://{host}:{port}/` resolved to `vip`, trusting `ca`, with extra arguments.
-async fn curl(host: &str, vip: &str, port: u16, ca: &Path, extra: &[&str]) -> Fetched {
+pub async fn curl(host: &str, vip: &str, port: u16, ca: &Path, extra: &[&str]) -> Fetched {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new("curl")
