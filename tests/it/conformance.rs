@@ -27,13 +27,18 @@ struct Failure {
 
 /// Runs `tccli SERVICE ACTION --cli-input-json file://…` against `app` with its first account's keys.
 async fn tccli(app: &TestApp, service: &str, action: &str, params: Value) -> Result<Value, Failure> {
+    tccli_in(app, "ap-guangzhou", service, action, params).await
+}
+
+/// `tccli` in another region.
+async fn tccli_in(app: &TestApp, region: &str, service: &str, action: &str, params: Value) -> Result<Value, Failure> {
     let input = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input.path(), params.to_string()).unwrap();
     let endpoint = format!("http://{}", app.api_addr);
     let out = tokio::process::Command::new(tccli_path())
         .args([service, action, "--cli-input-json"])
         .arg(format!("file://{}", input.path().display()))
-        .args(["--region", "ap-guangzhou", "--endpoint", &endpoint])
+        .args(["--region", region, "--endpoint", &endpoint])
         .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
         .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
         .env("HOME", input.path().parent().unwrap())
@@ -232,4 +237,107 @@ async fn the_serverless_toolkit_sequence_and_https_with_an_inline_certificate() 
         "TriggerDesc": trigger["TriggerDesc"]});
     ok(&app, "scf", "DeleteTrigger", delete).await;
     assert_eq!(ok(&app, "scf", "ListTriggers", json!({"FunctionName": "echo"})).await["TotalCount"], 0);
+}
+
+/// The code in tccli's message for a refused call.
+fn refused(result: Result<Value, Failure>) -> String {
+    let failure = result.expect_err("the call is refused");
+    assert_eq!(failure.status, Some(255), "{failure:?}");
+    let code = failure.stderr.split("code:").nth(1).and_then(|rest| rest.split_whitespace().next());
+    code.unwrap_or_else(|| panic!("no code in {failure:?}")).to_string()
+}
+
+/// A load balancer (CreateLoadBalancer parameters `lb`) with an HTTP listener and a rule, in `region`:
+/// (load balancer, listener, rule).
+async fn http_rule(app: &TestApp, region: &str, lb: Value) -> (String, String, String) {
+    let (vip, port) = free_addr();
+    let mut params = json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()});
+    params.as_object_mut().unwrap().extend(lb.as_object().unwrap().clone());
+    let created = tccli_in(app, region, "clb", "CreateLoadBalancer", params).await.unwrap();
+    let lb = created["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let listener = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"});
+    let created = tccli_in(app, region, "clb", "CreateListener", listener).await.unwrap();
+    let listener = created["ListenerIds"][0].as_str().unwrap().to_string();
+    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "r.fnlb.test", "Url": "/"}]});
+    let created = tccli_in(app, region, "clb", "CreateRule", rule).await.unwrap();
+    (lb, listener, created["LocationIds"][0].as_str().unwrap().to_string())
+}
+
+fn bind(lb: &str, listener: &str, location: &str, function: &str) -> Value {
+    json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "FunctionTargets": [
+        {"Weight": 10, "Function": {"FunctionName": function, "FunctionNamespace": "default", "FunctionQualifier": "$LATEST"}}]})
+}
+
+async fn create_function(app: &TestApp, region: &str, name: &str, extra: Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/echo");
+    let zip = fnlb::functions::zip_dir(&dir).unwrap();
+    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, zip);
+    let mut params = json!({"FunctionName": name, "Runtime": "Python3.9", "Handler": "index.main_handler",
+        "Code": {"ZipFile": code}});
+    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    tccli_in(app, region, "scf", "CreateFunction", params).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_binding_restriction_is_refused_with_its_error() {
+    let app = TestApp::start();
+    create_function(&app, "ap-guangzhou", "one", json!({})).await;
+    create_function(&app, "ap-guangzhou", "two", json!({})).await;
+    create_function(&app, "ap-guangzhou", "web", json!({"Type": "HTTP"})).await;
+    create_function(&app, "ap-shanghai", "elsewhere", json!({})).await;
+    create_function(&app, "ap-nanjing", "nanjing", json!({})).await;
+
+    // IPv4 and IPv6 NAT64 instances bind.
+    let (lb, listener, location) = http_rule(&app, "ap-guangzhou", json!({})).await;
+    ok(&app, "clb", "RegisterFunctionTargets", bind(&lb, &listener, &location, "one")).await;
+    let (v6, v6_listener, v6_location) = http_rule(&app, "ap-guangzhou", json!({"AddressIPVersion": "IPV6"})).await;
+    ok(&app, "clb", "RegisterFunctionTargets", bind(&v6, &v6_listener, &v6_location, "one")).await;
+
+    // A second function on a rule; a rule that does not exist; a web function; a function in another region.
+    let second = bind(&lb, &listener, &location, "two");
+    assert_eq!(refused(tccli(&app, "clb", "RegisterFunctionTargets", second).await), "LimitExceeded");
+    let before = bind(&lb, &listener, "loc-nothere", "two");
+    assert_eq!(
+        refused(tccli(&app, "clb", "RegisterFunctionTargets", before).await),
+        "InvalidParameter.LocationNotFound"
+    );
+    let (free_lb, free_listener, free_location) = http_rule(&app, "ap-guangzhou", json!({})).await;
+    let web = bind(&free_lb, &free_listener, &free_location, "web");
+    assert_eq!(refused(tccli(&app, "clb", "RegisterFunctionTargets", web).await), "UnsupportedOperation");
+    let elsewhere = bind(&free_lb, &free_listener, &free_location, "elsewhere");
+    assert_eq!(refused(tccli(&app, "clb", "RegisterFunctionTargets", elsewhere).await), "ResourceNotFound");
+
+    // Classic, classic-network and IPv6 full-chain instances.
+    for (params, what) in [
+        (json!({"Forward": 0}), "a classic load balancer"),
+        (json!({"VpcId": "0"}), "a classic-network load balancer"),
+        (
+            json!({"AddressIPVersion": "IPv6FullChain", "VpcId": "vpc-1", "SubnetId": "subnet-1"}),
+            "an IPv6 full-chain one",
+        ),
+    ] {
+        let (lb, listener, location) = http_rule(&app, "ap-guangzhou", params).await;
+        let code = refused(tccli(&app, "clb", "RegisterFunctionTargets", bind(&lb, &listener, &location, "two")).await);
+        assert_eq!(code, "UnsupportedOperation", "{what}");
+    }
+
+    // Layer-4 and QUIC listeners.
+    for protocol in ["TCP", "UDP", "QUIC"] {
+        let (_, port) = free_addr();
+        let created =
+            ok(&app, "clb", "CreateListener", json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": protocol}))
+                .await;
+        let layer4 = created["ListenerIds"][0].as_str().unwrap();
+        let code = refused(tccli(&app, "clb", "RegisterFunctionTargets", bind(&lb, layer4, &location, "two")).await);
+        assert_eq!(code, "InvalidParameter.ProtocolCheckFailed", "{protocol}");
+    }
+
+    // A region where functions cannot be bound, and a region that is not served at all.
+    let (nj, nj_listener, nj_location) = http_rule(&app, "ap-nanjing", json!({})).await;
+    let nanjing = bind(&nj, &nj_listener, &nj_location, "nanjing");
+    assert_eq!(
+        refused(tccli_in(&app, "ap-nanjing", "clb", "RegisterFunctionTargets", nanjing).await),
+        "UnsupportedOperation"
+    );
+    assert_eq!(refused(tccli_in(&app, "xx-nowhere", "scf", "ListFunctions", json!({})).await), "UnsupportedRegion");
 }
