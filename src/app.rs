@@ -38,6 +38,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let state = State::restore(config.limits.clone(), store.load_entities()?);
     let control = Arc::new(Control::new(state, store.clone()));
     let account = ensure_account(&control)?;
+    if let Some(path) = &config.accounts_file {
+        let count = crate::accounts::apply(&control, path)?;
+        tracing::info!(count, file = %path.display(), "Accounts configured.");
+    }
     let credentials_path = write_credentials(data_dir, &account)?;
     println!("fnlb: credentials in {}", credentials_path.display());
 
@@ -97,7 +101,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
 /// The first start creates an account: from `FNLB_SECRET_ID` / `FNLB_SECRET_KEY` when set, otherwise new.
 fn ensure_account(control: &Control) -> anyhow::Result<Account> {
-    if let Some(account) = control.snapshot().state.accounts.values().next() {
+    if let Some(account) = control.snapshot().state.accounts.values().find(|a| !a.configured) {
         return Ok(account.clone());
     }
     let (secret_id, secret_key) = match (std::env::var("FNLB_SECRET_ID"), std::env::var("FNLB_SECRET_KEY")) {
@@ -111,6 +115,8 @@ fn ensure_account(control: &Control) -> anyhow::Result<Account> {
         secret_key,
         kind: AccountKind::Standard,
         created_ms: crate::clock::now_ms(),
+        configured: false,
+        disabled: false,
     };
     control.apply(Command::PutAccount(account.clone()), None)?;
     Ok(account)

@@ -43,6 +43,8 @@ pub struct Config {
     pub proxy: ProxySettings,
     pub upstream: crate::proxy::upstream::UpstreamSettings,
     pub queue: QueueSettings,
+    /// The accounts file (`src/accounts.rs`), read at start.
+    pub accounts_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,7 @@ impl Config {
             engine: EngineSettings::default(),
             proxy: ProxySettings::default(),
             upstream: Default::default(),
+            accounts_file: None,
             queue: QueueSettings::default(),
         })
     }

@@ -329,6 +329,8 @@ mod tests {
             secret_key: "key".into(),
             kind: AccountKind::Standard,
             created_ms: 0,
+            configured: false,
+            disabled: false,
         };
         let lb = NewLoadBalancer {
             scope: scope(),

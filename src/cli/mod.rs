@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// cut off.
     #[arg(long, env = "FNLB_HEADER_TIMEOUT", default_value_t = crate::proxy::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
     pub header_timeout: u64,
+    /// A JSON file of further accounts (`[{"SecretId", "SecretKey", "AppId", "Uin", "Type"}]`), read at start
+    /// (docs/configuration.md).
+    #[arg(long, env = "FNLB_ACCOUNTS")]
+    pub accounts: Option<PathBuf>,
     /// Seconds a client may pause while sending a request body (CLB's `client_body_timeout`); past it, 408.
     #[arg(long, env = "FNLB_BODY_TIMEOUT", default_value_t = crate::proxy::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
     pub body_timeout: u64,
@@ -162,6 +166,7 @@ impl ServeArgs {
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);
         config.proxy.drain_timeout = Duration::from_secs(self.drain_timeout);
         config.proxy.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
+        config.accounts_file = self.accounts;
         config.proxy.body_read_timeout = Duration::from_secs(self.body_timeout.max(1));
         config.upstream.connect_timeout = Duration::from_secs(self.proxy_connect_timeout.max(1));
         config.upstream.send_timeout = Duration::from_secs(self.proxy_send_timeout.max(1));

@@ -177,8 +177,9 @@ impl State {
         }
     }
 
+    /// The enabled account with these keys.
     pub fn account_by_secret_id(&self, secret_id: &str) -> Option<&Account> {
-        self.accounts.values().find(|a| a.secret_id == secret_id)
+        self.accounts.values().find(|a| a.secret_id == secret_id && !a.disabled)
     }
 
     /// Applies a command. On error the state is unchanged.

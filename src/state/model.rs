@@ -33,6 +33,12 @@ pub struct Account {
     /// When the account was created (Unix ms); its `default` namespace dates from then.
     #[serde(default)]
     pub created_ms: i64,
+    /// Where it comes from: the accounts file (`--accounts`), or fnlb's first start.
+    #[serde(default)]
+    pub configured: bool,
+    /// A configured account no longer in the accounts file: its keys are refused, its resources kept.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A namespace other than `default` (which every account has in every region and is not stored).

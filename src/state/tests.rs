@@ -12,6 +12,8 @@ fn account(kind: AccountKind) -> Command {
         secret_key: "key".to_string(),
         kind,
         created_ms: 0,
+        configured: false,
+        disabled: false,
     })
 }
 

@@ -32,6 +32,26 @@ async fn tccli(app: &TestApp, service: &str, action: &str, params: Value) -> Res
 
 /// `tccli` in another region.
 async fn tccli_in(app: &TestApp, region: &str, service: &str, action: &str, params: Value) -> Result<Value, Failure> {
+    let keys = Keys { id: &app.credentials.secret_id, key: &app.credentials.secret_key };
+    tccli_as(app, keys, region, service, action, params).await
+}
+
+/// An account's keys.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    id: &'a str,
+    key: &'a str,
+}
+
+/// `tccli` with an account's keys.
+async fn tccli_as(
+    app: &TestApp,
+    keys: Keys<'_>,
+    region: &str,
+    service: &str,
+    action: &str,
+    params: Value,
+) -> Result<Value, Failure> {
     let input = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input.path(), params.to_string()).unwrap();
     let endpoint = format!("http://{}", app.api_addr);
@@ -39,8 +59,8 @@ async fn tccli_in(app: &TestApp, region: &str, service: &str, action: &str, para
         .args([service, action, "--cli-input-json"])
         .arg(format!("file://{}", input.path().display()))
         .args(["--region", region, "--endpoint", &endpoint])
-        .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
-        .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
+        .env("TENCENTCLOUD_SECRET_ID", keys.id)
+        .env("TENCENTCLOUD_SECRET_KEY", keys.key)
         .env("HOME", input.path().parent().unwrap())
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("tccli answers").expect("tccli runs");
@@ -340,4 +360,161 @@ async fn every_binding_restriction_is_refused_with_its_error() {
         "UnsupportedOperation"
     );
     assert_eq!(refused(tccli_in(&app, "xx-nowhere", "scf", "ListFunctions", json!({})).await), "UnsupportedRegion");
+}
+
+#[tokio::test]
+async fn accounts_cannot_see_or_touch_each_others_resources() {
+    let temp = tempfile::tempdir().unwrap();
+    let other = Keys { id: "AKIDotheraccount0001", key: "other-account-secret-key" };
+    let traditional = Keys { id: "AKIDtraditional00001", key: "traditional-account-key" };
+    let accounts = json!([
+        {"SecretId": other.id, "SecretKey": other.key, "AppId": "1250000002", "Uin": "100000000002"},
+        {"SecretId": traditional.id, "SecretKey": traditional.key, "AppId": "1250000003", "Uin": "100000000003",
+         "Type": "traditional"},
+    ]);
+    let file = temp.path().join("accounts.json");
+    std::fs::write(&file, accounts.to_string()).unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--accounts", file.to_str().unwrap()]);
+    let gz = "ap-guangzhou";
+
+    // The first account's function, load balancer, bound rule, certificate and custom configuration.
+    create_function(&app, gz, "mine", json!({})).await;
+    let (lb, listener, location) = http_rule(&app, gz, json!({})).await;
+    ok(&app, "clb", "RegisterFunctionTargets", bind(&lb, &listener, &location, "mine")).await;
+    let ca = crate::https::Authority::new("accounts CA");
+    let leaf = ca.leaf(&["mine.fnlb.test"]);
+    let (_, tls_port) = free_addr();
+    let certificate = json!({"CertName": "mine", "CertContent": leaf.cert, "CertKey": leaf.key});
+    let https = json!({"LoadBalancerId": lb, "Ports": [tls_port], "Protocol": "HTTPS", "Certificate": certificate});
+    let https = ok(&app, "clb", "CreateListener", https).await["ListenerIds"][0].as_str().unwrap().to_string();
+    let described = ok(&app, "clb", "DescribeListeners", json!({"LoadBalancerId": lb, "ListenerIds": [https]})).await;
+    let cert_id = described["Listeners"][0]["Certificate"]["CertId"].as_str().unwrap().to_string();
+    let config = json!({"OperationType": "ADD", "ConfigName": "mine", "ConfigContent": "server_tokens off;"});
+    let config =
+        ok(&app, "clb", "SetCustomizedConfigForLoadBalancer", config).await["ConfigId"].as_str().unwrap().to_string();
+
+    // The other account sees none of it and can touch none of it, whatever ids it names.
+    let call = |service: &'static str, action: &'static str, params: Value| {
+        let app = &app;
+        async move { tccli_as(app, other, gz, service, action, params).await }
+    };
+    assert_eq!(call("scf", "ListFunctions", json!({})).await.unwrap()["TotalCount"], 0);
+    assert_eq!(refused(call("scf", "GetFunction", json!({"FunctionName": "mine"})).await), "ResourceNotFound.Function");
+    assert_eq!(refused(call("scf", "Invoke", json!({"FunctionName": "mine"})).await), "ResourceNotFound.Function");
+    assert_eq!(
+        refused(call("scf", "DeleteFunction", json!({"FunctionName": "mine"})).await),
+        "ResourceNotFound.Function"
+    );
+    assert_eq!(
+        refused(call("scf", "ListTriggers", json!({"FunctionName": "mine"})).await),
+        "ResourceNotFound.Function"
+    );
+    assert_eq!(call("clb", "DescribeLoadBalancers", json!({})).await.unwrap()["TotalCount"], 0);
+    let named = call("clb", "DescribeLoadBalancers", json!({"LoadBalancerIds": [lb]})).await.unwrap();
+    assert_eq!(named["TotalCount"], 0);
+    assert_eq!(
+        refused(call("clb", "DescribeListeners", json!({"LoadBalancerId": lb})).await),
+        "InvalidParameter.LBIdNotFound"
+    );
+    assert_eq!(
+        refused(call("clb", "DescribeTargets", json!({"LoadBalancerId": lb})).await),
+        "InvalidParameter.LBIdNotFound"
+    );
+    assert_eq!(
+        refused(call("clb", "DeleteLoadBalancer", json!({"LoadBalancerIds": [lb]})).await),
+        "InvalidParameter.LBIdNotFound"
+    );
+    let unbind = bind(&lb, &listener, &location, "mine");
+    assert_eq!(refused(call("clb", "DeregisterFunctionTargets", unbind).await), "InvalidParameter.LBIdNotFound");
+    let delete_rule = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationIds": [location]});
+    assert_eq!(refused(call("clb", "DeleteRule", delete_rule).await), "InvalidParameter.LBIdNotFound");
+    // Its own listener cannot use the first account's certificate; nor can it see or delete its configuration.
+    let (own_lb, _, _) = {
+        let (vip, port) = free_addr();
+        let lb = call("clb", "CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()}))
+            .await
+            .unwrap();
+        (lb["LoadBalancerIds"][0].as_str().unwrap().to_string(), vip, port)
+    };
+    let (_, port) = free_addr();
+    let borrowed = json!({"LoadBalancerId": own_lb, "Ports": [port], "Protocol": "HTTPS",
+        "Certificate": {"SSLMode": "UNIDIRECTIONAL", "CertId": cert_id}});
+    assert_eq!(refused(call("clb", "CreateListener", borrowed).await), "InvalidParameter.CertificateNotFound");
+    let configs = call("clb", "DescribeCustomizedConfigList", json!({"ConfigType": "CLB"})).await.unwrap();
+    assert_eq!(configs["TotalCount"], 0);
+    let delete_config = json!({"OperationType": "DELETE", "UconfigId": config});
+    assert_eq!(refused(call("clb", "SetCustomizedConfigForLoadBalancer", delete_config).await), "ResourceNotFound");
+    let bind_config = json!({"OperationType": "BIND", "UconfigId": config, "LoadBalancerIds": [own_lb]});
+    assert_eq!(refused(call("clb", "SetCustomizedConfigForLoadBalancer", bind_config).await), "ResourceNotFound");
+
+    // Everything is still the first account's.
+    assert_eq!(ok(&app, "scf", "ListTriggers", json!({"FunctionName": "mine"})).await["TotalCount"], 1);
+    assert_eq!(ok(&app, "clb", "DescribeLoadBalancers", json!({})).await["TotalCount"], 1);
+
+    // A traditional (bill-by-CVM) account may not bind functions to load balancers.
+    create_function_as(&app, traditional, "cvm", json!({})).await;
+    let (vip, port) = free_addr();
+    let lb = tccli_as(
+        &app,
+        traditional,
+        gz,
+        "clb",
+        "CreateLoadBalancer",
+        json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()}),
+    )
+    .await
+    .unwrap()["LoadBalancerIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listener = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"});
+    let listener = tccli_as(&app, traditional, gz, "clb", "CreateListener", listener).await.unwrap()["ListenerIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule =
+        json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "cvm.fnlb.test", "Url": "/"}]});
+    let location = tccli_as(&app, traditional, gz, "clb", "CreateRule", rule).await.unwrap()["LocationIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused_bind =
+        tccli_as(&app, traditional, gz, "clb", "RegisterFunctionTargets", bind(&lb, &listener, &location, "cvm")).await;
+    assert_eq!(refused(refused_bind), "UnsupportedOperation");
+}
+
+async fn create_function_as(app: &TestApp, keys: Keys<'_>, name: &str, extra: Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/echo");
+    let zip = fnlb::functions::zip_dir(&dir).unwrap();
+    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, zip);
+    let mut params = json!({"FunctionName": name, "Runtime": "Python3.9", "Handler": "index.main_handler",
+        "Code": {"ZipFile": code}});
+    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    tccli_as(app, keys, "ap-guangzhou", "scf", "CreateFunction", params).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_account_removed_from_the_accounts_file_is_refused_and_its_resources_kept() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let file = temp.path().join("accounts.json");
+    let keys = Keys { id: "AKIDcomesandgoes0001", key: "comes-and-goes-secret" };
+    let entry = json!({"SecretId": keys.id, "SecretKey": keys.key, "AppId": "1250000009", "Uin": "100000000009"});
+    std::fs::write(&file, json!([entry]).to_string()).unwrap();
+    let flags = ["--accounts", file.to_str().unwrap()];
+
+    let app = TestApp::start_in(&data, &flags);
+    create_function_as(&app, keys, "kept", json!({})).await;
+    assert!(app.terminate(Duration::from_secs(30)), "fnlb stops on SIGTERM");
+
+    std::fs::write(&file, "[]").unwrap();
+    let app = TestApp::start_in(&data, &flags);
+    let refused_call = tccli_as(&app, keys, "ap-guangzhou", "scf", "ListFunctions", json!({})).await;
+    assert!(refused(refused_call).starts_with("AuthFailure"));
+    assert!(app.terminate(Duration::from_secs(30)));
+
+    std::fs::write(&file, json!([entry]).to_string()).unwrap();
+    let app = TestApp::start_in(&data, &flags);
+    let listed = tccli_as(&app, keys, "ap-guangzhou", "scf", "ListFunctions", json!({})).await.unwrap();
+    assert_eq!(listed["Functions"][0]["FunctionName"], "kept", "{listed}");
 }
