@@ -1111,8 +1111,15 @@ impl State {
         name == DEFAULT_NAMESPACE || self.namespaces.contains_key(&(scope.clone(), name.to_string()))
     }
 
+    /// A function; a missing one is named by what is missing, its namespace or itself.
     pub fn function(&self, key: &FunctionKey) -> Result<&Function, StateError> {
-        self.functions.get(key).ok_or_else(|| StateError::FunctionNotFound(key.clone()))
+        self.functions.get(key).ok_or_else(|| {
+            if self.namespace_exists(&key.scope, &key.namespace) {
+                StateError::FunctionNotFound(key.clone())
+            } else {
+                StateError::NamespaceNotFound(key.namespace.clone())
+            }
+        })
     }
 
     fn function_mut(&mut self, key: &FunctionKey) -> Result<&mut Function, StateError> {

@@ -41,3 +41,23 @@ async fn hello_clb_with_the_official_python_sdk() {
     assert!(out.status.success(), "the SDK script failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("Hello CLB via the SDK: ok"), "{stdout}");
 }
+
+#[tokio::test]
+async fn parameters_are_validated_as_tencent_does_through_the_sdk() {
+    let app = TestApp::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/validation.py");
+    let out = tokio::process::Command::from(Command::new(sdk_python()))
+        .arg("-W")
+        .arg("error")
+        .arg(&script)
+        .env("FNLB_ENDPOINT", app.api_addr.to_string())
+        .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
+        .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "validation cases failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("validation: ok"), "{stdout}");
+}
