@@ -61,3 +61,27 @@ async fn parameters_are_validated_as_tencent_does_through_the_sdk() {
     assert!(out.status.success(), "validation cases failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("validation: ok"), "{stdout}");
 }
+
+#[tokio::test]
+async fn responses_carry_every_documented_field() {
+    let app = TestApp::start();
+    let (vip, port) = free_addr();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/fields.py");
+    let out = tokio::process::Command::from(Command::new(sdk_python()))
+        .arg("-W")
+        .arg("error")
+        .arg(&script)
+        .env("FNLB_ENDPOINT", app.api_addr.to_string())
+        .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
+        .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
+        .env("FNLB_VIP", vip.to_string())
+        .env("FNLB_PORT", port.to_string())
+        .env("FNLB_EXAMPLE", Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py"))
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "documented fields are missing:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("fields: ok"), "{stdout}");
+}

@@ -191,6 +191,16 @@ fn output(ctx: &Ctx<'_>, lb: &LoadBalancer) -> Value {
     };
     let tags: Vec<Value> = lb.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
     let region = &lb.scope.region;
+    // Server targets of its rules and layer-4 listeners, and bound functions.
+    let state = &ctx.snapshot.state;
+    let target_count: usize =
+        state.listeners.values().filter(|l| l.lb_id == lb.id).map(|l| l.servers.len()).sum::<usize>()
+            + state
+                .rules
+                .values()
+                .filter(|r| r.lb_id == lb.id)
+                .map(|r| r.servers.len() + usize::from(r.function.is_some()))
+                .sum::<usize>();
     json!({
         "LoadBalancerId": lb.id,
         "LoadBalancerName": lb.name,
@@ -247,6 +257,10 @@ fn output(ctx: &Ctx<'_>, lb: &LoadBalancer) -> Value {
         "AttributeFlags": [],
         "VipIsp": "",
         "Egress": "",
+        "Exclusive": 0,
+        "TargetCount": target_count,
+        "AssociateEndpoint": null,
+        "AvailableZoneAffinityInfo": null,
     })
 }
 

@@ -203,6 +203,7 @@ fn server_output(ctx: &Ctx<'_>, t: &ServerTarget) -> Value {
         "InstanceName": "",
         "RegisteredTime": ctx.time(t.add_time),
         "EniId": "",
+        "Tag": null,
         "Zone": "",
     })
 }
@@ -377,12 +378,14 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
                                     "HealthStatus": health.is_healthy(),
                                     "TargetId": format!("{}:{}", t.ip, t.port),
                                     "HealthStatusDetail": health.as_api(),
+                                    // The field under its historical misspelling, which Tencent still returns.
+                                    "HealthStatusDetial": health.as_api(),
                                     "TargetGroupId": null,
                                     "Weight": t.weight,
                                 })
                             })
                             .collect();
-                        json!({"LocationId": id, "Domain": domain, "Url": url, "Targets": targets})
+                        json!({"LocationId": id, "Domain": domain, "Url": url, "RuleId": null, "Targets": targets})
                     })
                     .collect();
                 json!({"ListenerId": l.id, "ListenerName": l.name, "Protocol": l.protocol.as_api(), "Port": l.port, "Rules": rules})
