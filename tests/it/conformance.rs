@@ -77,7 +77,21 @@ async fn ok(app: &TestApp, service: &str, action: &str, params: Value) -> Value 
 
 #[tokio::test]
 async fn the_seed_workflow_through_tccli() {
+    seed_workflow(false).await;
+}
+
+#[tokio::test]
+async fn the_seed_workflow_through_tccli_over_https_with_an_inline_certificate() {
+    seed_workflow(true).await;
+}
+
+/// The seed's workflow: function, load balancer, listener (HTTPS with its certificate inline when `https`), rule,
+/// binding, the access path, then everything removed.
+async fn seed_workflow(https: bool) {
     let app = TestApp::start();
+    let temp = tempfile::tempdir().unwrap();
+    let ca = crate::https::Authority::new("seed CA");
+    let ca_file = ca.write(temp.path(), "ca.pem");
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py"),
@@ -98,7 +112,13 @@ async fn the_seed_workflow_through_tccli() {
     let (vip, port) = free_addr();
     let lb = ok(&app, "clb", "CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await;
     let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
-    let listener = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP", "ListenerNames": ["web"]});
+    let mut listener = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP", "ListenerNames": ["web"]});
+    if https {
+        let leaf = ca.leaf(&["hello.fnlb.test"]);
+        listener["Protocol"] = json!("HTTPS");
+        listener["Certificate"] =
+            json!({"SSLMode": "UNIDIRECTIONAL", "CertName": "hello", "CertContent": leaf.cert, "CertKey": leaf.key});
+    }
     let listener = ok(&app, "clb", "CreateListener", listener).await["ListenerIds"][0].as_str().unwrap().to_string();
     let rule =
         json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "hello.fnlb.test", "Url": "/"}]});
@@ -116,9 +136,17 @@ async fn the_seed_workflow_through_tccli() {
     let desc: Value = serde_json::from_str(triggers["Triggers"][0]["TriggerDesc"].as_str().unwrap()).unwrap();
     let function = ok(&app, "scf", "GetFunction", json!({"FunctionName": "hello-clb"})).await;
     assert_eq!(function["Triggers"][0]["Type"], "clb", "{function}");
-    let page = request("GET", desc["accessPath"].as_str().unwrap(), &[], bytes::Bytes::new()).await;
-    assert_eq!(page.status, 200);
-    assert_eq!(page.text(), "<html><body><h1>Hello CLB</h1></body></html>");
+    let access_path = desc["accessPath"].as_str().unwrap();
+    if https {
+        // The default domain's path names the VIP; the certificate names the domain.
+        assert_eq!(access_path, format!("https://{vip}:{port}/"));
+        let fetched = crate::https::curl("hello.fnlb.test", &vip.to_string(), port, &ca_file, &[]).await;
+        assert_eq!((fetched.code, fetched.body.as_str()), (0, "<html><body><h1>Hello CLB</h1></body></html>"));
+    } else {
+        let page = request("GET", access_path, &[], bytes::Bytes::new()).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.text(), "<html><body><h1>Hello CLB</h1></body></html>");
+    }
 
     // Unbound, deleted, and gone.
     ok(&app, "clb", "DeregisterFunctionTargets", bind).await;

@@ -45,11 +45,14 @@ async fn hello_clb_with_the_official_python_sdk() {
 #[tokio::test]
 async fn parameters_are_validated_as_tencent_does_through_the_sdk() {
     let app = TestApp::start();
+    let (vip, port) = free_addr();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/validation.py");
     let out = tokio::process::Command::from(Command::new(sdk_python()))
         .arg("-W")
         .arg("error")
         .arg(&script)
+        .env("FNLB_VIP", vip.to_string())
+        .env("FNLB_PORT", port.to_string())
         .env("FNLB_ENDPOINT", app.api_addr.to_string())
         .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
         .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)

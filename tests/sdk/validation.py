@@ -2,11 +2,15 @@
 action with any parameters, so unknown actions and parameters reach the server as a user's mistake would).
 
 Run with warnings as errors (python -W error). Environment: FNLB_ENDPOINT (host:port of fnlb's API),
-TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY. Prints one line per case and "validation: ok" at the end.
+TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY, FNLB_VIP and FNLB_PORT (a listener's address). Prints one line per
+case, then checks paging, and prints "validation: ok" at the end.
 """
 
+import base64
+import io
 import os
 import sys
+import zipfile
 
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
@@ -16,6 +20,16 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 
 LONG = "x" * 1200
 ZIP = {"ZipFile": "x"}
+
+
+def _zip():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.py", "def main_handler(event, context):\n    return 'ok'\n")
+    return buf.getvalue()
+
+
+ZIP_BYTES = _zip()
 
 # (service, action, parameters, the error code Tencent answers)
 CASES = [
@@ -57,6 +71,48 @@ CASES = [
 ]
 
 
+def load_balancer_cases(lb, listener, location):
+    """Cases on a load balancer with an HTTP listener and a rule."""
+    rule = {"LoadBalancerId": lb, "ListenerId": listener}
+    target = dict(rule, LocationId=location)
+    function = {"FunctionNamespace": "default", "FunctionName": "x", "FunctionQualifier": "$LATEST"}
+    return [
+        ("clb", "CreateListener", {"LoadBalancerId": lb, "Ports": [0], "Protocol": "HTTP"},
+         "InvalidParameterValue.Range"),
+        ("clb", "CreateListener", {"LoadBalancerId": lb, "Ports": [70000], "Protocol": "HTTP"},
+         "InvalidParameterValue.Range"),
+        ("clb", "CreateListener", {"LoadBalancerId": lb, "Ports": [8089], "Protocol": "FTP"}, "InvalidParameterValue"),
+        ("clb", "CreateRule", dict(rule, Rules=[{"Domain": "bad domain!", "Url": "/"}]), "InvalidParameterValue"),
+        ("clb", "CreateRule", dict(rule, Rules=[{"Domain": "b.test", "Url": "no-slash"}]), "InvalidParameterValue"),
+        ("clb", "CreateRule", dict(rule, Rules=[{"Domain": "b.test", "Url": "/", "HealthCheck": {"IntervalTime": 1}}]),
+         "InvalidParameterValue.Range"),
+        ("clb", "CreateRule", dict(rule, Rules=[{"Domain": "b.test", "Url": "/", "HealthCheck": {"HttpCode": 64}}]),
+         "InvalidParameterValue.Range"),
+        ("clb", "RegisterTargets", dict(target, Targets=[{"EniIp": "127.0.0.1", "Port": 80, "Weight": 101}]),
+         "InvalidParameterValue.Range"),
+        ("clb", "RegisterTargets", dict(target, Targets=[{"EniIp": "127.0.0.1", "Port": 0}]),
+         "InvalidParameterValue.Range"),
+        ("clb", "RegisterFunctionTargets", dict(target, FunctionTargets=[{"Function": function, "Weight": 101}]),
+         "InvalidParameterValue.Range"),
+    ]
+
+
+def check_pages(clients):
+    """Offset, Limit and Order over three functions and three load balancers."""
+    code = {"ZipFile": base64.b64encode(ZIP_BYTES).decode()}
+    for name in ["page-a", "page-b", "page-c"]:
+        clients["scf"].call_json("CreateFunction", {"FunctionName": name, "Runtime": "Python3.9", "Code": code})
+    listed = clients["scf"].call_json("ListFunctions", {"Offset": 1, "Limit": 1, "Order": "ASC"})["Response"]
+    assert listed["TotalCount"] == 3 and [f["FunctionName"] for f in listed["Functions"]] == ["page-b"], listed
+    listed = clients["scf"].call_json("ListFunctions", {"Orderby": "FunctionName", "Order": "DESC"})["Response"]
+    assert [f["FunctionName"] for f in listed["Functions"]] == ["page-c", "page-b", "page-a"], listed
+    listed = clients["scf"].call_json("ListFunctions", {"SearchKey": "-b"})["Response"]
+    assert [f["FunctionName"] for f in listed["Functions"]] == ["page-b"], listed
+    described = clients["clb"].call_json("DescribeLoadBalancers", {"Offset": 0, "Limit": 1})["Response"]
+    assert described["TotalCount"] == 1 and len(described["LoadBalancerSet"]) == 1, described
+    print("pages: ok")
+
+
 def main():
     cred = credential.EnvironmentVariableCredential().get_credential()
     profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=os.environ["FNLB_ENDPOINT"]))
@@ -64,8 +120,15 @@ def main():
         "scf": CommonClient("scf", "2018-04-16", cred, "ap-guangzhou", profile),
         "clb": CommonClient("clb", "2018-03-17", cred, "ap-guangzhou", profile),
     }
+    clb = clients["clb"]
+    vip, port = os.environ["FNLB_VIP"], int(os.environ["FNLB_PORT"])
+    lb = clb.call_json("CreateLoadBalancer", {"LoadBalancerType": "OPEN", "Vip": vip})["Response"]["LoadBalancerIds"][0]
+    listener = clb.call_json("CreateListener", {"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"})
+    listener = listener["Response"]["ListenerIds"][0]
+    location = clb.call_json("CreateRule", {"LoadBalancerId": lb, "ListenerId": listener,
+                                            "Rules": [{"Domain": "a.test", "Url": "/"}]})["Response"]["LocationIds"][0]
     failed = 0
-    for service, action, params, expected in CASES:
+    for service, action, params, expected in CASES + load_balancer_cases(lb, listener, location):
         try:
             clients[service].call_json(action, params)
             got, message, request_id = "no error", "", "x"
@@ -75,7 +138,8 @@ def main():
         failed += not good
         print("ok  " if good else "FAIL", service, action, expected, "<-", got, message)
     if failed:
-        sys.exit(f"validation: {failed} of {len(CASES)} cases failed")
+        sys.exit(f"validation: {failed} cases failed")
+    check_pages(clients)
     print("validation: ok")
 
 
