@@ -1,5 +1,6 @@
 //! Reading request parameters into typed structs, with Tencent's errors for missing and malformed ones.
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -44,4 +45,32 @@ pub fn page<T>(
 /// `Map` building for responses: `obj([("A", v)…])`.
 pub fn obj<const N: usize>(fields: [(&str, Value); N]) -> Map<String, Value> {
     fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// One of a List or Describe action's `Filters`: a name and the values any of which matches.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Filter {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// The most filters one request may name (Tencent's limit).
+pub const MAX_FILTERS: usize = 10;
+
+/// Checks the number of filters and answers for one whose name the action does not know.
+pub fn filters(given: Option<Vec<Filter>>) -> Result<Vec<Filter>, ApiError> {
+    let given = given.unwrap_or_default();
+    if given.len() > MAX_FILTERS {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Filters",
+            format!("At most {MAX_FILTERS} filters may be given."),
+        ));
+    }
+    Ok(given)
+}
+
+/// The answer for a filter the action does not have.
+pub fn unknown_filter(name: &str) -> ApiError {
+    ApiError::new("InvalidParameterValue.Filters", format!("Filter `{name}` is not supported by this action."))
 }

@@ -68,6 +68,9 @@ CASES = [
     ("clb", "DescribeListeners", {"LoadBalancerId": "lb-x", "Bogus": 1}, "UnknownParameter"),
     ("clb", "DescribeTaskStatus", {"TaskId": "never-issued"}, "InvalidParameter"),
     ("clb", "NoSuchAction", {}, "InvalidAction"),
+    ("scf", "ListFunctions", {"Filters": [{"Name": "Colour", "Values": ["red"]}]}, "InvalidParameterValue.Filters"),
+    ("clb", "DescribeLoadBalancers", {"Filters": [{"Name": "colour", "Values": ["red"]}]},
+     "InvalidParameterValue.Filters"),
 ]
 
 
@@ -110,7 +113,19 @@ def check_pages(clients):
     assert [f["FunctionName"] for f in listed["Functions"]] == ["page-b"], listed
     described = clients["clb"].call_json("DescribeLoadBalancers", {"Offset": 0, "Limit": 1})["Response"]
     assert described["TotalCount"] == 1 and len(described["LoadBalancerSet"]) == 1, described
-    print("pages: ok")
+
+    def count(service, action, params, key="TotalCount"):
+        return clients[service].call_json(action, params)["Response"][key]
+
+    def one(name, values):
+        return [{"Name": name, "Values": values}]
+
+    assert count("scf", "ListFunctions", {"Filters": one("Runtime", ["Python3.9"])}) == 3
+    assert count("scf", "ListFunctions", {"Filters": one("Type", ["HTTP"])}) == 0
+    assert count("scf", "ListFunctions", {"Filters": one("VpcId", ["vpc-1"])}) == 0
+    assert count("clb", "DescribeLoadBalancers", {"Filters": one("charge-type", ["POSTPAID_BY_HOUR"])}) == 1
+    assert count("clb", "DescribeLoadBalancers", {"Filters": one("function-name", ["page-a"])}) == 0
+    print("pages and filters: ok")
 
 
 def main():

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::rules::normalize_domain;
-use crate::api::params::{obj, page, parse};
+use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
 use crate::proxy::custom::Settings;
 use crate::state::{Command, ConfigKind, ConfigPlace, CustomConfig, State};
@@ -165,32 +165,20 @@ struct DescribeList {
     filters: Option<Vec<Filter>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Filter {
-    name: String,
-    values: Vec<String>,
-}
-
 /// DescribeCustomizedConfigList: one type's configurations, by name (contained), id or bound load balancer.
 pub fn describe_list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DescribeList = parse(p)?;
     let kind = config_kind(&req.config_type)?;
     let state = &ctx.snapshot.state;
     let mut lb_filter: Option<Vec<String>> = None;
-    for filter in req.filters.unwrap_or_default() {
+    for filter in filters(req.filters)? {
         match filter.name.as_str() {
             "loadbalancer-id" => lb_filter = Some(filter.values),
             "vip" => {
                 let ids = state.load_balancers.values().filter(|lb| filter.values.contains(&lb.vip));
                 lb_filter = Some(ids.map(|lb| lb.id.clone()).collect());
             }
-            other => {
-                return Err(ApiError::new(
-                    "InvalidParameter.FormatError",
-                    format!("The filter `{other}` is not one of loadbalancer-id and vip."),
-                ));
-            }
+            other => return Err(unknown_filter(other)),
         }
     }
     let configs: Vec<&CustomConfig> = state

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::params::{obj, page, parse};
+use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
 use crate::state::{Command, IpVersion, LoadBalancer, LoadBalancerType, NewLoadBalancer};
 
@@ -141,16 +141,53 @@ struct DescribeLoadBalancers {
     search_key: Option<String>,
     project_id: Option<i64>,
     vpc_id: Option<String>,
+    backend_private_ips: Option<Vec<String>>,
+    filters: Option<Vec<Filter>>,
+}
+
+/// The `Filters` of DescribeLoadBalancers that fnlb knows; zones, ISPs and SLA types name nothing here, so they
+/// match no instance.
+const LOAD_BALANCER_FILTERS: &[&str] =
+    &["charge-type", "internet-charge-type", "master-zone-id", "tag-key", "function-name", "vip-isp", "sla-type"];
+
+/// Whether an instance matches one filter (any of its values).
+fn matches(state: &crate::state::State, lb: &LoadBalancer, filter: &Filter) -> bool {
+    let any = |value: &str| filter.values.iter().any(|v| v == value);
+    match filter.name.as_str() {
+        "charge-type" => any("POSTPAID_BY_HOUR"),
+        "internet-charge-type" => any("TRAFFIC_POSTPAID_BY_HOUR"),
+        "tag-key" => lb.tags.iter().any(|(key, _)| any(key)),
+        "function-name" => {
+            state.rules.values().any(|r| r.lb_id == lb.id && r.function.as_ref().is_some_and(|t| any(&t.name)))
+        }
+        name => match name.strip_prefix("tag:") {
+            Some(key) => lb.tags.iter().any(|(k, v)| k == key && any(v)),
+            None => false,
+        },
+    }
 }
 
 pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DescribeLoadBalancers = parse(p)?;
-    let mut lbs: Vec<&LoadBalancer> = ctx
-        .snapshot
-        .state
+    let given = filters(req.filters)?;
+    if let Some(unknown) =
+        given.iter().find(|f| !LOAD_BALANCER_FILTERS.contains(&f.name.as_str()) && !f.name.starts_with("tag:"))
+    {
+        return Err(unknown_filter(&unknown.name));
+    }
+    let state = &ctx.snapshot.state;
+    // Backends by address: server targets of the instance's rules and layer-4 listeners.
+    let has_backend = |lb: &LoadBalancer, ips: &Vec<String>| {
+        let rules = state.rules.values().filter(|r| r.lb_id == lb.id).flat_map(|r| r.servers.iter());
+        let listeners = state.listeners.values().filter(|l| l.lb_id == lb.id).flat_map(|l| l.servers.iter());
+        rules.chain(listeners).any(|t| ips.contains(&t.ip))
+    };
+    let mut lbs: Vec<&LoadBalancer> = state
         .load_balancers
         .values()
         .filter(|lb| lb.scope == ctx.scope)
+        .filter(|lb| given.iter().all(|f| matches(state, lb, f)))
+        .filter(|lb| req.backend_private_ips.as_ref().is_none_or(|ips| has_backend(lb, ips)))
         .filter(|lb| req.load_balancer_ids.as_ref().is_none_or(|ids| ids.contains(&lb.id)))
         .filter(|lb| req.load_balancer_type.as_ref().is_none_or(|t| t == lb.lb_type.as_api()))
         .filter(|lb| req.forward.is_none_or(|f| f == i64::from(lb.forward)))

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::rules::normalize_domain;
-use crate::api::params::{obj, parse};
+use crate::api::params::{Filter, filters, obj, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
 use crate::state::{Command, FunctionTarget, RuleRef, ServerTarget, TargetsOf};
 
@@ -100,13 +100,6 @@ fn function_targets(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Ve
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Filter {
-    name: String,
-    values: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 struct DescribeTargets {
     load_balancer_id: String,
     listener_ids: Option<Vec<String>>,
@@ -120,17 +113,17 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
     let state = &ctx.snapshot.state;
     state.load_balancer(&ctx.scope, &req.load_balancer_id)?;
     let mut location_filter: Option<Vec<String>> = None;
-    for filter in req.filters.unwrap_or_default() {
+    let mut ip_filter: Option<Vec<String>> = None;
+    for filter in filters(req.filters)? {
         match filter.name.as_str() {
             "location-id" => location_filter = Some(filter.values),
-            other => {
-                return Err(ApiError::new(
-                    "InvalidParameterValue.InvalidFilter",
-                    format!("Filter `{other}` is not supported."),
-                ));
-            }
+            "private-ip-address" => ip_filter = Some(filter.values),
+            // Targets carry no tags here.
+            "tag" => ip_filter = Some(Vec::new()),
+            other => return Err(unknown_filter(other)),
         }
     }
+    let by_ip = |t: &ServerTarget| ip_filter.as_ref().is_none_or(|ips| ips.contains(&t.ip));
     let listeners: Vec<Value> = state
         .listeners_of(&req.load_balancer_id)
         .into_iter()
@@ -145,7 +138,8 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
                     .filter(|r| location_filter.as_ref().is_none_or(|ids| ids.contains(&r.id)))
                     .map(|r| {
                         let functions: Vec<Value> = r.function.iter().map(function_target_output).collect();
-                        let servers: Vec<Value> = r.servers.iter().map(|t| server_output(ctx, t)).collect();
+                        let servers: Vec<Value> =
+                            r.servers.iter().filter(|t| by_ip(t)).map(|t| server_output(ctx, t)).collect();
                         json!({
                             "LocationId": r.id,
                             "Domain": r.domain,
@@ -167,7 +161,7 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
                 "Targets": if l.protocol.is_layer7() {
                     Value::Null
                 } else {
-                    json!(l.servers.iter().map(|t| server_output(ctx, t)).collect::<Vec<_>>())
+                    json!(l.servers.iter().filter(|t| by_ip(t)).map(|t| server_output(ctx, t)).collect::<Vec<_>>())
                 },
                 "EndPort": 0,
             })

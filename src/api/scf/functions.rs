@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Environment, existing, function_key, triggers, validate};
-use crate::api::params::{obj, page, parse};
+use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
 use crate::functions;
 use crate::state::{CodeRef, Command, Function, FunctionConfig, FunctionConfigPatch, FunctionType, NewFunction};
@@ -305,10 +305,51 @@ struct ListFunctions {
     search_key: Option<String>,
     namespace: Option<String>,
     description: Option<String>,
+    filters: Option<Vec<Filter>>,
+}
+
+/// ListFunctions' filters on what a function reports, and those on settings fnlb's functions never have (a VPC,
+/// a role, CLS logs, CFS, an EIP), which match none.
+const FUNCTION_FILTERS: &[&str] = &[
+    "Status",
+    "Runtime",
+    "Type",
+    "PublicNetStatus",
+    "AsyncRunEnable",
+    "TraceEnable",
+    "Stamp",
+    "VpcId",
+    "SubnetId",
+    "ClsTopicId",
+    "ClsLogsetId",
+    "Role",
+    "CfsId",
+    "CfsMountInsId",
+    "Eip",
+];
+
+/// Whether a function matches one filter (any of its values); `tag-NAME` filters match none (functions carry
+/// no tags here).
+fn function_matches(function: &Function, filter: &Filter) -> bool {
+    let any = |value: &str| filter.values.iter().any(|v| v == value);
+    match filter.name.as_str() {
+        "Status" => any("Active"),
+        "Runtime" => any(&function.runtime),
+        "Type" => any(function.kind.as_api()),
+        "PublicNetStatus" => any("ENABLE"),
+        "AsyncRunEnable" | "TraceEnable" => any("FALSE"),
+        _ => false,
+    }
 }
 
 pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: ListFunctions = parse(p)?;
+    let given = filters(req.filters)?;
+    if let Some(unknown) =
+        given.iter().find(|f| !FUNCTION_FILTERS.contains(&f.name.as_str()) && !f.name.starts_with("tag-"))
+    {
+        return Err(unknown_filter(&unknown.name));
+    }
     let namespace = req.namespace.unwrap_or_else(|| crate::state::DEFAULT_NAMESPACE.to_string());
     if !ctx.snapshot.state.namespace_exists(&ctx.scope, &namespace) {
         return Err(ApiError::new("ResourceNotFound.Namespace", format!("Namespace {namespace} does not exist.")));
@@ -321,6 +362,7 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
         .filter(|f| f.key.scope == ctx.scope && f.key.namespace == namespace)
         .filter(|f| req.search_key.as_ref().is_none_or(|s| f.key.name.contains(s.as_str())))
         .filter(|f| req.description.as_ref().is_none_or(|d| f.config.description.contains(d.as_str())))
+        .filter(|f| given.iter().all(|filter| function_matches(f, filter)))
         .collect();
     match req.orderby.as_deref() {
         None | Some("AddTime") => functions.sort_by_key(|f| (f.add_time, f.key.name.clone())),

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::existing;
-use crate::api::params::{obj, page, parse};
+use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
 use crate::proxy::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
 use crate::state::{
@@ -123,12 +123,23 @@ struct ListTriggers {
     limit: Option<i64>,
     order_by: Option<String>,
     order: Option<String>,
+    filters: Option<Vec<Filter>>,
 }
 
 pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: ListTriggers = parse(p)?;
     let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
     let mut triggers = clb_triggers(ctx, &key);
+    for filter in filters(req.filters)? {
+        let any = |value: &str| filter.values.iter().any(|v| v == value);
+        match filter.name.as_str() {
+            "Qualifier" => triggers.retain(|t| any(&t.qualifier)),
+            "TriggerName" => triggers.retain(|t| any(&t.name)),
+            // CLB triggers have no description.
+            "Description" => triggers.retain(|_| any("")),
+            other => return Err(unknown_filter(other)),
+        }
+    }
     match req.order_by.as_deref() {
         None | Some("add_time") | Some("mod_time") => {}
         Some(other) => {
