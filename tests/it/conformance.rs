@@ -32,8 +32,7 @@ async fn tccli(app: &TestApp, service: &str, action: &str, params: Value) -> Res
 
 /// `tccli` in another region.
 async fn tccli_in(app: &TestApp, region: &str, service: &str, action: &str, params: Value) -> Result<Value, Failure> {
-    let keys = Keys { id: &app.credentials.secret_id, key: &app.credentials.secret_key };
-    tccli_as(app, keys, region, service, action, params).await
+    tccli_as(app, Keys::first(app), region, service, action, params).await
 }
 
 /// An account's keys.
@@ -41,6 +40,13 @@ async fn tccli_in(app: &TestApp, region: &str, service: &str, action: &str, para
 struct Keys<'a> {
     id: &'a str,
     key: &'a str,
+}
+
+impl Keys<'_> {
+    /// The keys of the account fnlb made on its first start.
+    fn first(app: &TestApp) -> Keys<'_> {
+        Keys { id: &app.credentials.secret_id, key: &app.credentials.secret_key }
+    }
 }
 
 /// `tccli` with an account's keys.
@@ -317,13 +323,7 @@ fn bind(lb: &str, listener: &str, location: &str, function: &str) -> Value {
 }
 
 async fn create_function(app: &TestApp, region: &str, name: &str, extra: Value) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/echo");
-    let zip = fnlb::functions::zip_dir(&dir).unwrap();
-    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, zip);
-    let mut params = json!({"FunctionName": name, "Runtime": "Python3.9", "Handler": "index.main_handler",
-        "Code": {"ZipFile": code}});
-    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    tccli_in(app, region, "scf", "CreateFunction", params).await.unwrap();
+    create_function_in(app, Keys::first(app), region, name, extra).await;
 }
 
 #[tokio::test]
@@ -512,13 +512,18 @@ async fn accounts_cannot_see_or_touch_each_others_resources() {
 }
 
 async fn create_function_as(app: &TestApp, keys: Keys<'_>, name: &str, extra: Value) {
+    create_function_in(app, keys, "ap-guangzhou", name, extra).await;
+}
+
+/// The echo fixture as a function of an account in a region.
+async fn create_function_in(app: &TestApp, keys: Keys<'_>, region: &str, name: &str, extra: Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/echo");
     let zip = fnlb::functions::zip_dir(&dir).unwrap();
     let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, zip);
     let mut params = json!({"FunctionName": name, "Runtime": "Python3.9", "Handler": "index.main_handler",
         "Code": {"ZipFile": code}});
     params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    tccli_as(app, keys, "ap-guangzhou", "scf", "CreateFunction", params).await.unwrap();
+    tccli_as(app, keys, region, "scf", "CreateFunction", params).await.unwrap();
 }
 
 #[tokio::test]
