@@ -148,6 +148,7 @@ pub async fn associate(ctx: &Ctx<'_>, p: Map<String, Value>, bind: bool) -> Resu
             }
         })
         .collect();
+    lbs.sort_unstable();
     lbs.dedup();
     let command = Command::BindCustomConfig { scope: ctx.scope.clone(), id: req.uconfig_id, places, bind };
     ctx.apply(command, Some(lbs)).await?;
