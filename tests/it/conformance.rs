@@ -210,6 +210,15 @@ async fn a_clb_trigger_made_from_the_scf_side_is_a_binding_on_both_sides() {
     let targets = ok(&app, "clb", "DescribeTargets", json!({"LoadBalancerId": lb})).await;
     assert_eq!(targets["Listeners"][0]["Rules"][0]["FunctionTargets"].as_array().map_or(0, Vec::len), 0);
 
+    // Described as Tencent's Serverless toolkit does: the listener by port and protocol.
+    let desc = json!({"loadBalanceId": lb, "domain": "toolkit.fnlb.test", "port": port, "protocol": "HTTP",
+        "url": "/kit", "weight": 10});
+    let create = json!({"FunctionName": "echo", "TriggerName": "kit", "Type": "clb", "TriggerDesc": desc.to_string()});
+    let created = ok(&app, "scf", "CreateTrigger", create).await;
+    let shown: Value = serde_json::from_str(created["TriggerInfo"]["TriggerDesc"].as_str().unwrap()).unwrap();
+    assert_eq!(shown["listenerId"], listener.as_str(), "{shown}");
+    ok(&app, "scf", "DeleteTrigger", json!({"FunctionName": "echo", "TriggerName": "kit", "Type": "clb"})).await;
+
     // Made from the SCF side by the rule's id, removed from the CLB side.
     let desc = json!({"loadBalanceId": lb, "listenerId": listener, "locationId": location, "weight": 20});
     let create =

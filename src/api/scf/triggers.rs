@@ -182,13 +182,16 @@ struct CreateTrigger {
     description: Option<String>,
 }
 
-/// A CLB trigger's `TriggerDesc` as CreateTrigger takes it: the listener, and the rule by id or by domain and URL
-/// (`port`, `protocol` and `accessPath` are outputs and are not read).
+/// A CLB trigger's `TriggerDesc` as CreateTrigger takes it: the listener by id, or by `port` and `protocol` (as
+/// Tencent's Serverless toolkit describes it), and the rule by id or by domain and URL (`accessPath` is an output
+/// and is not read).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ClbTriggerDesc {
     load_balance_id: String,
-    listener_id: String,
+    listener_id: Option<String>,
+    port: Option<u16>,
+    protocol: Option<String>,
     location_id: Option<String>,
     domain: Option<String>,
     url: Option<String>,
@@ -229,11 +232,33 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     }
     let state = &ctx.snapshot.state;
     state.load_balancer(&ctx.scope, &desc.load_balance_id)?;
-    state.listener(&ctx.scope, &desc.load_balance_id, &desc.listener_id)?;
+    let listener_id = match (&desc.listener_id, desc.port) {
+        (Some(id), _) => state.listener(&ctx.scope, &desc.load_balance_id, id)?.id.clone(),
+        (None, Some(port)) => {
+            let protocol = desc.protocol.as_deref().unwrap_or("HTTP");
+            let found = state
+                .listeners_of(&desc.load_balance_id)
+                .into_iter()
+                .find(|l| l.port == port && l.protocol.as_api().eq_ignore_ascii_case(protocol));
+            let found = found.ok_or_else(|| {
+                ApiError::new(
+                    "InvalidParameterValue.TriggerDesc",
+                    format!("Load balancer {} has no {protocol} listener on port {port}.", desc.load_balance_id),
+                )
+            })?;
+            found.id.clone()
+        }
+        (None, None) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.TriggerDesc",
+                "TriggerDesc names the listener by listenerId, or by port and protocol.",
+            ));
+        }
+    };
     let mut rule = RuleRef {
         scope: ctx.scope.clone(),
         lb_id: desc.load_balance_id.clone(),
-        listener_id: desc.listener_id.clone(),
+        listener_id: listener_id.clone(),
         location_id: desc.location_id.clone(),
         domain: None,
         url: None,
@@ -248,11 +273,8 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         };
         let domain = crate::api::clb::rules::check_domain(&domain)?;
         crate::api::clb::rules::check_url(&url)?;
-        let existing_rule = state
-            .rules_of(&desc.listener_id)
-            .into_iter()
-            .find(|r| r.domain == domain && r.url == url)
-            .map(|r| r.id.clone());
+        let existing_rule =
+            state.rules_of(&listener_id).into_iter().find(|r| r.domain == domain && r.url == url).map(|r| r.id.clone());
         let id = match existing_rule {
             Some(id) => id,
             None => {
@@ -260,7 +282,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
                 commands.push(Command::CreateRules {
                     scope: ctx.scope.clone(),
                     lb_id: desc.load_balance_id.clone(),
-                    listener_id: desc.listener_id.clone(),
+                    listener_id: listener_id.clone(),
                     rules: vec![NewRule {
                         id: id.clone(),
                         domain,
