@@ -8,10 +8,13 @@
 //! weighted targets, so a client keeps its target while the set does not change.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -185,27 +188,58 @@ pub struct Upstreams {
 /// A pooled connection's target: its address and whether the connection is TLS (`ForwardType` `HTTPS`).
 type PoolKey = (SocketAddr, bool);
 
+/// An HTTP/1.1 connection to a target: the handle requests are sent through, and the connection itself, which the
+/// request using it drives (no task of its own: a request costs no hand-off to another task and back).
+struct Link {
+    sender: SendRequest<Upload>,
+    /// `None` once the connection has ended. (Only ever used through `&mut`: the mutex, never locked, makes a
+    /// response body holding it shareable, as hyper's bodies must be.)
+    conn: Option<Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+}
+
+impl Link {
+    /// Lets the connection make progress (read, write, notice it was closed); returns whether it is still open.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(conn) = self.conn.as_mut()
+            && conn.get_mut().unwrap_or_else(|p| p.into_inner()).as_mut().poll(cx).is_ready()
+        {
+            self.conn = None;
+        }
+        self.conn.is_some()
+    }
+}
+
+/// Awaits `fut` while driving the link's connection.
+async fn driving<F: Future>(link: &mut Link, fut: F) -> F::Output {
+    tokio::pin!(fut);
+    std::future::poll_fn(|cx| {
+        link.drive(cx);
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// Idle keep-alive connections by target.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Upload>>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Link>>>,
     per_target: usize,
 }
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<SendRequest<Upload>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<Link>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keeps a connection whose exchange is over for the next request to the same target, up to the limit.
-    fn keep(&self, addr: PoolKey, sender: SendRequest<Upload>) {
-        if sender.is_closed() {
+    fn keep(&self, addr: PoolKey, link: Link) {
+        if link.conn.is_none() || link.sender.is_closed() {
             return;
         }
         let mut idle = self.lock();
         let senders = idle.entry(addr).or_default();
         if senders.len() < self.per_target {
-            senders.push(sender);
+            senders.push(link);
         }
     }
 }
@@ -214,15 +248,15 @@ impl Pool {
 /// back to the pool and the request stops counting as in flight.
 struct Returning {
     body: Incoming,
-    done: Option<(Arc<Pool>, PoolKey, SendRequest<Upload>, InFlight)>,
+    done: Option<(Arc<Pool>, PoolKey, Link, InFlight)>,
 }
 
 impl Drop for Returning {
     fn drop(&mut self) {
-        if let Some((pool, addr, sender, _in_flight)) = self.done.take()
+        if let Some((pool, addr, link, _in_flight)) = self.done.take()
             && self.body.is_end_stream()
         {
-            pool.keep(addr, sender);
+            pool.keep(addr, link);
         }
     }
 }
@@ -235,11 +269,17 @@ impl hyper::body::Body for Returning {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let this = &mut *self;
+        // The connection brings the body in.
+        if let Some((_, _, link, _)) = this.done.as_mut() {
+            link.drive(cx);
+        }
+        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
         if matches!(polled, std::task::Poll::Ready(None)) {
             // The whole response has been read: the connection can serve the next request now.
-            if let Some((pool, addr, sender, _in_flight)) = self.done.take() {
-                pool.keep(addr, sender);
+            if let Some((pool, addr, mut link, _in_flight)) = this.done.take() {
+                link.drive(cx);
+                pool.keep(addr, link);
             }
         }
         polled
@@ -317,12 +357,13 @@ impl Upstreams {
             let Some((backend, in_flight)) = balancer.next(client, cookie.as_deref(), &mut tried) else {
                 return exhausted(&tried);
             };
-            let mut sender = match self.sender(backend.addr, tls.clone(), waits.connect).await {
-                Ok(sender) => sender,
+            let mut link = match self.link(backend.addr, tls.clone(), waits.connect).await {
+                Ok(link) => link,
                 Err(e) if self.retry(backend.addr, &e, &tried) => continue,
                 Err(_) => return respond::bad_gateway(),
             };
-            let sent = match exchange(sender.try_send_request(request), progress.as_deref(), &waits).await {
+            let send = link.sender.try_send_request(request);
+            let sent = match driving(&mut link, exchange(send, progress.as_deref(), &waits)).await {
                 Ok(sent) => sent,
                 Err(timed_out) => return timed_out,
             };
@@ -358,7 +399,7 @@ impl Upstreams {
             // The request counts as in flight, and its connection stays out of the pool, until its response body
             // is done.
             let key = (backend.addr, tls.is_some());
-            let body = Returning { body, done: Some((self.idle.clone(), key, sender, in_flight)) };
+            let body = Returning { body, done: Some((self.idle.clone(), key, link, in_flight)) };
             return Response::from_parts(parts, body.boxed());
         }
     }
@@ -483,21 +524,21 @@ impl Upstreams {
 
     /// A ready pooled connection to `addr` (over TLS when `tls` is given: `Some(None)` names the target by its
     /// address), or a new one.
-    async fn sender(
+    async fn link(
         &self,
         addr: SocketAddr,
         tls: Option<Option<ServerName<'static>>>,
         connect_timeout: Duration,
-    ) -> std::io::Result<SendRequest<Upload>> {
-        {
-            let mut idle = self.idle.lock();
+    ) -> std::io::Result<Link> {
+        loop {
             // The most recently used first: it is the likeliest to be open; closed ones on the way are dropped.
-            if let Some(senders) = idle.get_mut(&(addr, tls.is_some())) {
-                while let Some(sender) = senders.pop() {
-                    if sender.is_ready() {
-                        return Ok(sender);
-                    }
-                }
+            let Some(mut link) = self.idle.lock().get_mut(&(addr, tls.is_some())).and_then(Vec::pop) else {
+                break;
+            };
+            // Let it notice a close by the server, and be ready for the next request.
+            let open = std::future::poll_fn(|cx| Poll::Ready(link.drive(cx))).await;
+            if open && link.sender.is_ready() {
+                return Ok(link);
             }
         }
         let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
@@ -546,18 +587,18 @@ fn exhausted(tried: &[SocketAddr]) -> Response<Body> {
 }
 
 /// HTTP/1.1 over a new connection to a target; the connection runs on its own task.
-async fn handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<SendRequest<Upload>>
+async fn handshake<I>(addr: SocketAddr, io: I) -> std::io::Result<Link>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
+    let conn = async move {
         if let Err(e) = connection.await {
             tracing::debug!(%addr, error = %e, "An upstream connection ended with an error.");
         }
-    });
-    Ok(sender)
+    };
+    Ok(Link { sender, conn: Some(Mutex::new(Box::pin(conn))) })
 }
 
 /// HTTP/2 over a new connection to a target; the connection runs on its own task.
