@@ -250,6 +250,24 @@ pub struct NewRule {
     pub health_check: HealthCheck,
 }
 
+impl NewRule {
+    /// A rule with CLB's defaults: `WRR`, no persistence, HTTP to its targets, no HTTP/2, the default health check.
+    pub fn with_defaults(id: String, domain: String, url: String) -> NewRule {
+        NewRule {
+            id,
+            domain,
+            url,
+            default_server: false,
+            scheduler: "WRR".to_string(),
+            session_expire_time: 0,
+            forward_type: "HTTP".to_string(),
+            http2: false,
+            tls: None,
+            health_check: HealthCheck::default(),
+        }
+    }
+}
+
 /// How a request names the rules it acts on.
 #[derive(Clone, Debug)]
 pub enum RulesSelector {

@@ -82,18 +82,7 @@ fn create_rule(lb: &str, listener: &str, id: &str, domain: &str, url: &str, now:
         scope: scope(),
         lb_id: lb.to_string(),
         listener_id: listener.to_string(),
-        rules: vec![NewRule {
-            id: id.to_string(),
-            domain: domain.to_string(),
-            url: url.to_string(),
-            default_server: false,
-            scheduler: "WRR".to_string(),
-            session_expire_time: 0,
-            forward_type: "HTTP".to_string(),
-            http2: false,
-            tls: None,
-            health_check: HealthCheck::default(),
-        }],
+        rules: vec![NewRule::with_defaults(id.to_string(), domain.to_string(), url.to_string())],
         now,
     }
 }

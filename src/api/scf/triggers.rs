@@ -10,7 +10,7 @@ use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
 use crate::proxy::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
 use crate::state::{
-    Command, FunctionKey, FunctionTarget, HealthCheck, LATEST, Listener, LoadBalancer, NewRule, Protocol, Rule, RuleRef,
+    Command, FunctionKey, FunctionTarget, LATEST, Listener, LoadBalancer, NewRule, Protocol, Rule, RuleRef,
 };
 
 /// A CLB trigger as SCF shows it.
@@ -283,18 +283,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
                     scope: ctx.scope.clone(),
                     lb_id: desc.load_balance_id.clone(),
                     listener_id: listener_id.clone(),
-                    rules: vec![NewRule {
-                        id: id.clone(),
-                        domain,
-                        url,
-                        default_server: false,
-                        scheduler: "WRR".to_string(),
-                        session_expire_time: 0,
-                        forward_type: "HTTP".to_string(),
-                        http2: false,
-                        tls: None,
-                        health_check: HealthCheck::default(),
-                    }],
+                    rules: vec![NewRule::with_defaults(id.clone(), domain, url)],
                     now: crate::clock::now_ms(),
                 });
                 id
