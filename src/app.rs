@@ -34,6 +34,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict the data directory {}", data_dir.display()))?;
+    // Absolute from here on: sandboxes and runtimes start in other directories (`./fnlb-data` is the default).
+    let absolute =
+        data_dir.canonicalize().with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
+    let data_dir = &absolute;
     let store = Arc::new(Store::open(&data_dir.join("fnlb.sqlite3"))?);
     let state = State::restore(config.limits.clone(), store.load_entities()?);
     let control = Arc::new(Control::new(state, store.clone()));

@@ -45,9 +45,23 @@ impl TestApp {
 
     /// Starts fnlb with extra `serve` arguments and environment variables.
     pub fn start_with(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestApp {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnlb"))
-            .args(["serve", "--api-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+        TestApp::spawn(data_dir, false, extra, env)
+    }
+
+    /// Starts fnlb in the data directory's parent, naming the data directory relatively (as `./fnlb-data`, the
+    /// default, is).
+    pub fn start_relative(data_dir: &Path, extra: &[&str]) -> TestApp {
+        TestApp::spawn(data_dir, true, extra, &[])
+    }
+
+    fn spawn(data_dir: &Path, relative: bool, extra: &[&str], env: &[(&str, &str)]) -> TestApp {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fnlb"));
+        command.args(["serve", "--api-addr", "127.0.0.1:0", "--data-dir"]);
+        match (relative, data_dir.parent(), data_dir.file_name()) {
+            (true, Some(parent), Some(name)) => command.arg(name).current_dir(parent),
+            _ => command.arg(data_dir),
+        };
+        let mut child = command
             .args(extra)
             .env("FNLB_LOG", "warn")
             .env_remove("FNLB_SECRET_ID")

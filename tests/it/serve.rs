@@ -37,7 +37,8 @@ async fn the_example_is_deployed_once_and_reachable() {
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path().join("data");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let app = TestApp::start_in(&data_dir, &["--example", "--example-port", &port]);
+    // The data directory named relatively, as the default `./fnlb-data` is: sandboxes start elsewhere.
+    let app = TestApp::start_relative(&data_dir, &["--example", "--example-port", &port]);
     let access_path = app.wait_line("fnlb: example hello-clb deployed; open ", Duration::from_secs(30));
     assert_eq!(access_path, format!("http://127.0.0.1:{port}/"));
     let reply = get(&access_path).await;
