@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -239,7 +239,11 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     }
     let body_gap = custom.client_body_timeout.unwrap_or(proxy.settings.body_read_timeout);
     let scheme = if tls { "https" } else { "http" };
-    let mut req = req.map(|body| Upload::new(body, body_gap, max_body));
+    // A function's event holds at most its own limit (6 MB) of body, whichever limit is lower.
+    let max_event = proxy.functions.settings().max_event_bytes as u64;
+    let event_bound = target.servers.is_empty() && max_event < max_body;
+    let limit = if event_bound { max_event } else { max_body };
+    let mut req = req.map(|body| Upload::new(body, body_gap, limit));
     // One id per request, shared by the function's context and `$stgw_request_id`.
     let request_id = std::sync::OnceLock::new();
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
@@ -263,10 +267,9 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
         let (mut parts, body) = req.into_parts();
         parts.headers.extend(extra);
         let progress = body.progress();
-        let limit = proxy.functions.settings().max_event_bytes.min(max_body.try_into().unwrap_or(usize::MAX));
-        let body = match Limited::new(body, limit).collect().await {
+        let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(_) if event_bound && progress.as_ref().is_some_and(|p| p.too_large()) => {
                 return respond::errno(
                     http::StatusCode::PAYLOAD_TOO_LARGE,
                     status::REQUEST_TOO_LARGE,
