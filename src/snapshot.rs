@@ -199,15 +199,20 @@ impl Snapshot {
                     Settings::default()
                 })
             };
-            let lb_custom = parsed(lb.config_id.as_ref());
+            let lb_custom = Arc::new(parsed(lb.config_id.as_ref()));
+            // Rules bound to the same configurations share one merged copy (most share the load balancer's).
+            let mut merged: HashMap<(Option<&String>, Option<&String>), Arc<Settings>> = HashMap::new();
             let targets = rules
                 .iter()
-                .map(|r| RouteTarget {
-                    custom: Arc::new(
-                        lb_custom
-                            .merged(&parsed(listener.domain_configs.get(&r.domain)))
-                            .merged(&parsed(r.config_id.as_ref())),
-                    ),
+                .map(|&r| RouteTarget {
+                    custom: {
+                        let key = (listener.domain_configs.get(&r.domain), r.config_id.as_ref());
+                        let settings = merged.entry(key).or_insert_with(|| match key {
+                            (None, None) => lb_custom.clone(),
+                            (domain, rule) => Arc::new(lb_custom.merged(&parsed(domain)).merged(&parsed(rule))),
+                        });
+                        settings.clone()
+                    },
                     location_id: r.id.clone(),
                     domain: r.domain.clone(),
                     servers: servers(&r.servers),
@@ -236,7 +241,7 @@ impl Snapshot {
                 router,
                 rules: targets,
                 tls,
-                custom: Arc::new(lb_custom),
+                custom: lb_custom,
             };
             http_listeners.insert(addr, Arc::new(routes));
         }
