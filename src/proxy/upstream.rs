@@ -511,9 +511,8 @@ impl Upstreams {
         client: IpAddr,
     ) -> Option<(SocketAddr, impl Drop + Send + Sync + 'static)> {
         let balancer = self.balancer(target);
-        let backend = balancer.pick(client, None, &[])?;
-        backend.state.active.fetch_add(1, Ordering::Relaxed);
-        Some((backend.addr, InFlight(backend.state.clone())))
+        let (backend, in_flight) = balancer.next(client, None, &mut Vec::new())?;
+        Some((backend.addr, in_flight))
     }
 
     /// Whether a request whose target could not be connected to goes to another one.

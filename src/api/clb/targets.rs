@@ -73,13 +73,7 @@ fn function_targets(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Ve
     }
     let mut targets = Vec::with_capacity(req.function_targets.len());
     for t in req.function_targets {
-        let weight = t.weight.unwrap_or(10);
-        if !(0..=100).contains(&weight) {
-            return Err(ApiError::new(
-                "InvalidParameterValue.Range",
-                format!("Weight {weight} is not valid: weights are 0 to 100."),
-            ));
-        }
+        let weight = t.weight.map(weight).transpose()?.unwrap_or(10);
         let namespace = if t.function.function_namespace.is_empty() {
             "default".to_string()
         } else {
@@ -89,7 +83,7 @@ fn function_targets(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Ve
             namespace,
             name: t.function.function_name,
             qualifier: t.function.function_qualifier,
-            weight: weight as u32,
+            weight,
             add_time: 0,
             trigger_name: None,
         });
