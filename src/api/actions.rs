@@ -375,7 +375,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     clb("RegisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
     clb("DeregisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
     clb("ModifyTargetWeight", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Targets", "Weight"]),
-    clb("DescribeTargetHealth", &["LoadBalancerIds", "Filters"]),
+    clb("DescribeTargetHealth", &["LoadBalancerIds", "ListenerIds", "LocationIds"]),
     clb("DescribeTaskStatus", &["TaskId", "DealName"]),
     clb(
         "SetCustomizedConfigForLoadBalancer",

@@ -125,6 +125,9 @@ def check_pages(clients):
     assert count("scf", "ListFunctions", {"Filters": one("VpcId", ["vpc-1"])}) == 0
     assert count("clb", "DescribeLoadBalancers", {"Filters": one("charge-type", ["POSTPAID_BY_HOUR"])}) == 1
     assert count("clb", "DescribeLoadBalancers", {"Filters": one("function-name", ["page-a"])}) == 0
+    lb = described["LoadBalancerSet"][0]["LoadBalancerId"]
+    health = clients["clb"].call_json("DescribeTargetHealth", {"LoadBalancerIds": [lb], "LocationIds": ["loc-none"]})
+    assert health["Response"]["LoadBalancers"][0]["Listeners"][0]["Rules"] == [], health
     print("pages and filters: ok")
 
 

@@ -334,6 +334,8 @@ pub async fn modify_weight(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<S
 #[serde(rename_all = "PascalCase")]
 struct DescribeTargetHealth {
     load_balancer_ids: Vec<String>,
+    listener_ids: Option<Vec<String>>,
+    location_ids: Option<Vec<String>>,
 }
 
 /// DescribeTargetHealth: each server target's health as the active checks see it.
@@ -346,6 +348,7 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
         let listeners: Vec<Value> = state
             .listeners_of(lb_id)
             .into_iter()
+            .filter(|l| req.listener_ids.as_ref().is_none_or(|ids| ids.contains(&l.id)))
             .map(|l| {
                 // A layer-4 listener holds its targets itself: one entry named by the listener.
                 let holders: Vec<(&str, &str, &str, &[ServerTarget])> = if l.protocol.is_layer7() {
@@ -355,6 +358,7 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
                 };
                 let rules: Vec<Value> = holders
                     .into_iter()
+                    .filter(|(id, ..)| req.location_ids.as_ref().is_none_or(|ids| ids.iter().any(|l| l == id)))
                     .map(|(id, domain, url, servers)| {
                         let targets: Vec<Value> = servers
                             .iter()
