@@ -8,8 +8,8 @@ use crate::proxy::custom::Settings;
 use crate::proxy::router::{RouteRule, Router};
 use crate::proxy::tls::ListenerTls;
 use crate::state::{
-    CodeRef, CustomConfig, Function, FunctionConfig, FunctionKey, HealthCheck, LATEST, Listener, LoadBalancer,
-    Protocol, Rule, State,
+    CodeRef, CustomConfig, Function, FunctionConfig, FunctionKey, FunctionTarget, HealthCheck, LATEST, Listener,
+    LoadBalancer, Protocol, Rule, State,
 };
 
 pub struct Snapshot {
@@ -52,6 +52,8 @@ pub struct RouteTarget {
     pub location_id: String,
     pub domain: String,
     pub function: Option<(FunctionKey, String)>,
+    /// The function that answers when no server can: none takes traffic, or none could be reached.
+    pub fallback: Option<(FunctionKey, String)>,
     /// Server targets and their weights; the rule's scheduler and health check.
     pub servers: Vec<(SocketAddr, u32)>,
     pub scheduler: String,
@@ -153,6 +155,7 @@ impl Snapshot {
                     location_id: listener.id.clone(),
                     domain: String::new(),
                     function: None,
+                    fallback: None,
                     servers: servers(&listener.servers),
                     scheduler: listener.scheduler.clone(),
                     session_expire_time: 0,
@@ -221,14 +224,8 @@ impl Snapshot {
                     forward_tls: matches!(r.forward_type.as_str(), "HTTPS" | "GRPCS"),
                     forward_h2: matches!(r.forward_type.as_str(), "GRPC" | "GRPCS"),
                     health_check: r.health_check.clone(),
-                    function: r.function.as_ref().map(|t| {
-                        let key = FunctionKey {
-                            scope: lb.scope.clone(),
-                            namespace: t.namespace.clone(),
-                            name: t.name.clone(),
-                        };
-                        (key, t.qualifier.clone())
-                    }),
+                    function: r.function.as_ref().map(|t| function_ref(lb, t)),
+                    fallback: r.fallback.as_ref().map(|t| function_ref(lb, t)),
                 })
                 .collect();
             let tls =
@@ -266,6 +263,12 @@ fn bound_configs<'a>(
 ) -> Vec<Option<&'a CustomConfig>> {
     let ids = lb.config_id.iter().chain(listener.domain_configs.values());
     ids.chain(rules.iter().filter_map(|r| r.config_id.as_ref())).map(|id| state.custom_configs.get(id)).collect()
+}
+
+/// A bound function, as the engine names it.
+fn function_ref(lb: &LoadBalancer, target: &FunctionTarget) -> (FunctionKey, String) {
+    let key = FunctionKey { scope: lb.scope.clone(), namespace: target.namespace.clone(), name: target.name.clone() };
+    (key, target.qualifier.clone())
 }
 
 /// Server targets by address, with their weights (targets whose address does not parse are left out).

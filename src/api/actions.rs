@@ -377,6 +377,9 @@ pub const ACTIONS: &[ActionInfo] = &[
     clb("ModifyTargetWeight", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Targets", "Weight"]),
     clb("DescribeTargetHealth", &["LoadBalancerIds", "ListenerIds", "LocationIds"]),
     clb("DescribeTaskStatus", &["TaskId", "DealName"]),
+    // fnlb extensions (docs/decisions/0006-rule-fallback.md).
+    clb("SetRuleFallback", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Function"]),
+    clb("DescribeRuleFallbacks", &["LoadBalancerId", "ListenerIds"]),
     clb(
         "SetCustomizedConfigForLoadBalancer",
         &["OperationType", "UconfigId", "ConfigContent", "ConfigName", "LoadBalancerIds", "Tags"],
@@ -447,6 +450,8 @@ pub async fn dispatch(
         (Service::Clb, "ModifyTargetWeight") => clb::targets::modify_weight(ctx, p).await,
         (Service::Clb, "DescribeTargetHealth") => clb::targets::describe_health(ctx, p),
         (Service::Clb, "DescribeTaskStatus") => clb::tasks::describe(ctx, p).await,
+        (Service::Clb, "SetRuleFallback") => clb::fallback::set(ctx, p).await,
+        (Service::Clb, "DescribeRuleFallbacks") => clb::fallback::describe(ctx, p),
         (Service::Clb, "SetCustomizedConfigForLoadBalancer") => clb::configs::set_for_load_balancer(ctx, p).await,
         (Service::Clb, "AddCustomizedConfig") => clb::configs::add_config(ctx, p).await,
         (Service::Clb, "ModifyCustomizedConfig") => clb::configs::modify_config(ctx, p).await,

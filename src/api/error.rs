@@ -81,7 +81,8 @@ impl From<StateError> for ApiError {
             | WebFunction(_)
             | TraditionalAccount(_)
             | BindingRegion(_) => "UnsupportedOperation",
-            RuleHasFunctionTarget(_) | RuleHasServers(_) | Layer7Targets(_) => "InvalidParameter",
+            RuleHasFunctionTarget(_) | RuleHasServers(_) | RuleHasFallback(_) | Layer7Targets(_) => "InvalidParameter",
+            NoFallback(_) => "ResourceNotFound",
             TargetQuota { .. } => "LimitExceeded",
             TargetExists { .. } => "InvalidParameter.RegisterTargetsDuplicate",
             TargetNotFound { .. } => "InvalidParameter",

@@ -183,6 +183,11 @@ async fn check_loop(state: Arc<TargetState>, addr: SocketAddr, check: HealthChec
     }
 }
 
+/// How much of a check's answer is read (and dropped) after its status line.
+const PROBE_DRAIN_BYTES: usize = 64 * 1024;
+/// How long reading the rest of a check's answer may take; it does not count for the check.
+const PROBE_DRAIN_TIME: Duration = Duration::from_millis(200);
+
 /// One check within the check's timeout: a TCP connect (no `host`: layer 4), or a fresh connection, an HTTP
 /// request and its status line.
 async fn probe(addr: SocketAddr, check: &HealthCheck, host: &str) -> bool {
@@ -206,12 +211,25 @@ async fn probe(addr: SocketAddr, check: &HealthCheck, host: &str) -> bool {
             }
             read += n;
         }
-        Ok::<_, std::io::Error>(status_code(&head[..read]))
+        Ok::<_, std::io::Error>((status_code(&head[..read]), stream))
     };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(Some(code))) => (1..=5).contains(&(code / 100)) && check.http_codes & (1 << (code / 100 - 1)) != 0,
-        _ => false,
-    }
+    let Ok(Ok((Some(code), mut stream))) = tokio::time::timeout(timeout, attempt).await else {
+        return false;
+    };
+    // Read the rest of the answer (a bounded amount, for a moment) before closing, so that the server's write of
+    // it does not meet a reset connection.
+    let drain = async {
+        let mut rest = [0u8; 4096];
+        let mut left = PROBE_DRAIN_BYTES;
+        while let Ok(n @ 1..) = stream.read(&mut rest).await {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(PROBE_DRAIN_TIME, drain).await;
+    (1..=5).contains(&(code / 100)) && check.http_codes & (1 << (code / 100 - 1)) != 0
 }
 
 /// The status code of an HTTP/1.x status line.

@@ -22,9 +22,11 @@ use super::keepalive::{Expiry, KeepAlive};
 use super::respond::{self, Body};
 use super::router::Route;
 use super::upload::Upload;
+use super::upstream::Forwarded;
 use super::{Proxy, ProxySettings};
 use crate::functions::status;
 use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
+use crate::state::FunctionKey;
 
 /// Accepts connections until `stop` turns true, then lets open connections finish their current request.
 pub async fn serve(
@@ -227,10 +229,10 @@ struct Routed<'a> {
     start_ms: i64,
 }
 
-/// Sends a routed request to its rule's servers or function.
+/// Sends a routed request to its rule's servers or function; to its fallback function when no server can take it.
 async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: Request<Incoming>) -> Response<Body> {
-    let Routed { routes, target, peer, start_ms, .. } = *request;
-    let Peer { addr, client, tls, .. } = *peer;
+    let Routed { target, peer, start_ms, .. } = *request;
+    let Peer { client, tls, .. } = *peer;
     let custom = &target.custom;
     let max_body = custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
     let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -241,54 +243,106 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     let scheme = if tls { "https" } else { "http" };
     // A function's event holds at most its own limit (6 MB) of body, whichever limit is lower.
     let max_event = proxy.functions.settings().max_event_bytes as u64;
-    let event_bound = target.servers.is_empty() && max_event < max_body;
+    let event_bound = target.servers.is_empty() && target.fallback.is_none() && max_event < max_body;
     let limit = if event_bound { max_event } else { max_body };
     let mut req = req.map(|body| Upload::new(body, body_gap, limit));
     // One id per request, shared by the function's context and `$stgw_request_id`.
     let request_id = std::sync::OnceLock::new();
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
     let extra = proxy_headers(custom, request, &req, request_id);
-    if !target.servers.is_empty() {
-        let headers = bridge::balancer_headers(req.headers(), req.version(), &peer.client_ip, scheme, start_ms);
-        super::upstream::prepare(&mut req, headers);
-        req.headers_mut().extend(extra);
-        return proxy.upstreams.forward(target, client.ip(), req).await;
+    if target.servers.is_empty() && target.fallback.is_none() {
+        let Some(function) = &target.function else {
+            return respond::no_target();
+        };
+        let (mut parts, body) = req.into_parts();
+        parts.headers.extend(extra);
+        let body = Event { body: Some(body), bounded: event_bound };
+        return invoke(proxy, snapshot, request, function, parts, body, request_id()).await;
     }
-    let Some((key, qualifier)) = &target.function else {
-        return respond::no_target();
+    // The fallback gets the request as the client sent it, not as prepared for a server.
+    let head = target.fallback.as_ref().map(|_| {
+        let mut head = Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.uri().clone();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        head.headers_mut().extend(extra.clone());
+        head.into_parts().0
+    });
+    let headers = bridge::balancer_headers(req.headers(), req.version(), &peer.client_ip, scheme, start_ms);
+    super::upstream::prepare(&mut req, headers);
+    req.headers_mut().extend(extra);
+    let forwarded = proxy.upstreams.forward(target, client.ip(), req).await;
+    let (Some(fallback), Some(head)) = (&target.fallback, head) else {
+        return forwarded.into_response();
     };
+    let body = match forwarded {
+        Forwarded::Answered(response) => return response,
+        Forwarded::Unsent { request, .. } => Some(request.into_body()),
+        Forwarded::Lost => None,
+    };
+    let body = Event { body, bounded: false };
+    tracing::debug!(location = %target.location_id, "No server can take the request: the fallback function answers.");
+    invoke(proxy, snapshot, request, fallback, head, body, request_id()).await
+}
+
+/// A request body on its way into a function's event: `None` when the request had none; `bounded` when the
+/// upload's limit is the function's own (past it, errno 406 rather than the listener's plain 413).
+struct Event {
+    body: Option<Upload>,
+    bounded: bool,
+}
+
+/// Runs a function for a request and turns its result into the response.
+async fn invoke(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    request: &Routed<'_>,
+    (key, qualifier): &(FunctionKey, String),
+    parts: http::request::Parts,
+    Event { body, bounded }: Event,
+    request_id: &str,
+) -> Response<Body> {
+    let Routed { routes, target, peer, start_ms, .. } = *request;
     let Some(spec) = snapshot.functions.get(key) else {
         return respond::no_target();
     };
-    let request_id = request_id().to_string();
+    let request_id = request_id.to_string();
     let span =
         tracing::debug_span!("request", location = %target.location_id, function = %key, request_id = %request_id);
     async {
-        let (mut parts, body) = req.into_parts();
-        parts.headers.extend(extra);
-        let progress = body.progress();
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) if event_bound && progress.as_ref().is_some_and(|p| p.too_large()) => {
-                return respond::errno(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
-                    status::REQUEST_TOO_LARGE,
-                    "RequestTooLarge",
-                    &request_id,
-                );
-            }
-            Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
-            Err(_) if progress.is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
-            Err(_) => return respond::bad_request(),
+        let too_large = || {
+            respond::errno(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                status::REQUEST_TOO_LARGE,
+                "RequestTooLarge",
+                &request_id,
+            )
         };
+        let body = match body {
+            None => bytes::Bytes::new(),
+            Some(body) => {
+                let progress = body.progress();
+                match body.collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) if bounded && progress.as_ref().is_some_and(|p| p.too_large()) => return too_large(),
+                    Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
+                    Err(_) if progress.is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
+                    Err(_) => return respond::bad_request(),
+                }
+            }
+        };
+        if body.len() > proxy.functions.settings().max_event_bytes {
+            return too_large();
+        }
         let info = RequestInfo {
             request_id: &request_id,
-            client,
+            client: peer.client,
             lb_id: &routes.lb_id,
             listener_id: &routes.listener_id,
             location_id: &target.location_id,
-            vip: addr,
-            scheme,
+            vip: peer.addr,
+            scheme: if peer.tls { "https" } else { "http" },
             start_ms,
         };
         let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, &body, &info);

@@ -73,6 +73,31 @@ enum Scheduler {
     IpHash,
 }
 
+/// What forwarding a request to a rule's servers came to.
+pub enum Forwarded {
+    /// An answer for the client: a server's response, or the balancer's own (a timeout, a failure after the
+    /// request was sent).
+    Answered(Response<Body>),
+    /// No server took the request, which is given back unsent: none takes traffic (`tried` false), or none of
+    /// those tried could be reached.
+    Unsent { request: Request<Upload>, tried: bool },
+    /// The request was sent and its connection failed before an answer came. It had no body and a method that
+    /// may be repeated, and the rule has a fallback that may answer it instead.
+    Lost,
+}
+
+impl Forwarded {
+    /// The answer when there is nothing to fall back to: 503 when no server takes traffic, 502 when those tried
+    /// failed.
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Forwarded::Answered(response) => response,
+            Forwarded::Unsent { tried: false, .. } => respond::no_target(),
+            Forwarded::Unsent { tried: true, .. } | Forwarded::Lost => respond::bad_gateway(),
+        }
+    }
+}
+
 /// The cookie CLB inserts for session persistence (`SessionExpireTime` > 0 with `WRR`).
 pub const PERSISTENCE_COOKIE: &str = "tgw_l7_route";
 
@@ -335,7 +360,7 @@ impl Upstreams {
     }
 
     /// Forwards a request (its head already carrying the balancer's headers) to one of the rule's servers.
-    pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Upload>) -> Response<Body> {
+    pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Upload>) -> Forwarded {
         let balancer = self.balancer(rule);
         let waits = Waits {
             connect: rule.custom.proxy_connect_timeout.unwrap_or(self.settings.connect_timeout),
@@ -352,25 +377,32 @@ impl Upstreams {
             return self.forward_h2(&balancer, tls, client, request, &waits).await;
         }
         let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
+        let replayable = rule.fallback.is_some()
+            && request.body().is_end_stream()
+            && matches!(*request.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
         let mut tried = Vec::new();
         loop {
             let Some((backend, in_flight)) = balancer.next(client, cookie.as_deref(), &mut tried) else {
-                return exhausted(&tried);
+                return Forwarded::Unsent { request, tried: !tried.is_empty() };
             };
             let mut link = match self.link(backend.addr, tls.clone(), waits.connect).await {
                 Ok(link) => link,
                 Err(e) if self.retry(backend.addr, &e, &tried) => continue,
-                Err(_) => return respond::bad_gateway(),
+                Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             let send = link.sender.try_send_request(request);
             let sent = match driving(&mut link, exchange(send, progress.as_deref(), &waits)).await {
                 Ok(sent) => sent,
-                Err(timed_out) => return timed_out,
+                Err(timed_out) => return Forwarded::Answered(timed_out),
             };
             let response = match sent {
                 Ok(response) => response,
-                Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
-                Err(_) if progress.as_ref().is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
+                Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => {
+                    return Forwarded::Answered(respond::too_large());
+                }
+                Err(_) if progress.as_ref().is_some_and(|p| p.timed_out()) => {
+                    return Forwarded::Answered(respond::request_timeout());
+                }
                 Err(mut e) => match e.take_message() {
                     // Not sent (a kept-alive connection the server had closed): try again, on a new connection.
                     Some(unsent) if tried.len() < self.settings.max_tries => {
@@ -380,9 +412,10 @@ impl Upstreams {
                         self.idle.lock().remove(&(backend.addr, tls.is_some()));
                         continue;
                     }
-                    _ => {
+                    Some(unsent) => return Forwarded::Unsent { request: unsent, tried: true },
+                    None => {
                         tracing::debug!(target = %backend.addr, error = %e.error(), "Forwarding failed.");
-                        return respond::bad_gateway();
+                        return if replayable { Forwarded::Lost } else { Forwarded::Answered(respond::bad_gateway()) };
                     }
                 },
             };
@@ -400,7 +433,7 @@ impl Upstreams {
             // is done.
             let key = (backend.addr, tls.is_some());
             let body = Returning { body, done: Some((self.idle.clone(), key, link, in_flight)) };
-            return Response::from_parts(parts, body.boxed());
+            return Forwarded::Answered(Response::from_parts(parts, body.boxed()));
         }
     }
 
@@ -413,7 +446,7 @@ impl Upstreams {
         client: IpAddr,
         mut request: Request<Upload>,
         waits: &Waits,
-    ) -> Response<Body> {
+    ) -> Forwarded {
         let progress = request.body().progress();
         // HTTP/2 carries the scheme and the host in the request target.
         let host = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
@@ -425,30 +458,32 @@ impl Upstreams {
         let mut tried = Vec::new();
         loop {
             let Some((backend, in_flight)) = balancer.next(client, None, &mut tried) else {
-                return exhausted(&tried);
+                return Forwarded::Unsent { request, tried: !tried.is_empty() };
             };
             let mut sender = match self.h2_sender(backend.addr, tls.clone(), waits.connect).await {
                 Ok(sender) => sender,
                 Err(e) if self.retry(backend.addr, &e, &tried) => continue,
-                Err(_) => return respond::bad_gateway(),
+                Err(_) => return Forwarded::Unsent { request, tried: true },
             };
-            let response = match exchange(sender.send_request(request), progress.as_deref(), waits).await {
-                Err(timed_out) => return timed_out,
-                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
-                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
+            let answer = match exchange(sender.send_request(request), progress.as_deref(), waits).await {
+                Err(timed_out) => timed_out,
+                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.too_large()) => respond::too_large(),
+                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.timed_out()) => respond::request_timeout(),
                 Ok(Err(e)) => {
                     tracing::debug!(target = %backend.addr, error = %e, "Forwarding over HTTP/2 failed.");
-                    return respond::bad_gateway();
+                    respond::bad_gateway()
                 }
-                Ok(Ok(response)) => response,
+                Ok(Ok(response)) => {
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    let body = body.map_frame(move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    });
+                    Response::from_parts(parts, body.boxed())
+                }
             };
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            let body = body.map_frame(move |frame| {
-                let _ = &in_flight;
-                frame
-            });
-            return Response::from_parts(parts, body.boxed());
+            return Forwarded::Answered(answer);
         }
     }
 
@@ -578,11 +613,6 @@ async fn exchange<T>(
         }
     }
     tokio::time::timeout(waits.read, send).await.map_err(|_| respond::gateway_timeout())
-}
-
-/// The answer when no target is left: none takes traffic (503), or every one tried failed (502).
-fn exhausted(tried: &[SocketAddr]) -> Response<Body> {
-    if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() }
 }
 
 /// HTTP/1.1 over a new connection to a target; the connection runs on its own task.

@@ -112,6 +112,12 @@ pub enum Command {
         rule: RuleRef,
         targets: Vec<FunctionTarget>,
     },
+    /// Sets (or, with `None`, removes) the function a server rule falls back to.
+    SetRuleFallback {
+        rule: RuleRef,
+        fallback: Option<FunctionTarget>,
+        now: i64,
+    },
     /// Changes a rule's URL, scheduling, persistence, backend protocol or health check (`None` keeps it).
     ModifyRule {
         rule: RuleRef,

@@ -87,6 +87,10 @@ pub enum StateError {
     RuleHasFunctionTarget(String),
     #[error("rule {0} forwards to servers; a rule forwards to servers or to a function, not both")]
     RuleHasServers(String),
+    #[error("rule {0} has a fallback function; remove it before binding a function")]
+    RuleHasFallback(String),
+    #[error("rule {0} has no fallback function")]
+    NoFallback(String),
     #[error("listener {0} is a layer-7 listener: its targets belong to its rules (name a LocationId)")]
     Layer7Targets(String),
     #[error("rule {rule} already has {limit} servers, the most it may have")]

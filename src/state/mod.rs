@@ -280,11 +280,15 @@ impl State {
                 if let Some(alias) = function.aliases.values().find(|a| uses(a)) {
                     return Err(StateError::VersionInUse { function: name, version, alias: alias.name.clone() });
                 }
-                let bound = self
-                    .bindings_of(&key)
-                    .into_iter()
-                    .find(|(_, _, r)| r.function.as_ref().is_some_and(|t| t.qualifier == version));
-                if let Some((_, _, rule)) = bound {
+                let bound = self.rules.values().find(|r| {
+                    let uses = |t: &Option<FunctionTarget>| {
+                        t.as_ref().is_some_and(|t| {
+                            t.namespace == key.namespace && t.name == key.name && t.qualifier == version
+                        })
+                    };
+                    self.load_balancers[&r.lb_id].scope == key.scope && (uses(&r.function) || uses(&r.fallback))
+                });
+                if let Some(rule) = bound {
                     return Err(StateError::VersionBound { function: name, version, rule: rule.id.clone() });
                 }
                 let function = self.function_mut(&key)?;
@@ -376,15 +380,24 @@ impl State {
                 if self.functions.remove(&key).is_none() {
                     return Err(StateError::FunctionNotFound(key));
                 }
-                // Its CLB bindings go with it; the rules stay and answer 503 until a target is bound again.
+                // Its CLB bindings and fallbacks go with it; the rules stay and answer 503 until a target is bound
+                // again.
                 for rule in self.rules.values_mut() {
-                    let bound_here = rule.function.as_ref().is_some_and(|t| {
-                        t.namespace == key.namespace
-                            && t.name == key.name
-                            && self.load_balancers[&rule.lb_id].scope == key.scope
-                    });
-                    if bound_here {
+                    let here = |t: &Option<FunctionTarget>| {
+                        t.as_ref().is_some_and(|t| {
+                            t.namespace == key.namespace
+                                && t.name == key.name
+                                && self.load_balancers[&rule.lb_id].scope == key.scope
+                        })
+                    };
+                    let (bound, fallback) = (here(&rule.function), here(&rule.fallback));
+                    if bound {
                         rule.function = None;
+                    }
+                    if fallback {
+                        rule.fallback = None;
+                    }
+                    if bound || fallback {
                         touched.push(EntityKey::Rule(rule.id.clone()));
                     }
                 }
@@ -424,6 +437,9 @@ impl State {
             }
             Command::RegisterFunctionTargets { rule, targets, now } => {
                 self.register_function_targets(&rule, targets, now, &mut touched)?
+            }
+            Command::SetRuleFallback { rule, fallback, now } => {
+                self.set_rule_fallback(&rule, fallback, now, &mut touched)?
             }
             Command::ModifyRule { rule, url, scheduler, session_expire_time, forward_type, health_check } => {
                 let rule_id = self.resolve_rule(&rule)?;
@@ -794,6 +810,7 @@ impl State {
                 servers: Vec::new(),
                 health_check: new.health_check,
                 config_id: None,
+                fallback: None,
             };
             self.rules.insert(new.id.clone(), rule);
             touched.push(EntityKey::Rule(new.id));
@@ -968,10 +985,66 @@ impl State {
         now: i64,
         touched: &mut Vec<EntityKey>,
     ) -> Result<(), StateError> {
+        let rule_id = self.bindable_rule(rule)?;
+        for target in &targets {
+            self.bindable_function(&rule.scope, target)?;
+        }
+        let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+        if !entry.servers.is_empty() {
+            return Err(StateError::RuleHasServers(rule_id));
+        }
+        if entry.fallback.is_some() {
+            return Err(StateError::RuleHasFallback(rule_id));
+        }
+        for mut target in targets {
+            if let Some(bound) = &entry.function {
+                if bound.namespace == target.namespace && bound.name == target.name {
+                    return Err(StateError::AlreadyBound { rule: rule_id, function: target.name });
+                }
+                return Err(StateError::RuleHasFunction(rule_id, bound.name.clone()));
+            }
+            target.add_time = now;
+            entry.function = Some(target);
+        }
+        touched.push(EntityKey::Rule(rule_id));
+        Ok(())
+    }
+
+    /// Sets or removes a rule's fallback function: the restrictions of binding a function hold for it too, and a
+    /// rule that forwards to a function has no servers to fall back from.
+    fn set_rule_fallback(
+        &mut self,
+        rule: &RuleRef,
+        fallback: Option<FunctionTarget>,
+        now: i64,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        let rule_id = match &fallback {
+            Some(target) => {
+                let rule_id = self.bindable_rule(rule)?;
+                self.bindable_function(&rule.scope, target)?;
+                rule_id
+            }
+            None => self.resolve_rule(rule)?,
+        };
+        let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
+        if let Some(bound) = &entry.function {
+            return Err(StateError::RuleHasFunction(rule_id, bound.name.clone()));
+        }
+        if fallback.is_none() && entry.fallback.is_none() {
+            return Err(StateError::NoFallback(rule_id));
+        }
+        entry.fallback = fallback.map(|target| FunctionTarget { add_time: now, ..target });
+        touched.push(EntityKey::Rule(rule_id));
+        Ok(())
+    }
+
+    /// The rule a function may be bound to, checked against the documented restrictions (contract 5.5) in the
+    /// order a user meets them.
+    fn bindable_rule(&self, rule: &RuleRef) -> Result<String, StateError> {
         let scope = &rule.scope;
         let lb = self.load_balancer(scope, &rule.lb_id)?;
         let listener = self.listener(scope, &rule.lb_id, &rule.listener_id)?;
-        // The documented restrictions (contract 5.5), in the order a user meets them.
         let account = self.accounts.get(&scope.uin).ok_or_else(|| StateError::AccountNotFound(scope.uin.clone()))?;
         if account.kind == AccountKind::Traditional {
             return Err(StateError::TraditionalAccount(scope.uin.clone()));
@@ -991,36 +1064,22 @@ impl State {
         if lb.ip_version == IpVersion::Ipv6FullChain {
             return Err(StateError::Ipv6FullChain(lb.id.clone()));
         }
-        let rule_id = self.resolve_rule(rule)?;
-        for target in &targets {
-            let key =
-                FunctionKey { scope: scope.clone(), namespace: target.namespace.clone(), name: target.name.clone() };
-            let function = self.functions.get(&key).ok_or_else(|| StateError::TargetFunctionNotFound(key.clone()))?;
-            if function.kind == FunctionType::Http {
-                return Err(StateError::WebFunction(target.name.clone()));
-            }
-            if !function.has_qualifier(&target.qualifier) {
-                return Err(StateError::QualifierNotFound {
-                    function: target.name.clone(),
-                    qualifier: target.qualifier.clone(),
-                });
-            }
+        self.resolve_rule(rule)
+    }
+
+    /// Checks that a function may be bound: it exists, is an event function and has the qualifier named.
+    fn bindable_function(&self, scope: &Scope, target: &FunctionTarget) -> Result<(), StateError> {
+        let key = FunctionKey { scope: scope.clone(), namespace: target.namespace.clone(), name: target.name.clone() };
+        let function = self.functions.get(&key).ok_or_else(|| StateError::TargetFunctionNotFound(key.clone()))?;
+        if function.kind == FunctionType::Http {
+            return Err(StateError::WebFunction(target.name.clone()));
         }
-        let entry = self.rules.get_mut(&rule_id).expect("resolved rule exists");
-        if !entry.servers.is_empty() {
-            return Err(StateError::RuleHasServers(rule_id));
+        if !function.has_qualifier(&target.qualifier) {
+            return Err(StateError::QualifierNotFound {
+                function: target.name.clone(),
+                qualifier: target.qualifier.clone(),
+            });
         }
-        for mut target in targets {
-            if let Some(bound) = &entry.function {
-                if bound.namespace == target.namespace && bound.name == target.name {
-                    return Err(StateError::AlreadyBound { rule: rule_id, function: target.name });
-                }
-                return Err(StateError::RuleHasFunction(rule_id, bound.name.clone()));
-            }
-            target.add_time = now;
-            entry.function = Some(target);
-        }
-        touched.push(EntityKey::Rule(rule_id));
         Ok(())
     }
 

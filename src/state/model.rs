@@ -415,7 +415,7 @@ pub enum ConfigPlace {
     Rule { lb_id: String, listener_id: String, domain: String, location_id: String },
 }
 
-/// The one function a rule forwards to (the CLB trigger).
+/// The one function a rule forwards to (the CLB trigger), or falls back to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionTarget {
     pub namespace: String,
@@ -451,6 +451,9 @@ pub struct Rule {
     /// The rule's layer-7 custom configuration (`ConfigType` `LOCATION`).
     #[serde(default)]
     pub config_id: Option<String>,
+    /// The function that answers when none of the rule's servers can (an fnlb extension: docs/decisions/0006).
+    #[serde(default)]
+    pub fallback: Option<FunctionTarget>,
 }
 
 /// A backend server of a rule, by address (`EniIp` + `Port`): on this host or reachable from it.

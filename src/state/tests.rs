@@ -379,3 +379,34 @@ fn listeners_use_certificates_that_exist_and_fit() {
     };
     assert!(matches!(s.apply(modify), Err(StateError::TlsNotApplicable(..))));
 }
+
+fn fallback(location: &str, name: Option<&str>) -> Command {
+    Command::SetRuleFallback { rule: rule_ref("lb-1", "lbl-1", location), fallback: name.map(target), now: 7 }
+}
+
+#[test]
+fn a_server_rule_falls_back_to_a_function_under_the_binding_restrictions() {
+    let mut s = base();
+    s.apply(fallback("loc-1", Some("f"))).unwrap();
+    assert_eq!(s.rules["loc-1"].fallback.as_ref().map(|t| t.add_time), Some(7));
+    // A fallback is not a binding: the rule still forwards to servers, and no function can be bound to it.
+    assert!(s.bindings_of(&function_key("f")).is_empty());
+    assert!(matches!(s.apply(bind("lb-1", "lbl-1", "loc-1", "f")), Err(StateError::RuleHasFallback(_))));
+    s.apply(create_function("web", FunctionType::Http)).unwrap();
+    assert!(matches!(s.apply(fallback("loc-1", Some("web"))), Err(StateError::WebFunction(_))));
+    assert!(matches!(s.apply(fallback("loc-1", Some("missing"))), Err(StateError::TargetFunctionNotFound(_))));
+    // Removing it twice: the second time there is none.
+    s.apply(fallback("loc-1", None)).unwrap();
+    assert!(matches!(s.apply(fallback("loc-1", None)), Err(StateError::NoFallback(_))));
+    // A rule bound to a function has no servers to fall back from.
+    s.apply(bind("lb-1", "lbl-1", "loc-1", "f")).unwrap();
+    assert!(matches!(s.apply(fallback("loc-1", Some("f"))), Err(StateError::RuleHasFunction(..))));
+}
+
+#[test]
+fn deleting_a_function_removes_it_as_a_fallback() {
+    let mut s = base();
+    s.apply(fallback("loc-1", Some("f"))).unwrap();
+    s.apply(Command::DeleteFunction { key: function_key("f") }).unwrap();
+    assert_eq!(s.rules["loc-1"].fallback, None);
+}

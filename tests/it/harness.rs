@@ -170,7 +170,12 @@ impl TestApp {
     /// Creates a Python function from a fixture directory under tests/fixtures/functions.
     pub async fn create_fixture(&self, name: &str, fixture: &str, extra: Value) -> Result<Value, ClientError> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions").join(fixture);
-        let zip = fnlb::functions::zip_dir(&dir).expect("fixture packs");
+        self.create_from_dir(name, &dir, extra).await
+    }
+
+    /// Creates a Python function (`index.main_handler`) from a directory.
+    pub async fn create_from_dir(&self, name: &str, dir: &Path, extra: Value) -> Result<Value, ClientError> {
+        let zip = fnlb::functions::zip_dir(dir).expect("fixture packs");
         let mut params = json!({
             "FunctionName": name,
             "Runtime": "Python3.9",

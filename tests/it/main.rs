@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod custom_config;
 mod custom_runtime;
+mod failover;
 mod failures;
 mod harness;
 mod https;

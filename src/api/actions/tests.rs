@@ -9,7 +9,7 @@ fn api_coverage_matches_the_action_table() {
     for line in doc.lines() {
         match line {
             "## SCF" => section = Some(Service::Scf),
-            "## CLB" => section = Some(Service::Clb),
+            "## CLB" | "## fnlb extensions" => section = Some(Service::Clb),
             _ => {}
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();

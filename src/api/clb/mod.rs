@@ -2,6 +2,7 @@
 
 pub mod certificates;
 pub mod configs;
+pub mod fallback;
 pub mod listeners;
 pub mod load_balancers;
 pub mod rules;
