@@ -66,6 +66,56 @@ pub struct RouteTarget {
     pub health_check: HealthCheck,
     /// The custom configuration in effect for the rule: the load balancer's, its domain's and its own, merged.
     pub custom: Arc<Settings>,
+    /// Where the rule redirects its requests (ManualRewrite, AutoRewrite), before any target.
+    pub redirect: Option<Redirect>,
+}
+
+/// A rule's redirect to another rule, resolved to what the `Location` is made of.
+#[derive(Clone, Debug)]
+pub struct Redirect {
+    pub status: http::StatusCode,
+    /// `http` or `https`: the target listener's protocol.
+    pub scheme: &'static str,
+    pub port: u16,
+    /// The target rule's domain when it is a plain name; otherwise the request's host is kept.
+    pub host: Option<String>,
+    /// The target rule's URL; `None` keeps the request's path and query (`TakeUrl`).
+    pub url: Option<String>,
+}
+
+impl Redirect {
+    fn resolve(state: &State, rule: &Rule) -> Option<Redirect> {
+        let rewrite = rule.rewrite.as_ref()?;
+        let listener = state.listeners.get(&rewrite.listener_id)?;
+        let target = state.rules.get(&rewrite.location_id)?;
+        let plain = |url: &str| {
+            let url = url.strip_prefix("^~").or_else(|| url.strip_prefix('=')).unwrap_or(url);
+            if url.starts_with('~') { "/".to_string() } else { url.to_string() }
+        };
+        Some(Redirect {
+            status: http::StatusCode::from_u16(rewrite.code).ok()?,
+            scheme: if listener.protocol == Protocol::Https { "https" } else { "http" },
+            port: listener.port,
+            host: (!target.domain.contains('*') && !target.domain.starts_with('~')).then(|| target.domain.clone()),
+            url: (!rewrite.take_url).then(|| plain(&target.url)),
+        })
+    }
+
+    /// The `Location` for a request to `host` (with or without a port) for `path_and_query`.
+    pub fn location(&self, host: &str, path_and_query: &str) -> String {
+        let host = match &self.host {
+            Some(host) => host.as_str(),
+            // `[v6]:port`, `name:port` or a bare host.
+            None => match host.rfind(':') {
+                Some(colon) if !host[colon..].contains(']') => &host[..colon],
+                _ => host,
+            },
+        };
+        let default_port = matches!((self.scheme, self.port), ("http", 80) | ("https", 443));
+        let port = if default_port { String::new() } else { format!(":{}", self.port) };
+        let path = self.url.as_deref().unwrap_or(path_and_query);
+        format!("{}://{host}{port}{path}", self.scheme)
+    }
 }
 
 /// What the function engine needs to run a function.
@@ -163,6 +213,7 @@ impl Snapshot {
                     forward_h2: false,
                     health_check: listener.health_check.clone(),
                     custom: Arc::default(),
+                    redirect: None,
                 };
                 let tls = (listener.protocol == Protocol::TcpSsl)
                     .then(|| crate::proxy::tls::listener_config(&state, listener))
@@ -182,7 +233,8 @@ impl Snapshot {
                     && prev.state.listeners.get(&listener.id) == Some(listener)
                     && prev.state.load_balancers.get(&lb.id) == Some(lb)
                     && prev.state.rules_of(&listener.id) == rules
-                    && bound_configs(&prev.state, lb, listener, &rules) == bound_configs(&state, lb, listener, &rules);
+                    && bound_configs(&prev.state, lb, listener, &rules) == bound_configs(&state, lb, listener, &rules)
+                    && redirects(&prev.state, &rules) == redirects(&state, &rules);
                 same.then(|| routes.clone())
             });
             if let Some(routes) = unchanged {
@@ -226,6 +278,7 @@ impl Snapshot {
                     health_check: r.health_check.clone(),
                     function: r.function.as_ref().map(|t| function_ref(lb, t)),
                     fallback: r.fallback.as_ref().map(|t| function_ref(lb, t)),
+                    redirect: Redirect::resolve(&state, r),
                 })
                 .collect();
             let tls =
@@ -263,6 +316,12 @@ fn bound_configs<'a>(
 ) -> Vec<Option<&'a CustomConfig>> {
     let ids = lb.config_id.iter().chain(listener.domain_configs.values());
     ids.chain(rules.iter().filter_map(|r| r.config_id.as_ref())).map(|id| state.custom_configs.get(id)).collect()
+}
+
+/// The rules and listeners a listener's redirects lead to.
+fn redirects<'a>(state: &'a State, rules: &[&Rule]) -> Vec<(Option<&'a Rule>, Option<&'a Listener>)> {
+    let rewrites = rules.iter().filter_map(|r| r.rewrite.as_ref());
+    rewrites.map(|w| (state.rules.get(&w.location_id), state.listeners.get(&w.listener_id))).collect()
 }
 
 /// A bound function, as the engine names it.

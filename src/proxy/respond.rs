@@ -76,7 +76,13 @@ pub fn bad_request() -> Response<Body> {
 
 /// 301 to `location` (the trailing-slash rule of contract 5.3).
 pub fn moved(location: &str) -> Response<Body> {
-    let mut response = page(StatusCode::MOVED_PERMANENTLY, "301 Moved Permanently");
+    redirect(StatusCode::MOVED_PERMANENTLY, location)
+}
+
+/// A redirect (301, 302 or 307) to `location`.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Redirect"));
+    let mut response = page(status, &title);
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }

@@ -210,6 +210,11 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
             };
             respond::moved(&location)
         }
+        (_, Some(target)) if target.redirect.is_some() => {
+            let redirect = target.redirect.as_ref().expect("checked above");
+            let location = redirect.location(&host, req.uri().path_and_query().map_or("/", |p| p.as_str()));
+            respond::redirect(redirect.status, &location)
+        }
         (_, Some(target)) => {
             let request = Routed { routes, target, peer, host, start_ms };
             forward(proxy, &snapshot, &request, req).await

@@ -4,7 +4,7 @@
 
 use super::model::{
     Account, Alias, Certificate, CodeRef, ConfigPlace, CustomConfig, FunctionConfig, FunctionKey, FunctionTarget,
-    FunctionType, HealthCheck, IpVersion, LoadBalancerType, Protocol, Scope, ServerTarget, TlsSettings,
+    FunctionType, HealthCheck, IpVersion, LoadBalancerType, Protocol, Rewrite, Scope, ServerTarget, TlsSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -111,6 +111,22 @@ pub enum Command {
     DeregisterFunctionTargets {
         rule: RuleRef,
         targets: Vec<FunctionTarget>,
+    },
+    /// Redirects rules of one listener to rules of another listener of the same load balancer (`rewrites`:
+    /// source location, and where it goes).
+    AddRewrites {
+        scope: Scope,
+        lb_id: String,
+        source_listener_id: String,
+        rewrites: Vec<(String, Rewrite)>,
+    },
+    /// Removes redirects (source location, target location).
+    DeleteRewrites {
+        scope: Scope,
+        lb_id: String,
+        source_listener_id: String,
+        target_listener_id: String,
+        rewrites: Vec<(String, String)>,
     },
     /// Sets (or, with `None`, removes) the function a server rule falls back to.
     SetRuleFallback {

@@ -91,6 +91,18 @@ pub enum StateError {
     RuleHasFallback(String),
     #[error("rule {0} has no fallback function")]
     NoFallback(String),
+    #[error("rule {0} already redirects to rule {1}; delete that redirect first")]
+    AlreadyRedirected(String, String),
+    #[error("rule {0} is the target of a redirect and cannot redirect itself")]
+    RedirectTarget(String),
+    #[error("rule {0} redirects elsewhere and cannot be the target of a redirect")]
+    RedirectSource(String),
+    #[error("rule {0} cannot redirect to itself")]
+    RedirectToSelf(String),
+    #[error("rule {from} does not redirect to rule {to}")]
+    RedirectNotFound { from: String, to: String },
+    #[error("redirect code {0} is not one of 301, 302 and 307")]
+    RedirectCode(u16),
     #[error("listener {0} is a layer-7 listener: its targets belong to its rules (name a LocationId)")]
     Layer7Targets(String),
     #[error("rule {rule} already has {limit} servers, the most it may have")]

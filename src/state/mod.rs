@@ -21,7 +21,8 @@ pub use error::StateError;
 pub use model::{
     Account, AccountKind, Alias, CertKind, Certificate, CodeRef, ConfigKind, ConfigPlace, CustomConfig, DEFAULT_ALIAS,
     Function, FunctionConfig, FunctionKey, FunctionTarget, FunctionType, FunctionVersion, HealthCheck, IpVersion,
-    LATEST, Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol, Rule, Scope, ServerTarget, TlsSettings,
+    LATEST, Listener, LoadBalancer, LoadBalancerType, Namespace, Protocol, Rewrite, Rule, Scope, ServerTarget,
+    TlsSettings,
 };
 
 /// Why a listener cannot take certificates of its own.
@@ -98,7 +99,7 @@ pub enum Entity {
     Function(Function),
     LoadBalancer(LoadBalancer),
     Listener(Listener),
-    Rule(Rule),
+    Rule(Box<Rule>),
     Certificate(Certificate),
     CustomConfig(CustomConfig),
 }
@@ -156,7 +157,7 @@ impl State {
                     state.listeners.insert(l.id.clone(), l);
                 }
                 Entity::Rule(r) => {
-                    state.rules.insert(r.id.clone(), r);
+                    state.rules.insert(r.id.clone(), *r);
                 }
             }
         }
@@ -171,7 +172,7 @@ impl State {
             EntityKey::Function(k) => self.functions.get(k).cloned().map(Entity::Function),
             EntityKey::LoadBalancer(k) => self.load_balancers.get(k).cloned().map(Entity::LoadBalancer),
             EntityKey::Listener(k) => self.listeners.get(k).cloned().map(Entity::Listener),
-            EntityKey::Rule(k) => self.rules.get(k).cloned().map(Entity::Rule),
+            EntityKey::Rule(k) => self.rules.get(k).cloned().map(|r| Entity::Rule(Box::new(r))),
             EntityKey::Certificate(k) => self.certificates.get(k).cloned().map(Entity::Certificate),
             EntityKey::CustomConfig(k) => self.custom_configs.get(k).cloned().map(Entity::CustomConfig),
         }
@@ -199,6 +200,27 @@ impl State {
     }
 
     fn apply_in_place(&mut self, command: Command) -> Result<Applied, StateError> {
+        let mut touched = self.apply_command(command)?;
+        // Redirects to a rule that is gone go with it.
+        let gone: Vec<String> = touched
+            .iter()
+            .filter_map(|k| match k {
+                EntityKey::Rule(id) if !self.rules.contains_key(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !gone.is_empty() {
+            for rule in self.rules.values_mut() {
+                if rule.rewrite.as_ref().is_some_and(|r| gone.contains(&r.location_id)) {
+                    rule.rewrite = None;
+                    touched.push(EntityKey::Rule(rule.id.clone()));
+                }
+            }
+        }
+        Ok(Applied { touched })
+    }
+
+    fn apply_command(&mut self, command: Command) -> Result<Vec<EntityKey>, StateError> {
         let mut touched = Vec::new();
         match command {
             Command::PutAccount(account) => {
@@ -441,6 +463,27 @@ impl State {
             Command::SetRuleFallback { rule, fallback, now } => {
                 self.set_rule_fallback(&rule, fallback, now, &mut touched)?
             }
+            Command::AddRewrites { scope, lb_id, source_listener_id, rewrites } => {
+                self.add_rewrites(&scope, &lb_id, &source_listener_id, rewrites, &mut touched)?
+            }
+            Command::DeleteRewrites { scope, lb_id, source_listener_id, target_listener_id, rewrites } => {
+                self.listener(&scope, &lb_id, &source_listener_id)?;
+                self.listener(&scope, &lb_id, &target_listener_id)?;
+                for (source, target) in rewrites {
+                    let not_found = || StateError::RedirectNotFound { from: source.clone(), to: target.clone() };
+                    let rule = self.rules.get_mut(&source).filter(|r| r.listener_id == source_listener_id);
+                    let rule = rule.ok_or_else(not_found)?;
+                    let redirects = rule
+                        .rewrite
+                        .as_ref()
+                        .is_some_and(|r| r.location_id == target && r.listener_id == target_listener_id);
+                    if !redirects {
+                        return Err(not_found());
+                    }
+                    rule.rewrite = None;
+                    touched.push(EntityKey::Rule(source));
+                }
+            }
             Command::ModifyRule { rule, url, scheduler, session_expire_time, forward_type, health_check } => {
                 let rule_id = self.resolve_rule(&rule)?;
                 if let Some(url) = &url {
@@ -613,7 +656,7 @@ impl State {
                 touched.push(EntityKey::Rule(rule_id));
             }
         }
-        Ok(Applied { touched })
+        Ok(touched)
     }
 
     fn create_function(&mut self, new: NewFunction, touched: &mut Vec<EntityKey>) -> Result<(), StateError> {
@@ -811,6 +854,7 @@ impl State {
                 health_check: new.health_check,
                 config_id: None,
                 fallback: None,
+                rewrite: None,
             };
             self.rules.insert(new.id.clone(), rule);
             touched.push(EntityKey::Rule(new.id));
@@ -1007,6 +1051,51 @@ impl State {
             entry.function = Some(target);
         }
         touched.push(EntityKey::Rule(rule_id));
+        Ok(())
+    }
+
+    /// Redirects rules of `source_listener_id` to rules of other layer-7 listeners of the same load balancer. A
+    /// rule redirects to one rule at a time, and a rule that is redirected to does not redirect itself.
+    fn add_rewrites(
+        &mut self,
+        scope: &Scope,
+        lb_id: &str,
+        source_listener_id: &str,
+        rewrites: Vec<(String, Rewrite)>,
+        touched: &mut Vec<EntityKey>,
+    ) -> Result<(), StateError> {
+        let source_listener = self.listener(scope, lb_id, source_listener_id)?;
+        if !source_listener.protocol.is_layer7() {
+            return Err(StateError::NotLayer7(source_listener.id.clone(), source_listener.protocol));
+        }
+        for (source, rewrite) in rewrites {
+            let target_listener = self.listener(scope, lb_id, &rewrite.listener_id)?;
+            if !target_listener.protocol.is_layer7() {
+                return Err(StateError::NotLayer7(target_listener.id.clone(), target_listener.protocol));
+            }
+            if !matches!(rewrite.code, 301 | 302 | 307) {
+                return Err(StateError::RedirectCode(rewrite.code));
+            }
+            let on = |id: &str, listener: &str| self.rules.get(id).filter(|r| r.listener_id == listener);
+            let source_rule =
+                on(&source, source_listener_id).ok_or_else(|| StateError::RuleNotFound(source.clone()))?;
+            let target_rule = on(&rewrite.location_id, &rewrite.listener_id)
+                .ok_or_else(|| StateError::RuleNotFound(rewrite.location_id.clone()))?;
+            if source_rule.id == target_rule.id {
+                return Err(StateError::RedirectToSelf(source));
+            }
+            if let Some(existing) = &source_rule.rewrite {
+                return Err(StateError::AlreadyRedirected(source, existing.location_id.clone()));
+            }
+            if target_rule.rewrite.is_some() {
+                return Err(StateError::RedirectSource(target_rule.id.clone()));
+            }
+            if self.rules.values().any(|r| r.rewrite.as_ref().is_some_and(|w| w.location_id == source)) {
+                return Err(StateError::RedirectTarget(source));
+            }
+            self.rules.get_mut(&source).expect("source rule exists").rewrite = Some(rewrite);
+            touched.push(EntityKey::Rule(source));
+        }
         Ok(())
     }
 

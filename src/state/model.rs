@@ -454,6 +454,23 @@ pub struct Rule {
     /// The function that answers when none of the rule's servers can (an fnlb extension: docs/decisions/0006).
     #[serde(default)]
     pub fallback: Option<FunctionTarget>,
+    /// A redirect of the rule's requests to another rule (ManualRewrite, AutoRewrite): it takes precedence over
+    /// the rule's targets.
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Where a rule redirects its requests (CLB's `RewriteTarget`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    pub listener_id: String,
+    pub location_id: String,
+    /// 301, 302 or 307.
+    pub code: u16,
+    /// Whether the redirect keeps the request's path and query (otherwise it goes to the target rule's URL).
+    pub take_url: bool,
+    /// Made by AutoRewrite (`RewriteType` `AUTO`) rather than ManualRewrite (`MANUAL`).
+    pub auto: bool,
 }
 
 /// A backend server of a rule, by address (`EniIp` + `Port`): on this host or reachable from it.

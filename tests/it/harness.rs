@@ -253,8 +253,12 @@ pub fn free_addr() -> (Ipv4Addr, u16) {
     let mut bytes = [0u8; 3];
     getrandom::fill(&mut bytes).unwrap();
     let vip = Ipv4Addr::new(127, bytes[0].max(1), bytes[1], bytes[2].clamp(2, 254));
-    let port = TcpListener::bind((vip, 0)).expect("a free port").local_addr().unwrap().port();
-    (vip, port)
+    (vip, free_port(vip))
+}
+
+/// A port free on `vip`.
+pub fn free_port(vip: Ipv4Addr) -> u16 {
+    TcpListener::bind((vip, 0)).expect("a free port").local_addr().unwrap().port()
 }
 
 /// An HTTP response, as a client saw it.

@@ -284,3 +284,68 @@ async fn mutual_tls_asks_clients_for_a_certificate() {
         assert!(output["CertCaId"].is_string(), "{output}");
     }
 }
+
+#[tokio::test]
+async fn an_http_rule_redirects_to_its_https_rule() {
+    let app = TestApp::start();
+    let temp = tempfile::tempdir().unwrap();
+    let ca = Authority::new("fnlb redirect CA");
+    let ca_file = ca.write(temp.path(), "ca.pem");
+    app.create_fixture("redirected", "echo", json!({})).await.unwrap();
+    let leaf = ca.leaf(&["shop.test"]);
+    let (lb, https, vip, port) = https_listener(&app, json!({"Certificate": inline(&leaf)})).await;
+    bound_rule(&app, &lb, &https, "shop.test", json!({}), "redirected").await;
+    let http_port = crate::harness::free_port(vip.parse().unwrap());
+    let created = app
+        .clb("CreateListener", json!({"LoadBalancerId": lb, "Ports": [http_port], "Protocol": "HTTP"}))
+        .await
+        .unwrap();
+    let http = created["ListenerIds"][0].as_str().unwrap().to_string();
+    let rule = |listener: &str| {
+        let (app, lb, listener) = (&app, lb.clone(), listener.to_string());
+        async move {
+            let rules =
+                json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "shop.test", "Url": "/"}]});
+            let created = app.clb("CreateRule", rules).await.unwrap();
+            created["LocationIds"][0].as_str().unwrap().to_string()
+        }
+    };
+    let (source, target) = (rule(&http).await, rule(&https).await);
+    let infos = json!([{"SourceLocationId": source, "TargetLocationId": target, "RewriteCode": 301, "TakeUrl": true}]);
+    let manual =
+        json!({"LoadBalancerId": lb, "SourceListenerId": http, "TargetListenerId": https, "RewriteInfos": infos});
+    app.clb("ManualRewrite", manual.clone()).await.unwrap();
+    let again = app.clb("ManualRewrite", manual.clone()).await.unwrap_err().to_string();
+    assert!(again.contains("already redirects"), "{again}");
+    let backwards = json!({"LoadBalancerId": lb, "SourceListenerId": https, "TargetListenerId": http,
+        "RewriteInfos": [{"SourceLocationId": target, "TargetLocationId": source}]});
+    assert!(app.clb("ManualRewrite", backwards).await.is_err(), "a redirect's target does not redirect");
+
+    // The HTTP rule answers with the redirect; curl follows it to the function over HTTPS.
+    let url = format!("http://{vip}:{http_port}/a/b?c=1");
+    let reply = crate::harness::request("GET", &url, &[("Host", "shop.test")], bytes::Bytes::new()).await;
+    assert_eq!(reply.status, 301);
+    assert_eq!(reply.header("location"), format!("https://shop.test:{port}/a/b?c=1"));
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-L", "--max-time", "20", "--cacert"])
+        .arg(&ca_file)
+        .args(["--resolve", &format!("shop.test:{http_port}:{vip}"), "--resolve", &format!("shop.test:{port}:{vip}")])
+        .arg(format!("http://shop.test:{http_port}/followed"))
+        .output()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+    assert_eq!(body["event"]["path"], "/followed");
+    assert_eq!(body["event"]["headers"]["X-Client-Proto"], "https");
+
+    let described = app.clb("DescribeRewrite", json!({"LoadBalancerId": lb})).await.unwrap();
+    let set = described["RewriteSet"].as_array().unwrap();
+    assert_eq!(set.len(), 1, "{described}");
+    assert_eq!(set[0]["RewriteTarget"]["TargetLocationId"], json!(target));
+    assert_eq!(set[0]["RewriteTarget"]["RewriteType"], "MANUAL");
+
+    // Deleting the redirect: the HTTP rule has no target of its own, so 503.
+    app.clb("DeleteRewrite", manual).await.unwrap();
+    let reply = crate::harness::request("GET", &url, &[("Host", "shop.test")], bytes::Bytes::new()).await;
+    assert_eq!(reply.status, 503);
+}

@@ -5,6 +5,7 @@ pub mod configs;
 pub mod fallback;
 pub mod listeners;
 pub mod load_balancers;
+pub mod rewrites;
 pub mod rules;
 pub mod targets;
 pub mod tasks;

@@ -196,7 +196,7 @@ pub fn rule_output(ctx: &Ctx<'_>, listener: &Listener, rule: &Rule) -> Value {
         "Certificate": super::certificates::output(listener.domain_tls.get(&rule.domain)),
         "Scheduler": rule.scheduler,
         "ListenerId": listener.id,
-        "RewriteTarget": {"TargetListenerId": null, "TargetLocationId": null, "RewriteCode": null, "TakeUrl": null, "RewriteType": null},
+        "RewriteTarget": super::rewrites::target_output(rule),
         "HttpGzip": true,
         "BeAutoCreated": false,
         "DefaultServer": listener.default_domain.as_deref() == Some(rule.domain.as_str()),
