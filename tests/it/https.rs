@@ -294,7 +294,6 @@ async fn an_http_rule_redirects_to_its_https_rule() {
     app.create_fixture("redirected", "echo", json!({})).await.unwrap();
     let leaf = ca.leaf(&["shop.test"]);
     let (lb, https, vip, port) = https_listener(&app, json!({"Certificate": inline(&leaf)})).await;
-    bound_rule(&app, &lb, &https, "shop.test", json!({}), "redirected").await;
     let http_port = crate::harness::free_port(vip.parse().unwrap());
     let created = app
         .clb("CreateListener", json!({"LoadBalancerId": lb, "Ports": [http_port], "Protocol": "HTTP"}))
@@ -311,6 +310,7 @@ async fn an_http_rule_redirects_to_its_https_rule() {
         }
     };
     let (source, target) = (rule(&http).await, rule(&https).await);
+    app.clb("RegisterFunctionTargets", bind_params(&lb, &https, &target, "redirected")).await.unwrap();
     let infos = json!([{"SourceLocationId": source, "TargetLocationId": target, "RewriteCode": 301, "TakeUrl": true}]);
     let manual =
         json!({"LoadBalancerId": lb, "SourceListenerId": http, "TargetListenerId": https, "RewriteInfos": infos});
