@@ -92,6 +92,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         ],
     ),
     scf("GetFunction", &["FunctionName", "Qualifier", "Namespace", "ShowCode"]),
+    scf("GetFunctionAddress", &["FunctionName", "Qualifier", "Namespace"]),
     scf("ListFunctions", &["Order", "Orderby", "Offset", "Limit", "SearchKey", "Namespace", "Description", "Filters"]),
     scf(
         "UpdateFunctionCode",
@@ -383,6 +384,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     // fnlb extensions (docs/decisions/0006-rule-fallback.md).
     clb("SetRuleFallback", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Function"]),
     clb("DescribeRuleFallbacks", &["LoadBalancerId", "ListenerIds"]),
+    clb("DescribeCertificates", &["CertIds"]),
     clb(
         "SetCustomizedConfigForLoadBalancer",
         &["OperationType", "UconfigId", "ConfigContent", "ConfigName", "LoadBalancerIds", "Tags"],
@@ -406,6 +408,7 @@ pub async fn dispatch(
     match (service, action) {
         (Service::Scf, "CreateFunction") => scf::functions::create(ctx, p).await,
         (Service::Scf, "GetFunction") => scf::functions::get(ctx, p).await,
+        (Service::Scf, "GetFunctionAddress") => scf::functions::address(ctx, p),
         (Service::Scf, "ListFunctions") => scf::functions::list(ctx, p),
         (Service::Scf, "UpdateFunctionCode") => scf::functions::update_code(ctx, p).await,
         (Service::Scf, "UpdateFunctionConfiguration") => scf::functions::update_configuration(ctx, p).await,
@@ -458,6 +461,7 @@ pub async fn dispatch(
         (Service::Clb, "DescribeRewrite") => clb::rewrites::describe(ctx, p),
         (Service::Clb, "SetRuleFallback") => clb::fallback::set(ctx, p).await,
         (Service::Clb, "DescribeRuleFallbacks") => clb::fallback::describe(ctx, p),
+        (Service::Clb, "DescribeCertificates") => clb::certificates::describe(ctx, p),
         (Service::Clb, "SetCustomizedConfigForLoadBalancer") => clb::configs::set_for_load_balancer(ctx, p).await,
         (Service::Clb, "AddCustomizedConfig") => clb::configs::add_config(ctx, p).await,
         (Service::Clb, "ModifyCustomizedConfig") => clb::configs::modify_config(ctx, p).await,

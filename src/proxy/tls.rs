@@ -114,6 +114,17 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, Stri
 }
 
 /// The certificates in a PEM text (at least one).
+/// A certificate chain's fingerprint: the SHA-256 of its certificates' DER bytes, hex (what `fnlb apply`
+/// compares to know whether a listener already has a file's certificate).
+pub fn fingerprint(pem: &str) -> Result<String, String> {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for cert in certificates(pem)? {
+        digest.update(cert.as_ref());
+    }
+    Ok(hex::encode(digest.finalize()))
+}
+
 pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()

@@ -211,6 +211,7 @@ pub struct NewFunction {
     pub kind: FunctionType,
     pub config: FunctionConfig,
     pub code: CodeRef,
+    pub tags: Vec<(String, String)>,
     pub now: i64,
 }
 

@@ -693,6 +693,7 @@ impl State {
             add_time: new.now,
             mod_time: new.now,
             revision: 1,
+            tags: new.tags,
         };
         self.functions.insert(new.key.clone(), function);
         touched.push(EntityKey::Function(new.key));

@@ -128,6 +128,9 @@ pub struct Function {
     pub mod_time: i64,
     /// Bumped on every change of code or configuration: instances of an older revision are retired.
     pub revision: u64,
+    /// Tags given at creation (`Tags`), in order: key and value.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// A published version: what `$LATEST` was when it was published.

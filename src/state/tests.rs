@@ -36,6 +36,7 @@ fn create_function(name: &str, kind: FunctionType) -> Command {
             environment: vec![],
         },
         code: CodeRef { sha256: "abc".to_string(), size: 3 },
+        tags: vec![],
         now: 1,
     })
 }

@@ -225,3 +225,39 @@ pub fn output(settings: Option<&TlsSettings>) -> Value {
         "ExtCertIds": if s.cert_ids.len() > 1 { json!(s.cert_ids[1..]) } else { Value::Null },
     })
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeCertificates {
+    cert_ids: Option<Vec<String>>,
+}
+
+/// DescribeCertificates (an fnlb extension): the account's stored certificates, without their keys: `CertId`,
+/// `CertName`, `CertType` (`SVR` or `CA`), `Fingerprint` (SHA-256 of the chain's DER) and `CreateTime`.
+pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: DescribeCertificates = parse(p)?;
+    let state = &ctx.snapshot.state;
+    let mut certificates: Vec<&Certificate> = state
+        .certificates
+        .values()
+        .filter(|c| c.uin == ctx.scope.uin)
+        .filter(|c| req.cert_ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+        .collect();
+    certificates.sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
+    let listed: Vec<Value> = certificates
+        .iter()
+        .map(|c| {
+            json!({
+                "CertId": c.id,
+                "CertName": c.name,
+                "CertType": c.kind.as_api(),
+                "Fingerprint": tls::fingerprint(&c.cert_pem).unwrap_or_default(),
+                "CreateTime": ctx.time(c.create_time),
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("TotalCount".into(), json!(listed.len()));
+    out.insert("Certificates".into(), Value::Array(listed));
+    Ok(out)
+}

@@ -69,7 +69,18 @@ struct CreateFunction {
     #[serde(rename = "Type")]
     kind: Option<String>,
     init_timeout: Option<i64>,
+    tags: Option<Vec<Tag>>,
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Tag {
+    key: String,
+    value: String,
+}
+
+/// Tags one function may carry.
+const MAX_TAGS: usize = 50;
 
 pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: CreateFunction = parse(p)?;
@@ -101,6 +112,10 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             None => Vec::new(),
         },
     };
+    let tags: Vec<(String, String)> = req.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::new("InvalidParameterValue.Tags", format!("At most {MAX_TAGS} tags may be given.")));
+    }
     let code = store_code(ctx, &req.code).await?;
     let now = crate::clock::now_ms();
     let command = Command::CreateFunction(NewFunction {
@@ -111,6 +126,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         kind,
         config,
         code,
+        tags,
         now,
     });
     ctx.apply(command, None).await?;
@@ -187,6 +203,34 @@ struct GetFunction {
     show_code: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetFunctionAddress {
+    function_name: String,
+    qualifier: Option<String>,
+    namespace: Option<String>,
+}
+
+/// GetFunctionAddress: the SHA-256 of the code package of `$LATEST` or a version (`Url` is empty: code is not
+/// served for download).
+pub fn address(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let req: GetFunctionAddress = parse(p)?;
+    let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
+    let function = ctx.snapshot.state.function(&key)?;
+    let qualifier = req.qualifier.unwrap_or_else(|| "$LATEST".to_string());
+    let code = match function.version(&qualifier) {
+        Some(v) => &v.code,
+        None if qualifier == "$LATEST" => &function.code,
+        None => {
+            return Err(ApiError::new(
+                "ResourceNotFound.Version",
+                format!("Version `{qualifier}` of function {} does not exist.", req.function_name),
+            ));
+        }
+    };
+    Ok(obj([("Url", json!("")), ("CodeSha256", json!(code.sha256))]))
+}
+
 pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetFunction = parse(p)?;
     let name = req.function_name.ok_or_else(|| {
@@ -236,7 +280,7 @@ pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
         ("ClsLogsetId", json!("")),
         ("ClsTopicId", json!("")),
         ("FunctionId", json!(function.id)),
-        ("Tags", json!([])),
+        ("Tags", tags_output(&function.tags)),
         ("EipConfig", json!({"EipFixed": "FALSE", "Eips": []})),
         ("AccessInfo", json!({"Host": "", "Vip": ""})),
         ("Type", json!(function.kind.as_api())),
@@ -328,10 +372,13 @@ const FUNCTION_FILTERS: &[&str] = &[
     "Eip",
 ];
 
-/// Whether a function matches one filter (any of its values); `tag-NAME` filters match none (functions carry
-/// no tags here).
+/// Whether a function matches one filter (any of its values); `tag-KEY` matches the functions whose tag `KEY`
+/// has one of the values.
 fn function_matches(function: &Function, filter: &Filter) -> bool {
     let any = |value: &str| filter.values.iter().any(|v| v == value);
+    if let Some(key) = filter.name.strip_prefix("tag-") {
+        return function.tags.iter().any(|(k, v)| k == key && any(v));
+    }
     match filter.name.as_str() {
         "Status" => any("Active"),
         "Runtime" => any(&function.runtime),
@@ -340,6 +387,11 @@ fn function_matches(function: &Function, filter: &Filter) -> bool {
         "AsyncRunEnable" | "TraceEnable" => any("FALSE"),
         _ => false,
     }
+}
+
+/// A function's tags as `Tag` objects.
+fn tags_output(tags: &[(String, String)]) -> Value {
+    json!(tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>())
 }
 
 pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
@@ -399,7 +451,7 @@ pub fn list(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
                 "Status": "Active",
                 "StatusDesc": "",
                 "Description": f.config.description,
-                "Tags": [],
+                "Tags": tags_output(&f.tags),
                 "Type": f.kind.as_api(),
                 "StatusReasons": [],
                 "TotalProvisionedConcurrencyMem": 0,
