@@ -1,5 +1,6 @@
 //! The `fnlb` command line: `serve` runs the node; every other subcommand is a client of its API.
 
+pub mod apply;
 mod clb;
 mod function;
 
@@ -38,6 +39,8 @@ pub enum Command {
     /// Load balancers, listeners, rules and function bindings.
     #[command(subcommand)]
     Clb(clb::ClbCommand),
+    /// Create or update the functions and load balancers a stack file (YAML) describes.
+    Apply(apply::ApplyArgs),
     /// Call any API action with JSON parameters, as tccli does: `fnlb call clb DescribeLoadBalancers '{}'`.
     Call(CallArgs),
 }
@@ -239,6 +242,7 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
         Command::Invoke(args) => function::invoke(args).await?,
         Command::Triggers(args) => function::triggers(args).await?,
         Command::Clb(cmd) => clb::run(cmd).await?,
+        Command::Apply(args) => return apply::run(args).await,
         Command::Call(args) => {
             let service = crate::api::Service::parse(&args.service)
                 .ok_or_else(|| CliError::Usage(format!("unknown service `{}`: scf or clb", args.service)))?;
