@@ -20,6 +20,7 @@ mod node;
 mod persistence;
 mod protection;
 mod reload;
+mod scenarios;
 mod sdk;
 mod serve;
 mod servers;

@@ -26,6 +26,8 @@ pub struct Function {
     pub description: String,
     pub environment: BTreeMap<String, String>,
     pub code_sha256: String,
+    /// Reserved concurrency memory, MB.
+    pub reserved_mem: Option<u32>,
     /// Tagged with this stack's name.
     pub in_stack: bool,
 }
@@ -89,7 +91,8 @@ pub async fn observe(api: &Api<'_>, stack: &Stack) -> Result<Observed, ApplyErro
     for (namespace, name) in keys {
         let params = json!({"FunctionName": name, "Namespace": namespace});
         let Some(f) = api.find(Service::Scf, "GetFunction", params.clone()).await? else { continue };
-        let Some(address) = api.find(Service::Scf, "GetFunctionAddress", params).await? else { continue };
+        let Some(address) = api.find(Service::Scf, "GetFunctionAddress", params.clone()).await? else { continue };
+        let reserved = api.find(Service::Scf, "GetReservedConcurrencyConfig", params).await?;
         let environment = f["Environment"]["Variables"].as_array().into_iter().flatten();
         let function = Function {
             runtime: text(&f["Runtime"]),
@@ -99,6 +102,7 @@ pub async fn observe(api: &Api<'_>, stack: &Stack) -> Result<Observed, ApplyErro
             description: text(&f["Description"]),
             environment: environment.map(|v| (text(&v["Key"]), text(&v["Value"]))).collect(),
             code_sha256: text(&address["CodeSha256"]),
+            reserved_mem: reserved.and_then(|r| r["ReservedMem"].as_u64()).map(|m| m as u32),
             in_stack: tagged(&f["Tags"], "Key", "Value", &stack.name),
         };
         observed.functions.insert((namespace, name), function);

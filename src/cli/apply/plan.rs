@@ -43,6 +43,12 @@ pub enum Action {
     CreateFunction(usize),
     UpdateCode(usize),
     UpdateConfig(usize),
+    /// Reserved concurrency: set to the function's `concurrency`.
+    SetConcurrency(usize),
+    RemoveConcurrency {
+        namespace: String,
+        name: String,
+    },
     DeleteFunction {
         namespace: String,
         name: String,
@@ -209,6 +215,10 @@ fn functions(b: &mut Builder<'_>) -> Result<(), (String, String)> {
                 let text = format!("{who} ({}, {} MB, {} s)", f.runtime, f.memory, f.timeout);
                 b.code.insert(i, zip);
                 b.push(Phase::Functions, '+', text, &place, Action::CreateFunction(i));
+                if let Some(n) = f.concurrency {
+                    let text = format!("{who}: concurrency {n}");
+                    b.push(Phase::Functions, '+', text, &place, Action::SetConcurrency(i));
+                }
             }
             Some(o) => {
                 if o.runtime != f.runtime {
@@ -254,6 +264,21 @@ fn functions(b: &mut Builder<'_>) -> Result<(), (String, String)> {
                         &place,
                         Action::UpdateConfig(i),
                     );
+                }
+                let wanted = f.concurrency.map(|n| n * f.memory);
+                if wanted != o.reserved_mem {
+                    match f.concurrency {
+                        Some(n) => {
+                            let text = format!("{who}: concurrency {n}");
+                            b.push(Phase::Functions, '~', text, &place, Action::SetConcurrency(i));
+                        }
+                        None if b.prune => {
+                            let (namespace, name) = (f.namespace.clone(), f.name.clone());
+                            let action = Action::RemoveConcurrency { namespace, name };
+                            b.push(Phase::Remove, '-', format!("{who}: concurrency limit"), &place, action);
+                        }
+                        None => {}
+                    }
                 }
             }
         }
@@ -633,6 +658,16 @@ impl Action {
                     "Description": f.description, "Environment": environment(i),
                 });
                 (Service::Scf, "UpdateFunctionConfiguration", params)
+            }
+            Action::SetConcurrency(i) => {
+                let f = &stack.functions[*i];
+                let mem = f.concurrency.unwrap_or(0) * f.memory;
+                let params = json!({"FunctionName": f.name, "Namespace": f.namespace, "ReservedConcurrencyMem": mem});
+                (Service::Scf, "PutReservedConcurrencyConfig", params)
+            }
+            Action::RemoveConcurrency { namespace, name } => {
+                let params = json!({"FunctionName": name, "Namespace": namespace});
+                (Service::Scf, "DeleteReservedConcurrencyConfig", params)
             }
             Action::DeleteFunction { namespace, name } => {
                 (Service::Scf, "DeleteFunction", json!({"FunctionName": name, "Namespace": namespace}))

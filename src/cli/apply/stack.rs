@@ -43,6 +43,9 @@ pub struct FunctionSpec {
     pub description: String,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// At most this many instances at once (reserved concurrency: this many times `memory`); left out, the
+    /// function is not limited beyond fnlb's settings.
+    pub concurrency: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
