@@ -157,9 +157,14 @@ fn plain_host(domain: &str) -> Option<String> {
     (!domain.contains('*') && !domain.starts_with('~')).then(|| domain.to_string())
 }
 
+/// Checks a target every `IntervalTime` seconds (a check's own time does not delay the next: with `TimeOut` below
+/// the interval, a dead target is found within `UnHealthNum` × `IntervalTime` + `TimeOut`).
 async fn check_loop(state: Arc<TargetState>, addr: SocketAddr, check: HealthCheck, host: String) {
     let (mut successes, mut failures) = (0u32, 0u32);
+    let mut ticks = tokio::time::interval(Duration::from_secs(u64::from(check.interval_s).max(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        ticks.tick().await;
         let healthy = probe(addr, &check, &host).await;
         if healthy {
             successes += 1;
@@ -179,7 +184,6 @@ async fn check_loop(state: Arc<TargetState>, addr: SocketAddr, check: HealthChec
                 state.set(Status::Unhealthy);
             }
         }
-        tokio::time::sleep(Duration::from_secs(u64::from(check.interval_s))).await;
     }
 }
 

@@ -2,10 +2,12 @@
 //! constant load, the servers are killed and restarted; every request is answered, by the function while no
 //! server can take it, and the servers get the traffic back once they are healthy again.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,12 @@ impl ShopServer {
         ShopServer { child, addr }
     }
 
+    /// Sends it a signal (`STOP`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
     /// Kills it with SIGKILL, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -57,94 +65,143 @@ struct Sample {
     served_by: String,
 }
 
+/// A bounded constant load: 4 clients, a request every 20 ms each, for at most 90 seconds.
+struct Load {
+    start: Instant,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String, host: &'static str) -> Load {
+        let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let clients = (0..4)
+            .map(|_| {
+                let (url, samples, stop) = (url.clone(), samples.clone(), stop.clone());
+                tokio::spawn(async move {
+                    for _ in 0..4500 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let reply = request("GET", &url, &[("Host", host)], Bytes::new()).await;
+                        let served_by = reply.header("x-served-by").to_string();
+                        samples.lock().unwrap().push(Sample { at: start.elapsed(), status: reply.status, served_by });
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            })
+            .collect();
+        Load { start, samples, stop, clients }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Requests `by` answered that ended after `after`.
+    fn served(&self, by: &str, after: Duration) -> usize {
+        self.samples.lock().unwrap().iter().filter(|s| s.at > after && s.served_by == by).count()
+    }
+
+    async fn finish(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.await.unwrap();
+        }
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}
+
+/// A rule on `shop.test/` with the servers as targets, health-checked every `INTERVAL` s (failing after
+/// `UNHEALTHY` checks, each within `TIMEOUT` s), and the example's shop function as its fallback.
+struct Shop {
+    lb: String,
+    listener: String,
+    location: String,
+    url: String,
+}
+
+const INTERVAL: u64 = 3;
+const UNHEALTHY: u64 = 2;
+const TIMEOUT: u64 = 2;
+
+/// The time the health checks take to find a dead server: `UnHealthNum` failed checks `IntervalTime` apart, the
+/// last taking up to `TimeOut` (plus a second for this test's polling).
+fn detection_window() -> Duration {
+    Duration::from_secs(INTERVAL * UNHEALTHY + TIMEOUT + 1)
+}
+
+impl Shop {
+    async fn deploy(app: &TestApp, function: &str, servers: &[SocketAddr]) -> Shop {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cvm-scf-switch/function");
+        app.create_from_dir(function, &example, json!({})).await.unwrap();
+        let check = json!({
+            "HealthSwitch": 1, "TimeOut": TIMEOUT, "IntervalTime": INTERVAL, "HealthNum": 2, "UnHealthNum": UNHEALTHY,
+            "HttpCode": 2, "HttpCheckPath": "/health", "HttpCheckMethod": "GET",
+        });
+        let (lb, listener, vip, port) = crate::harness::listener(app, "HTTP", json!({})).await;
+        let rules = json!([{"Domain": "shop.test", "Url": "/", "HealthCheck": check}]);
+        let created =
+            app.clb("CreateRule", json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": rules})).await.unwrap();
+        let location = created["LocationIds"][0].as_str().unwrap().to_string();
+        let targets: Vec<Value> =
+            servers.iter().map(|a| json!({"EniIp": a.ip().to_string(), "Port": a.port(), "Weight": 10})).collect();
+        let register =
+            json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "Targets": targets});
+        app.clb("RegisterTargets", register).await.unwrap();
+        let set = json!({
+            "LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+            "Function": {"FunctionNamespace": "default", "FunctionName": function, "FunctionQualifier": "$LATEST"},
+        });
+        app.clb("SetRuleFallback", set).await.unwrap();
+        Shop { lb, listener, location, url: format!("http://{vip}:{port}/api/items") }
+    }
+
+    /// Waits until DescribeRuleFallbacks says the function is (or is not) answering.
+    async fn serving(&self, app: &TestApp, wanted: bool, deadline: Duration) {
+        let what = if wanted { "the fallback is serving" } else { "the fallback is idle" };
+        eventually(what, deadline, || async {
+            let described = app.clb("DescribeRuleFallbacks", json!({"LoadBalancerId": self.lb})).await.unwrap();
+            (described["RuleFallbacks"][0]["Serving"] == json!(wanted)).then_some(())
+        })
+        .await;
+    }
+
+    async fn healthy(&self, app: &TestApp) {
+        eventually("the servers are healthy", Duration::from_secs(20), || async {
+            let described = app.clb("DescribeTargetHealth", json!({"LoadBalancerIds": [self.lb]})).await.unwrap();
+            let targets = described["LoadBalancers"][0]["Listeners"][0]["Rules"][0]["Targets"].as_array()?.clone();
+            targets.iter().all(|t| t["HealthStatusDetail"] == "Alive").then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_rule_fails_over_to_its_function_and_back_without_a_failed_request() {
     let app = TestApp::start();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cvm-scf-switch/function");
-    app.create_from_dir("shop-fallback", &example, json!({})).await.unwrap();
     let servers = vec![ShopServer::start("s1", 0), ShopServer::start("s2", 0)];
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    // Detection window: `UnHealthNum` failed checks `IntervalTime` apart, the last taking up to `TimeOut` (plus a
-    // second for this test's polling).
-    let (interval, unhealthy, timeout) = (3u64, 2u64, 2u64);
-    let window = Duration::from_secs(interval * unhealthy + timeout + 1);
-    let check = json!({
-        "HealthSwitch": 1, "TimeOut": timeout, "IntervalTime": interval, "HealthNum": 2, "UnHealthNum": unhealthy,
-        "HttpCode": 2, "HttpCheckPath": "/health", "HttpCheckMethod": "GET",
-    });
-    let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
-    let created = app
-        .clb(
-            "CreateRule",
-            json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "shop.test", "Url": "/", "HealthCheck": check}]}),
-        )
-        .await
-        .unwrap();
-    let location = created["LocationIds"][0].as_str().unwrap().to_string();
-    let targets: Vec<Value> =
-        addrs.iter().map(|a| json!({"EniIp": a.ip().to_string(), "Port": a.port(), "Weight": 10})).collect();
-    let register = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "Targets": targets});
-    app.clb("RegisterTargets", register).await.unwrap();
+    let shop = Shop::deploy(&app, "shop-fallback", &addrs).await;
 
-    // The fallback: an fnlb extension, refused where a function could not be bound.
+    // The fallback is an fnlb extension, refused where a function could not be bound.
     let set = json!({
-        "LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
-        "Function": {"FunctionNamespace": "default", "FunctionName": "shop-fallback", "FunctionQualifier": "$LATEST"},
+        "LoadBalancerId": shop.lb, "ListenerId": shop.listener, "LocationId": shop.location,
+        "Function": {"FunctionNamespace": "default", "FunctionName": "no-such-function", "FunctionQualifier": "$LATEST"},
     });
-    app.clb("SetRuleFallback", set.clone()).await.unwrap();
-    let mut missing = set.clone();
-    missing["Function"]["FunctionName"] = json!("no-such-function");
-    let refused = app.clb("SetRuleFallback", missing).await.unwrap_err().to_string();
+    let refused = app.clb("SetRuleFallback", set).await.unwrap_err().to_string();
     assert!(refused.contains("no-such-function"), "{refused}");
-    let bind = crate::harness::bind_params(&lb, &listener, &location, "shop-fallback");
+    let bind = crate::harness::bind_params(&shop.lb, &shop.listener, &shop.location, "shop-fallback");
     let refused = app.clb("RegisterFunctionTargets", bind).await.unwrap_err().to_string();
     assert!(refused.contains("forwards to servers"), "{refused}");
+    shop.healthy(&app).await;
 
-    let serving = |wanted: bool| {
-        let (app, lb) = (&app, lb.clone());
-        async move {
-            let described = app.clb("DescribeRuleFallbacks", json!({"LoadBalancerId": lb})).await.unwrap();
-            let fallback = &described["RuleFallbacks"][0];
-            assert_eq!(fallback["Function"]["FunctionName"], "shop-fallback", "{described}");
-            (fallback["Serving"] == json!(wanted)).then_some(())
-        }
-    };
-    let healthy = || {
-        let (app, lb) = (&app, lb.clone());
-        async move {
-            let described = app.clb("DescribeTargetHealth", json!({"LoadBalancerIds": [lb]})).await.unwrap();
-            let targets = described["LoadBalancers"][0]["Listeners"][0]["Rules"][0]["Targets"].as_array()?.clone();
-            targets.iter().all(|t| t["HealthStatusDetail"] == "Alive").then_some(())
-        }
-    };
-    eventually("both servers are healthy", Duration::from_secs(20), healthy).await;
-
-    // A bounded constant load: 4 clients, a request every 20 ms each, for at most 90 seconds.
-    let base = format!("http://{vip}:{port}/api/items");
-    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let start = Instant::now();
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (base, samples, stop) = (base.clone(), samples.clone(), stop.clone());
-            tokio::spawn(async move {
-                for _ in 0..4500 {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let reply = request("GET", &base, &[("Host", "shop.test")], Bytes::new()).await;
-                    let served_by = reply.header("x-served-by").to_string();
-                    samples.lock().unwrap().push(Sample { at: start.elapsed(), status: reply.status, served_by });
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-        })
-        .collect();
-    let served = |samples: &Arc<Mutex<Vec<Sample>>>, by: &str, after: Duration| {
-        samples.lock().unwrap().iter().filter(|s| s.at > after && s.served_by == by).count()
-    };
+    let load = Load::start(shop.url.clone(), "shop.test");
     eventually("the servers answer", Duration::from_secs(10), || async {
-        (served(&samples, "s1", Duration::ZERO) > 5 && served(&samples, "s2", Duration::ZERO) > 5).then_some(())
+        (load.served("s1", Duration::ZERO) > 5 && load.served("s2", Duration::ZERO) > 5).then_some(())
     })
     .await;
 
@@ -153,49 +210,89 @@ async fn a_rule_fails_over_to_its_function_and_back_without_a_failed_request() {
     for server in servers {
         server.kill();
     }
-    let killed = start.elapsed();
-    eventually("the fallback is serving", window, || serving(true)).await;
-    let detected = start.elapsed() - killed;
+    let killed = load.elapsed();
+    shop.serving(&app, true, detection_window()).await;
+    let detected = load.elapsed() - killed;
     eventually("the function answers", Duration::from_secs(10), || async {
-        (served(&samples, "function", killed) > 20).then_some(())
+        (load.served("function", killed) > 20).then_some(())
     })
     .await;
 
     // Restart them on their ports: they get the traffic back once healthy.
     let servers: Vec<ShopServer> =
         addrs.iter().zip(["s1", "s2"]).map(|(a, name)| ShopServer::start(name, a.port())).collect();
-    let restarted = start.elapsed();
-    eventually("the fallback is idle again", Duration::from_secs(30), || serving(false)).await;
-    let recovered = start.elapsed() - restarted;
-    let back = start.elapsed();
+    let restarted = load.elapsed();
+    shop.serving(&app, false, Duration::from_secs(30)).await;
+    let recovered = load.elapsed() - restarted;
+    let back = load.elapsed();
     eventually("the servers answer again", Duration::from_secs(10), || async {
-        (served(&samples, "s1", back) > 5 && served(&samples, "s2", back) > 5).then_some(())
+        (load.served("s1", back) > 5 && load.served("s2", back) > 5).then_some(())
     })
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
+    let samples = load.finish().await;
     drop(servers);
 
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
     let failed: Vec<(Duration, u16)> = samples.iter().filter(|s| s.status != 200).map(|s| (s.at, s.status)).collect();
     let by_function = samples.iter().filter(|s| s.served_by == "function").count();
     eprintln!(
-        "failover: {} requests, {} failed, {by_function} answered by the function; servers killed at {killed:?}, \
-         found down after {detected:?} (window {window:?}), back {recovered:?} after their restart",
+        "failover (servers killed): {} requests, {} failed, {by_function} answered by the function; killed at \
+         {killed:?}, found down after {detected:?} (window {:?}), back {recovered:?} after their restart",
         samples.len(),
         failed.len(),
+        detection_window(),
     );
     assert!(failed.is_empty(), "failed requests (time, status): {failed:?}");
-    assert!(detected <= window, "found down after {detected:?}, past the detection window {window:?}");
     let late = samples.iter().filter(|s| s.at > back + Duration::from_secs(1) && s.served_by == "function").count();
     assert_eq!(late, 0, "the function answered after the servers were back");
 
-    // Removing the fallback: with no server, the rule answers 503 again.
-    app.clb("SetRuleFallback", json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location}))
-        .await
-        .unwrap();
-    let described = app.clb("DescribeRuleFallbacks", json!({"LoadBalancerId": lb})).await.unwrap();
+    // Removing the fallback: it is no longer listed.
+    let remove = json!({"LoadBalancerId": shop.lb, "ListenerId": shop.listener, "LocationId": shop.location});
+    app.clb("SetRuleFallback", remove).await.unwrap();
+    let described = app.clb("DescribeRuleFallbacks", json!({"LoadBalancerId": shop.lb})).await.unwrap();
     assert_eq!(described["TotalCount"], 0, "{described}");
+}
+
+/// A server that hangs (stopped: the kernel still accepts its connections, nothing answers) cannot be caught by a
+/// failed connect; its requests time out (504) until the health checks find it, and none after that.
+#[tokio::test]
+async fn a_hung_server_fails_requests_only_within_the_detection_window() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--proxy-read-timeout", "1"]);
+    let server = ShopServer::start("hung", 0);
+    let shop = Shop::deploy(&app, "shop-hung", &[server.addr]).await;
+    shop.healthy(&app).await;
+    let load = Load::start(shop.url.clone(), "shop.test");
+    eventually("the server answers", Duration::from_secs(10), || async {
+        (load.served("hung", Duration::ZERO) > 5).then_some(())
+    })
+    .await;
+
+    server.signal("STOP");
+    let stopped = load.elapsed();
+    shop.serving(&app, true, detection_window()).await;
+    let detected = load.elapsed() - stopped;
+    let switched = load.elapsed();
+    eventually("the function answers", Duration::from_secs(10), || async {
+        (load.served("function", switched) > 20).then_some(())
+    })
+    .await;
+    server.signal("CONT");
+    shop.serving(&app, false, Duration::from_secs(30)).await;
+    let samples = load.finish().await;
+
+    // A request that started before the servers were found down may end up to the read timeout later.
+    let read_timeout = Duration::from_secs(1);
+    let failed: Vec<(Duration, u16)> = samples.iter().filter(|s| s.status != 200).map(|s| (s.at, s.status)).collect();
+    eprintln!(
+        "failover (server hung): {} requests, {} failed ({:?}), all within {detected:?} of the hang (window {:?})",
+        samples.len(),
+        failed.len(),
+        failed.iter().map(|f| f.1).collect::<HashSet<_>>(),
+        detection_window(),
+    );
+    assert!(!failed.is_empty(), "a hung server's requests time out until it is found");
+    let outside: Vec<_> =
+        failed.iter().filter(|(at, _)| *at < stopped || *at > stopped + detected + read_timeout).collect();
+    assert!(outside.is_empty(), "failures outside the detection window: {outside:?}");
+    assert!(failed.iter().all(|(_, status)| *status == 504), "{failed:?}");
 }
