@@ -3,7 +3,7 @@
 //! resource and the field.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bytes::Bytes;
 use serde_json::json;
@@ -12,16 +12,7 @@ use crate::harness::{TestApp, free_addr, request};
 use crate::servers::Backend;
 
 fn apply(app: &TestApp, file: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fnlb"))
-        .args(["apply", "-f"])
-        .arg(file)
-        .args(extra)
-        .args(["--endpoint", &app.endpoint(), "--data-dir"])
-        .arg(&app.data_dir)
-        .env_remove("TENCENTCLOUD_SECRET_ID")
-        .env_remove("TENCENTCLOUD_SECRET_KEY")
-        .output()
-        .expect("fnlb runs")
+    app.cli().args(["apply", "-f"]).arg(file).args(extra).output().expect("fnlb runs")
 }
 
 /// Applies and returns the printed plan; panics when apply fails.

@@ -8,14 +8,7 @@ use serde_json::Value;
 use crate::harness::{TestApp, free_addr, get};
 
 fn fnlb(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fnlb"))
-        .args(args)
-        .args(["--endpoint", &app.endpoint(), "--data-dir"])
-        .arg(&app.data_dir)
-        .env_remove("TENCENTCLOUD_SECRET_ID")
-        .env_remove("TENCENTCLOUD_SECRET_KEY")
-        .output()
-        .expect("fnlb runs")
+    app.cli().args(args).output().expect("fnlb runs")
 }
 
 fn ok(app: &TestApp, args: &[&str]) -> Value {

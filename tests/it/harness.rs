@@ -158,6 +158,22 @@ impl TestApp {
         self.client().call(Service::Clb, action, params).await
     }
 
+    /// The `fnlb` command line as a client of this node (its endpoint and credentials), ready for arguments.
+    pub fn cli(&self) -> Command {
+        self.client_of(Command::new(env!("CARGO_BIN_EXE_fnlb")))
+    }
+
+    /// A command (a script that runs `fnlb`, named by `FNLB`) given this node's endpoint and credentials.
+    pub fn client_of(&self, mut command: Command) -> Command {
+        command
+            .env("FNLB", env!("CARGO_BIN_EXE_fnlb"))
+            .env("FNLB_ENDPOINT", self.endpoint())
+            .env("FNLB_DATA_DIR", &self.data_dir)
+            .env_remove("TENCENTCLOUD_SECRET_ID")
+            .env_remove("TENCENTCLOUD_SECRET_KEY");
+        command
+    }
+
     /// Kills fnlb with SIGKILL (no chance to clean up) and waits for it.
     pub fn kill_9(mut self) -> PathBuf {
         let _ = self.child.kill();

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::harness::{TestApp, eventually, request};
 
-/// An example copied out of the source tree (with the scripts it shares) and deployed to `app`; its server, if
+/// An example copied out of the source tree (with the others, whose scripts and code it shares) and deployed to `app`; its server, if
 /// it started one, is stopped when this goes.
 struct Deployed {
     _temp: tempfile::TempDir,
@@ -25,13 +25,9 @@ struct Deployed {
 
 impl Deployed {
     fn new(app: &TestApp, name: &str) -> Deployed {
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         let temp = tempfile::tempdir().unwrap();
-        for script in ["make-cert.sh", "start-server.sh"] {
-            std::fs::copy(examples.join(script), temp.path().join(script)).unwrap();
-        }
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"), temp.path());
         let dir = temp.path().join(name);
-        copy_dir(&examples.join(name), &dir);
         let deployed = Deployed { _temp: temp, dir };
         let out = deployed.deploy(app);
         assert!(out.contains("Applied"), "{out}");
@@ -40,14 +36,7 @@ impl Deployed {
 
     /// Runs the example's deploy.sh; returns what it printed.
     fn deploy(&self, app: &TestApp) -> String {
-        let out = Command::new(self.dir.join("deploy.sh"))
-            .env("FNLB", env!("CARGO_BIN_EXE_fnlb"))
-            .env("FNLB_ENDPOINT", app.endpoint())
-            .env("FNLB_DATA_DIR", &app.data_dir)
-            .env_remove("TENCENTCLOUD_SECRET_ID")
-            .env_remove("TENCENTCLOUD_SECRET_KEY")
-            .output()
-            .expect("deploy.sh runs");
+        let out = app.client_of(Command::new(self.dir.join("deploy.sh"))).output().expect("deploy.sh runs");
         let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "deploy.sh failed: {printed}");
         printed
