@@ -79,6 +79,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         sockets,
         queue,
         health,
+        console: crate::console::Console::new(config.console.clone()),
     });
     let api_task = tokio::spawn(api.serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");

@@ -43,6 +43,7 @@ pub struct Config {
     pub proxy: ProxySettings,
     pub upstream: crate::proxy::upstream::UpstreamSettings,
     pub queue: QueueSettings,
+    pub console: crate::console::ConsoleSettings,
     /// The accounts file (`src/accounts.rs`), read at start.
     pub accounts_file: Option<PathBuf>,
 }
@@ -79,6 +80,7 @@ impl Config {
             upstream: Default::default(),
             accounts_file: None,
             queue: QueueSettings::default(),
+            console: Default::default(),
         })
     }
 }

@@ -68,6 +68,8 @@ pub struct RouteTarget {
     pub custom: Arc<Settings>,
     /// Where the rule redirects its requests (ManualRewrite, AutoRewrite), before any target.
     pub redirect: Option<Redirect>,
+    /// Per-minute counts of the rule's requests (kept across snapshots while the rule exists).
+    pub stats: Arc<crate::stats::RuleStats>,
 }
 
 /// A rule's redirect to another rule, resolved to what the `Location` is made of.
@@ -191,6 +193,7 @@ impl Snapshot {
         let mut http_listeners = HashMap::new();
         let mut stream_listeners = HashMap::new();
         let mut datagram_listeners = HashMap::new();
+        let mut previous_stats: HashMap<String, Arc<crate::stats::RuleStats>> = HashMap::new();
         for listener in state.listeners.values() {
             if !crate::proxy::serves(listener.protocol) {
                 continue;
@@ -214,6 +217,7 @@ impl Snapshot {
                     health_check: listener.health_check.clone(),
                     custom: Arc::default(),
                     redirect: None,
+                    stats: Arc::default(),
                 };
                 let tls = (listener.protocol == Protocol::TcpSsl)
                     .then(|| crate::proxy::tls::listener_config(&state, listener))
@@ -240,6 +244,13 @@ impl Snapshot {
             if let Some(routes) = unchanged {
                 http_listeners.insert(addr, routes);
                 continue;
+            }
+            // The counts of rules that stay go on in the new routes.
+            if previous_stats.is_empty()
+                && let Some(prev) = previous
+            {
+                let rules = prev.http_listeners.values().flat_map(|routes| routes.rules.iter());
+                previous_stats = rules.map(|r| (r.location_id.clone(), r.stats.clone())).collect();
             }
             let router = Router::build(
                 rules.iter().map(|r| RouteRule { domain: r.domain.clone(), url: r.url.clone() }),
@@ -279,6 +290,7 @@ impl Snapshot {
                     function: r.function.as_ref().map(|t| function_ref(lb, t)),
                     fallback: r.fallback.as_ref().map(|t| function_ref(lb, t)),
                     redirect: Redirect::resolve(&state, r),
+                    stats: previous_stats.get(r.id.as_str()).cloned().unwrap_or_default(),
                 })
                 .collect();
             let tls =

@@ -93,6 +93,8 @@ pub const ACTIONS: &[ActionInfo] = &[
     ),
     scf("GetFunction", &["FunctionName", "Qualifier", "Namespace", "ShowCode"]),
     scf("GetFunctionAddress", &["FunctionName", "Qualifier", "Namespace"]),
+    // fnlb extension: the console's charts.
+    scf("DescribeFunctionMetrics", &["FunctionName", "Namespace"]),
     scf("ListFunctions", &["Order", "Orderby", "Offset", "Limit", "SearchKey", "Namespace", "Description", "Filters"]),
     scf(
         "UpdateFunctionCode",
@@ -385,6 +387,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     clb("SetRuleFallback", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Function"]),
     clb("DescribeRuleFallbacks", &["LoadBalancerId", "ListenerIds"]),
     clb("DescribeCertificates", &["CertIds"]),
+    clb("DescribeRuleMetrics", &["LoadBalancerId", "ListenerId", "LocationId"]),
     clb(
         "SetCustomizedConfigForLoadBalancer",
         &["OperationType", "UconfigId", "ConfigContent", "ConfigName", "LoadBalancerIds", "Tags"],
@@ -409,6 +412,7 @@ pub async fn dispatch(
         (Service::Scf, "CreateFunction") => scf::functions::create(ctx, p).await,
         (Service::Scf, "GetFunction") => scf::functions::get(ctx, p).await,
         (Service::Scf, "GetFunctionAddress") => scf::functions::address(ctx, p),
+        (Service::Scf, "DescribeFunctionMetrics") => super::monitor::function(ctx, p),
         (Service::Scf, "ListFunctions") => scf::functions::list(ctx, p),
         (Service::Scf, "UpdateFunctionCode") => scf::functions::update_code(ctx, p).await,
         (Service::Scf, "UpdateFunctionConfiguration") => scf::functions::update_configuration(ctx, p).await,
@@ -462,6 +466,7 @@ pub async fn dispatch(
         (Service::Clb, "SetRuleFallback") => clb::fallback::set(ctx, p).await,
         (Service::Clb, "DescribeRuleFallbacks") => clb::fallback::describe(ctx, p),
         (Service::Clb, "DescribeCertificates") => clb::certificates::describe(ctx, p),
+        (Service::Clb, "DescribeRuleMetrics") => super::monitor::rule(ctx, p),
         (Service::Clb, "SetCustomizedConfigForLoadBalancer") => clb::configs::set_for_load_balancer(ctx, p).await,
         (Service::Clb, "AddCustomizedConfig") => clb::configs::add_config(ctx, p).await,
         (Service::Clb, "ModifyCustomizedConfig") => clb::configs::modify_config(ctx, p).await,

@@ -7,6 +7,7 @@
 mod actions;
 pub mod clb;
 pub mod error;
+mod monitor;
 mod params;
 pub mod scf;
 pub mod tc3;
@@ -106,7 +107,12 @@ pub struct Api {
     pub queue: Arc<AsyncQueue>,
     /// Server targets' health, as the checks see it.
     pub health: Arc<crate::proxy::health::Health>,
+    /// The web console's assets and sessions.
+    pub console: crate::console::Console,
 }
+
+/// The largest body the console's own endpoints take (sign-in).
+const CONSOLE_MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// One authenticated request, as handlers see it.
 pub struct Ctx<'a> {
@@ -182,7 +188,15 @@ impl Api {
     }
 
     async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
-        if req.uri().path() != "/" {
+        let path = req.uri().path();
+        if path == "/console" || path.starts_with("/console/") {
+            let (parts, body) = req.into_parts();
+            let body =
+                Limited::new(body, CONSOLE_MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let snapshot = self.control.snapshot();
+            return self.console.handle(&snapshot.state, &parts.method, parts.uri.path(), &parts.headers, &body);
+        }
+        if path != "/" {
             let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
             *response.status_mut() = StatusCode::NOT_FOUND;
             return response;
@@ -282,6 +296,9 @@ impl Api {
             };
             ApiError::new(code, error::sentence(&e.to_string()))
         };
+        if header_str(headers, "authorization").is_none() && crate::console::Console::carries_session(headers) {
+            return self.console_account(headers);
+        }
         let header = header_str(headers, "authorization").ok_or(AuthError::InvalidAuthorization).map_err(auth_error)?;
         let auth = tc3::parse_authorization(header).map_err(auth_error)?;
         let service = Service::parse(auth.service).ok_or_else(|| {
@@ -330,6 +347,22 @@ impl Api {
             tc3::Signed { method: "POST", query: "", headers: signed, payload_hash, timestamp, service: auth.service };
         let now = crate::clock::now_ms() / 1000;
         tc3::verify(&auth, &account.secret_key, &request, now).map_err(auth_error)?;
+        Ok((account, service))
+    }
+}
+
+impl Api {
+    /// The account of a console request: its session, its CSRF token, and the service it names.
+    fn console_account(&self, headers: &HeaderMap) -> Result<(Account, Service), ApiError> {
+        let snapshot = self.control.snapshot();
+        let account = self
+            .console
+            .authenticate(&snapshot.state, headers)
+            .map_err(|e| ApiError::new("AuthFailure.InvalidAuthorization", error::sentence(&e.to_string())))?;
+        let name = header_str(headers, crate::console::SERVICE_HEADER).unwrap_or_default();
+        let service = Service::parse(name).ok_or_else(|| {
+            ApiError::new("InvalidAction", format!("The service `{name}` is not served here; fnlb serves scf and clb."))
+        })?;
         Ok((account, service))
     }
 }

@@ -153,6 +153,9 @@ pub struct ServeArgs {
     /// before it starts another (0: start one at once).
     #[arg(long, env = "FNLB_WARM_WAIT_LIMIT", default_value_t = crate::functions::DEFAULT_WARM_WAIT_LIMIT.as_millis() as u64)]
     pub warm_wait_limit: u64,
+    /// Seconds a web console session lasts after sign-in.
+    #[arg(long, env = "FNLB_CONSOLE_SESSION_TTL", default_value_t = crate::console::DEFAULT_SESSION_TTL.as_secs())]
+    pub console_session_ttl: u64,
 }
 
 impl ServeArgs {
@@ -181,6 +184,7 @@ impl ServeArgs {
         config.proxy.max_body_bytes = self.max_body_size;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
+        config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
         Ok(config)
     }
 }

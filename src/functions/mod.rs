@@ -182,6 +182,8 @@ pub struct Engine {
     budget: Arc<tokio::sync::Semaphore>,
     next_instance: AtomicU64,
     pub logs: LogStore,
+    /// Per-minute counts of each function's invocations, for the console.
+    stats: Mutex<HashMap<FunctionKey, Arc<crate::stats::FunctionStats>>>,
 }
 
 // === impl Engine ===
@@ -198,7 +200,14 @@ impl Engine {
             pools: Mutex::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
             next_instance: AtomicU64::new(1),
+            stats: Mutex::default(),
         }
+    }
+
+    /// A function's per-minute counts (made on first use).
+    pub fn function_stats(&self, key: &FunctionKey) -> Arc<crate::stats::FunctionStats> {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.entry(key.clone()).or_default().clone()
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -213,6 +222,8 @@ impl Engine {
     /// when a snapshot is published).
     pub fn reconcile(self: &Arc<Self>, snapshot: &Snapshot) {
         self.retire_stale(snapshot);
+        // A deleted function's counts go with it.
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).retain(|key, _| snapshot.functions.contains_key(key));
         // Reservations follow the functions (and go with them).
         let known: Vec<FunctionKey> =
             self.reservations.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
@@ -330,6 +341,8 @@ impl Engine {
     ) -> Invocation {
         let function = &spec.function;
         let span = tracing::debug_span!("invoke", function = %function.key, request_id = %request_id);
+        let stats = self.function_stats(&function.key);
+        let running = stats.start();
         let started = Instant::now();
         let start_ms = crate::clock::now_ms();
         let mut log = format!("START RequestId:{request_id}\n");
@@ -386,6 +399,8 @@ impl Engine {
             memory_mb,
             mem_bytes as f64 / (1024.0 * 1024.0),
         ));
+        drop(running);
+        stats.finish(duration_ms, status != status::SUCCESS);
         let log: Arc<str> = Arc::from(log);
         self.logs.record(
             &function.key,

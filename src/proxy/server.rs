@@ -222,6 +222,9 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
         _ => respond::not_found(),
     };
     custom.decorate(&mut response);
+    if let Some(target) = target {
+        target.stats.record(response.status().as_u16());
+    }
     response
 }
 

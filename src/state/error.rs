@@ -39,7 +39,7 @@ pub enum StateError {
     PortInUse { port: u16, protocol: Protocol, listener: String },
     #[error("load balancer {lb} already has {limit} listeners, the most it may have")]
     ListenerQuota { lb: String, limit: usize },
-    #[error("listener {0} is a {1:?} listener; rules and functions need an HTTP or HTTPS listener")]
+    #[error("listener {id} is a {protocol} listener; rules and functions need an HTTP or HTTPS listener", id = .0, protocol = .1.as_api())]
     NotLayer7(String, Protocol),
     #[error("a rule for domain {domain} and URL {url} already exists ({location})")]
     RuleExists { domain: String, url: String, location: String },

@@ -6,6 +6,7 @@ mod asynchronous;
 mod clb_trigger;
 mod cli;
 mod conformance;
+mod console;
 mod custom_config;
 mod custom_runtime;
 mod failover;

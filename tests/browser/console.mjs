@@ -1,0 +1,137 @@
+// Walks the seed's directions through fnlb's web console in Debian's headless Chromium, as a user would: sign in
+// (by keyboard), create the function with the seed's code, deploy, create a load balancer, an HTTP listener and a
+// rule, bind the function, open Trigger Management and follow the access path. Also: a test invocation, the logs,
+// the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Prints a JSON
+// report; saves a screenshot of each page.
+//
+//   node console.mjs BASE_URL SECRET_ID SECRET_KEY VIP PORT SCREENSHOT_DIR
+import { chromium } from 'playwright-core';
+
+const [base, secretId, secretKey, vip, port, shots] = process.argv.slice(2);
+const report = { steps: [], errors: [], loads: {} };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+  timeout: 30_000,
+});
+let n = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('console', (m) => { if (m.type() === 'error') report.errors.push(m.text()); });
+  page.on('pageerror', (e) => report.errors.push(String(e)));
+  const shot = async (name) => {
+    n += 1;
+    await page.screenshot({ path: `${shots}/${String(n).padStart(2, '0')}-${name}.png`, fullPage: true });
+    report.steps.push(name);
+  };
+  const visit = async (hash, ready) => {
+    const started = Date.now();
+    await page.goto(`${base}/console/${hash}`);
+    await ready();
+    report.loads[hash || 'sign-in'] = Date.now() - started;
+  };
+
+  // Sign in with the keyboard alone.
+  await visit('', () => page.getByLabel('SecretId').waitFor());
+  await shot('sign-in');
+  await page.keyboard.type(secretId); // the SecretId field has focus
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(secretKey);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Functions' }).waitFor();
+  await shot('functions-empty');
+
+  // Create the function with the seed's code (the editor's template), and deploy it.
+  await page.getByRole('link', { name: 'Create function' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('hello-clb');
+  await page.getByLabel('Runtime').selectOption('Python3.6');
+  await shot('create-function');
+  await page.getByRole('button', { name: 'Create and deploy' }).click();
+  await page.getByRole('heading', { name: 'hello-clb' }).waitFor();
+  report.code = await page.getByLabel('Code of the entry file').inputValue();
+  await shot('function-code');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await page.getByText('Deployed: new requests run the new code.').waitFor();
+
+  // A load balancer, an HTTP listener and a rule; bind the function.
+  await page.getByRole('link', { name: 'Load balancers' }).click();
+  await page.getByRole('heading', { name: 'Load balancers' }).waitFor();
+  await page.getByLabel('Name').fill('seed-clb');
+  await page.getByLabel('VIP').fill(vip);
+  await page.getByRole('button', { name: 'Create load balancer' }).click();
+  await page.getByRole('heading', { name: 'seed-clb' }).waitFor();
+  await page.getByLabel('Port').fill(port);
+  await page.getByRole('button', { name: 'Create listener' }).click();
+  await page.getByRole('heading', { name: `HTTP:${port}` }).waitFor();
+  await page.getByLabel('URL').fill('/');
+  await page.getByRole('button', { name: 'Create rule' }).click();
+  await page.getByRole('button', { name: 'Bind function' }).waitFor();
+  await shot('rule');
+  await page.getByLabel('Function').selectOption('default/hello-clb');
+  await page.getByRole('button', { name: 'Bind function' }).click();
+  await page.getByRole('button', { name: 'Unbind' }).waitFor();
+  await shot('bound');
+
+  // A TCP listener, for the refusal below.
+  const tcpPort = String(Number(port) + 1);
+  await page.getByLabel('Protocol').selectOption('TCP');
+  await page.getByLabel('Port').fill(tcpPort);
+  await page.getByRole('button', { name: 'Create listener' }).click();
+  await page.getByRole('heading', { name: `TCP:${tcpPort}` }).waitFor();
+
+  // Trigger Management: the access path, followed.
+  await page.getByRole('link', { name: 'hello-clb' }).click();
+  await page.getByRole('link', { name: 'Trigger Management' }).waitFor();
+  await page.getByRole('link', { name: 'Trigger Management' }).click();
+  const link = page.locator('a.access-path').first();
+  await link.waitFor();
+  report.accessPath = await link.getAttribute('href');
+  await shot('trigger-management');
+  // Refused: a function on a TCP listener. The API's message is shown.
+  const tcp = await page.getByLabel('Listener').evaluate((select, prefix) =>
+    [...select.options].find((o) => o.textContent.startsWith(prefix)).value, `TCP:${tcpPort}`);
+  await page.getByLabel('Listener').selectOption(tcp);
+  await page.getByRole('button', { name: 'Create CLB trigger' }).click();
+  const refusal = page.locator('.notice.error');
+  await refusal.waitFor();
+  report.refusal = await refusal.textContent();
+  await shot('refused');
+  const site = await context.newPage();
+  await site.goto(report.accessPath);
+  report.accessHeading = await site.locator('h1').textContent();
+  await site.screenshot({ path: `${shots}/${String(++n).padStart(2, '0')}-access-path.png` });
+  await site.close();
+
+  // Test with a CLB event; the logs; the charts.
+  await page.getByRole('link', { name: 'Test', exact: true }).click();
+  await page.getByRole('button', { name: 'Test' }).click();
+  await page.getByRole('heading', { name: 'Succeeded' }).waitFor();
+  report.testResult = await page.locator('pre.result').textContent();
+  await shot('test');
+  await page.getByRole('link', { name: 'Logs' }).click();
+  await page.getByRole('columnheader', { name: 'Log' }).waitFor();
+  report.log = await page.locator('td pre').first().textContent();
+  await shot('logs');
+  await page.getByRole('link', { name: 'Monitoring' }).click();
+  await page.locator('.chart svg').first().waitFor();
+  report.charts = await page.locator('.chart svg').count();
+  report.chartLabels = await page.locator('.chart svg').evaluateAll((all) => all.map((s) => s.getAttribute('aria-label')));
+  await shot('monitoring');
+
+  // Warm page loads, and a phone-sized screen.
+  await visit('#/functions', () => page.getByRole('link', { name: 'hello-clb' }).waitFor());
+  await visit('#/balancers', () => page.getByRole('link', { name: 'seed-clb' }).waitFor());
+  await page.setViewportSize({ width: 375, height: 667 });
+  await visit('#/functions', () => page.getByRole('link', { name: 'hello-clb' }).waitFor());
+  report.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await shot('phone');
+} catch (error) {
+  report.failure = String(error && error.stack || error);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));

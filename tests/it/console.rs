@@ -1,0 +1,118 @@
+//! The web console: its assets and sessions over HTTP, then the seed's whole workflow in headless Chromium.
+
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, free_addr, request};
+
+fn secrets(app: &TestApp) -> (String, String) {
+    (app.credentials.secret_id.clone(), app.credentials.secret_key.clone())
+}
+
+/// Calls an API action as the console does: the session cookie and its CSRF token, no signature.
+async fn console_call(app: &TestApp, cookie: &str, csrf: &str, service: &str, action: &str, params: Value) -> Value {
+    let version = if service == "scf" { "2018-04-16" } else { "2018-03-17" };
+    let headers = [
+        ("Cookie", cookie),
+        ("X-Fnlb-Csrf", csrf),
+        ("X-Fnlb-Service", service),
+        ("X-TC-Action", action),
+        ("X-TC-Version", version),
+        ("Content-Type", "application/json"),
+    ];
+    let reply = request("POST", &format!("{}/", app.endpoint()), &headers, Bytes::from(params.to_string())).await;
+    reply.json()["Response"].clone()
+}
+
+#[tokio::test]
+async fn console_sessions_are_cookies_with_a_csrf_token() {
+    let app = TestApp::start();
+    let base = app.endpoint();
+    let page = request("GET", &format!("{base}/console/"), &[], Bytes::new()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("/console/app.js"));
+    assert!(page.header("content-security-policy").contains("script-src 'self'"), "{:?}", page.headers);
+    let script = request("GET", &format!("{base}/console/app.js"), &[], Bytes::new()).await;
+    assert_eq!(script.header("content-type"), "text/javascript; charset=utf-8");
+    let etag = script.header("etag").to_string();
+    let again = request("GET", &format!("{base}/console/app.js"), &[("If-None-Match", &etag)], Bytes::new()).await;
+    assert_eq!(again.status, 304);
+
+    let (id, key) = secrets(&app);
+    let session = format!("{base}/console/session");
+    let wrong = json!({"SecretId": id, "SecretKey": "not-the-key"}).to_string();
+    assert_eq!(request("POST", &session, &[], Bytes::from(wrong)).await.status, 401);
+    let signed =
+        request("POST", &session, &[], Bytes::from(json!({"SecretId": id, "SecretKey": key}).to_string())).await;
+    assert_eq!(signed.status, 200);
+    let set_cookie = signed.header("set-cookie").to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let body = signed.json();
+    assert!(!body.to_string().contains(&key), "the page never gets the secret key");
+    let csrf = body["Csrf"].as_str().unwrap().to_string();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+
+    // The console's calls are the API's actions; without the CSRF token (a forged cross-site request) they fail.
+    let listed = console_call(&app, &cookie, &csrf, "scf", "ListFunctions", json!({})).await;
+    assert_eq!(listed["TotalCount"], 0, "{listed}");
+    let forged = console_call(&app, &cookie, "guess", "scf", "ListFunctions", json!({})).await;
+    assert_eq!(forged["Error"]["Code"], "AuthFailure.InvalidAuthorization", "{forged}");
+    // What the API refuses, it refuses the console too.
+    let refused = console_call(&app, &cookie, &csrf, "scf", "CreateFunction", json!({"FunctionName": "x"})).await;
+    assert!(refused["Error"]["Code"].as_str().unwrap().starts_with("MissingParameter"), "{refused}");
+
+    // Signing out ends the session.
+    let headers = [("Cookie", cookie.as_str()), ("X-Fnlb-Csrf", csrf.as_str())];
+    assert_eq!(request("DELETE", &session, &headers, Bytes::new()).await.status, 200);
+    let after = console_call(&app, &cookie, &csrf, "scf", "ListFunctions", json!({})).await;
+    assert_eq!(after["Error"]["Code"], "AuthFailure.InvalidAuthorization", "{after}");
+    assert_eq!(request("GET", &session, &[("Cookie", cookie.as_str())], Bytes::new()).await.json(), json!({}));
+}
+
+#[tokio::test]
+async fn the_seed_workflow_in_the_console_in_chromium() {
+    let app = TestApp::start();
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/test, or `npm ci` in tests/browser"
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let (vip, port) = free_addr();
+    let (id, key) = secrets(&app);
+    let out = Command::new("node")
+        .arg(browser.join("console.mjs"))
+        .args([&app.endpoint(), &id, &key, &vip.to_string(), &port.to_string(), shots.to_str().unwrap()])
+        .output()
+        .expect("node runs");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("console.mjs printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    eprintln!("console: page loads (ms) {}; steps {}", report["loads"], report["steps"]);
+    assert!(report["failure"].is_null(), "{}", report["failure"].as_str().unwrap_or_default());
+    assert_eq!(report["errors"], json!([]), "no console errors");
+    assert!(report["code"].as_str().unwrap().contains("Hello CLB"), "the editor starts from the seed's code");
+    assert_eq!(report["accessPath"], format!("http://{vip}:{port}/"));
+    assert_eq!(report["accessHeading"], "Hello CLB");
+    let refusal = report["refusal"].as_str().unwrap();
+    assert!(
+        refusal.starts_with("InvalidParameter.ProtocolCheckFailed") && refusal.contains("TCP listener"),
+        "{refusal}"
+    );
+    assert!(report["testResult"].as_str().unwrap().contains("Hello CLB"));
+    let log = report["log"].as_str().unwrap();
+    assert!(
+        log.contains("START RequestId:") && log.contains("END RequestId:") && log.contains("Report RequestId:"),
+        "{log}"
+    );
+    assert_eq!(report["charts"], 3);
+    assert_eq!(report["phoneOverflow"], false, "nothing wider than a phone's screen");
+    let saved = std::fs::read_dir(&shots).unwrap().count();
+    assert!(saved >= 12, "{saved} screenshots");
+}
