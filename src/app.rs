@@ -80,9 +80,24 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         queue,
         health,
         console: crate::console::Console::new(config.console.clone()),
+        answered: Default::default(),
     });
-    let api_task = tokio::spawn(api.serve(listener, stop_rx.clone()));
+    let api_task = tokio::spawn(api.clone().serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (the admin address)", config.admin_addr))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin = Arc::new(crate::admin::Admin::new(api.clone(), data_dir.clone()));
+    let admin_task = tokio::spawn(admin.clone().serve(admin_listener, stop_rx.clone()));
+    println!("fnlb: admin listening on http://{admin_addr}");
+    // Ready once the listeners of the state as restored are bound.
+    let current = control.snapshot().version;
+    if control.wait_in_effect(current, config.api.apply_timeout).await {
+        admin.set_ready();
+    } else {
+        tracing::warn!("The listeners were not all bound in time; /ready stays unready until restart.");
+    }
     tracing::info!(%api_addr, data_dir = %data_dir.display(), "fnlb started.");
 
     if let Some(port) = config.example_port {
@@ -98,6 +113,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     tracing::info!("Stopping: draining connections.");
     let _ = stop_tx.send(true);
     let _ = api_task.await;
+    let _ = admin_task.await;
     let _ = proxy_task.await;
     let _ = queue_task.await;
     tracing::info!("fnlb stopped.");

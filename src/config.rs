@@ -28,6 +28,8 @@ pub enum LogFormat {
 pub struct Config {
     pub data_dir: PathBuf,
     pub api_addr: SocketAddr,
+    /// The admin listener: `/live`, `/ready`, `/metrics`, `/status`.
+    pub admin_addr: SocketAddr,
     /// The region of requests that name none, and of the embedded example.
     pub region: String,
     pub log_format: LogFormat,
@@ -68,6 +70,7 @@ impl Config {
         Ok(Config {
             data_dir,
             api_addr,
+            admin_addr: crate::admin::DEFAULT_ADMIN_ADDR.parse().expect("the default admin address parses"),
             region,
             log_format,
             interpreters: Interpreters::default(),

@@ -5,6 +5,7 @@
 //! The map of the code is in ARCHITECTURE.md.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod cli;

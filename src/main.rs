@@ -2,12 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use fnlb::cli::{Cli, Command};
+use fnlb::cli::Command;
 use fnlb::config::LogFormat;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match fnlb::cli::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("fnlb: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

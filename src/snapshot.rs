@@ -37,6 +37,8 @@ pub struct ListenerRoutes {
     pub tls: Option<ListenerTls>,
     /// The load balancer's custom configuration: what holds for a connection before its first request is routed.
     pub custom: Arc<Settings>,
+    /// Connections and handshakes (kept across snapshots while the listener exists).
+    pub stats: Arc<crate::stats::ListenerStats>,
 }
 
 /// One layer-4 listener: its targets (as a rule's, named by the listener's id) and, for TCP_SSL, its TLS.
@@ -304,6 +306,11 @@ impl Snapshot {
                 rules: targets,
                 tls,
                 custom: lb_custom,
+                stats: previous
+                    .and_then(|p| p.http_listeners.get(&addr))
+                    .filter(|r| r.listener_id == listener.id)
+                    .map(|r| r.stats.clone())
+                    .unwrap_or_default(),
             };
             http_listeners.insert(addr, Arc::new(routes));
         }

@@ -1,9 +1,52 @@
-//! What the console charts, kept in memory: per-minute counts over the last hour for each function
-//! (invocations, errors, durations, concurrent executions) and each rule (requests by status class). Recording is
-//! a few relaxed atomic operations; a count made exactly as its minute's slot is reused may be lost, which a chart
-//! can afford. Nothing here survives a restart.
+//! What fnlb counts about its traffic, in memory: totals and histograms since start for `/metrics`, and
+//! per-minute counts over the last hour for the console's charts, for each listener, rule and function.
+//! Recording is a few relaxed atomic operations; a per-minute count made exactly as its minute's slot is reused may
+//! be lost, which a chart can afford. Nothing here survives a restart.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const HISTOGRAM_BOUNDS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// A histogram of seconds with `HISTOGRAM_BOUNDS` (and +Inf), as Prometheus reads it.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; HISTOGRAM_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let bucket = HISTOGRAM_BOUNDS.iter().position(|b| seconds <= *b).unwrap_or(HISTOGRAM_BOUNDS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last is +Inf, the total), and the sum in seconds.
+    pub fn read(&self) -> (Vec<u64>, f64) {
+        let mut total = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (cumulative, self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+/// A layer-7 listener's connections and TLS handshakes.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub connections_active: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_errors: AtomicU64,
+}
 
 /// Minutes kept.
 pub const MINUTES: usize = 60;
@@ -86,6 +129,12 @@ const FUNCTION_COUNTERS: usize = FIRST_BUCKET + DURATION_BUCKETS;
 pub struct FunctionStats {
     series: Series<FUNCTION_COUNTERS>,
     in_flight: AtomicU64,
+    /// Invocations since start by SCF status code (200 success, 432 throttled …).
+    codes: Mutex<BTreeMap<u16, u64>>,
+    pub duration: Histogram,
+    /// How long new instances took to be ready.
+    pub init_duration: Histogram,
+    pub cold_starts: AtomicU64,
 }
 
 /// One minute of a function, as charted.
@@ -117,14 +166,32 @@ impl FunctionStats {
         Running(self)
     }
 
-    /// An invocation ended after `duration_ms`, successfully or not.
-    pub fn finish(&self, duration_ms: f64, failed: bool) {
+    /// An invocation ended after `duration_ms` with an SCF status code (200: success).
+    pub fn finish(&self, duration_ms: f64, code: u16) {
         let minute = minute_now();
         self.series.add(minute, INVOCATIONS, 1);
-        if failed {
+        if code != 200 {
             self.series.add(minute, ERRORS, 1);
         }
         self.series.add(minute, FIRST_BUCKET + duration_bucket(duration_ms), 1);
+        self.duration.observe(duration_ms / 1000.0);
+        *self.codes.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
+    }
+
+    /// A new instance was started, taking `seconds` to be ready.
+    pub fn cold_start(&self, seconds: f64) {
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        self.init_duration.observe(seconds);
+    }
+
+    /// Invocations since start by SCF status code.
+    pub fn codes(&self) -> BTreeMap<u16, u64> {
+        self.codes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Executions running now.
+    pub fn running(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn read(&self) -> Vec<FunctionMinute> {
@@ -179,6 +246,12 @@ fn percentile(buckets: &[u64], q: f64) -> f64 {
 #[derive(Default)]
 pub struct RuleStats {
     series: Series<5>,
+    /// Answers since start by status class, 1xx to 5xx.
+    pub by_class: [AtomicU64; 5],
+    /// Time from a request's head to its answer's head.
+    pub duration: Histogram,
+    /// Bytes of answers whose length was known when their head was sent.
+    pub response_bytes: AtomicU64,
 }
 
 /// One minute of a rule, as charted.
@@ -197,11 +270,19 @@ impl std::fmt::Debug for RuleStats {
 }
 
 impl RuleStats {
-    pub fn record(&self, status: u16) {
+    /// An answer: its status, how long it took, and its declared length.
+    pub fn record(&self, status: u16, seconds: f64, bytes: Option<u64>) {
         let minute = minute_now();
         self.series.add(minute, 0, 1);
         if (200..600).contains(&status) {
             self.series.add(minute, (status / 100 - 1) as usize, 1);
+        }
+        if (100..600).contains(&status) {
+            self.by_class[(status / 100 - 1) as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration.observe(seconds);
+        if let Some(bytes) = bytes {
+            self.response_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
@@ -237,10 +318,11 @@ mod tests {
     fn percentiles_come_from_the_duration_buckets() {
         let stats = FunctionStats::default();
         for _ in 0..98 {
-            stats.finish(3.0, false);
+            stats.finish(3.0, 200);
         }
-        stats.finish(100.0, true);
-        stats.finish(100.0, false);
+        stats.finish(100.0, 430);
+        stats.finish(100.0, 200);
+        assert_eq!(stats.codes(), BTreeMap::from([(200, 99), (430, 1)]));
         let now = stats.read().pop().unwrap();
         assert_eq!((now.invocations, now.errors), (100, 1));
         assert!((2.8..=4.0).contains(&now.duration_p50_ms), "{now:?}");
@@ -256,8 +338,12 @@ mod tests {
     fn rules_count_answers_by_status_class() {
         let stats = RuleStats::default();
         for status in [200, 204, 301, 404, 503, 101] {
-            stats.record(status);
+            stats.record(status, 0.002, Some(10));
         }
+        assert_eq!(stats.response_bytes.load(Ordering::Relaxed), 60);
+        let (cumulative, sum) = stats.duration.read();
+        assert_eq!((cumulative[1], *cumulative.last().unwrap()), (0, 6));
+        assert!((sum - 0.012).abs() < 1e-9);
         let now = stats.read().pop().unwrap();
         assert_eq!((now.requests, now.by_class), (6, [2, 1, 1, 1]));
     }

@@ -109,6 +109,8 @@ pub struct Api {
     pub health: Arc<crate::proxy::health::Health>,
     /// The web console's assets and sessions.
     pub console: crate::console::Console,
+    /// Requests answered, by action and error code (`OK` for success).
+    pub answered: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 /// The largest body the console's own endpoints take (sign-in).
@@ -208,6 +210,9 @@ impl Api {
             tokio::time::timeout(self.settings.request_timeout, self.call(req, &request_id).instrument(span.clone()))
                 .await
                 .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
+        let code = result.as_ref().map_or_else(|e| e.code.to_string(), |_| "OK".to_string());
+        let action_name = if ACTIONS.iter().any(|a| a.name == action) { action } else { "(unknown)".to_string() };
+        *self.answered.lock().unwrap_or_else(|p| p.into_inner()).entry((action_name, code)).or_default() += 1;
         let body = match result {
             Ok(mut fields) => {
                 fields.insert("RequestId".to_string(), Value::String(request_id));

@@ -2,7 +2,9 @@
 
 pub mod apply;
 mod clb;
+pub mod config_file;
 mod function;
+mod ops;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,10 @@ pub enum Command {
     /// Load balancers, listeners, rules and function bindings.
     #[command(subcommand)]
     Clb(clb::ClbCommand),
+    /// The running node at a glance: version, uptime, listeners, functions and their error rates.
+    Status(ops::StatusArgs),
+    /// A function's invocation logs (START/END/Report lines), optionally followed.
+    Logs(ops::LogsArgs),
     /// Create or update the functions and load balancers a stack file (YAML) describes.
     Apply(apply::ApplyArgs),
     /// Call any API action with JSON parameters, as tccli does: `fnlb call clb DescribeLoadBalancers '{}'`.
@@ -60,12 +66,19 @@ pub struct CallArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings, each named as its flag (`idle-timeout = 60`); flags and environment variables
+    /// win over it (docs/configuration.md).
+    #[arg(long, env = "FNLB_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where fnlb keeps its store, code and credentials.
     #[arg(long, env = "FNLB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Address of the TencentCloud API endpoint.
     #[arg(long, env = "FNLB_API_ADDR", default_value = config::DEFAULT_API_ADDR)]
     pub api_addr: SocketAddr,
+    /// Address of the admin listener (`/live`, `/ready`, `/metrics`, `/status`).
+    #[arg(long, env = "FNLB_ADMIN_ADDR", default_value = crate::admin::DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
     /// Region of requests that name none (and of the example).
     #[arg(long, env = "FNLB_REGION", default_value = config::DEFAULT_REGION)]
     pub region: String,
@@ -162,6 +175,7 @@ impl ServeArgs {
     pub fn into_config(self) -> Result<Config, config::ConfigError> {
         let mut config = Config::new(self.data_dir, self.api_addr, self.region, self.log_format)?;
         config.interpreters = crate::functions::runtimes::Interpreters { python: self.python, node: self.node };
+        config.admin_addr = self.admin_addr;
         config.example_port = self.example.then_some(self.example_port);
         config.sandbox = self.sandbox;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
@@ -187,6 +201,21 @@ impl ServeArgs {
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
         Ok(config)
     }
+}
+
+/// Parses the command line, with the settings of `serve --config FILE` added where the command line and the
+/// environment give none. `--help`, `--version` and usage errors end the process, as clap does.
+pub fn parse() -> Result<Cli, config_file::ConfigFileError> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(argv.clone());
+    if let Some(("serve", serve)) = matches.subcommand()
+        && let Some(path) = serve.get_one::<PathBuf>("config")
+    {
+        argv.extend(config_file::args(path, serve)?);
+        return Ok(Cli::parse_from(argv));
+    }
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
 }
 
 /// How a client subcommand reaches the API.
@@ -247,6 +276,8 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
         Command::Triggers(args) => function::triggers(args).await?,
         Command::Clb(cmd) => clb::run(cmd).await?,
         Command::Apply(args) => return apply::run(args).await,
+        Command::Status(args) => return ops::status(args).await,
+        Command::Logs(args) => return ops::logs(args).await,
         Command::Call(args) => {
             let service = crate::api::Service::parse(&args.service)
                 .ok_or_else(|| CliError::Usage(format!("unknown service `{}`: scf or clb", args.service)))?;

@@ -280,6 +280,24 @@ impl Engine {
     }
 
     /// Warm instances of one version of a function.
+    /// Every function's counts, with its instances now: (idle, callers waiting for one).
+    pub fn all_stats(&self) -> Vec<(FunctionKey, Arc<crate::stats::FunctionStats>, usize, usize)> {
+        let mut instances: HashMap<FunctionKey, (usize, usize)> = HashMap::new();
+        for ((key, _), pool) in self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let entry = instances.entry(key.clone()).or_default();
+            entry.0 += pool.warm();
+            entry.1 += pool.waiting();
+        }
+        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats
+            .iter()
+            .map(|(key, s)| {
+                let (idle, waiting) = instances.get(key).copied().unwrap_or_default();
+                (key.clone(), s.clone(), idle, waiting)
+            })
+            .collect()
+    }
+
     pub fn warm_instances(&self, key: &FunctionKey, label: &str) -> usize {
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.get(&(key.clone(), label.to_string())).map_or(0, |p| p.warm())
@@ -365,6 +383,7 @@ impl Engine {
             let ran = pool.invoke(event, &request_id, &mut log, limit, next_id).await;
             if let Some(init) = ran.cold_start {
                 tracing::debug!(init_ms = init.as_millis() as u64, "Started a new instance.");
+                stats.cold_start(init.as_secs_f64());
             }
             (ran.result, ran.mem_bytes)
         }
@@ -400,7 +419,7 @@ impl Engine {
             mem_bytes as f64 / (1024.0 * 1024.0),
         ));
         drop(running);
-        stats.finish(duration_ms, status != status::SUCCESS);
+        stats.finish(duration_ms, status);
         let log: Arc<str> = Arc::from(log);
         self.logs.record(
             &function.key,

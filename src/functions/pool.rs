@@ -487,6 +487,11 @@ impl Pool {
         });
     }
 
+    /// Callers waiting for an instance now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Warm instances now (provisioned concurrency reports them).
     pub fn warm(&self) -> usize {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -22,6 +22,9 @@ pub struct TargetState {
     status: AtomicU8,
     /// Requests being forwarded to it now (LEAST_CONN).
     pub active: AtomicUsize,
+    /// Connections to it that failed, and requests that went to another target because of one.
+    pub connect_errors: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +99,12 @@ impl Health {
     pub fn target(&self, location: &str, addr: SocketAddr) -> Arc<TargetState> {
         let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
         targets.entry((location.to_string(), addr)).or_default().clone()
+    }
+
+    /// Every (rule, target) and its state.
+    pub fn all(&self) -> Vec<((String, SocketAddr), Arc<TargetState>)> {
+        let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// A target's status, for DescribeTargetHealth.

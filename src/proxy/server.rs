@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -51,6 +52,10 @@ pub async fn serve(
             let _slot = slot;
             let routes = proxy.control.snapshot().http_listeners.get(&addr).cloned();
             let Some(routes) = routes else { return };
+            let stats = routes.stats.clone();
+            stats.connections_total.fetch_add(1, Ordering::Relaxed);
+            stats.connections_active.fetch_add(1, Ordering::Relaxed);
+            let _open = Open(&stats);
             let Some(tls) = &routes.tls else {
                 return serve_connection(proxy, &routes, phase, stream, addr, client, false).await;
             };
@@ -62,9 +67,18 @@ pub async fn serve(
                 start.into_stream(config).await
             };
             match tokio::time::timeout(proxy.settings.tls_handshake_timeout, accepted).await {
-                Ok(Ok(stream)) => serve_connection(proxy.clone(), &routes, phase, stream, addr, client, true).await,
-                Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed."),
-                Err(_) => tracing::debug!(%client, "TLS handshake timed out."),
+                Ok(Ok(stream)) => {
+                    stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    serve_connection(proxy.clone(), &routes, phase, stream, addr, client, true).await
+                }
+                Ok(Err(e)) => {
+                    stats.tls_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%client, error = %e, "TLS handshake failed.");
+                }
+                Err(_) => {
+                    stats.tls_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%client, "TLS handshake timed out.");
+                }
             }
         });
     }
@@ -75,6 +89,15 @@ pub async fn serve(
     if tokio::time::timeout(proxy.settings.drain_timeout, drained).await.is_err() {
         tracing::debug!(%addr, "Connections still open after the drain period were cut.");
         let _ = phase.send(Phase::Cut);
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct Open<'a>(&'a crate::stats::ListenerStats);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.connections_active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -183,6 +206,7 @@ struct Peer {
 
 async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     let start_ms = crate::clock::now_ms();
+    let started = std::time::Instant::now();
     let snapshot = proxy.control.snapshot();
     let Some(routes) = snapshot.http_listeners.get(&peer.addr) else {
         return respond::not_found();
@@ -223,7 +247,8 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
     };
     custom.decorate(&mut response);
     if let Some(target) = target {
-        target.stats.record(response.status().as_u16());
+        let length = hyper::body::Body::size_hint(response.body()).exact();
+        target.stats.record(response.status().as_u16(), started.elapsed().as_secs_f64(), length);
     }
     response
 }

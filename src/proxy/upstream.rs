@@ -387,7 +387,7 @@ impl Upstreams {
             };
             let mut link = match self.link(backend.addr, tls.clone(), waits.connect).await {
                 Ok(link) => link,
-                Err(e) if self.retry(backend.addr, &e, &tried) => continue,
+                Err(e) if self.retry(backend, &e, &tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             let send = link.sender.try_send_request(request);
@@ -462,7 +462,7 @@ impl Upstreams {
             };
             let mut sender = match self.h2_sender(backend.addr, tls.clone(), waits.connect).await {
                 Ok(sender) => sender,
-                Err(e) if self.retry(backend.addr, &e, &tried) => continue,
+                Err(e) if self.retry(backend, &e, &tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             let answer = match exchange(sender.send_request(request), progress.as_deref(), waits).await {
@@ -550,10 +550,15 @@ impl Upstreams {
         Some((backend.addr, in_flight))
     }
 
-    /// Whether a request whose target could not be connected to goes to another one.
-    fn retry(&self, addr: SocketAddr, error: &std::io::Error, tried: &[SocketAddr]) -> bool {
-        tracing::debug!(target = %addr, %error, "Cannot connect to a target; trying another.");
-        tried.len() < self.settings.max_tries
+    /// Whether a request whose target could not be connected to goes to another one (counted on the target).
+    fn retry(&self, backend: &Backend, error: &std::io::Error, tried: &[SocketAddr]) -> bool {
+        tracing::debug!(target = %backend.addr, %error, "Cannot connect to a target; trying another.");
+        backend.state.connect_errors.fetch_add(1, Ordering::Relaxed);
+        let retry = tried.len() < self.settings.max_tries;
+        if retry {
+            backend.state.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        retry
     }
 
     /// A ready pooled connection to `addr` (over TLS when `tls` is given: `Some(None)` names the target by its

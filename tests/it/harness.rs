@@ -24,6 +24,8 @@ pub struct TestApp {
     _temp: Option<tempfile::TempDir>,
     child: Child,
     pub api_addr: SocketAddr,
+    /// The admin listener (`/live`, `/ready`, `/metrics`, `/status`).
+    pub admin_addr: SocketAddr,
     pub credentials: Credentials,
     pub region: String,
     stdout: mpsc::Receiver<String>,
@@ -56,7 +58,7 @@ impl TestApp {
 
     fn spawn(data_dir: &Path, relative: bool, extra: &[&str], env: &[(&str, &str)]) -> TestApp {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fnlb"));
-        command.args(["serve", "--api-addr", "127.0.0.1:0", "--data-dir"]);
+        command.args(["serve", "--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir"]);
         match (relative, data_dir.parent(), data_dir.file_name()) {
             (true, Some(parent), Some(name)) => command.arg(name).current_dir(parent),
             _ => command.arg(data_dir),
@@ -82,17 +84,24 @@ impl TestApp {
             }
         });
         let deadline = Instant::now() + START_DEADLINE;
-        let api_addr = loop {
+        let (mut api_addr, mut admin_addr) = (None, None);
+        let (api_addr, admin_addr) = loop {
+            if let (Some(api), Some(admin)) = (api_addr, admin_addr) {
+                break (api, admin);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("fnlb did not report its API address within {START_DEADLINE:?}");
+                    panic!("fnlb did not report its API and admin addresses within {START_DEADLINE:?}");
                 }
             };
             if let Some(addr) = line.strip_prefix("fnlb: API listening on http://") {
-                break addr.parse().expect("a socket address");
+                api_addr = Some(addr.parse::<SocketAddr>().expect("a socket address"));
+            }
+            if let Some(addr) = line.strip_prefix("fnlb: admin listening on http://") {
+                admin_addr = Some(addr.parse::<SocketAddr>().expect("a socket address"));
             }
         };
         let text = std::fs::read_to_string(data_dir.join("credentials.json")).expect("credentials.json");
@@ -106,6 +115,7 @@ impl TestApp {
             _temp: None,
             child,
             api_addr,
+            admin_addr,
             credentials,
             region: "ap-guangzhou".to_string(),
             stdout: rx,

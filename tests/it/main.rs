@@ -18,6 +18,7 @@ mod layer4;
 mod limits;
 mod namespaces;
 mod node;
+mod operations;
 mod persistence;
 mod protection;
 mod reload;
