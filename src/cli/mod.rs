@@ -289,3 +289,25 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
     println!("{}", serde_json::to_string_pretty(&output).expect("JSON values serialise"));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// docs/configuration.md names every flag of `fnlb serve` (and so every key of the config file).
+    #[test]
+    fn every_serve_setting_is_documented() {
+        let doc = include_str!("../../docs/configuration.md");
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            assert!(doc.contains(&format!("`--{long}`")), "--{long} is not in docs/configuration.md");
+        }
+    }
+}
