@@ -63,8 +63,20 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         sockets: sockets.clone(),
         upstreams: crate::proxy::upstream::Upstreams::new(config.upstream.clone(), health.clone()),
         health: health.clone(),
+        access_log: config.access_log.clone().map(crate::proxy::access_log::AccessLog::start),
     });
-    let proxy_task = tokio::spawn(proxy.run(stop_rx.clone()));
+    let proxy_task = tokio::spawn(proxy.clone().run(stop_rx.clone()));
+    // SIGHUP reopens the access log files (after an outside rotation); it never stops fnlb.
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let reopen = proxy.clone();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening the log files.");
+            if let Some(log) = &reopen.access_log {
+                log.reopen();
+            }
+        }
+    });
 
     let queue = Arc::new(AsyncQueue::new(config.queue.clone(), store.clone(), control.clone(), engine.clone()));
     let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));

@@ -46,6 +46,8 @@ pub struct Config {
     pub upstream: crate::proxy::upstream::UpstreamSettings,
     pub queue: QueueSettings,
     pub console: crate::console::ConsoleSettings,
+    /// Access logs, when configured.
+    pub access_log: Option<crate::proxy::access_log::AccessLogSettings>,
     /// The accounts file (`src/accounts.rs`), read at start.
     pub accounts_file: Option<PathBuf>,
 }
@@ -84,6 +86,7 @@ impl Config {
             accounts_file: None,
             queue: QueueSettings::default(),
             console: Default::default(),
+            access_log: None,
         })
     }
 }

@@ -166,6 +166,16 @@ pub struct ServeArgs {
     /// before it starts another (0: start one at once).
     #[arg(long, env = "FNLB_WARM_WAIT_LIMIT", default_value_t = crate::functions::DEFAULT_WARM_WAIT_LIMIT.as_millis() as u64)]
     pub warm_wait_limit: u64,
+    /// Access logs, a line per request of each layer-7 listener: `-` for stdout, or a directory for one file per
+    /// listener (rotated by size; SIGHUP reopens them). Off when unset.
+    #[arg(long, env = "FNLB_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Bytes an access log file may reach before it is rotated.
+    #[arg(long, env = "FNLB_ACCESS_LOG_MAX_BYTES", default_value_t = crate::proxy::access_log::DEFAULT_MAX_BYTES)]
+    pub access_log_max_bytes: u64,
+    /// Rotated access log files kept per listener.
+    #[arg(long, env = "FNLB_ACCESS_LOG_FILES", default_value_t = crate::proxy::access_log::DEFAULT_FILES)]
+    pub access_log_files: usize,
     /// Seconds a web console session lasts after sign-in.
     #[arg(long, env = "FNLB_CONSOLE_SESSION_TTL", default_value_t = crate::console::DEFAULT_SESSION_TTL.as_secs())]
     pub console_session_ttl: u64,
@@ -199,6 +209,16 @@ impl ServeArgs {
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
+        config.access_log =
+            self.access_log.filter(|a| !a.is_empty()).map(|a| crate::proxy::access_log::AccessLogSettings {
+                destination: if a == "-" {
+                    crate::proxy::access_log::Destination::Stdout
+                } else {
+                    crate::proxy::access_log::Destination::Directory(a.into())
+                },
+                max_bytes: self.access_log_max_bytes.max(1),
+                files: self.access_log_files,
+            });
         Ok(config)
     }
 }

@@ -1,5 +1,6 @@
 //! The data plane's load balancer: one accept loop per layer-7 listener, reconciled with each snapshot.
 
+pub mod access_log;
 pub mod bridge;
 pub mod custom;
 mod datagram;
@@ -97,6 +98,8 @@ pub struct Proxy {
     /// Rules' server targets: balancers and the connection pool.
     pub upstreams: upstream::Upstreams,
     pub health: Arc<health::Health>,
+    /// Access logs, when configured.
+    pub access_log: Option<access_log::AccessLog>,
 }
 
 /// Listening sockets bound ahead of a change: the API binds a new listener's address before it commits the

@@ -226,6 +226,9 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
         custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
         custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
     );
+    // What the access log tells of the request, kept only when there is one.
+    let logged = proxy.access_log.as_ref().map(|_| (req.method().clone(), req.uri().path().to_string()));
+    let mut served = Served::default();
     let mut response = match (routed, target) {
         (Route::Redirect(path), _) => {
             let location = match req.uri().query() {
@@ -240,17 +243,49 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
             respond::redirect(redirect.status, &location)
         }
         (_, Some(target)) => {
-            let request = Routed { routes, target, peer, host, start_ms };
-            forward(proxy, &snapshot, &request, req).await
+            let request = Routed { routes, target, peer, host: host.clone(), start_ms };
+            forward(proxy, &snapshot, &request, req, &mut served).await
         }
         _ => respond::not_found(),
     };
     custom.decorate(&mut response);
+    let length = hyper::body::Body::size_hint(response.body()).exact();
+    let seconds = started.elapsed().as_secs_f64();
     if let Some(target) = target {
-        let length = hyper::body::Body::size_hint(response.body()).exact();
-        target.stats.record(response.status().as_u16(), started.elapsed().as_secs_f64(), length);
+        target.stats.record(response.status().as_u16(), seconds, length);
+    }
+    if let (Some(log), Some((method, path))) = (&proxy.access_log, logged) {
+        let target_text = match (&served.function, served.server) {
+            (Some((key, qualifier)), _) => format!("function:{}/{}:{qualifier}", key.namespace, key.name),
+            (None, Some(addr)) => format!("server:{addr}"),
+            (None, None) => "-".to_string(),
+        };
+        log.record(&super::access_log::Entry {
+            client: peer.client,
+            vip: peer.addr,
+            host: &host,
+            method: method.as_str(),
+            path: &path,
+            status: response.status().as_u16(),
+            bytes: length,
+            duration_ms: seconds * 1000.0,
+            lb_id: &routes.lb_id,
+            listener_id: &routes.listener_id,
+            rule: target.map(|t| t.location_id.as_str()),
+            target: &target_text,
+            request_id: served.request_id.get().map_or("-", String::as_str),
+        });
     }
     response
+}
+
+/// Who answered a request, for the access log.
+#[derive(Default)]
+struct Served<'a> {
+    function: Option<&'a (FunctionKey, String)>,
+    server: Option<SocketAddr>,
+    /// The request's id, once one was needed (functions, `$stgw_request_id`).
+    request_id: std::sync::OnceLock<String>,
 }
 
 /// A routed request, as its forwarding sees it.
@@ -263,7 +298,13 @@ struct Routed<'a> {
 }
 
 /// Sends a routed request to its rule's servers or function; to its fallback function when no server can take it.
-async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: Request<Incoming>) -> Response<Body> {
+async fn forward<'a>(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    request: &Routed<'a>,
+    req: Request<Incoming>,
+    served: &mut Served<'a>,
+) -> Response<Body> {
     let Routed { target, peer, start_ms, .. } = *request;
     let Peer { client, tls, .. } = *peer;
     let custom = &target.custom;
@@ -280,7 +321,7 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     let limit = if event_bound { max_event } else { max_body };
     let mut req = req.map(|body| Upload::new(body, body_gap, limit));
     // One id per request, shared by the function's context and `$stgw_request_id`.
-    let request_id = std::sync::OnceLock::new();
+    let request_id = &served.request_id;
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
     let extra = proxy_headers(custom, request, &req, request_id);
     if target.servers.is_empty() && target.fallback.is_none() {
@@ -290,7 +331,9 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
         let (mut parts, body) = req.into_parts();
         parts.headers.extend(extra);
         let body = Event { body: Some(body), bounded: event_bound };
-        return invoke(proxy, snapshot, request, function, parts, body, request_id()).await;
+        let id = request_id().to_string();
+        served.function = Some(function);
+        return invoke(proxy, snapshot, request, function, parts, body, &id).await;
     }
     // The fallback gets the request as the client sent it, not as prepared for a server.
     let head = target.fallback.as_ref().map(|_| {
@@ -305,7 +348,7 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     let headers = bridge::balancer_headers(req.headers(), req.version(), &peer.client_ip, scheme, start_ms);
     super::upstream::prepare(&mut req, headers);
     req.headers_mut().extend(extra);
-    let forwarded = proxy.upstreams.forward(target, client.ip(), req).await;
+    let forwarded = proxy.upstreams.forward(target, client.ip(), req, &mut served.server).await;
     let (Some(fallback), Some(head)) = (&target.fallback, head) else {
         return forwarded.into_response();
     };
@@ -316,7 +359,9 @@ async fn forward(proxy: &Proxy, snapshot: &Snapshot, request: &Routed<'_>, req: 
     };
     let body = Event { body, bounded: false };
     tracing::debug!(location = %target.location_id, "No server can take the request: the fallback function answers.");
-    invoke(proxy, snapshot, request, fallback, head, body, request_id()).await
+    let id = request_id().to_string();
+    served.function = Some(fallback);
+    invoke(proxy, snapshot, request, fallback, head, body, &id).await
 }
 
 /// A request body on its way into a function's event: `None` when the request had none; `bounded` when the

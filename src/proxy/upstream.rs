@@ -360,7 +360,14 @@ impl Upstreams {
     }
 
     /// Forwards a request (its head already carrying the balancer's headers) to one of the rule's servers.
-    pub async fn forward(&self, rule: &RouteTarget, client: IpAddr, mut request: Request<Upload>) -> Forwarded {
+    /// `served` learns the target that answered.
+    pub async fn forward(
+        &self,
+        rule: &RouteTarget,
+        client: IpAddr,
+        mut request: Request<Upload>,
+        served: &mut Option<SocketAddr>,
+    ) -> Forwarded {
         let balancer = self.balancer(rule);
         let waits = Waits {
             connect: rule.custom.proxy_connect_timeout.unwrap_or(self.settings.connect_timeout),
@@ -374,7 +381,7 @@ impl Upstreams {
             ServerName::try_from(name.to_string()).ok()
         });
         if rule.forward_h2 {
-            return self.forward_h2(&balancer, tls, client, request, &waits).await;
+            return self.forward_h2(&balancer, tls, client, request, &waits, served).await;
         }
         let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
         let replayable = rule.fallback.is_some()
@@ -390,6 +397,7 @@ impl Upstreams {
                 Err(e) if self.retry(backend, &e, &tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
+            *served = Some(backend.addr);
             let send = link.sender.try_send_request(request);
             let sent = match driving(&mut link, exchange(send, progress.as_deref(), &waits)).await {
                 Ok(sent) => sent,
@@ -446,6 +454,7 @@ impl Upstreams {
         client: IpAddr,
         mut request: Request<Upload>,
         waits: &Waits,
+        served: &mut Option<SocketAddr>,
     ) -> Forwarded {
         let progress = request.body().progress();
         // HTTP/2 carries the scheme and the host in the request target.
@@ -465,6 +474,7 @@ impl Upstreams {
                 Err(e) if self.retry(backend, &e, &tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
+            *served = Some(backend.addr);
             let answer = match exchange(sender.send_request(request), progress.as_deref(), waits).await {
                 Err(timed_out) => timed_out,
                 Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.too_large()) => respond::too_large(),

@@ -184,6 +184,11 @@ impl TestApp {
         command
     }
 
+    /// The fnlb process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills fnlb with SIGKILL (no chance to clean up) and waits for it.
     pub fn kill_9(mut self) -> PathBuf {
         let _ = self.child.kill();

@@ -131,3 +131,62 @@ async fn a_config_file_sets_what_flags_do_not() {
     let broken = refused("queue-timeout = \n");
     assert!(broken.contains("fnlb.toml"), "{broken}");
 }
+
+#[tokio::test]
+async fn access_logs_are_a_line_per_request_rotated_and_reopened() {
+    let temp = tempfile::tempdir().unwrap();
+    let logs = temp.path().join("access");
+    std::fs::create_dir(&logs).unwrap();
+    let app = TestApp::start_in(
+        &temp.path().join("data"),
+        &["--access-log", logs.to_str().unwrap(), "--access-log-max-bytes", "2000", "--access-log-files", "2"],
+    );
+    app.create_fixture("logged", "echo", json!({})).await.unwrap();
+    let route = app.route_to("logged").await;
+    let file = logs.join(format!("{}.log", route.listener_id));
+    let reply = request("GET", &format!("{}/some/path?q=1", route.base), &[("Host", "fnlb.test")], Bytes::new()).await;
+    assert_eq!(reply.status, 200);
+    let line = crate::harness::eventually("the request is logged", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&file).ok().filter(|t| !t.is_empty())
+    })
+    .await;
+    for field in [
+        "client=127.0.0.1:".to_string(),
+        format!("vip={}", route.base.trim_start_matches("http://")),
+        "host=fnlb.test".to_string(),
+        "method=GET".to_string(),
+        "path=/some/path".to_string(),
+        "status=200".to_string(),
+        "bytes=".to_string(),
+        "duration_ms=".to_string(),
+        format!("rule={}", route.location_id),
+        "target=function:default/logged:$LATEST".to_string(),
+        "request_id=".to_string(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    assert!(!line.contains("request_id=-"), "a function's request id is logged: {line}");
+
+    // Past 2,000 bytes the file is rotated; two rotated files are kept.
+    for _ in 0..30 {
+        get(&format!("{}/", route.base)).await;
+    }
+    let rotated = logs.join(format!("{}.log.1", route.listener_id));
+    crate::harness::eventually("the log is rotated", Duration::from_secs(10), || async {
+        rotated.exists().then_some(())
+    })
+    .await;
+    assert!(!logs.join(format!("{}.log.3", route.listener_id)).exists());
+
+    // Moved away by an outside rotation, the file is made again after SIGHUP.
+    let moved = temp.path().join("moved.log");
+    std::fs::rename(&file, &moved).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &app.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    crate::harness::eventually("a new file after SIGHUP", Duration::from_secs(10), || async {
+        get(&format!("{}/", route.base)).await;
+        file.exists().then_some(())
+    })
+    .await;
+    assert_eq!(get(&format!("http://{}/live", app.admin_addr)).await.status, 200, "SIGHUP does not stop fnlb");
+}
