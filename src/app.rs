@@ -54,6 +54,12 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    if let Some(crate::proxy::access_log::Destination::Directory(dir)) =
+        config.access_log.as_ref().map(|a| &a.destination)
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the access log directory {}", dir.display()))?;
+    }
     let sockets = Arc::new(Sockets::default());
     let health = Arc::new(crate::proxy::health::Health::default());
     let proxy = Arc::new(Proxy {
