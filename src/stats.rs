@@ -342,7 +342,7 @@ mod tests {
         }
         assert_eq!(stats.response_bytes.load(Ordering::Relaxed), 60);
         let (cumulative, sum) = stats.duration.read();
-        assert_eq!((cumulative[1], *cumulative.last().unwrap()), (0, 6));
+        assert_eq!((cumulative[0], cumulative[1], *cumulative.last().unwrap()), (0, 6, 6));
         assert!((sum - 0.012).abs() < 1e-9);
         let now = stats.read().pop().unwrap();
         assert_eq!((now.requests, now.by_class), (6, [2, 1, 1, 1]));

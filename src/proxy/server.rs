@@ -243,7 +243,7 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
             respond::redirect(redirect.status, &location)
         }
         (_, Some(target)) => {
-            let request = Routed { routes, target, peer, host: host.clone(), start_ms };
+            let request = Routed { routes, target, peer, host: &host, start_ms };
             forward(proxy, &snapshot, &request, req, &mut served).await
         }
         _ => respond::not_found(),
@@ -293,7 +293,7 @@ struct Routed<'a> {
     routes: &'a ListenerRoutes,
     target: &'a RouteTarget,
     peer: &'a Peer,
-    host: String,
+    host: &'a str,
     start_ms: i64,
 }
 
@@ -460,7 +460,7 @@ fn proxy_headers<'a, B>(
             Var::Uri => percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned(),
             Var::RequestUri => req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
             Var::Args => req.uri().query().unwrap_or("").to_string(),
-            Var::Host => request.host.clone(),
+            Var::Host => request.host.to_string(),
             Var::Scheme => (if request.peer.tls { "https" } else { "http" }).to_string(),
             Var::LbId => request.routes.lb_id.clone(),
             Var::RequestId => request_id().to_string(),
