@@ -58,6 +58,7 @@ nginx_proxy_conf() {
 fnlb_start() {
     API_PORT=$(free_port)
     FNLB_DATA_DIR="$WORK/fnlb" taskset -c 0 ./target/release/fnlb serve --api-addr "127.0.0.1:$API_PORT" \
+        --admin-addr 127.0.0.1:0 \
         --log-format text "$@" >"$WORK/fnlb.log" 2>&1 &
     FNLB_PID=$!
     PIDS+=("$FNLB_PID")
