@@ -382,6 +382,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     clb("DescribeTaskStatus", &["TaskId", "DealName"]),
     clb("ManualRewrite", &["LoadBalancerId", "SourceListenerId", "TargetListenerId", "RewriteInfos"]),
     clb("DeleteRewrite", &["LoadBalancerId", "SourceListenerId", "TargetListenerId", "RewriteInfos"]),
+    clb("AutoRewrite", &["LoadBalancerId", "ListenerId", "Domains", "RewriteCodes", "TakeUrls"]),
     clb("DescribeRewrite", &["LoadBalancerId", "SourceListenerIds", "SourceLocationIds"]),
     // fnlb extensions (docs/decisions/0006-rule-fallback.md).
     clb("SetRuleFallback", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Function"]),
@@ -462,6 +463,7 @@ pub async fn dispatch(
         (Service::Clb, "DescribeTaskStatus") => clb::tasks::describe(ctx, p).await,
         (Service::Clb, "ManualRewrite") => clb::rewrites::manual(ctx, p).await,
         (Service::Clb, "DeleteRewrite") => clb::rewrites::delete(ctx, p).await,
+        (Service::Clb, "AutoRewrite") => clb::rewrites::auto(ctx, p).await,
         (Service::Clb, "DescribeRewrite") => clb::rewrites::describe(ctx, p),
         (Service::Clb, "SetRuleFallback") => clb::fallback::set(ctx, p).await,
         (Service::Clb, "DescribeRuleFallbacks") => clb::fallback::describe(ctx, p),

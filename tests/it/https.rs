@@ -349,3 +349,37 @@ async fn an_http_rule_redirects_to_its_https_rule() {
     let reply = crate::harness::request("GET", &url, &[("Host", "shop.test")], bytes::Bytes::new()).await;
     assert_eq!(reply.status, 503);
 }
+
+#[tokio::test]
+async fn auto_rewrite_makes_the_http_listener_and_redirects_each_rule() {
+    let app = TestApp::start();
+    let ca = Authority::new("fnlb auto-rewrite CA");
+    app.create_fixture("auto-redirected", "echo", json!({})).await.unwrap();
+    let leaf = ca.leaf(&["auto.test"]);
+    let (lb, https, vip, port) = https_listener(&app, json!({"Certificate": inline(&leaf)})).await;
+    bound_rule(&app, &lb, &https, "auto.test", json!({}), "auto-redirected").await;
+
+    let auto = json!({"LoadBalancerId": lb, "ListenerId": https, "Domains": ["auto.test"], "RewriteCodes": [301]});
+    app.clb("AutoRewrite", auto).await.unwrap();
+    let listeners = app.clb("DescribeListeners", json!({"LoadBalancerId": lb, "Protocol": "HTTP"})).await.unwrap();
+    let http = &listeners["Listeners"][0];
+    assert_eq!(http["Port"], 80, "{listeners}");
+    let rule = &http["Rules"][0];
+    assert_eq!((&rule["Domain"], &rule["Url"]), (&json!("auto.test"), &json!("/")));
+    assert_eq!(rule["RewriteTarget"]["RewriteType"], "AUTO");
+    assert_eq!(rule["BeAutoCreated"], true);
+
+    let reply = crate::harness::request(
+        "GET",
+        &format!("http://{vip}:80/a?b=1"),
+        &[("Host", "auto.test")],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 301);
+    assert_eq!(reply.header("location"), format!("https://auto.test:{port}/a?b=1"));
+
+    // A domain the HTTPS listener does not serve is refused.
+    let unknown = json!({"LoadBalancerId": lb, "ListenerId": https, "Domains": ["other.test"]});
+    assert!(app.clb("AutoRewrite", unknown).await.unwrap_err().to_string().contains("other.test"));
+}

@@ -198,7 +198,7 @@ pub fn rule_output(ctx: &Ctx<'_>, listener: &Listener, rule: &Rule) -> Value {
         "ListenerId": listener.id,
         "RewriteTarget": super::rewrites::target_output(rule),
         "HttpGzip": true,
-        "BeAutoCreated": false,
+        "BeAutoCreated": rule.rewrite.as_ref().is_some_and(|r| r.auto),
         "DefaultServer": listener.default_domain.as_deref() == Some(rule.domain.as_str()),
         "Http2": rule.http2,
         "ForwardType": rule.forward_type,
