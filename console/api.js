@@ -44,9 +44,12 @@ export async function signIn(secretId, secretKey) {
   return session.current;
 }
 
+/** Ends the session; a session that had already ended counts as signed out. */
 export async function signOut() {
   try {
     await sessionCall('DELETE');
+  } catch {
+    // Already ended (expired, or fnlb restarted): nothing left to close.
   } finally {
     session.current = null;
   }

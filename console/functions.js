@@ -7,7 +7,8 @@ import { functionCharts } from './charts.js';
 
 const RUNTIMES = ['Python3.9', 'Python3.10', 'Python3.7', 'Python3.6', 'Nodejs18.15', 'Nodejs16.13', 'Nodejs14.18',
   'Nodejs12.16', 'Nodejs10.15', 'CustomRuntime'];
-const MEMORY = [64, 128, 256, 384, 512, 640, 768, 896, 1024, 1536, 2048, 3072];
+/** The memory sizes SCF takes: 64 MB, and 128 MB to 3,072 MB in steps of 128. */
+const MEMORY = [64, ...Array.from({ length: 24 }, (_, i) => 128 * (i + 1))];
 
 /** The seed's code, and its Node.js counterpart. */
 const TEMPLATES = {
@@ -84,11 +85,14 @@ function codeInputs(runtime, handler, source) {
   const zipFile = h('input', { type: 'file', accept: '.zip,application/zip' });
   const folder = h('input', { type: 'file', webkitdirectory: true, multiple: true });
   const label = h('span', { class: 'muted' });
+  const warning = h('p', { class: 'muted' }, 'Deploying from the editor makes this one file the whole package; a function of several files is deployed by uploading its zip or folder.');
   const update = () => { label.textContent = `Entry file: ${entryFile(runtime(), handler())} (Escape, then Tab, leaves the editor)`; };
   update();
   return {
-    elements: [label, editor, h('div', { class: 'row' }, field('Or upload a zip', zipFile), field('Or upload a folder', folder))],
+    elements: [label, editor, warning, h('div', { class: 'row' }, field('Or upload a zip', zipFile), field('Or upload a folder', folder))],
     update,
+    /** Whether a zip or a folder was picked. */
+    uploaded: () => zipFile.files.length > 0 || folder.files.length > 0,
     /** The code package, base64, from the upload when one was picked, otherwise from the editor. */
     async package() {
       if (zipFile.files.length > 0) return base64(new Uint8Array(await zipFile.files[0].arrayBuffer()));
@@ -194,6 +198,7 @@ async function codePage(body, ns, name, fn) {
   handler.addEventListener('input', code.update);
   const deploy = h('button', { type: 'button' }, 'Deploy');
   deploy.addEventListener('click', () => act(deploy, note, async () => {
+    if (!code.uploaded() && !confirm('Replace the function\'s package with the file in the editor?')) return;
     await scf('UpdateFunctionCode', { FunctionName: name, Namespace: ns, Handler: handler.value.trim(), ZipFile: await code.package() });
     note.ok('Deployed: new requests run the new code.');
   }));

@@ -34,10 +34,15 @@ else
     ready || { cat /tmp/fnlb-deb.log; kill "$pid"; exit 1; }
 fi
 
-curl -fsS http://127.0.0.1:9001/live | grep -q live
-curl -fsS http://127.0.0.1:9001/metrics | grep -q '^fnlb_build_info'
-curl -fsS http://127.0.0.1:9000/console/ | grep -q '/console/app.js'
-/usr/bin/fnlb status --admin http://127.0.0.1:9001 | grep -q ready
+# Each answer is read whole before it is searched (grep -q stopping early would cut the writer off).
+live=$(curl -fsS http://127.0.0.1:9001/live)
+metrics=$(curl -fsS http://127.0.0.1:9001/metrics)
+console=$(curl -fsS http://127.0.0.1:9000/console/)
+status=$(/usr/bin/fnlb status --admin http://127.0.0.1:9001)
+grep -q live <<<"$live"
+grep -q '^fnlb_build_info' <<<"$metrics"
+grep -q '/console/app.js' <<<"$console"
+grep -q ready <<<"$status"
 
 kill -TERM "$pid"
 for _ in $(seq 120); do

@@ -193,8 +193,11 @@ impl Api {
         let path = req.uri().path();
         if path == "/console" || path.starts_with("/console/") {
             let (parts, body) = req.into_parts();
-            let body =
-                Limited::new(body, CONSOLE_MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let collect = Limited::new(body, CONSOLE_MAX_BODY_BYTES).collect();
+            let body = match tokio::time::timeout(self.settings.request_timeout, collect).await {
+                Ok(Ok(body)) => body.to_bytes(),
+                _ => Bytes::new(),
+            };
             let snapshot = self.control.snapshot();
             return self.console.handle(&snapshot.state, &parts.method, parts.uri.path(), &parts.headers, &body);
         }

@@ -360,7 +360,6 @@ impl Engine {
         let function = &spec.function;
         let span = tracing::debug_span!("invoke", function = %function.key, request_id = %request_id);
         let stats = self.function_stats(&function.key);
-        let running = stats.start();
         let started = Instant::now();
         let start_ms = crate::clock::now_ms();
         let mut log = format!("START RequestId:{request_id}\n");
@@ -380,7 +379,7 @@ impl Engine {
                 Err(e) => return (Err(e), 0),
             };
             let next_id = || self.next_instance.fetch_add(1, Ordering::Relaxed);
-            let ran = pool.invoke(event, &request_id, &mut log, limit, next_id).await;
+            let ran = pool.invoke(event, &request_id, &mut log, limit, next_id, &stats).await;
             if let Some(init) = ran.cold_start {
                 tracing::debug!(init_ms = init.as_millis() as u64, "Started a new instance.");
                 stats.cold_start(init.as_secs_f64());
@@ -418,7 +417,6 @@ impl Engine {
             memory_mb,
             mem_bytes as f64 / (1024.0 * 1024.0),
         ));
-        drop(running);
         stats.finish(duration_ms, status);
         let log: Arc<str> = Arc::from(log);
         self.logs.record(

@@ -176,7 +176,8 @@ impl Pool {
         self.retired.load(Ordering::SeqCst)
     }
 
-    /// Runs one invocation; `limit` shortens the function's timeout for this call.
+    /// Runs one invocation; `limit` shortens the function's timeout for this call. `stats` counts it as a
+    /// concurrent execution while it runs on an instance.
     pub async fn invoke(
         &self,
         event: &[u8],
@@ -184,6 +185,7 @@ impl Pool {
         log: &mut String,
         limit: Option<Duration>,
         next_id: impl Fn() -> u64,
+        stats: &crate::stats::FunctionStats,
     ) -> Ran {
         let fail = |result: FunctionError| Ran { result: Err(result), mem_bytes: 0, cold_start: None };
         let _permits = match self.admit().await {
@@ -218,7 +220,10 @@ impl Pool {
         let timeout = limit.map_or(self.timeout, |l| l.min(self.timeout));
         let started = Instant::now();
         self.running.fetch_add(1, Ordering::Relaxed);
+        // Counted as a concurrent execution only while it runs on its instance (not while it waits for one).
+        let execution = stats.start();
         let reply = instance.invoke(&parts, timeout, log, self.settings.max_log_bytes).await;
+        drop(execution);
         self.running.fetch_sub(1, Ordering::Relaxed);
         self.invoke_time.record(started.elapsed());
         let (result, mem_bytes) = match reply {

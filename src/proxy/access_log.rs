@@ -128,7 +128,11 @@ fn quoted(value: &str) -> String {
 struct Open {
     file: std::io::BufWriter<std::fs::File>,
     size: u64,
+    last_write: std::time::Instant,
 }
+
+/// A file not written for this long is closed (its listener may be gone); the next line opens it again.
+const IDLE_FILE: std::time::Duration = std::time::Duration::from_secs(600);
 
 async fn write_lines(
     settings: AccessLogSettings,
@@ -163,6 +167,7 @@ async fn write_lines(
                         }
                         writeln!(open.file, "{line}")?;
                         open.size += line.len() as u64 + 1;
+                        open.last_write = std::time::Instant::now();
                     }
                 }
             }
@@ -170,6 +175,7 @@ async fn write_lines(
             for open in files.values_mut() {
                 open.file.flush()?;
             }
+            files.retain(|_, open| open.last_write.elapsed() < IDLE_FILE);
             Ok(())
         });
         if let Err(e) = written {
@@ -182,7 +188,7 @@ async fn write_lines(
 fn open(path: &std::path::Path) -> std::io::Result<Open> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     let size = file.metadata()?.len();
-    Ok(Open { file: std::io::BufWriter::new(file), size })
+    Ok(Open { file: std::io::BufWriter::new(file), size, last_write: std::time::Instant::now() })
 }
 
 /// `x.log` → `x.log.1` → … → `x.log.N` (the oldest goes).

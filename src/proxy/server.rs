@@ -320,6 +320,9 @@ async fn forward<'a>(
     let event_bound = target.servers.is_empty() && target.fallback.is_none() && max_event < max_body;
     let limit = if event_bound { max_event } else { max_body };
     let mut req = req.map(|body| Upload::new(body, body_gap, limit));
+    // The console's session cookie is fnlb's own: a listener on the API's host (cookies ignore ports) must not hand
+    // it to the functions and servers behind it.
+    strip_console_cookie(req.headers_mut());
     // One id per request, shared by the function's context and `$stgw_request_id`.
     let request_id = &served.request_id;
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
@@ -440,6 +443,29 @@ async fn invoke(
     }
     .instrument(span)
     .await
+}
+
+/// Removes `fnlb_console` from the request's `Cookie` headers (and a header left empty).
+fn strip_console_cookie(headers: &mut http::HeaderMap) {
+    const PREFIX: &[u8] = b"fnlb_console=";
+    let cookies = headers.get_all(http::header::COOKIE);
+    if !cookies.iter().any(|v| v.as_bytes().windows(PREFIX.len()).any(|w| w == PREFIX)) {
+        return;
+    }
+    let kept: Vec<String> = cookies
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !pair.as_bytes().starts_with(PREFIX))
+        .map(str::to_string)
+        .collect();
+    headers.remove(http::header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(http::header::COOKIE, value);
+    }
 }
 
 /// The request headers the configuration's `proxy_set_header` adds (`X-Vip`, `X-Real-Port` …), with their values

@@ -23,6 +23,8 @@ try {
   page.setDefaultTimeout(15_000);
   page.on('console', (m) => { if (m.type() === 'error') report.errors.push(m.text()); });
   page.on('pageerror', (e) => report.errors.push(String(e)));
+  // Confirmations (deploying from the editor, deletions) are accepted, as a user who means it would.
+  page.on('dialog', (dialog) => dialog.accept());
   const shot = async (name) => {
     n += 1;
     await page.screenshot({ path: `${shots}/${String(n).padStart(2, '0')}-${name}.png`, fullPage: true });

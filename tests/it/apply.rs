@@ -43,6 +43,7 @@ async fn a_stack_is_applied_idempotently_and_edits_change_only_what_differs() {
     std::fs::write(code.join("index.py"), HANDLER.replace("VERSION", "one")).unwrap();
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let (vip, port) = free_addr();
+    let redirecting = crate::harness::free_port(vip);
     let stack = |memory: u32, targets: &str, extra_rule: bool| {
         let extra = if extra_rule { "\n          - {domain: extra.test, url: /, function: web}" } else { "" };
         format!(
@@ -56,6 +57,10 @@ loadBalancers:
   - name: apply-lb
     vip: {vip}
     listeners:
+      - protocol: HTTP
+        port: {redirecting}
+        rules:
+          - {{domain: fn.test, url: /, redirect: {{protocol: HTTP, port: {port}, code: 302}}}}
       - protocol: HTTP
         port: {port}
         rules:
@@ -77,19 +82,22 @@ loadBalancers:
 
     // --dry-run prints the plan and changes nothing.
     let planned = applied(&app, &file, &["--dry-run"]);
-    assert_eq!(steps(&planned).len(), 10, "{planned}");
-    assert!(planned.contains("10 to add, 0 to change, 0 to remove."), "{planned}");
+    assert_eq!(steps(&planned).len(), 13, "{planned}");
+    assert!(planned.contains("13 to add, 0 to change, 0 to remove."), "{planned}");
     let listed = app.scf("ListFunctions", json!({})).await.unwrap();
     assert_eq!(listed["TotalCount"], 0, "a dry run creates nothing");
 
     let first = applied(&app, &file, &[]);
-    assert!(first.contains("Applied 10 changes"), "{first}");
+    assert!(first.contains("Applied 13 changes"), "{first}");
     let get = |host: &'static str| {
         let url = format!("http://{vip}:{port}/");
         async move { request("GET", &url, &[("Host", host)], Bytes::new()).await }
     };
     assert_eq!(get("fn.test").await.text(), "one");
     assert_eq!(get("servers.test").await.json()["server"], "a");
+    let redirected =
+        request("GET", &format!("http://{vip}:{redirecting}/x"), &[("Host", "fn.test")], Bytes::new()).await;
+    assert_eq!((redirected.status, redirected.header("location")), (302, format!("http://fn.test:{port}/x").as_str()));
     let function = app.scf("GetFunction", json!({"FunctionName": "web"})).await.unwrap();
     assert_eq!(function["Tags"], json!([{"Key": "fnlb:stack", "Value": "apply-test"}]));
 
@@ -107,8 +115,9 @@ loadBalancers:
     assert!(changed[1].contains("memory 128 → 256 MB"), "{changed:?}");
     assert!(changed[2].starts_with("+ targets 127.0.0.1:"), "{changed:?}");
     assert_eq!(get("fn.test").await.text(), "two");
-    let rules = app.clb("DescribeTargets", json!({"LoadBalancerId": lb_id(&app).await})).await.unwrap();
-    assert_eq!(rules["Listeners"][0]["Rules"].as_array().unwrap().len(), 3, "without --prune the rule stays");
+    let described = app.clb("DescribeTargets", json!({"LoadBalancerId": lb_id(&app).await})).await.unwrap();
+    let listener = described["Listeners"].as_array().unwrap().iter().find(|l| l["Port"] == json!(port)).unwrap();
+    assert_eq!(listener["Rules"].as_array().unwrap().len(), 3, "without --prune the rule stays");
 
     // --prune removes what the file no longer names: the rule, then (the file emptied) everything tagged.
     let pruned = applied(&app, &file, &["--prune"]);

@@ -116,3 +116,18 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 12, "{saved} screenshots");
 }
+
+#[tokio::test]
+async fn the_console_cookie_never_reaches_functions_or_servers() {
+    let app = TestApp::start();
+    app.create_fixture("cookie-jar", "echo", json!({})).await.unwrap();
+    let route = app.route_to("cookie-jar").await;
+    let cookie = "a=1; fnlb_console=0123456789abcdef; b=2";
+    let reply = request("GET", &format!("{}/", route.base), &[("Cookie", cookie)], Bytes::new()).await;
+    let headers = &reply.json()["event"]["headers"];
+    let seen = headers.get("cookie").or_else(|| headers.get("Cookie")).cloned().unwrap_or_default();
+    assert_eq!(seen, "a=1; b=2", "{headers}");
+    let only = request("GET", &format!("{}/", route.base), &[("Cookie", "fnlb_console=x")], Bytes::new()).await;
+    let headers = &only.json()["event"]["headers"];
+    assert!(headers.get("cookie").is_none() && headers.get("Cookie").is_none(), "{headers}");
+}

@@ -154,10 +154,20 @@ pub async fn auto(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Va
     }
     let rules = state.rules_of(&https.id);
     let domains: Vec<String> = match &req.domains {
-        Some(named) => named.iter().map(|d| super::rules::normalize_domain(d)).collect(),
+        Some(named) => {
+            let named: Vec<String> = named.iter().map(|d| super::rules::normalize_domain(d)).collect();
+            if let Some((i, d)) = named.iter().enumerate().find(|(i, d)| named[..*i].contains(d)) {
+                return Err(ApiError::new("InvalidParameter", format!("Domains names {d} twice (at {i}).")));
+            }
+            named
+        }
         None => {
-            let mut all: Vec<String> = rules.iter().map(|r| r.domain.clone()).collect();
-            all.dedup();
+            let mut all: Vec<String> = Vec::new();
+            for rule in &rules {
+                if !all.contains(&rule.domain) {
+                    all.push(rule.domain.clone());
+                }
+            }
             all
         }
     };

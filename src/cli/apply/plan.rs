@@ -156,6 +156,7 @@ impl Plan {
             code: HashMap::new(),
         };
         functions(&mut b)?;
+        prefill(&mut b);
         for i in 0..stack.load_balancers.len() {
             load_balancer(&mut b, i)?;
         }
@@ -284,6 +285,27 @@ fn functions(b: &mut Builder<'_>) -> Result<(), (String, String)> {
         }
     }
     Ok(())
+}
+
+/// The ids of everything the file names that exists already, before any is planned (a redirect may name a rule
+/// further down the file).
+fn prefill(b: &mut Builder<'_>) {
+    for (i, lb) in b.stack.load_balancers.iter().enumerate() {
+        let Some(o) = b.observed.load_balancers.iter().find(|o| o.name == lb.name) else { continue };
+        b.ids.lbs.insert(i, o.id.clone());
+        for (j, l) in lb.listeners.iter().enumerate() {
+            let Some(ol) = o.listeners.iter().find(|ol| ol.protocol == l.protocol && ol.port == l.port) else {
+                continue;
+            };
+            b.ids.listeners.insert((i, j), ol.id.clone());
+            for (k, r) in l.rules.iter().enumerate() {
+                let found = ol.rules.iter().find(|or| or.domain.eq_ignore_ascii_case(&r.domain) && or.url == r.url);
+                if let Some(or) = found {
+                    b.ids.rules.insert((i, j, k), or.id.clone());
+                }
+            }
+        }
+    }
 }
 
 fn load_balancer(b: &mut Builder<'_>, i: usize) -> Result<(), (String, String)> {
@@ -415,7 +437,7 @@ fn rule(
         changes.push(format!("scheduler {} → {scheduler}", o.scheduler));
     }
     if let Some(check) = &r.health_check
-        && health_check(check).iter().any(|(k, v)| o.health_check.get(k) != Some(v))
+        && health_check(check).iter().any(|(k, v)| !same_check_field(k, v, o.health_check.get(k)))
     {
         changes.push("health check".to_string());
     }
@@ -577,6 +599,16 @@ pub fn size(bytes: usize) -> String {
         0..1024 => format!("{bytes} B"),
         1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
         _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+/// Whether a health-check field of the file equals what the API reports (it keeps methods upper-case and domains
+/// lower-case).
+fn same_check_field(name: &str, wanted: &Value, current: Option<&Value>) -> bool {
+    match (name, wanted.as_str(), current.and_then(Value::as_str)) {
+        ("HttpCheckMethod", Some(w), Some(c)) => w.eq_ignore_ascii_case(c),
+        ("HttpCheckDomain", Some(w), Some(c)) => w.eq_ignore_ascii_case(c),
+        _ => current == Some(wanted),
     }
 }
 
