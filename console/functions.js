@@ -10,19 +10,9 @@ const RUNTIMES = ['Python3.9', 'Python3.10', 'Python3.7', 'Python3.6', 'Nodejs18
 /** The memory sizes SCF takes: 64 MB, and 128 MB to 3,072 MB in steps of 128. */
 const MEMORY = [64, ...Array.from({ length: 24 }, (_, i) => 128 * (i + 1))];
 
-/** The seed's code, and its Node.js counterpart. */
+/** The seed's code (served by fnlb, byte for byte examples/hello-clb/index.py), and its Node.js counterpart. */
 const TEMPLATES = {
-  python: `# -*- coding: utf8 -*-
-import json
-def main_handler(event, context):
-
-    return {
-        "isBase64Encoded": False,
-        "statusCode": 200,
-        "headers": {"Content-Type":"text/html"},
-        "body": "<html><body><h1>Hello CLB</h1></body></html>"
-   }
-`,
+  python: '',
   node: `'use strict';
 exports.main_handler = async (event, context) => {
   return {
@@ -113,6 +103,7 @@ function environment(text) {
 }
 
 export async function create(view) {
+  if (!TEMPLATES.python) TEMPLATES.python = await (await fetch('/console/templates/hello-clb.py')).text();
   const names = await namespaces();
   const note = notice();
   const name = h('input', { name: 'FunctionName', required: true, placeholder: 'hello-clb' });

@@ -83,6 +83,12 @@ const ASSETS: &[Asset] = &[
     asset!("functions.js", "text/javascript; charset=utf-8"),
     asset!("balancers.js", "text/javascript; charset=utf-8"),
     asset!("charts.js", "text/javascript; charset=utf-8"),
+    // The editor's starting point: the seed's function, byte for byte.
+    Asset {
+        path: "templates/hello-clb.py",
+        content_type: "text/plain; charset=utf-8",
+        bytes: crate::app::EXAMPLE_CODE,
+    },
 ];
 
 /// What every console response says about itself: no framing, no sniffing, scripts only from here.
@@ -309,7 +315,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        for file in &on_disk {
+        for file in on_disk.iter().filter(|f| f.contains('.')) {
             assert!(seen.contains(file.as_str()), "console/{file} is not embedded");
         }
     }

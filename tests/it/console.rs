@@ -97,7 +97,8 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
     eprintln!("console: page loads (ms) {}; steps {}", report["loads"], report["steps"]);
     assert!(report["failure"].is_null(), "{}", report["failure"].as_str().unwrap_or_default());
     assert_eq!(report["errors"], json!([]), "no console errors");
-    assert!(report["code"].as_str().unwrap().contains("Hello CLB"), "the editor starts from the seed's code");
+    let seed = include_str!("../../examples/hello-clb/index.py");
+    assert_eq!(report["code"], seed, "the editor starts from the seed's code, byte for byte");
     assert_eq!(report["accessPath"], format!("http://{vip}:{port}/"));
     assert_eq!(report["accessHeading"], "Hello CLB");
     let refusal = report["refusal"].as_str().unwrap();
