@@ -87,8 +87,12 @@ loadBalancers:
     let listed = app.scf("ListFunctions", json!({})).await.unwrap();
     assert_eq!(listed["TotalCount"], 0, "a dry run creates nothing");
 
-    let first = applied(&app, &file, &[]);
-    assert!(first.contains("Applied 13 changes"), "{first}");
+    let out = apply(&app, &file, &[]);
+    let (first, progress) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(first.contains("Applied 13 changes"), "{first}{progress}");
+    // The long steps say what they do: packing the code, then uploading it.
+    assert!(progress.contains("packed function web from") && progress.contains(" B)"), "{progress}");
+    assert!(progress.contains("uploading the code of function default/web"), "{progress}");
     let get = |host: &'static str| {
         let url = format!("http://{vip}:{port}/");
         async move { request("GET", &url, &[("Host", host)], Bytes::new()).await }
