@@ -77,6 +77,11 @@ try {
   await page.getByRole('button', { name: 'Bind function' }).click();
   await page.getByRole('button', { name: 'Unbind' }).waitFor();
   await shot('bound');
+  // The rule's requests over the last hour.
+  await page.locator('summary', { hasText: 'Requests' }).first().click();
+  await page.locator('.chart svg').first().waitFor();
+  report.ruleChart = await page.locator('.chart svg').first().getAttribute('aria-label');
+  await shot('rule-requests');
 
   // A TCP listener, for the refusal below.
   const tcpPort = String(Number(port) + 1);

@@ -113,6 +113,7 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
         "{log}"
     );
     assert_eq!(report["charts"], 3);
+    assert!(report["ruleChart"].as_str().unwrap().starts_with("Requests by status"), "{}", report["ruleChart"]);
     assert_eq!(report["phoneOverflow"], false, "nothing wider than a phone's screen");
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 12, "{saved} screenshots");
