@@ -184,9 +184,10 @@ impl Admin {
 
         let mut functions = self.api.functions.all_stats();
         functions.sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
+        let codes: Vec<_> = functions.iter().map(|(_, stats, _, _)| stats.codes()).collect();
         family(&mut out, INVOCATIONS, "counter", "Invocations of a function, by SCF status code (200: success).");
-        for (key, stats, _, _) in &functions {
-            for (code, count) in stats.codes() {
+        for ((key, _, _, _), codes) in functions.iter().zip(&codes) {
+            for (&code, &count) in codes {
                 let code = code.to_string();
                 let labels = [("namespace", &*key.namespace), ("function", &key.name), ("code", &code)];
                 line(&mut out, INVOCATIONS, &labels, count as f64);
@@ -205,8 +206,8 @@ impl Admin {
             line(&mut out, COLD_STARTS, &function_labels(key), stats.cold_starts.load(Ordering::Relaxed) as f64);
         }
         family(&mut out, THROTTLES, "counter", "Invocations refused for want of an instance (SCF status 432).");
-        for (key, stats, _, _) in &functions {
-            let throttled = stats.codes().get(&THROTTLED).copied().unwrap_or(0);
+        for ((key, _, _, _), codes) in functions.iter().zip(&codes) {
+            let throttled = codes.get(&THROTTLED).copied().unwrap_or(0);
             line(&mut out, THROTTLES, &function_labels(key), throttled as f64);
         }
         family(&mut out, INSTANCES, "gauge", "A function's instances now: busy (running an invocation) or idle.");

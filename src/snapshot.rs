@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::proxy::custom::Settings;
-use crate::proxy::router::{RouteRule, Router};
+use crate::proxy::router::{RouteRule, Router, UrlPattern, parse_url, plain_domain};
 use crate::proxy::tls::ListenerTls;
 use crate::state::{
     CodeRef, CustomConfig, Function, FunctionConfig, FunctionKey, FunctionTarget, HealthCheck, LATEST, Listener,
@@ -92,15 +92,16 @@ impl Redirect {
         let rewrite = rule.rewrite.as_ref()?;
         let listener = state.listeners.get(&rewrite.listener_id)?;
         let target = state.rules.get(&rewrite.location_id)?;
-        let plain = |url: &str| {
-            let url = url.strip_prefix("^~").or_else(|| url.strip_prefix('=')).unwrap_or(url);
-            if url.starts_with('~') { "/".to_string() } else { url.to_string() }
+        // A regular expression names no path to go to: the root does.
+        let plain = |url: &str| match parse_url(url) {
+            UrlPattern::Exact(p) | UrlPattern::Prefix(p) | UrlPattern::PrefixNoRegex(p) => p.to_string(),
+            UrlPattern::Regex(_) | UrlPattern::RegexCaseless(_) => "/".to_string(),
         };
         Some(Redirect {
             status: http::StatusCode::from_u16(rewrite.code).ok()?,
             scheme: if listener.protocol == Protocol::Https { "https" } else { "http" },
             port: listener.port,
-            host: (!target.domain.contains('*') && !target.domain.starts_with('~')).then(|| target.domain.clone()),
+            host: plain_domain(&target.domain).map(str::to_string),
             url: (!rewrite.take_url).then(|| plain(&target.url)),
         })
     }
@@ -195,7 +196,8 @@ impl Snapshot {
         let mut http_listeners = HashMap::new();
         let mut stream_listeners = HashMap::new();
         let mut datagram_listeners = HashMap::new();
-        let mut previous_stats: HashMap<String, Arc<crate::stats::RuleStats>> = HashMap::new();
+        // The previous snapshot's rule counts, gathered when the first listener is compiled again.
+        let mut previous_stats: Option<HashMap<String, Arc<crate::stats::RuleStats>>> = None;
         for listener in state.listeners.values() {
             if !crate::proxy::serves(listener.protocol) {
                 continue;
@@ -248,12 +250,10 @@ impl Snapshot {
                 continue;
             }
             // The counts of rules that stay go on in the new routes.
-            if previous_stats.is_empty()
-                && let Some(prev) = previous
-            {
-                let rules = prev.http_listeners.values().flat_map(|routes| routes.rules.iter());
-                previous_stats = rules.map(|r| (r.location_id.clone(), r.stats.clone())).collect();
-            }
+            let previous_stats = previous_stats.get_or_insert_with(|| {
+                let rules = previous.into_iter().flat_map(|p| p.http_listeners.values()).flat_map(|r| r.rules.iter());
+                rules.map(|r| (r.location_id.clone(), r.stats.clone())).collect()
+            });
             let router = Router::build(
                 rules.iter().map(|r| RouteRule { domain: r.domain.clone(), url: r.url.clone() }),
                 listener.default_domain.as_deref(),
@@ -368,18 +368,7 @@ mod tests {
         Command::CreateListeners {
             scope: scope(),
             lb_id: "lb-1".into(),
-            listeners: vec![NewListener {
-                id: id.into(),
-                name: id.into(),
-                protocol: Protocol::Http,
-                port,
-                scheduler: "WRR".into(),
-                session_expire_time: 0,
-                sni_switch: false,
-                keepalive_enable: false,
-                tls: None,
-                health_check: HealthCheck::default(),
-            }],
+            listeners: vec![NewListener::with_defaults(id.into(), id.into(), Protocol::Http, port)],
             now: 1,
         }
     }

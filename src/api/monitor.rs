@@ -7,7 +7,6 @@ use serde_json::{Map, Value, json};
 
 use super::params::{obj, parse};
 use super::{ApiError, Ctx};
-use crate::state::RuleRef;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -49,14 +48,8 @@ struct RuleMetrics {
 
 pub fn rule(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: RuleMetrics = parse(p)?;
-    let rule = RuleRef {
-        scope: ctx.scope.clone(),
-        lb_id: req.load_balancer_id,
-        listener_id: req.listener_id,
-        location_id: Some(req.location_id),
-        domain: None,
-        url: None,
-    };
+    let rule =
+        super::clb::targets::rule_ref(ctx, req.load_balancer_id, req.listener_id, Some(req.location_id), None, None);
     let location = ctx.snapshot.state.resolve_rule(&rule)?;
     let stats = ctx.snapshot.http_listeners.values().flat_map(|l| l.rules.iter()).find(|r| r.location_id == location);
     let minutes: Vec<Value> = stats

@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
+use crate::proxy::bridge::cookie;
 use crate::state::{Account, State};
 
 /// The session cookie.
@@ -220,17 +221,6 @@ fn secret() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS gives random bytes");
     hex::encode(bytes)
-}
-
-/// A cookie's value from the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
-        .filter(|v| !v.is_empty())
 }
 
 fn sentence(e: &SessionError) -> String {

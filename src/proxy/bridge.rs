@@ -103,6 +103,17 @@ fn stgw_time(ms: i64) -> HeaderValue {
     HeaderValue::from_bytes(&text[at..]).expect("digits are a valid header value")
 }
 
+/// A cookie's value (not empty) from a request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+}
+
 /// The values of `BALANCER_HEADERS` for one request: the start time, the scheme (`http` or `https`), the protocol
 /// version, the client's address, and `X-Forwarded-For` with the client's address appended to what it sent.
 pub fn balancer_headers(

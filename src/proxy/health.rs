@@ -131,7 +131,8 @@ impl Health {
             for rule in &routes.rules {
                 for (addr, _) in &rule.servers {
                     let host = if rule.health_check.domain.is_empty() {
-                        plain_host(&rule.domain).unwrap_or_else(|| routes.addr.ip().to_string())
+                        super::router::plain_domain(&rule.domain)
+                            .map_or_else(|| routes.addr.ip().to_string(), str::to_string)
                     } else {
                         rule.health_check.domain.clone()
                     };
@@ -159,11 +160,6 @@ impl Health {
             checks.insert(key, Check { check, host, task });
         }
     }
-}
-
-/// A rule domain usable as a `Host` (an exact name), or `None` (wildcards, regular expressions).
-fn plain_host(domain: &str) -> Option<String> {
-    (!domain.contains('*') && !domain.starts_with('~')).then(|| domain.to_string())
 }
 
 /// Checks a target every `IntervalTime` seconds (a check's own time does not delay the next: with `TimeOut` below

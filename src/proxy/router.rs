@@ -83,6 +83,14 @@ pub fn parse_domain(domain: &str) -> DomainPattern<'_> {
     }
 }
 
+/// A rule domain usable as a host name (an exact one), or `None` for wildcards and regular expressions.
+pub fn plain_domain(domain: &str) -> Option<&str> {
+    match parse_domain(domain) {
+        DomainPattern::Exact(name) => Some(name),
+        _ => None,
+    }
+}
+
 pub fn parse_url(url: &str) -> UrlPattern<'_> {
     if let Some(rest) = url.strip_prefix("^~") {
         UrlPattern::PrefixNoRegex(rest.trim_start())

@@ -377,13 +377,14 @@ impl Upstreams {
         let progress = request.body().progress();
         // `ForwardType` `HTTPS`: TLS to the target, named by the rule's domain when it is a plain name.
         let tls = rule.forward_tls.then(|| {
-            let name = if rule.domain.contains('*') || rule.domain.starts_with('~') { "" } else { &rule.domain };
+            let name = super::router::plain_domain(&rule.domain).unwrap_or("");
             ServerName::try_from(name.to_string()).ok()
         });
         if rule.forward_h2 {
             return self.forward_h2(&balancer, tls, client, request, &waits, served).await;
         }
-        let cookie = balancer.persistence.and_then(|_| persistence_cookie(request.headers()));
+        let cookie = balancer.persistence.and_then(|_| super::bridge::cookie(request.headers(), PERSISTENCE_COOKIE));
+        let cookie = cookie.map(str::to_string);
         let replayable = rule.fallback.is_some()
             && request.body().is_end_stream()
             && matches!(*request.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
@@ -660,16 +661,6 @@ where
         }
     });
     Ok(sender)
-}
-
-/// The value of the persistence cookie a request carries.
-fn persistence_cookie(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(PERSISTENCE_COOKIE)?.strip_prefix('=').map(str::to_string))
 }
 
 fn token(location: &str, addr: SocketAddr) -> String {

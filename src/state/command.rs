@@ -291,6 +291,24 @@ impl NewRule {
     }
 }
 
+impl NewListener {
+    /// A listener with CLB's defaults: `WRR`, no persistence, no SNI, no TLS, the default health check.
+    pub fn with_defaults(id: String, name: String, protocol: Protocol, port: u16) -> NewListener {
+        NewListener {
+            id,
+            name,
+            protocol,
+            port,
+            scheduler: "WRR".to_string(),
+            session_expire_time: 0,
+            sni_switch: false,
+            keepalive_enable: false,
+            tls: None,
+            health_check: HealthCheck::default(),
+        }
+    }
+}
+
 /// How a request names the rules it acts on.
 #[derive(Clone, Debug)]
 pub enum RulesSelector {

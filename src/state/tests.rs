@@ -62,18 +62,7 @@ fn create_listener(lb: &str, id: &str, protocol: Protocol, port: u16) -> Command
     Command::CreateListeners {
         scope: scope(),
         lb_id: lb.to_string(),
-        listeners: vec![NewListener {
-            id: id.to_string(),
-            name: id.to_string(),
-            protocol,
-            port,
-            scheduler: "WRR".to_string(),
-            session_expire_time: 0,
-            sni_switch: false,
-            keepalive_enable: false,
-            tls: None,
-            health_check: HealthCheck::default(),
-        }],
+        listeners: vec![NewListener::with_defaults(id.to_string(), id.to_string(), protocol, port)],
         now: 1,
     }
 }

@@ -6,11 +6,11 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::rules::normalize_domain;
+use super::targets::rule_ref;
 use crate::api::params::parse;
 use crate::api::{ApiError, Ctx};
 use crate::proxy::health::Status;
-use crate::state::{Command, FunctionTarget, Rule, RuleRef};
+use crate::state::{Command, FunctionTarget, Rule};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -45,14 +45,7 @@ pub async fn set(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
         add_time: 0,
         trigger_name: None,
     });
-    let rule = RuleRef {
-        scope: ctx.scope.clone(),
-        lb_id: req.load_balancer_id.clone(),
-        listener_id: req.listener_id,
-        location_id: req.location_id,
-        domain: req.domain.map(|d| normalize_domain(&d)),
-        url: req.url,
-    };
+    let rule = rule_ref(ctx, req.load_balancer_id.clone(), req.listener_id, req.location_id, req.domain, req.url);
     let now = crate::clock::now_ms();
     ctx.apply(Command::SetRuleFallback { rule, fallback, now }, Some(vec![req.load_balancer_id])).await?;
     Ok(Map::new())

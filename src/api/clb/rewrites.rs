@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::params::parse;
 use crate::api::{ApiError, Ctx};
-use crate::state::{Command, HealthCheck, NewListener, NewRule, Protocol, Rewrite, Rule};
+use crate::state::{Command, NewListener, NewRule, Protocol, Rewrite, Rule};
 
 /// `RewriteCode` when none is given.
 const DEFAULT_REWRITE_CODE: i64 = 301;
@@ -31,6 +31,13 @@ struct Rewrites {
     rewrite_infos: Vec<RewriteLocationMap>,
 }
 
+/// A `RewriteCode` as a status code (which ones a redirect may use, the state decides: 301, 302, 307).
+fn rewrite_code(code: i64) -> Result<u16, ApiError> {
+    u16::try_from(code).map_err(|_| {
+        ApiError::new("InvalidParameterValue", format!("RewriteCode {code} is not one of 301, 302 and 307."))
+    })
+}
+
 pub async fn manual(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: Rewrites = parse(p)?;
     if req.rewrite_infos.is_empty() {
@@ -38,10 +45,7 @@ pub async fn manual(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     }
     let mut rewrites = Vec::with_capacity(req.rewrite_infos.len());
     for info in req.rewrite_infos {
-        let code = info.rewrite_code.unwrap_or(DEFAULT_REWRITE_CODE);
-        let code = u16::try_from(code).ok().filter(|c| matches!(c, 301 | 302 | 307)).ok_or_else(|| {
-            ApiError::new("InvalidParameterValue", format!("RewriteCode {code} is not one of 301, 302 and 307."))
-        })?;
+        let code = rewrite_code(info.rewrite_code.unwrap_or(DEFAULT_REWRITE_CODE))?;
         let rewrite = Rewrite {
             listener_id: req.target_listener_id.clone(),
             location_id: info.target_location_id,
@@ -188,28 +192,20 @@ pub async fn auto(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Va
         commands.push(Command::CreateListeners {
             scope: ctx.scope.clone(),
             lb_id: lb.id.clone(),
-            listeners: vec![NewListener {
-                id: http_id.clone(),
-                name: format!("HTTP-{AUTO_REWRITE_PORT}"),
-                protocol: Protocol::Http,
-                port: AUTO_REWRITE_PORT,
-                scheduler: "WRR".to_string(),
-                session_expire_time: 0,
-                sni_switch: false,
-                keepalive_enable: false,
-                tls: None,
-                health_check: HealthCheck::default(),
-            }],
+            listeners: vec![NewListener::with_defaults(
+                http_id.clone(),
+                format!("HTTP-{AUTO_REWRITE_PORT}"),
+                Protocol::Http,
+                AUTO_REWRITE_PORT,
+            )],
             now: crate::clock::now_ms(),
         });
     }
     let existing = http.as_ref().map(|l| state.rules_of(&l.id)).unwrap_or_default();
     let (mut new_rules, mut rewrites) = (Vec::new(), Vec::new());
     for (i, domain) in domains.iter().enumerate() {
-        let code = req.rewrite_codes.as_ref().and_then(|c| c.get(i).copied()).unwrap_or(AUTO_REWRITE_CODE);
-        let code = u16::try_from(code).ok().filter(|c| matches!(c, 301 | 302 | 307)).ok_or_else(|| {
-            ApiError::new("InvalidParameterValue", format!("RewriteCode {code} is not one of 301, 302 and 307."))
-        })?;
+        let code =
+            rewrite_code(req.rewrite_codes.as_ref().and_then(|c| c.get(i).copied()).unwrap_or(AUTO_REWRITE_CODE))?;
         let take_url = req.take_urls.as_ref().and_then(|t| t.get(i).copied()).unwrap_or(true);
         for target in rules.iter().filter(|r| &r.domain == domain) {
             let source = match existing.iter().find(|r| r.domain == target.domain && r.url == target.url) {

@@ -389,7 +389,7 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
 }
 
 /// A rule named by `LocationId`, or by `Domain` + `Url`.
-fn rule_ref(
+pub(crate) fn rule_ref(
     ctx: &Ctx<'_>,
     lb_id: String,
     listener_id: String,

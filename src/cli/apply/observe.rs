@@ -108,6 +108,8 @@ pub async fn observe(api: &Api<'_>, stack: &Stack) -> Result<Observed, ApplyErro
         observed.functions.insert((namespace, name), function);
     }
 
+    // The account's certificates, read when the first named load balancer is.
+    let mut certificates: Option<Value> = None;
     let named: HashSet<&str> = stack.load_balancers.iter().map(|lb| lb.name.as_str()).collect();
     for lb in all(api, Service::Clb, "DescribeLoadBalancers", json!({}), "LoadBalancerSet").await? {
         let name = text(&lb["LoadBalancerName"]);
@@ -116,7 +118,14 @@ pub async fn observe(api: &Api<'_>, stack: &Stack) -> Result<Observed, ApplyErro
             continue;
         }
         let id = text(&lb["LoadBalancerId"]);
-        let listeners = if named.contains(name.as_str()) { listeners(api, &id).await? } else { Vec::new() };
+        let listeners = match (named.contains(name.as_str()), &certificates) {
+            (true, None) => {
+                let read = api.call(Service::Clb, "DescribeCertificates", json!({}), "certificates").await?;
+                listeners(api, &id, certificates.insert(read)).await?
+            }
+            (true, Some(read)) => listeners(api, &id, read).await?,
+            (false, _) => Vec::new(),
+        };
         let vip = lb["LoadBalancerVips"][0].as_str().unwrap_or_default().to_string();
         observed.load_balancers.push(LoadBalancer { id, name, vip, in_stack, listeners });
     }
@@ -146,13 +155,13 @@ async fn all(
     }
 }
 
-/// A load balancer's listeners with their rules, targets, bindings, fallbacks, redirects and certificates.
-async fn listeners(api: &Api<'_>, lb: &str) -> Result<Vec<Listener>, ApplyError> {
+/// A load balancer's listeners with their rules, targets, bindings, fallbacks, redirects and certificates (by
+/// `DescribeCertificates`' answer, read once for all load balancers).
+async fn listeners(api: &Api<'_>, lb: &str, certificates: &Value) -> Result<Vec<Listener>, ApplyError> {
     let place = format!("load balancer {lb}");
     let described = api.call(Service::Clb, "DescribeListeners", json!({"LoadBalancerId": lb}), &place).await?;
     let targets = api.call(Service::Clb, "DescribeTargets", json!({"LoadBalancerId": lb}), &place).await?;
     let fallbacks = api.call(Service::Clb, "DescribeRuleFallbacks", json!({"LoadBalancerId": lb}), &place).await?;
-    let certificates = api.call(Service::Clb, "DescribeCertificates", json!({}), &place).await?;
     let fingerprint = |id: &Value| {
         let certs = certificates["Certificates"].as_array()?;
         certs.iter().find(|c| c["CertId"] == *id).map(|c| text(&c["Fingerprint"]))
