@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import resource
+import select
 import socket
 import struct
 import sys
@@ -90,26 +91,44 @@ class Channel(object):
         sock.connect('\0' + path[1:] if path.startswith('@') else path)
         self._sock = sock
         self._sendall = sock.sendall
-        # One recv() of up to 64 KiB usually brings in a whole INVOKE frame.
-        self._file = sock.makefile('rb', buffering=65536)
-        self._read = self._file.read
+        self._recv = sock.recv
+        self._buf = b''     # received, not yet read
+        # Input is waited for in poll(), for POLLIN only: a process blocked in recv() on a Unix socket is also
+        # woken each time the other side takes in what this one wrote (its send buffer drains), which would
+        # be a wasted wake-up per invocation.
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        self._poll = poller.poll
         self.lock = threading.Lock()
+
+    def _fill(self, need):
+        """Receive until ``need`` bytes are buffered; False at end of file."""
+        chunks = [self._buf] if self._buf else []
+        have = len(self._buf)
+        while have < need:
+            self._poll()
+            # One recv() of up to 64 KiB usually brings in a whole INVOKE frame.
+            data = self._recv(max(65536, need - have))
+            if not data:
+                return False
+            chunks.append(data)
+            have += len(data)
+        self._buf = chunks[0] if len(chunks) == 1 else b''.join(chunks)
+        return True
 
     def read_frame(self):
         """Return (kind, payload), or None at end of file."""
-        head = self._read(5)
-        if len(head) < 5:
+        if len(self._buf) < 5 and not self._fill(5):
             return None
-        length, kind = _HEADER.unpack(head)
+        length, kind = _HEADER.unpack_from(self._buf)
         if length < 1 or length > MAX_PAYLOAD + 1:
             raise ProtocolError('frame length %d out of range' % length)
-        size = length - 1
-        if not size:
-            return kind, b''
-        payload = self._read(size)
-        if len(payload) < size:
+        end = 4 + length
+        if len(self._buf) < end and not self._fill(end):
             return None
-        return kind, payload
+        buf = self._buf
+        self._buf = buf[end:]
+        return kind, buf[5:end]
 
     def send_locked(self, data):
         """Send one already-framed message; the caller holds ``lock``."""
@@ -124,8 +143,6 @@ class Channel(object):
             self.send_locked(data)
 
     def close(self):
-        # The reader holds the socket open too: close both, so that no descriptor is left to the child.
-        self._file.close()
         self._sock.close()
 
 
