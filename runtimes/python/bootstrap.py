@@ -107,8 +107,9 @@ class Channel(object):
         have = len(self._buf)
         while have < need:
             self._poll()
-            # One recv() of up to 64 KiB usually brings in a whole INVOKE frame.
-            data = self._recv(max(65536, need - have))
+            # One recv() of up to 64 KiB usually brings in a whole INVOKE frame; a large one comes in pieces of
+            # at most 1 MiB (each recv() allocates what it may receive).
+            data = self._recv(min(max(65536, need - have), 1 << 20))
             if not data:
                 return False
             chunks.append(data)

@@ -378,6 +378,24 @@ class BootstrapTest(unittest.TestCase):
         self.assertEqual(kind, RESULT)
         self.assertEqual(json.loads(payload[8:].decode('utf-8')), event)
 
+    def test_frames_split_and_joined_on_the_wire(self):
+        inst, _ = self.start_ready('index.echo')
+        frames = b''.join(
+            HEADER.pack(len(body) + 1, INVOKE) + body
+            for body in (json.dumps({'event': {'n': n}, 'context': context_for()}).encode() for n in (1, 2)))
+        # Two frames in one write: both are answered, in order.
+        inst.conn.sendall(frames)
+        for n in (1, 2):
+            _, kind, payload = inst.read_until((RESULT, ERROR))
+            self.assertEqual((kind, json.loads(payload[8:])), (RESULT, {'n': n}))
+        # One frame dribbled in a few bytes at a time: it is read whole.
+        first = frames[:len(frames) // 2]     # the two frames are the same length
+        for at in range(0, len(first), 7):
+            inst.conn.sendall(first[at:at + 7])
+            time.sleep(0.001)
+        _, kind, payload = inst.read_until((RESULT, ERROR))
+        self.assertEqual((kind, json.loads(payload[8:])), (RESULT, {'n': 1}))
+
     def test_context_is_passed(self):
         inst, _ = self.start_ready('index.context_echo')
         _, kind, payload = inst.invoke({}, context_for('abc-123'))
