@@ -16,6 +16,9 @@ from shop import answer  # noqa: E402
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: without TCP_NODELAY the body of each answer after the first on a
+    # kept-alive connection waits for the balancer's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
     server_version = "shop"
 
     def do_GET(self):
