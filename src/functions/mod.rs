@@ -12,6 +12,7 @@ pub mod runtimes;
 pub mod sandbox;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -121,6 +122,22 @@ impl Default for EngineSettings {
             zygote: true,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
+    }
+}
+
+/// Bytes shown as megabytes with six decimals, as `{:.6}` shows `bytes / 2^20` (rounded half to even), without
+/// floating-point formatting (one per invocation log).
+struct Megabytes(u64);
+
+impl std::fmt::Display for Megabytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // bytes / 2^20 in millionths: bytes × 10^6 / 2^20 = bytes × 15625 / 16384.
+        let scaled = u128::from(self.0) * 15625;
+        let (mut millionths, rest) = (scaled / 16384, scaled % 16384);
+        if rest > 8192 || (rest == 8192 && millionths % 2 == 1) {
+            millionths += 1;
+        }
+        write!(f, "{}.{:06}", millionths / 1_000_000, millionths % 1_000_000)
     }
 }
 
@@ -362,7 +379,8 @@ impl Engine {
         let stats = self.function_stats(&function.key);
         let started = Instant::now();
         let start_ms = crate::clock::now_ms();
-        let mut log = format!("START RequestId:{request_id}\n");
+        let mut log = String::with_capacity(512);
+        let _ = writeln!(log, "START RequestId:{request_id}");
         let version = spec.resolve(qualifier, random_fraction);
         let memory_mb = version.as_ref().map_or(function.config.memory_mb, |v| v.config.memory_mb);
         let (result, mem_bytes) = async {
@@ -411,12 +429,13 @@ impl Engine {
             }
         };
         let duration_ms = duration.as_secs_f64() * 1000.0;
-        log.push_str(&format!(
-            "END RequestId:{request_id}\nReport RequestId:{request_id} Duration:{}ms Memory:{}MB MemUsage:{:.6}MB\n",
+        let _ = write!(
+            log,
+            "END RequestId:{request_id}\nReport RequestId:{request_id} Duration:{}ms Memory:{}MB MemUsage:{}MB\n",
             duration_ms.ceil() as u64,
             memory_mb,
-            mem_bytes as f64 / (1024.0 * 1024.0),
-        ));
+            Megabytes(mem_bytes),
+        );
         stats.finish(duration_ms, status);
         let log: Arc<str> = Arc::from(log);
         self.logs.record(
@@ -520,4 +539,20 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Megabytes;
+
+    #[test]
+    fn megabytes_read_as_floating_point_formatting_would() {
+        let samples = (0..200_000u64)
+            .chain((0..2_000).map(|i| i * 8192)) // halfway cases: rounded to even
+            .chain((1..2_000).map(|i| i * 7_919_113))
+            .chain([u64::from(u32::MAX), 1 << 40, 3 << 38]);
+        for bytes in samples {
+            assert_eq!(Megabytes(bytes).to_string(), format!("{:.6}", bytes as f64 / (1024.0 * 1024.0)), "{bytes}");
+        }
+    }
 }

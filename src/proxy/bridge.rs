@@ -1,7 +1,7 @@
 //! The CLB trigger's two conversions: an HTTP request into the function's event (contract 0.1), and the
 //! function's integration response into an HTTP response (contract 0.2).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,11 +14,14 @@ use serde_json::value::RawValue;
 /// What the load balancer knows about a request besides its head and body.
 pub struct RequestInfo<'a> {
     pub request_id: &'a str,
-    pub client: SocketAddr,
+    /// The client's address, formatted once per connection (`ip_value`).
+    pub client_ip: &'a HeaderValue,
     pub lb_id: &'a str,
     pub listener_id: &'a str,
     pub location_id: &'a str,
-    pub vip: SocketAddr,
+    /// The listener's address and port.
+    pub vip: &'a str,
+    pub vport: u16,
     pub scheme: &'static str,
     /// Request arrival, Unix milliseconds.
     pub start_ms: i64,
@@ -52,14 +55,14 @@ struct RequestContext<'a> {
     #[serde(rename = "requestId")]
     request_id: &'a str,
     #[serde(rename = "sourceIp")]
-    source_ip: String,
+    source_ip: &'a str,
     #[serde(rename = "loadBalancerId")]
     load_balancer_id: &'a str,
     #[serde(rename = "listenerId")]
     listener_id: &'a str,
     #[serde(rename = "locationId")]
     location_id: &'a str,
-    vip: String,
+    vip: &'a str,
     vport: u16,
     protocol: &'a str,
 }
@@ -160,7 +163,6 @@ pub fn event(
         let shown = if title_case { title_case_name(name.as_str()) } else { name.as_str().to_string() };
         out_headers.insert(shown, values.join(sep).into());
     }
-    let client_ip = info.client.ip().to_string();
     let name = |n: &'static str| {
         if title_case { n.to_string() } else { n.to_ascii_lowercase() }
     };
@@ -172,7 +174,7 @@ pub fn event(
         // HTTP/2 carries the host in the request's authority.
         out_headers.insert(name("Host"), authority.as_str().into());
     }
-    let values = balancer_headers(headers, version, &ip_value(info.client.ip()), info.scheme, info.start_ms);
+    let values = balancer_headers(headers, version, info.client_ip, info.scheme, info.start_ms);
     for ((header, title), value) in BALANCER_HEADERS.iter().zip(values) {
         let shown = if title_case { title.to_string() } else { header.as_str().to_string() };
         out_headers.insert(shown, value.to_str().unwrap_or_default().into());
@@ -190,12 +192,12 @@ pub fn event(
         query_string: query_object(uri.query().unwrap_or("")),
         request_context: RequestContext {
             request_id: info.request_id,
-            source_ip: client_ip,
+            source_ip: info.client_ip.to_str().unwrap_or_default(),
             load_balancer_id: info.lb_id,
             listener_id: info.listener_id,
             location_id: info.location_id,
-            vip: info.vip.ip().to_string(),
-            vport: info.vip.port(),
+            vip: info.vip,
+            vport: info.vport,
             protocol: if info.scheme == "https" { "HTTPS" } else { "HTTP" },
         },
     };

@@ -133,8 +133,14 @@ async fn serve_connection<I>(
     // backstop, and `KeepAlive` keeps the exact limits.
     let builder = connection_builder(settings, header_timeout.max(idle_timeout));
     let keepalive = Arc::new(KeepAlive::new(header_timeout, idle_timeout, max_requests));
-    let peer =
-        Arc::new(Peer { addr, client, client_ip: bridge::ip_value(client.ip()), tls, keepalive: keepalive.clone() });
+    let peer = Arc::new(Peer {
+        addr,
+        vip: addr.ip().to_string(),
+        client,
+        client_ip: bridge::ip_value(client.ip()),
+        tls,
+        keepalive: keepalive.clone(),
+    });
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let peer = peer.clone();
@@ -195,8 +201,9 @@ fn connection_builder(settings: &ProxySettings, header_timeout: Duration) -> aut
 
 /// One client connection, as its requests see it.
 struct Peer {
-    /// The listener's address (the VIP and port).
+    /// The listener's address (the VIP and port), and the VIP as text.
     addr: SocketAddr,
+    vip: String,
     client: SocketAddr,
     /// The client's address as a header value (`X-Real-IP`).
     client_ip: HeaderValue,
@@ -418,11 +425,12 @@ async fn invoke(
         }
         let info = RequestInfo {
             request_id: &request_id,
-            client: peer.client,
+            client_ip: &peer.client_ip,
             lb_id: &routes.lb_id,
             listener_id: &routes.listener_id,
             location_id: &target.location_id,
-            vip: peer.addr,
+            vip: &peer.vip,
+            vport: peer.addr.port(),
             scheme: if peer.tls { "https" } else { "http" },
             start_ms,
         };

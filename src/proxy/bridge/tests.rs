@@ -1,13 +1,15 @@
 use super::*;
 
 fn info() -> RequestInfo<'static> {
+    static CLIENT_IP: HeaderValue = HeaderValue::from_static("10.0.0.9");
     RequestInfo {
         request_id: "rid",
-        client: "10.0.0.9:5555".parse().unwrap(),
+        client_ip: &CLIENT_IP,
         lb_id: "lb-1",
         listener_id: "lbl-1",
         location_id: "loc-1",
-        vip: "127.0.0.1:8080".parse().unwrap(),
+        vip: "127.0.0.1",
+        vport: 8080,
         scheme: "http",
         start_ms: 1_591_692_977_774,
     }
