@@ -66,7 +66,9 @@ _encode_json = json.JSONEncoder(ensure_ascii=False).encode   # == json.dumps(v, 
 _encode_json_ascii = json.JSONEncoder().encode
 _decode_json = json.JSONDecoder().decode
 _getrusage = resource.getrusage
-_RUSAGE_SELF = resource.RUSAGE_SELF
+# The peak resident memory is the process's (its address space's) either way; asked of one thread, the kernel
+# skips adding up every thread's CPU time.
+_RUSAGE_WHO = getattr(resource, 'RUSAGE_THREAD', resource.RUSAGE_SELF)
 _modules = sys.modules
 
 _request_id = ''    # of the running invocation, for the log format
@@ -348,7 +350,7 @@ def error_payload(status, exc, mem_usage=None, message=None):
 
 
 def peak_rss():
-    return _getrusage(_RUSAGE_SELF).ru_maxrss * _RSS_UNIT
+    return _getrusage(_RUSAGE_WHO).ru_maxrss * _RSS_UNIT
 
 
 def exit_like_python(sink, code):
