@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// Start Python instances by forking a pre-initialised zygote per function (false: start each interpreter).
     #[arg(long, env = "FNLB_ZYGOTE", default_value_t = true, action = clap::ArgAction::Set)]
     pub zygote: bool,
+    /// Run function instances under the SCHED_BATCH scheduling policy, so that waking one never preempts fnlb
+    /// (false: the default policy).
+    #[arg(long, env = "FNLB_BATCH_SCHEDULING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_scheduling: bool,
     /// Seconds between the attempts of a failed asynchronous invocation.
     #[arg(long, env = "FNLB_ASYNC_RETRY_INTERVAL", default_value_t = crate::functions::queue::DEFAULT_ASYNC_RETRY_INTERVAL.as_secs())]
     pub async_retry_interval: u64,
@@ -190,6 +194,7 @@ impl ServeArgs {
         config.sandbox = self.sandbox;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
         config.engine.zygote = self.zygote;
+        config.engine.batch_scheduling = self.batch_scheduling;
         config.engine.zygote_idle_timeout = Duration::from_secs(self.zygote_idle_timeout);
         config.queue.retry_interval = Duration::from_secs(self.async_retry_interval);
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);

@@ -41,6 +41,8 @@ pub struct Launch {
     pub memory_mb: u32,
     pub max_processes: u64,
     pub max_open_files: u64,
+    /// Run the instance under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
+    pub batch_scheduling: bool,
     /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
     /// `TMPDIR`); a sandbox gives it a private `/tmp` instead.
     pub scratch_root: Option<PathBuf>,
@@ -533,7 +535,8 @@ async fn spawn(
     }
     let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
     // The process enters its cgroups before it runs: everything it forks is born inside them.
-    let at_exec = AtExec::new(group.as_ref(), launch.max_open_files).map_err(StartError::Spawn)?;
+    let at_exec =
+        AtExec::new(group.as_ref(), launch.max_open_files, launch.batch_scheduling).map_err(StartError::Spawn)?;
     apply_at_exec(&mut command, at_exec);
     let mut child = command.spawn().map_err(StartError::Spawn)?;
     let pgid = child.id().map(|pid| pid as i32);

@@ -159,14 +159,16 @@ pub struct AtExec {
     /// The `cgroup.procs` files of the instance's groups, opened before the fork.
     procs: Vec<fs::File>,
     max_open_files: u64,
+    /// Run under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
+    batch: bool,
 }
 
 impl AtExec {
-    pub fn new(group: Option<&InstanceGroup>, max_open_files: u64) -> std::io::Result<AtExec> {
+    pub fn new(group: Option<&InstanceGroup>, max_open_files: u64, batch: bool) -> std::io::Result<AtExec> {
         let procs = group.map_or(Ok(Vec::new()), |g| {
             g.dirs.iter().map(|dir| fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))).collect()
         })?;
-        Ok(AtExec { procs, max_open_files })
+        Ok(AtExec { procs, max_open_files, batch })
     }
 }
 
@@ -176,10 +178,11 @@ impl AtExec {
 /// docs/decisions/0005-limits-at-exec.md.
 #[allow(unsafe_code)]
 pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
-    let AtExec { procs, max_open_files } = limits;
+    let AtExec { procs, max_open_files, batch } = limits;
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe work is allowed.
-    // It makes two kinds of system call on values prepared before the fork: write(2) of a constant to descriptors
-    // opened then ("0" moves the writing process), and setrlimit(2). It allocates nothing and takes no lock.
+    // It makes three kinds of system call on values prepared before the fork: write(2) of a constant to
+    // descriptors opened then ("0" moves the writing process), setrlimit(2) and sched_setscheduler(2). It
+    // allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             for file in &procs {
@@ -187,6 +190,11 @@ pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
             }
             let limit = rustix::process::Rlimit { current: Some(max_open_files), maximum: Some(max_open_files) };
             rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+            if batch {
+                // Best effort: an unprivileged process may always move from SCHED_OTHER to SCHED_BATCH.
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+            }
             Ok(())
         });
     }

@@ -80,6 +80,9 @@ pub struct EngineSettings {
     pub max_open_files_per_instance: u64,
     /// Start Python instances by forking a pre-initialised zygote per function.
     pub zygote: bool,
+    /// Run instances under the `SCHED_BATCH` policy: waking one never preempts fnlb on its processor (the
+    /// instance's share of processor time is unchanged; it waits for fnlb's time slice instead).
+    pub batch_scheduling: bool,
 }
 
 pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
@@ -120,6 +123,7 @@ impl Default for EngineSettings {
             max_processes_per_instance: limits::DEFAULT_MAX_PROCESSES,
             max_open_files_per_instance: limits::DEFAULT_MAX_OPEN_FILES,
             zygote: true,
+            batch_scheduling: true,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
     }

@@ -221,6 +221,7 @@ impl Runtimes {
             memory_mb: version.config.memory_mb,
             max_processes: settings.max_processes_per_instance,
             max_open_files: settings.max_open_files_per_instance,
+            batch_scheduling: settings.batch_scheduling,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         })
     }

@@ -1,4 +1,5 @@
-//! Limits of a function instance: memory (434), and the next request after a kill.
+//! Limits of a function instance: memory (434), the next request after a kill, open files, cgroups and the
+//! scheduling policy of every process it starts.
 
 use serde_json::json;
 
@@ -29,22 +30,55 @@ async fn every_process_of_an_instance_is_born_inside_its_limits() {
     assert_eq!(get(&format!("{base}/")).await.status, 200);
 
     // The sandbox's processes, the bash bootstrap and the curl it runs now: all of them, not only the first.
-    let wanted = b"SCF_FUNCTIONNAME=bounded";
     let mut seen = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if !environ.split(|b| *b == 0).any(|var| var == wanted) {
-            continue;
-        }
-        let Ok(limits) = std::fs::read_to_string(entry.path().join("limits")) else { continue };
+    for process in function_processes("bounded") {
+        let Ok(limits) = std::fs::read_to_string(process.join("limits")) else { continue };
         seen += 1;
+        // (A process gone since, such as a finished curl, has no policy left to read.)
+        if let Some(policy) = scheduling_policy(&process) {
+            assert_eq!(policy, SCHED_BATCH, "{process:?} runs under SCHED_BATCH");
+        }
         let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default().to_string();
         assert!(open_files.split_whitespace().nth(3) == Some("1024"), "{open_files}");
         if rustix::process::geteuid().is_root() {
-            let groups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            let groups = std::fs::read_to_string(process.join("cgroup")).unwrap_or_default();
             let memory = groups.lines().find(|l| l.contains(":memory:") || l.starts_with("0::")).unwrap_or_default();
-            assert!(memory.contains("/instance-"), "{:?} is outside its instance cgroup: {memory}", entry.path());
+            assert!(memory.contains("/instance-"), "{process:?} is outside its instance cgroup: {memory}");
         }
     }
     assert!(seen >= 2, "the instance's processes are found ({seen})");
+}
+
+#[tokio::test]
+async fn instances_keep_the_default_scheduling_policy_when_asked() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--batch-scheduling", "false"]);
+    app.create_fixture("ordinary", "echo", json!({})).await.unwrap();
+    let base = app.route_to("ordinary").await.base;
+    assert_eq!(get(&format!("{base}/")).await.status, 200);
+    let policies: Vec<_> = function_processes("ordinary").iter().map(|p| scheduling_policy(p)).collect();
+    assert!(!policies.is_empty() && policies.iter().all(|p| *p == Some(0)), "SCHED_OTHER: {policies:?}");
+}
+
+const SCHED_BATCH: u32 = 3;
+
+/// The `/proc` directories of a function's processes (found by their `SCF_FUNCTIONNAME`).
+fn function_processes(function: &str) -> Vec<std::path::PathBuf> {
+    let wanted = format!("SCF_FUNCTIONNAME={function}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            std::fs::read(path.join("environ"))
+                .is_ok_and(|environ| environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// A process's scheduling policy, from `/proc/<pid>/sched` (0 is SCHED_OTHER).
+fn scheduling_policy(process: &std::path::Path) -> Option<u32> {
+    let sched = std::fs::read_to_string(process.join("sched")).ok()?;
+    let line = sched.lines().find(|l| l.starts_with("policy"))?;
+    line.rsplit(':').next()?.trim().parse().ok()
 }
