@@ -172,10 +172,10 @@ impl AtExec {
     }
 }
 
-/// Makes a command's process join its instance's cgroups and set its open-file limit as its last step before
-/// `exec`: the runtime, and everything it or a sandbox wrapper forks, is limited from its first instruction
-/// (moving the process from outside after it started would race its first `fork`). See
-/// docs/decisions/0005-limits-at-exec.md.
+/// Makes a command's process join its instance's cgroups, set its open-file limit and (optionally) take the
+/// `SCHED_BATCH` policy as its last step before `exec`: the runtime, and everything it or a sandbox wrapper forks,
+/// is limited from its first instruction (moving the process from outside after it started would race its first
+/// `fork`). See docs/decisions/0005-limits-at-exec.md and 0007-batch-scheduling.md.
 #[allow(unsafe_code)]
 pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
     let AtExec { procs, max_open_files, batch } = limits;

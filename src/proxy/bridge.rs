@@ -19,7 +19,7 @@ pub struct RequestInfo<'a> {
     pub lb_id: &'a str,
     pub listener_id: &'a str,
     pub location_id: &'a str,
-    /// The listener's address and port.
+    /// The listener's address (the VIP, as text) and port.
     pub vip: &'a str,
     pub vport: u16,
     pub scheme: &'static str,
