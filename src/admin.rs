@@ -184,9 +184,9 @@ impl Admin {
 
         let mut functions = self.api.functions.all_stats();
         functions.sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
-        let codes: Vec<_> = functions.iter().map(|(_, stats, _, _)| stats.codes()).collect();
+        let codes: Vec<_> = functions.iter().map(|(_, stats, _)| stats.codes()).collect();
         family(&mut out, INVOCATIONS, "counter", "Invocations of a function, by SCF status code (200: success).");
-        for ((key, _, _, _), codes) in functions.iter().zip(&codes) {
+        for ((key, _, _), codes) in functions.iter().zip(&codes) {
             for (&code, &count) in codes {
                 let code = code.to_string();
                 let labels = [("namespace", &*key.namespace), ("function", &key.name), ("code", &code)];
@@ -194,31 +194,36 @@ impl Admin {
             }
         }
         family(&mut out, INVOCATION_DURATION, "histogram", "Seconds an invocation took.");
-        for (key, stats, _, _) in &functions {
+        for (key, stats, _) in &functions {
             histogram(&mut out, INVOCATION_DURATION, &function_labels(key), &stats.duration);
         }
         family(&mut out, INIT_DURATION, "histogram", "Seconds a new instance took to be ready (a cold start).");
-        for (key, stats, _, _) in &functions {
+        for (key, stats, _) in &functions {
             histogram(&mut out, INIT_DURATION, &function_labels(key), &stats.init_duration);
         }
         family(&mut out, COLD_STARTS, "counter", "Instances started for invocations.");
-        for (key, stats, _, _) in &functions {
+        for (key, stats, _) in &functions {
             line(&mut out, COLD_STARTS, &function_labels(key), stats.cold_starts.load(Ordering::Relaxed) as f64);
         }
         family(&mut out, THROTTLES, "counter", "Invocations refused for want of an instance (SCF status 432).");
-        for ((key, _, _, _), codes) in functions.iter().zip(&codes) {
+        for ((key, _, _), codes) in functions.iter().zip(&codes) {
             let throttled = codes.get(&THROTTLED).copied().unwrap_or(0);
             line(&mut out, THROTTLES, &function_labels(key), throttled as f64);
         }
-        family(&mut out, INSTANCES, "gauge", "A function's instances now: busy (running an invocation) or idle.");
-        for (key, stats, idle, _) in &functions {
+        family(
+            &mut out,
+            INSTANCES,
+            "gauge",
+            "A function's instances now: busy (running an invocation, or handed to one) or idle.",
+        );
+        for (key, _, counts) in &functions {
             let [ns, name] = function_labels(key);
-            line(&mut out, INSTANCES, &[ns, name, ("state", "busy")], stats.running() as f64);
-            line(&mut out, INSTANCES, &[ns, name, ("state", "idle")], *idle as f64);
+            line(&mut out, INSTANCES, &[ns, name, ("state", "busy")], counts.busy as f64);
+            line(&mut out, INSTANCES, &[ns, name, ("state", "idle")], counts.idle as f64);
         }
         family(&mut out, QUEUE_LENGTH, "gauge", "Invocations waiting for an instance of a function now.");
-        for (key, _, _, waiting) in &functions {
-            line(&mut out, QUEUE_LENGTH, &function_labels(key), *waiting as f64);
+        for (key, _, counts) in &functions {
+            line(&mut out, QUEUE_LENGTH, &function_labels(key), counts.waiting as f64);
         }
 
         family(&mut out, API_REQUESTS, "counter", "API requests answered, by action and error code (OK: success).");
@@ -250,15 +255,15 @@ impl Admin {
             .all_stats()
             .into_iter()
             .filter(|(key, ..)| state.functions.contains_key(key))
-            .map(|(key, stats, idle, waiting)| {
+            .map(|(key, stats, counts)| {
                 // The last five minutes.
                 let recent = stats.read();
                 let recent = &recent[recent.len().saturating_sub(5)..];
                 let invocations: u64 = recent.iter().map(|m| m.invocations).sum();
                 let errors: u64 = recent.iter().map(|m| m.errors).sum();
                 json!({
-                    "namespace": key.namespace, "name": key.name, "busy": stats.running(), "idle": idle,
-                    "waiting": waiting, "invocations5m": invocations, "errors5m": errors,
+                    "namespace": key.namespace, "name": key.name, "busy": counts.busy, "idle": counts.idle,
+                    "waiting": counts.waiting, "invocations5m": invocations, "errors5m": errors,
                     "errorRate5m": if invocations == 0 { 0.0 } else { errors as f64 / invocations as f64 },
                 })
             })

@@ -189,11 +189,6 @@ impl FunctionStats {
         self.codes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Executions running now.
-    pub fn running(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
     pub fn read(&self) -> Vec<FunctionMinute> {
         self.series
             .read(minute_now())

@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// before it starts another (0: start one at once).
     #[arg(long, env = "FNLB_WARM_WAIT_LIMIT", default_value_t = crate::functions::DEFAULT_WARM_WAIT_LIMIT.as_millis() as u64)]
     pub warm_wait_limit: u64,
+    /// Instances of one function started on demand before callers of short invocations wait for a busy one first
+    /// (at least 1; default: 4 per processor).
+    #[arg(long, env = "FNLB_EAGER_INSTANCES_PER_FUNCTION")]
+    pub eager_instances_per_function: Option<usize>,
     /// Access logs, a line per request of each layer-7 listener: `-` for stdout, or a directory for one file per
     /// listener (rotated by size; SIGHUP reopens them). Off when unset.
     #[arg(long, env = "FNLB_ACCESS_LOG")]
@@ -213,6 +217,9 @@ impl ServeArgs {
         config.proxy.max_body_bytes = self.max_body_size;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
+        if let Some(eager) = self.eager_instances_per_function {
+            config.engine.eager_instances_per_function = eager.max(1);
+        }
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
         config.access_log =
             self.access_log.filter(|a| !a.is_empty()).map(|a| crate::proxy::access_log::AccessLogSettings {

@@ -3,6 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +108,24 @@ pub struct Instance {
     /// The channel does not end when the process does (a custom runtime's, held by the Runtime API server): its
     /// exit must be watched for.
     detached_channel: bool,
+    /// Counts the instance among its pool's for as long as it lives (`Pool::instance`).
+    pub tally: Option<Tally>,
+}
+
+/// One instance counted in a shared count until it is dropped.
+pub struct Tally(Arc<AtomicUsize>);
+
+impl Tally {
+    pub fn new(count: &Arc<AtomicUsize>) -> Tally {
+        count.fetch_add(1, Ordering::Relaxed);
+        Tally(count.clone())
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The process behind an instance: fnlb's own child, or a child a zygote forked (not fnlb's to wait for).
@@ -180,6 +199,7 @@ impl Instance {
             init_log: String::new(),
             init_duration: Duration::ZERO,
             detached_channel: launch.runtime_api,
+            tally: None,
         };
         instance.handshake(deadline).await?;
         instance.init_duration = started.elapsed();
@@ -475,6 +495,7 @@ impl Zygote {
             init_log: String::new(),
             init_duration: Duration::ZERO,
             detached_channel: false,
+            tally: None,
         })
     }
 }

@@ -67,6 +67,8 @@ pub struct EngineSettings {
     pub queue_timeout: Duration,
     /// Instances of one function version that may be starting at once.
     pub max_starting_per_function: usize,
+    /// Instances of one function version started on demand without waiting first for a busy one to be released.
+    pub eager_instances_per_function: usize,
     /// The longest a caller waits for a busy instance of a function with short invocations to be released before
     /// it starts another (`Pool::instance`); zero: never wait.
     pub warm_wait_limit: Duration,
@@ -94,6 +96,23 @@ pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STARTING_PER_FUNCTION: usize = 4;
 pub const DEFAULT_WARM_WAIT_LIMIT: Duration = Duration::from_millis(10);
+/// Instances per processor a function starts on demand before short invocations wait for busy ones first.
+pub const EAGER_INSTANCES_PER_PROCESSOR: usize = 4;
+
+/// `EAGER_INSTANCES_PER_PROCESSOR` for each processor fnlb may run on.
+pub fn default_eager_instances() -> usize {
+    EAGER_INSTANCES_PER_PROCESSOR * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+/// A function's instances at one moment.
+#[derive(Clone, Copy, Default)]
+pub struct InstanceCounts {
+    /// Running an invocation, or handed to a caller for one.
+    pub busy: usize,
+    pub idle: usize,
+    /// Callers waiting for an instance.
+    pub waiting: usize,
+}
+
 /// Synchronous event and response limit (contract 1.4).
 pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 pub const DEFAULT_MAX_LOG_BYTES: usize = 1024 * 1024;
@@ -115,6 +134,7 @@ impl Default for EngineSettings {
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_starting_per_function: DEFAULT_MAX_STARTING_PER_FUNCTION,
             warm_wait_limit: DEFAULT_WARM_WAIT_LIMIT,
+            eager_instances_per_function: default_eager_instances(),
             max_event_bytes: SYNC_PAYLOAD_LIMIT,
             max_response_bytes: SYNC_PAYLOAD_LIMIT,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
@@ -300,25 +320,21 @@ impl Engine {
         slot.clone()
     }
 
-    /// Warm instances of one version of a function.
-    /// Every function's counts, with its instances now: (idle, callers waiting for one).
-    pub fn all_stats(&self) -> Vec<(FunctionKey, Arc<crate::stats::FunctionStats>, usize, usize)> {
-        let mut instances: HashMap<FunctionKey, (usize, usize)> = HashMap::new();
+    /// Every function's counts, with its instances now (over all its versions).
+    pub fn all_stats(&self) -> Vec<(FunctionKey, Arc<crate::stats::FunctionStats>, InstanceCounts)> {
+        let mut instances: HashMap<FunctionKey, InstanceCounts> = HashMap::new();
         for ((key, _), pool) in self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let entry = instances.entry(key.clone()).or_default();
-            entry.0 += pool.warm();
-            entry.1 += pool.waiting();
+            let counts = instances.entry(key.clone()).or_default();
+            let idle = pool.warm();
+            counts.idle += idle;
+            counts.busy += pool.instances().saturating_sub(idle);
+            counts.waiting += pool.waiting();
         }
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        stats
-            .iter()
-            .map(|(key, s)| {
-                let (idle, waiting) = instances.get(key).copied().unwrap_or_default();
-                (key.clone(), s.clone(), idle, waiting)
-            })
-            .collect()
+        stats.iter().map(|(key, s)| (key.clone(), s.clone(), instances.get(key).copied().unwrap_or_default())).collect()
     }
 
+    /// Warm instances of one version of a function.
     pub fn warm_instances(&self, key: &FunctionKey, label: &str) -> usize {
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.get(&(key.clone(), label.to_string())).map_or(0, |p| p.warm())

@@ -3,15 +3,16 @@
 //! it wait in a bounded queue for a bounded time, and instances idle for longer than the idle timeout are
 //! stopped, down to zero.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
-use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Zygote, append_bounded};
+use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Tally, Zygote, append_bounded};
 use super::{EngineSettings, FunctionError, status};
 use crate::snapshot::Revision;
 
@@ -31,7 +32,7 @@ pub struct Pool {
     /// The function's reserved concurrency (MB and its semaphore), shared by the pools of all its versions.
     reservation: Arc<Reservation>,
     waiting: AtomicUsize,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Shelf>,
     retired: AtomicBool,
     /// Wakes the reaper: an instance went idle that expires before the reaper would look again, the pool was
     /// retired, or the provisioned count changed.
@@ -47,13 +48,11 @@ pub struct Pool {
     last_used: Mutex<Instant>,
     /// The function's zygote, started with the first cold start when the runtime forks.
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
-    /// One permit per instance that may be starting at once (the scale-out rate).
+    /// One permit per instance that may be starting at once (the scale-out rate), of `start_slots`.
     starting: Semaphore,
-    /// Invocations running now.
-    running: AtomicUsize,
-    /// Callers waiting for an instance; `released` wakes one when an instance goes idle.
-    instance_waiters: AtomicUsize,
-    released: Notify,
+    start_slots: usize,
+    /// Instances alive now: idle, busy, or on their way to a caller.
+    instances: Arc<AtomicUsize>,
     /// Moving averages of how long an invocation runs and how long a new instance takes to be ready.
     invoke_time: Average,
     start_time: Average,
@@ -113,6 +112,38 @@ impl Drop for Provisioning<'_> {
     }
 }
 
+/// Idle instances, most recently used last, and the callers waiting for one, longest waiting first: under one lock,
+/// so that a released instance is either handed to a caller or kept idle, and no caller misses it.
+#[derive(Default)]
+struct Shelf {
+    ready: Vec<Idle>,
+    waiters: VecDeque<oneshot::Sender<Instance>>,
+}
+
+/// A caller's place in line for a released instance (`Pool::instance`). Given up, it passes an instance handed to it
+/// meanwhile on to the next caller.
+struct Ticket<'a> {
+    pool: &'a Pool,
+    receiver: oneshot::Receiver<Instance>,
+}
+
+impl Ticket<'_> {
+    /// Leaves the line, with the instance handed over just before if there was one.
+    fn leave(mut self) -> Option<Instance> {
+        self.receiver.close();
+        self.receiver.try_recv().ok()
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok(instance) = self.receiver.try_recv() {
+            self.pool.put_idle(instance);
+        }
+    }
+}
+
 /// Counts a caller as waiting for as long as it exists, even when the caller goes away mid-wait.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -145,7 +176,7 @@ impl Pool {
             budget,
             reservation,
             waiting: AtomicUsize::new(0),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Shelf::default()),
             retired: AtomicBool::new(false),
             wake: Notify::new(),
             reaper_due: AtomicU64::new(u64::MAX),
@@ -155,9 +186,8 @@ impl Pool {
             last_used: Mutex::new(Instant::now()),
             zygote: tokio::sync::Mutex::new(None),
             starting: Semaphore::new(settings_starts),
-            running: AtomicUsize::new(0),
-            instance_waiters: AtomicUsize::new(0),
-            released: Notify::new(),
+            start_slots: settings_starts,
+            instances: Arc::new(AtomicUsize::new(0)),
             invoke_time: Average::default(),
             start_time: Average::default(),
         });
@@ -168,7 +198,7 @@ impl Pool {
     /// No new invocations come here; idle instances are stopped now, busy ones when they finish.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).ready.clear();
         self.wake.notify_one();
     }
 
@@ -219,12 +249,10 @@ impl Pool {
         ];
         let timeout = limit.map_or(self.timeout, |l| l.min(self.timeout));
         let started = Instant::now();
-        self.running.fetch_add(1, Ordering::Relaxed);
         // Counted as a concurrent execution only while it runs on its instance (not while it waits for one).
         let execution = stats.start();
         let reply = instance.invoke(&parts, timeout, log, self.settings.max_log_bytes).await;
         drop(execution);
-        self.running.fetch_sub(1, Ordering::Relaxed);
         self.invoke_time.record(started.elapsed());
         let (result, mem_bytes) = match reply {
             Ok(Reply::Returned { json, mem_bytes }) if json.len() > self.settings.max_response_bytes => {
@@ -272,54 +300,71 @@ impl Pool {
     }
 
     /// An instance for one invocation, and its start time when it had to be started. Scale-out policy:
-    /// * an idle instance is taken first (the most recently used);
-    /// * when the function's invocations are shorter than its instances take to start, a caller first waits for a
-    ///   running instance to be released, for about one start time (at most `warm_wait_limit`): a warm instance
-    ///   that frees up sooner serves it sooner, and under a burst of short invocations the function keeps about as
-    ///   many instances as the load needs rather than one per caller, which on a small machine means fewer
-    ///   processes competing for its cores and their caches;
+    /// * an idle instance is taken first (the most recently used); when none is, the caller joins a line, and each
+    ///   instance released goes to the caller waiting longest (a caller served just before waits its turn);
+    /// * up to `eager_instances_per_function` instances (a few per processor), a caller that finds none idle
+    ///   starts one: that many let fnlb and the instances overlap their work on every processor;
+    /// * past that, when the function's invocations are shorter than its instances take to start, a caller first
+    ///   waits for a running instance to be released, for about one start time (at most `warm_wait_limit`): a
+    ///   warm instance that frees up sooner serves it sooner, and under a burst of short invocations the function
+    ///   keeps about as many instances as the load needs rather than one per caller, which on a small machine
+    ///   means fewer processes competing for its cores and their caches;
     /// * at most `max_starting_per_function` instances start at once (Tencent limits a function's scale-out rate
-    ///   too); a caller waiting for its turn still takes a released instance if one comes first.
+    ///   too); a caller waiting for its turn still takes a released instance if one comes first, and looks again
+    ///   whether to wait when its turn comes (others may have started enough meanwhile).
     async fn instance(&self, next_id: &impl Fn() -> u64) -> Result<(Instance, Option<Duration>), StartError> {
-        if let Some(instance) = self.take_idle() {
-            return Ok((instance, None));
-        }
-        self.instance_waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.instance_waiters);
-        let patience = self.patience();
-        let start_after = Instant::now() + patience;
+        let mut ticket = match self.take_idle_or_queue() {
+            Ok(instance) => return Ok((instance, None)),
+            Err(ticket) => ticket,
+        };
+        let arrived = Instant::now();
         loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            // Registered before looking, so that a release in between is not missed.
-            released.as_mut().enable();
-            if let Some(instance) = self.take_idle() {
-                return Ok((instance, None));
-            }
-            if Instant::now() < start_after {
-                let _ = tokio::time::timeout_at(start_after, released).await;
-                continue;
-            }
-            tokio::select! {
-                permit = self.starting.acquire() => {
-                    let _permit = permit.expect("the start semaphore is never closed");
-                    if let Some(instance) = self.take_idle() {
-                        return Ok((instance, None));
-                    }
-                    let instance = self.start_instance(next_id).await?;
-                    self.start_time.record(instance.init_duration);
-                    let init = instance.init_duration;
-                    return Ok((instance, Some(init)));
+            let start_after = arrived + self.patience(0);
+            let handed = if Instant::now() < start_after {
+                match tokio::time::timeout_at(start_after, &mut ticket.receiver).await {
+                    Ok(handed) => handed,
+                    Err(_) => continue,
                 }
-                _ = released => {}
+            } else {
+                tokio::select! {
+                    biased;
+                    handed = &mut ticket.receiver => handed,
+                    permit = self.starting.acquire() => {
+                        let _permit = permit.expect("the start semaphore is never closed");
+                        if Instant::now() < arrived + self.patience(1) {
+                            continue;
+                        }
+                        if let Some(instance) = ticket.leave() {
+                            return Ok((instance, None));
+                        }
+                        let instance = self.start_instance(next_id).await?;
+                        self.start_time.record(instance.init_duration);
+                        let init = instance.init_duration;
+                        return Ok((instance, Some(init)));
+                    }
+                }
+            };
+            match handed {
+                Ok(instance) => return Ok((instance, None)),
+                // Not sent (the line is never cleared while callers wait): a new place, should it ever happen.
+                Err(_) => match self.take_idle_or_queue() {
+                    Ok(instance) => return Ok((instance, None)),
+                    Err(again) => ticket = again,
+                },
             }
         }
     }
 
-    /// How long a caller waits for a running instance to be released before it starts one (`instance`).
-    fn patience(&self) -> Duration {
+    /// How long a caller waits for a running instance to be released before it starts one (`instance`); `mine` is
+    /// the number of start permits the caller holds itself (not counted as others' starts).
+    fn patience(&self, mine: usize) -> Duration {
+        let instances = self.instances.load(Ordering::Relaxed);
+        let starting = (self.start_slots - self.starting.available_permits()).saturating_sub(mine);
         let start = self.start_time.get();
-        if self.running.load(Ordering::Relaxed) == 0 || start.is_zero() || self.invoke_time.get() >= start {
+        if instances + starting < self.settings.eager_instances_per_function
+            || start.is_zero()
+            || self.invoke_time.get() >= start
+        {
             return Duration::ZERO;
         }
         start.min(self.settings.warm_wait_limit)
@@ -328,6 +373,12 @@ impl Pool {
     /// Starts a new instance: forked from the function's zygote when the runtime allows (the zygote is started
     /// the first time, and again if it died), otherwise as a process of its own.
     async fn start_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
+        let mut instance = self.launch_instance(next_id).await?;
+        instance.tally = Some(Tally::new(&self.instances));
+        Ok(instance)
+    }
+
+    async fn launch_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
         if !self.launch.forks {
             return Instance::start(next_id(), &self.launch).await;
         }
@@ -393,29 +444,43 @@ impl Pool {
         Ok(permits)
     }
 
-    /// The most recently used idle instance that is still alive.
-    fn take_idle(&self) -> Option<Instance> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut entry) = idle.pop() {
+    /// The most recently used idle instance that is still alive, or else a place in line for the next one released.
+    fn take_idle_or_queue(&self) -> Result<Instance, Ticket<'_>> {
+        let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut entry) = shelf.ready.pop() {
             if entry.instance.is_alive() {
-                return Some(entry.instance);
+                return Ok(entry.instance);
             }
             tracing::debug!(instance = entry.instance.id, "An idle instance had exited; it is replaced.");
         }
-        None
+        // Places given up (their callers started an instance or went away) leave the line here or at a release.
+        while shelf.waiters.front().is_some_and(|w| w.is_closed()) {
+            shelf.waiters.pop_front();
+        }
+        let (handover, receiver) = oneshot::channel();
+        shelf.waiters.push_back(handover);
+        Err(Ticket { pool: self, receiver })
     }
 
-    /// A healthy instance goes back for the next caller, unless this revision was replaced meanwhile.
+    /// A healthy instance goes to the next caller (the one waiting longest, or the next to come), unless this revision
+    /// was replaced meanwhile.
     fn put_idle(&self, instance: Instance) {
         if self.is_retired() {
             return;
         }
         let now = Instant::now();
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(Idle { instance, since: now });
-        if self.instance_waiters.load(Ordering::SeqCst) > 0 {
-            self.released.notify_one();
+        let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The caller waiting longest gets it; a caller served before and back already queues behind the others.
+        let mut instance = instance;
+        while let Some(waiter) = shelf.waiters.pop_front() {
+            match waiter.send(instance) {
+                Ok(()) => return,
+                Err(back) => instance = back,
+            }
         }
+        shelf.ready.push(Idle { instance, since: now });
+        drop(shelf);
         // Under load the reaper already waits for an older idle instance, which expires first: no wake-up then.
         if self.reaper_due.load(Ordering::SeqCst) > self.micros(now + self.settings.idle_timeout) {
             self.wake.notify_one();
@@ -430,7 +495,7 @@ impl Pool {
     /// Stops the zygote (and its spare) once the pool has had no instance for the zygote idle timeout, so that an unused
     /// function holds no process at all; returns when that will be due while a zygote is kept.
     async fn reap_zygote(&self, now: Instant) -> Option<Instant> {
-        let unused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        let unused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).ready.is_empty()
             && self.capacity.available_permits() == self.limit
             && self.min_warm.load(Ordering::Relaxed) == 0;
         let mut slot = self.zygote.lock().await;
@@ -450,7 +515,8 @@ impl Pool {
     /// Stops instances idle for the idle timeout; returns when the next one will be due.
     /// Provisioned instances (`min_warm`) are never stopped for being idle.
     fn reap_expired(&self, now: Instant) -> Option<Instant> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = &mut shelf.ready;
         let timeout = self.settings.idle_timeout;
         let removable = idle.len().saturating_sub(self.min_warm.load(Ordering::Relaxed));
         // Oldest first: the list is in the order instances went idle.
@@ -478,8 +544,9 @@ impl Pool {
         let pool = self.clone();
         tokio::spawn(async move {
             let _done = Provisioning(&pool.provisioning);
-            let missing =
-                || pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len() < pool.min_warm.load(Ordering::Relaxed);
+            let missing = || {
+                pool.idle.lock().unwrap_or_else(|p| p.into_inner()).ready.len() < pool.min_warm.load(Ordering::Relaxed)
+            };
             while !pool.is_retired() && missing() {
                 match pool.start_instance(&next_id).await {
                     Ok(instance) => pool.put_idle(instance),
@@ -497,9 +564,14 @@ impl Pool {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Instances alive now: idle, busy, or handed to a caller.
+    pub fn instances(&self) -> usize {
+        self.instances.load(Ordering::Relaxed)
+    }
+
     /// Warm instances now (provisioned concurrency reports them).
     pub fn warm(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).ready.len()
     }
 }
 

@@ -484,6 +484,37 @@ async fn concurrent_requests_run_in_parallel_on_separate_instances() {
     assert!(started.elapsed() < Duration::from_secs(5), "they ran side by side: {:?}", started.elapsed());
 }
 
+/// Up to the eager count, a caller that finds no idle instance starts one; past it, callers of a function whose
+/// invocations are shorter than a start wait for a busy instance first, and are served in the order they came.
+#[tokio::test]
+async fn short_invocations_start_instances_up_to_the_eager_count_then_wait_for_warm_ones() {
+    for (eager, expected) in [(3, 3), (1, 1)] {
+        let temp = tempfile::tempdir().unwrap();
+        let eager_flag = eager.to_string();
+        let app = TestApp::start_in(
+            &temp.path().join("data"),
+            &["--eager-instances-per-function", &eager_flag, "--warm-wait-limit", "60000"],
+        );
+        app.create_fixture("slow-start", "slow_start", json!({})).await.unwrap();
+        let base = app.route_to("slow-start").await.base;
+        // One instance, and what the pool learns from it: a start takes half a second, an invocation a tenth.
+        assert_eq!(get(&format!("{base}/quick")).await.status, 200);
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let url = format!("{base}/quick");
+                tokio::spawn(async move { get(&url).await })
+            })
+            .collect();
+        let mut instances = std::collections::HashSet::new();
+        for call in calls {
+            let reply = call.await.unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            instances.insert(reply.text());
+        }
+        assert_eq!(instances.len(), expected, "eager {eager}: three short calls at once ran on {instances:?}");
+    }
+}
+
 #[tokio::test]
 async fn instances_start_at_most_so_many_at_once() {
     let temp = tempfile::tempdir().unwrap();
