@@ -2,14 +2,16 @@
 # Benchmark: the seed's Hello CLB function behind an fnlb HTTP listener, against the conventional setups doing the
 # same job: nginx (1 worker, upstream keep-alive) in front of uvicorn (2 workers, uvloop + httptools) serving the
 # same answer as an ASGI app, and in front of gunicorn (2 sync workers) as a WSGI app; measured in the same run with
-# the same wrk command. Prints req/s, p50/p99 and the ratios.
+# the same wrk command, in rounds that take each setup in turn (so that a change in the machine's speed during the
+# run weighs on all of them). Prints req/s and p50/p99 of each run, then the medians and their ratios.
 #
 # Needs: wrk, nginx (Debian packages), python3 with venv. Everything runs on 127.0.0.1 and is stopped at the end.
-# Usage: bench/hello_clb.sh [duration, default 10s] [connections, default 64]
+# Usage: bench/hello_clb.sh [duration, default 10s] [connections, default 64] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONNS=${2:-64}
+ROUNDS=${3:-3}
 . bench/lib.sh
 
 run_wrk() { # label url
@@ -19,7 +21,7 @@ run_wrk() { # label url
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-34s %10s req/s   p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99" >&2
+    printf '%-40s %10s req/s   p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99" >&2
     echo "$rps"
 }
 
@@ -32,7 +34,7 @@ if [ ! -x bench/.venv/bin/gunicorn ] || [ ! -x bench/.venv/bin/uvicorn ]; then
         httptools==0.9.0
 fi
 
-echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d$DURATION" >&2
+echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d$DURATION; $ROUNDS rounds" >&2
 
 # fnlb with the embedded example.
 API_PORT=$(free_port); LB_PORT=$(free_port)
@@ -41,7 +43,6 @@ API_PORT=$(free_port); LB_PORT=$(free_port)
 PIDS+=($!)
 wait_http "http://127.0.0.1:$LB_PORT/"
 run_wrk "fnlb (cold pass: instances start)" "http://127.0.0.1:$LB_PORT/" >/dev/null
-FNLB=$(run_wrk "fnlb (warm)" "http://127.0.0.1:$LB_PORT/")
 
 # The peers: the same page from a WSGI app (gunicorn) and an ASGI app (uvicorn), each behind nginx.
 GUNI_PORT=$(free_port); UVI_PORT=$(free_port); NGINX_PORT=$(free_port); NGINX_UVI_PORT=$(free_port)
@@ -66,8 +67,20 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$NGINX_UVI_PORT/"
 run_wrk "nginx -> uvicorn (warm-up)" "http://127.0.0.1:$NGINX_UVI_PORT/" >/dev/null
-UVI=$(run_wrk "nginx -> uvicorn 2 workers" "http://127.0.0.1:$NGINX_UVI_PORT/")
 run_wrk "nginx -> gunicorn (warm-up)" "http://127.0.0.1:$NGINX_PORT/" >/dev/null
-PEER=$(run_wrk "nginx -> gunicorn 2 sync workers" "http://127.0.0.1:$NGINX_PORT/")
 
-python3 -c "print('fnlb / nginx+uvicorn: %.2fx; fnlb / nginx+gunicorn: %.2fx' % ($FNLB / $UVI, $FNLB / $PEER))" >&2
+FNLB=(); UVI=(); PEER=()
+for round in $(seq 1 "$ROUNDS"); do
+    FNLB+=("$(run_wrk "fnlb (warm), round $round" "http://127.0.0.1:$LB_PORT/")")
+    UVI+=("$(run_wrk "nginx -> uvicorn 2 workers, round $round" "http://127.0.0.1:$NGINX_UVI_PORT/")")
+    PEER+=("$(run_wrk "nginx -> gunicorn 2 sync, round $round" "http://127.0.0.1:$NGINX_PORT/")")
+done
+
+python3 - "${FNLB[*]}" "${UVI[*]}" "${PEER[*]}" >&2 <<'PY'
+import statistics, sys
+fnlb, uvi, peer = ([float(x) for x in arg.split()] for arg in sys.argv[1:])
+m = statistics.median
+print('medians: fnlb %.0f, nginx+uvicorn %.0f, nginx+gunicorn %.0f req/s' % (m(fnlb), m(uvi), m(peer)))
+print('fnlb / nginx+uvicorn: %.2fx (rounds: %s); fnlb / nginx+gunicorn: %.2fx' % (
+    m(fnlb) / m(uvi), ', '.join('%.2f' % (f / u) for f, u in zip(fnlb, uvi)), m(fnlb) / m(peer)))
+PY
