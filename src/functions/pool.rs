@@ -544,9 +544,8 @@ impl Pool {
         let pool = self.clone();
         tokio::spawn(async move {
             let _done = Provisioning(&pool.provisioning);
-            let missing = || {
-                pool.idle.lock().unwrap_or_else(|p| p.into_inner()).ready.len() < pool.min_warm.load(Ordering::Relaxed)
-            };
+            // Counted busy or idle: an instance handed to a caller as soon as it is ready still counts.
+            let missing = || pool.instances() < pool.min_warm.load(Ordering::Relaxed);
             while !pool.is_retired() && missing() {
                 match pool.start_instance(&next_id).await {
                     Ok(instance) => pool.put_idle(instance),
