@@ -103,15 +103,6 @@ pub const EAGER_INSTANCES_PER_PROCESSOR: usize = 4;
 pub fn default_eager_instances() -> usize {
     EAGER_INSTANCES_PER_PROCESSOR * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
-/// A function's instances at one moment.
-#[derive(Clone, Copy, Default)]
-pub struct InstanceCounts {
-    /// Running an invocation, or handed to a caller for one.
-    pub busy: usize,
-    pub idle: usize,
-    /// Callers waiting for an instance.
-    pub waiting: usize,
-}
 
 /// Synchronous event and response limit (contract 1.4).
 pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
@@ -147,6 +138,16 @@ impl Default for EngineSettings {
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
     }
+}
+
+/// A function's instances at one moment.
+#[derive(Clone, Copy, Default)]
+pub struct InstanceCounts {
+    /// Running an invocation, or handed to a caller for one.
+    pub busy: usize,
+    pub idle: usize,
+    /// Callers waiting for an instance.
+    pub waiting: usize,
 }
 
 /// Bytes shown as megabytes with six decimals, as `{:.6}` shows `bytes / 2^20` (rounded half to even), without
