@@ -461,6 +461,24 @@ async fn python_instances_are_forked_from_a_zygote() {
     }
 }
 
+/// Sends `count` GETs to `url` at once; the distinct bodies they were answered with (fixtures that answer with their
+/// instance's id).
+async fn instances_answering(url: &str, count: usize) -> std::collections::HashSet<String> {
+    let calls: Vec<_> = (0..count)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let mut instances = std::collections::HashSet::new();
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        instances.insert(reply.text());
+    }
+    instances
+}
+
 #[tokio::test]
 async fn concurrent_requests_run_in_parallel_on_separate_instances() {
     let app = TestApp::start();
@@ -468,18 +486,7 @@ async fn concurrent_requests_run_in_parallel_on_separate_instances() {
     let base = app.route_to("napper").await.base;
     assert_eq!(get(&format!("{base}/")).await.status, 200, "one warm instance to begin with");
     let started = std::time::Instant::now();
-    let naps: Vec<_> = (0..6)
-        .map(|_| {
-            let url = format!("{base}/nap");
-            tokio::spawn(async move { get(&url).await })
-        })
-        .collect();
-    let mut instances = std::collections::HashSet::new();
-    for nap in naps {
-        let reply = nap.await.unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        instances.insert(reply.text());
-    }
+    let instances = instances_answering(&format!("{base}/nap"), 6).await;
     assert_eq!(instances.len(), 6, "each of the six one-second naps ran on an instance of its own");
     assert!(started.elapsed() < Duration::from_secs(5), "they ran side by side: {:?}", started.elapsed());
 }
@@ -499,18 +506,7 @@ async fn short_invocations_start_instances_up_to_the_eager_count_then_wait_for_w
         let base = app.route_to("slow-start").await.base;
         // One instance, and what the pool learns from it: a start takes half a second, an invocation a tenth.
         assert_eq!(get(&format!("{base}/quick")).await.status, 200);
-        let calls: Vec<_> = (0..3)
-            .map(|_| {
-                let url = format!("{base}/quick");
-                tokio::spawn(async move { get(&url).await })
-            })
-            .collect();
-        let mut instances = std::collections::HashSet::new();
-        for call in calls {
-            let reply = call.await.unwrap();
-            assert_eq!(reply.status, 200, "{}", reply.text());
-            instances.insert(reply.text());
-        }
+        let instances = instances_answering(&format!("{base}/quick"), 3).await;
         assert_eq!(instances.len(), expected, "eager {eager}: three short calls at once ran on {instances:?}");
     }
 }
@@ -522,18 +518,7 @@ async fn instances_start_at_most_so_many_at_once() {
     app.create_fixture("slow-start", "slow_start", json!({})).await.unwrap();
     let base = app.route_to("slow-start").await.base;
     let started = std::time::Instant::now();
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
-            let url = format!("{base}/");
-            tokio::spawn(async move { get(&url).await })
-        })
-        .collect();
-    let mut instances = std::collections::HashSet::new();
-    for call in calls {
-        let reply = call.await.unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        instances.insert(reply.text());
-    }
+    let instances = instances_answering(&format!("{base}/"), 3).await;
     assert_eq!(instances.len(), 3, "three instances for three concurrent one-second calls");
     // Started one after another (half a second each), the last call ends at least 1.5 s + 1 s after the first
     // began; started together, all three would end after about 1.5 s.
