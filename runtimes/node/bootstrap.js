@@ -15,7 +15,7 @@
  *
  * with length <= 16 MiB + 1 (see docs/function-protocol.md).
  *
- *     fnlb -> instance   1  INVOKE      JSON {"event": ..., "context": {...}}
+ *     fnlb -> instance   1  INVOKE      JSON {"context": {...}, "event": ...}
  *     instance -> fnlb  10  READY       empty; the handler was loaded and found
  *                       11  INIT_ERROR  JSON {statusCode 437, ...}; then we exit
  *                       12  LOG         UTF-8 text, whole lines, ending in "\n"

@@ -13,7 +13,7 @@ Every frame, in both directions, is
 
 with length <= 16 MiB + 1 (see docs/function-protocol.md).
 
-    fnlb -> instance   1  INVOKE      JSON {"event": ..., "context": {...}}
+    fnlb -> instance   1  INVOKE      JSON {"context": {...}, "event": ...}
     instance -> fnlb  10  READY       empty; the handler was imported and found
                       11  INIT_ERROR  JSON {statusCode 437, ...}; then we exit
                       12  LOG         UTF-8 text, whole lines, ending in "\\n"
@@ -65,6 +65,7 @@ _RSS_UNIT = 1 if sys.platform == 'darwin' else 1024   # ru_maxrss is KiB on Linu
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode   # == json.dumps(v, ensure_ascii=False)
 _encode_json_ascii = json.JSONEncoder().encode
 _decode_json = json.JSONDecoder().decode
+_raw_decode_json = json.JSONDecoder().raw_decode
 _getrusage = resource.getrusage
 # The peak resident memory is the process's (its address space's) either way; asked of one thread, the kernel
 # skips adding up every thread's CPU time.
@@ -72,6 +73,13 @@ _RUSAGE_WHO = getattr(resource, 'RUSAGE_THREAD', resource.RUSAGE_SELF)
 _modules = sys.modules
 
 _request_id = ''    # of the running invocation, for the log format
+
+# fnlb sends the context first, and all of it but the request id is the same for every invocation of an instance:
+# decoded the first time, then recognised by its text and copied.
+_CONTEXT_HEAD = '{"context":{"request_id":"'
+_EVENT_HEAD = ',"event":'
+_context_text = None    # the context's members after the request id, the closing brace and _EVENT_HEAD
+_context = None         # those members, decoded
 
 
 class ProtocolError(Exception):
@@ -456,14 +464,35 @@ def send_result(channel, sink, value):
         channel.send_locked(frame)
 
 
+def read_request(text):
+    """The event and context of an INVOKE payload (a fresh context dict each time: the handler may change it)."""
+    global _context_text, _context
+    head = len(_CONTEXT_HEAD)
+    id_end = text.find('"', head) if text.startswith(_CONTEXT_HEAD) else -1
+    if id_end > 0 and text[id_end - 1] == '\\':    # an escape in the request id: not one of fnlb's
+        id_end = -1
+    members = id_end + 2    # past the request id's closing quote and comma
+    if id_end > 0 and _context_text is not None and text.startswith(_context_text, members) and text[-1] == '}':
+        context = dict(_context)
+        context['request_id'] = text[head:id_end]
+        return _decode_json(text[members + len(_context_text):-1]), context
+    request = _decode_json(text)
+    event = request.get('event')
+    context = request.get('context')
+    if context is None:
+        context = {}
+    if id_end > 0 and text[id_end:members] == '",':
+        _, end = _raw_decode_json(text, len('{"context":'))
+        if text.startswith(_EVENT_HEAD, end):
+            _context_text = text[members:end + len(_EVENT_HEAD)]
+            _context = {k: v for k, v in context.items() if k != 'request_id'}
+    return event, context
+
+
 def invoke(channel, sink, handler, payload):
     global _request_id
     try:
-        request = _decode_json(payload.decode('utf-8'))
-        event = request.get('event')
-        context = request.get('context')
-        if context is None:
-            context = {}
+        event, context = read_request(payload.decode('utf-8'))
         environ = context.get('environ')
         if environ:
             apply_environ(environ)

@@ -111,6 +111,17 @@ def context_echo(event, context):
 '''
 
 
+def compact(value):
+    return json.dumps(value, separators=(',', ':'))
+
+
+def fnlb_request(event, context):
+    """An INVOKE payload as fnlb writes it: the context first, the request id its first member, no spaces."""
+    rest = dict(context)
+    request_id = rest.pop('request_id')
+    return '{"context":{"request_id":%s,%s},"event":%s}' % (json.dumps(request_id), compact(rest)[1:-1], compact(event))
+
+
 def context_for(request_id='req-1', environ=''):
     return {
         'memory_limit_in_mb': 128,
@@ -205,8 +216,7 @@ class Instance(object):
         self.conn.sendall(HEADER.pack(len(payload) + 1, kind) + payload)
 
     def invoke(self, event, context=None):
-        body = json.dumps({'event': event, 'context': context or context_for()}).encode()
-        self.send(INVOKE, body)
+        self.send(INVOKE, fnlb_request(event, context or context_for()).encode())
         return self.read_until((RESULT, ERROR))
 
     def wait(self):
@@ -461,6 +471,43 @@ class BootstrapTest(unittest.TestCase):
         elapsed = time.perf_counter() - start
         sys.stderr.write('\n  [throughput] %d sequential invocations: %.0f/s (%.1f us each)\n'
                          % (n, n / elapsed, elapsed / n * 1e6))
+
+
+class ReadRequestTest(unittest.TestCase):
+    """The payload decoding itself, in this process."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.dirname(BOOTSTRAP))
+        import bootstrap
+        self.bootstrap = bootstrap
+        bootstrap._context_text = bootstrap._context = None
+
+    def tearDown(self):
+        sys.path.remove(os.path.dirname(BOOTSTRAP))
+
+    def test_same_context_is_decoded_once_and_copied_each_time(self):
+        read = self.bootstrap.read_request
+        # The event may hold anything, even what looks like the payload's own keys.
+        events = [{'n': n, 'text': 'é},"event":{"context":', 'list': [n, None, True]} for n in range(3)]
+        for n, event in enumerate(events):
+            got_event, got_context = read(fnlb_request(event, context_for('req-%d' % n)))
+            self.assertEqual(got_event, event)
+            self.assertEqual(got_context, context_for('req-%d' % n))
+            got_context['memory_limit_in_mb'] = 1     # the handler's copy: the next one is whole
+        self.assertIsNotNone(self.bootstrap._context_text, 'the context was learned')
+
+    def test_other_contexts_and_orders_are_decoded_in_full(self):
+        read = self.bootstrap.read_request
+        requests = [
+            (fnlb_request({'a': 1}, context_for('r1')), {'a': 1}, context_for('r1')),
+            (fnlb_request({'a': 2}, context_for('r2', environ='K=v')), {'a': 2}, context_for('r2', environ='K=v')),
+            (json.dumps({'event': {'a': 3}, 'context': context_for('r3')}), {'a': 3}, context_for('r3')),
+            (fnlb_request({'a': 4}, context_for('r\\"4')), {'a': 4}, context_for('r\\"4')),
+            ('{"context":{"request_id":"r5"},"event":[5]}', [5], {'request_id': 'r5'}),
+            ('{"event":6}', 6, {}),
+        ]
+        for text, event, context in requests:
+            self.assertEqual(read(text), (event, context), text)
 
 
 if __name__ == '__main__':

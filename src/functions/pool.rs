@@ -238,14 +238,16 @@ impl Pool {
             append_bounded(log, &line, self.settings.max_log_bytes);
         }
 
+        // The context first: all of it but the request id is the same for every invocation of the pool, which lets
+        // a runtime recognise it and decode only the event (docs/function-protocol.md).
         let parts: [&[u8]; 7] = [
-            b"{\"event\":",
-            event,
-            b",\"context\":{\"request_id\":\"",
+            b"{\"context\":{\"request_id\":\"",
             request_id.as_bytes(),
             b"\",",
             self.context_tail.as_bytes(),
-            b"}}",
+            b"},\"event\":",
+            event,
+            b"}",
         ];
         let timeout = limit.map_or(self.timeout, |l| l.min(self.timeout));
         let started = Instant::now();
