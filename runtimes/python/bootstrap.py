@@ -424,7 +424,8 @@ def apply_environ(environ):
     env = os.environ
     for item in environ.split(';'):
         key, sep, value = item.partition('=')
-        if key and sep:
+        # Set (putenv) only what differs: usually nothing, from one invocation to the next.
+        if key and sep and env.get(key) != value:
             env[key] = value
 
 
