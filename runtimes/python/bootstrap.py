@@ -80,6 +80,7 @@ _CONTEXT_HEAD = '{"context":{"request_id":"'
 _EVENT_HEAD = ',"event":'
 _context_text = None    # the context's members after the request id, the closing brace and _EVENT_HEAD
 _context = None         # those members, decoded
+_NO_EVENT = object()
 
 
 class ProtocolError(Exception):
@@ -470,24 +471,34 @@ def read_request(text):
     global _context_text, _context
     head = len(_CONTEXT_HEAD)
     id_end = text.find('"', head) if text.startswith(_CONTEXT_HEAD) else -1
-    if id_end > 0 and text[id_end - 1] == '\\':    # an escape in the request id: not one of fnlb's
-        id_end = -1
     members = id_end + 2    # past the request id's closing quote and comma
-    if id_end > 0 and _context_text is not None and text.startswith(_context_text, members) and text[-1] == '}':
-        context = dict(_context)
-        context['request_id'] = text[head:id_end]
-        return _decode_json(text[members + len(_context_text):-1]), context
+    # fnlb's request ids need no escapes; any other payload is decoded in full.
+    if id_end > 0 and text[id_end - 1] != '\\' and text[id_end:members] == '",':
+        if _context_text is not None and text.startswith(_context_text, members):
+            event = _event_at(text, members + len(_context_text))
+            if event is not _NO_EVENT:
+                context = dict(_context)
+                context['request_id'] = text[head:id_end]
+                return event, context
+        else:
+            context, end = _raw_decode_json(text, len('{"context":'))
+            event = _event_at(text, end + len(_EVENT_HEAD)) if text.startswith(_EVENT_HEAD, end) else _NO_EVENT
+            if event is not _NO_EVENT and isinstance(context, dict):
+                _context_text = text[members:end + len(_EVENT_HEAD)]
+                _context = {k: v for k, v in context.items() if k != 'request_id'}
+                return event, context
     request = _decode_json(text)
-    event = request.get('event')
     context = request.get('context')
-    if context is None:
-        context = {}
-    if id_end > 0 and text[id_end:members] == '",':
-        _, end = _raw_decode_json(text, len('{"context":'))
-        if text.startswith(_EVENT_HEAD, end):
-            _context_text = text[members:end + len(_EVENT_HEAD)]
-            _context = {k: v for k, v in context.items() if k != 'request_id'}
-    return event, context
+    return request.get('event'), {} if context is None else context
+
+
+def _event_at(text, start):
+    """The event that starts at ``start`` and ends the payload, or _NO_EVENT."""
+    try:
+        event, end = _raw_decode_json(text, start)
+    except ValueError:
+        return _NO_EVENT
+    return event if end == len(text) - 1 and text[end] == '}' else _NO_EVENT
 
 
 def invoke(channel, sink, handler, payload):
