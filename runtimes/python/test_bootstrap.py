@@ -505,6 +505,7 @@ class ReadRequestTest(unittest.TestCase):
             (fnlb_request({'a': 4}, context_for('r\\"4')), {'a': 4}, context_for('r\\"4')),
             ('{"context":{"request_id":"r5"},"event":[5]}', [5], {'request_id': 'r5'}),
             ('{"event":6}', 6, {}),
+            ('{"context":{"request_id":"r7","a":1},"event":7,"more":1}', 7, {'request_id': 'r7', 'a': 1}),
         ]
         for text, event, context in requests:
             self.assertEqual(read(text), (event, context), text)
