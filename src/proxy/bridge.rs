@@ -84,7 +84,7 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// `X-Stgw-Time`: seconds with milliseconds, `1591692977.774`.
-fn stgw_time(ms: i64) -> HeaderValue {
+pub(super) fn stgw_time(ms: i64) -> HeaderValue {
     let (seconds, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
     let mut text = [0u8; 24];
     let mut at = text.len();

@@ -225,17 +225,26 @@ impl Settings {
         let status = response.status().as_u16();
         let headers = response.headers_mut();
         if !headers.contains_key(http::header::SERVER) {
-            let server = if self.server_tokens == Some(true) { SERVER_WITH_VERSION } else { SERVER };
-            headers.insert(http::header::SERVER, HeaderValue::from_static(server));
+            headers.insert(http::header::SERVER, HeaderValue::from_static(self.server()));
         }
-        // nginx's `add_header` applies to these statuses unless `always` is given.
-        let listed = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
-        for add in self.add_headers.iter().filter(|h| h.always || listed) {
+        for add in self.added(status) {
             headers.append(add.name.clone(), add.value.clone());
         }
         for (name, value) in &self.more_set_headers {
             headers.insert(name.clone(), value.clone());
         }
+    }
+
+    /// The `Server` header of answers that have none (`server_tokens`).
+    pub fn server(&self) -> &'static str {
+        if self.server_tokens == Some(true) { SERVER_WITH_VERSION } else { SERVER }
+    }
+
+    /// The `add_header` headers an answer with `status` gets: nginx adds them to these statuses unless `always`
+    /// is given.
+    pub fn added(&self, status: u16) -> impl Iterator<Item = &AddHeader> {
+        let listed = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+        self.add_headers.iter().filter(move |h| h.always || listed)
     }
 }
 

@@ -78,6 +78,11 @@ impl KeepAlive {
         self.check();
     }
 
+    /// Whether the connection is to close after the exchange in flight (its limits are spent).
+    pub fn closing(&self) -> bool {
+        self.close.load(Ordering::Relaxed)
+    }
+
     fn end(&self) {
         self.idle_since_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Release);

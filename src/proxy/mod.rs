@@ -4,6 +4,8 @@ pub mod access_log;
 pub mod bridge;
 pub mod custom;
 mod datagram;
+mod direct;
+mod h1;
 pub mod health;
 mod keepalive;
 pub mod respond;

@@ -103,7 +103,7 @@ impl Drop for Open<'_> {
 
 /// Where a listener is in its life, as its connections see it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     Serving,
     /// Stopped accepting: connections finish their current exchange and close.
     Draining,
@@ -112,7 +112,8 @@ enum Phase {
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one accepted connection (plain, or after the TLS handshake) until it ends, its
-/// keep-alive limits end it, or the listener drains.
+/// keep-alive limits end it, or the listener drains: on the direct path (`direct.rs`) while its requests are of
+/// the kind it takes, on hyper's from the first that is not.
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     routes: &ListenerRoutes,
@@ -141,6 +142,10 @@ async fn serve_connection<I>(
         tls,
         keepalive: keepalive.clone(),
     });
+    let io = match super::direct::serve(&proxy, &peer, io, &mut phase).await {
+        super::direct::Left::Closed => return,
+        super::direct::Left::HandedOver(io) => io,
+    };
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let peer = peer.clone();
@@ -200,15 +205,15 @@ fn connection_builder(settings: &ProxySettings, header_timeout: Duration) -> aut
 }
 
 /// One client connection, as its requests see it.
-struct Peer {
+pub(super) struct Peer {
     /// The listener's address (the VIP and port), and the VIP as text.
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     vip: String,
-    client: SocketAddr,
+    pub client: SocketAddr,
     /// The client's address as a header value (`X-Real-IP`).
-    client_ip: HeaderValue,
-    tls: bool,
-    keepalive: Arc<KeepAlive>,
+    pub client_ip: HeaderValue,
+    pub tls: bool,
+    pub keepalive: Arc<KeepAlive>,
 }
 
 async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
@@ -262,37 +267,61 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
         target.stats.record(response.status().as_u16(), seconds, length);
     }
     if let (Some(log), Some((method, path))) = (&proxy.access_log, logged) {
-        let target_text = match (&served.function, served.server) {
-            (Some((key, qualifier)), _) => format!("function:{}/{}:{qualifier}", key.namespace, key.name),
-            (None, Some(addr)) => format!("server:{addr}"),
-            (None, None) => "-".to_string(),
-        };
-        log.record(&super::access_log::Entry {
-            client: peer.client,
-            vip: peer.addr,
-            host: &host,
-            method: method.as_str(),
-            path: &path,
-            status: response.status().as_u16(),
-            bytes: length,
-            duration_ms: seconds * 1000.0,
-            lb_id: &routes.lb_id,
-            listener_id: &routes.listener_id,
-            rule: target.map(|t| t.location_id.as_str()),
-            target: &target_text,
-            request_id: served.request_id.get().map_or("-", String::as_str),
-        });
+        let status = response.status().as_u16();
+        let entry = Logged { host: &host, method: method.as_str(), path: &path, status, length, seconds };
+        log_access(log, peer, routes, target, &entry, &served);
     }
     response
 }
 
+/// What the access log tells of an answered request.
+pub(super) struct Logged<'a> {
+    pub host: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub length: Option<u64>,
+    pub seconds: f64,
+}
+
+/// Writes a request's access log line.
+pub(super) fn log_access(
+    log: &super::access_log::AccessLog,
+    peer: &Peer,
+    routes: &ListenerRoutes,
+    target: Option<&RouteTarget>,
+    entry: &Logged<'_>,
+    served: &Served<'_>,
+) {
+    let target_text = match (&served.function, served.server) {
+        (Some((key, qualifier)), _) => format!("function:{}/{}:{qualifier}", key.namespace, key.name),
+        (None, Some(addr)) => format!("server:{addr}"),
+        (None, None) => "-".to_string(),
+    };
+    log.record(&super::access_log::Entry {
+        client: peer.client,
+        vip: peer.addr,
+        host: entry.host,
+        method: entry.method,
+        path: entry.path,
+        status: entry.status,
+        bytes: entry.length,
+        duration_ms: entry.seconds * 1000.0,
+        lb_id: &routes.lb_id,
+        listener_id: &routes.listener_id,
+        rule: target.map(|t| t.location_id.as_str()),
+        target: &target_text,
+        request_id: served.request_id.get().map_or("-", String::as_str),
+    });
+}
+
 /// Who answered a request, for the access log.
 #[derive(Default)]
-struct Served<'a> {
-    function: Option<&'a (FunctionKey, String)>,
-    server: Option<SocketAddr>,
+pub(super) struct Served<'a> {
+    pub function: Option<&'a (FunctionKey, String)>,
+    pub server: Option<SocketAddr>,
     /// The request's id, once one was needed (functions, `$stgw_request_id`).
-    request_id: std::sync::OnceLock<String>,
+    pub request_id: std::sync::OnceLock<String>,
 }
 
 /// A routed request, as its forwarding sees it.

@@ -102,7 +102,7 @@ impl Forwarded {
 pub const PERSISTENCE_COOKIE: &str = "tgw_l7_route";
 
 /// One rule's targets, as the scheduler sees them.
-pub struct Balancer {
+pub(super) struct Balancer {
     scheduler: Scheduler,
     /// Session persistence: how long the cookie naming a client's target lasts (WRR rules only).
     persistence: Option<u32>,
@@ -208,6 +208,8 @@ pub struct Upstreams {
     health: Arc<Health>,
     balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
     idle: Arc<Pool>,
+    /// Idle keep-alive connections of the direct path (`direct.rs`), which speaks HTTP/1.1 on them itself.
+    plain: Mutex<HashMap<SocketAddr, Vec<tokio::net::TcpStream>>>,
 }
 
 /// A pooled connection's target: its address and whether the connection is TLS (`ForwardType` `HTTPS`).
@@ -320,7 +322,7 @@ impl hyper::body::Body for Returning {
 }
 
 /// Counts a request as in flight to a target while it exists.
-struct InFlight(Arc<TargetState>);
+pub(super) struct InFlight(Arc<TargetState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -332,8 +334,8 @@ impl Upstreams {
     pub fn new(settings: UpstreamSettings, health: Arc<Health>) -> Upstreams {
         let idle = Arc::new(Pool { idle: Mutex::default(), per_target: settings.idle_per_target });
         let (tls_client, tls_h2_client) = (super::tls::backend_client(b"http/1.1"), super::tls::backend_client(b"h2"));
-        let h2 = Mutex::default();
-        Upstreams { settings, tls_client, tls_h2_client, h2, health, balancers: Default::default(), idle }
+        let (h2, plain) = (Mutex::default(), Mutex::default());
+        Upstreams { settings, tls_client, tls_h2_client, h2, health, balancers: Default::default(), idle, plain }
     }
 
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
@@ -347,11 +349,12 @@ impl Upstreams {
         let addrs: std::collections::HashSet<SocketAddr> =
             balancers.values().flat_map(|b| b.targets.iter().map(|t| t.addr)).collect();
         self.idle.lock().retain(|(addr, _), _| addrs.contains(addr));
+        self.plain.lock().unwrap_or_else(|p| p.into_inner()).retain(|addr, _| addrs.contains(addr));
         self.h2.lock().unwrap_or_else(|p| p.into_inner()).retain(|(addr, _), _| addrs.contains(addr));
         self.balancers.store(Arc::new(balancers));
     }
 
-    fn balancer(&self, rule: &RouteTarget) -> Arc<Balancer> {
+    pub(super) fn balancer(&self, rule: &RouteTarget) -> Arc<Balancer> {
         match self.balancers.load().get(&rule.location_id) {
             Some(balancer) => balancer.clone(),
             // A snapshot newer than the last reconcile: its targets, with what is known of them.
@@ -369,11 +372,7 @@ impl Upstreams {
         served: &mut Option<SocketAddr>,
     ) -> Forwarded {
         let balancer = self.balancer(rule);
-        let waits = Waits {
-            connect: rule.custom.proxy_connect_timeout.unwrap_or(self.settings.connect_timeout),
-            send: rule.custom.proxy_send_timeout.unwrap_or(self.settings.send_timeout),
-            read: rule.custom.proxy_read_timeout.unwrap_or(self.settings.read_timeout),
-        };
+        let waits = self.waits(rule);
         let progress = request.body().progress();
         // `ForwardType` `HTTPS`: TLS to the target, named by the rule's domain when it is a plain name.
         let tls = rule.forward_tls.then(|| {
@@ -605,11 +604,76 @@ impl Upstreams {
     }
 }
 
+/// What the direct path (`direct.rs`) needs of the targets: the same schedulers, counts, retries and timeouts as
+/// `forward`, with plain TCP connections it speaks HTTP/1.1 on itself.
+impl Upstreams {
+    /// The waits of a request to the rule's servers.
+    pub(super) fn waits(&self, rule: &RouteTarget) -> Waits {
+        Waits {
+            connect: rule.custom.proxy_connect_timeout.unwrap_or(self.settings.connect_timeout),
+            send: rule.custom.proxy_send_timeout.unwrap_or(self.settings.send_timeout),
+            read: rule.custom.proxy_read_timeout.unwrap_or(self.settings.read_timeout),
+        }
+    }
+
+    /// The next target to try for a request (added to `tried`), counted in flight while the guard lives.
+    pub(super) fn next_target(
+        &self,
+        balancer: &Balancer,
+        client: IpAddr,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Option<(SocketAddr, InFlight)> {
+        balancer.next(client, None, tried).map(|(backend, in_flight)| (backend.addr, in_flight))
+    }
+
+    /// An idle connection to `addr` that the server has not closed, or a new one; `true` with a pooled one.
+    /// Connecting may fail (counted on the target); `Ok(None)` then means: try another target.
+    pub(super) async fn plain_connection(
+        &self,
+        balancer: &Balancer,
+        addr: SocketAddr,
+        tried: &[SocketAddr],
+        connect_timeout: Duration,
+    ) -> Result<Option<(tokio::net::TcpStream, bool)>, ()> {
+        loop {
+            let pooled = self.plain.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&addr).and_then(Vec::pop);
+            let Some(stream) = pooled else { break };
+            // Anything readable on an idle connection is its end (or bytes it should not have sent).
+            let readable = std::future::poll_fn(|cx| Poll::Ready(stream.poll_read_ready(cx).is_ready())).await;
+            if !readable || matches!(stream.try_read(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                return Ok(Some((stream, true)));
+            }
+        }
+        let connected = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await;
+        let error = match connected {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(Some((stream, false)));
+            }
+            Ok(Err(e)) => e,
+            Err(_) => std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        };
+        match balancer.targets.iter().find(|b| b.addr == addr) {
+            Some(backend) if self.retry(backend, &error, tried) => Ok(None),
+            _ => Err(()),
+        }
+    }
+
+    /// Keeps a connection whose exchange ended cleanly for the next request to `addr`, up to the limit.
+    pub(super) fn keep_plain(&self, addr: SocketAddr, stream: tokio::net::TcpStream) {
+        let mut idle = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+        let streams = idle.entry(addr).or_default();
+        if streams.len() < self.settings.idle_per_target {
+            streams.push(stream);
+        }
+    }
+}
+
 /// The waits of one forwarded request: the rule's custom configuration over the settings.
-struct Waits {
-    connect: Duration,
-    send: Duration,
-    read: Duration,
+pub(super) struct Waits {
+    pub connect: Duration,
+    pub send: Duration,
+    pub read: Duration,
 }
 
 /// Sends a request and waits for the response head: while the body goes out, a target that takes none of it for

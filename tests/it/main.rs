@@ -27,3 +27,4 @@ mod sdk;
 mod serve;
 mod servers;
 mod versions;
+mod wire;

@@ -1,0 +1,659 @@
+//! The direct path: the common HTTP/1.1 exchange with a rule's servers, read and written by fnlb itself on one
+//! task, with the client's and the server's connections side by side and no per-request allocation of heads.
+//!
+//! A connection starts here. Each request whose head is complete is looked at once: an HTTP/1.1 request with no
+//! body or a small `Content-Length` one, routed to a rule that forwards plain HTTP to servers (no function, no
+//! fallback, redirect, session persistence or `proxy_set_header`), goes straight to a server. At the first request
+//! that is anything else (a function's, a 404, a redirect, HTTP/1.0 or HTTP/2, a chunked or large body, `Expect`,
+//! `Upgrade`, a malformed head), the connection is handed over, with the bytes read so far, to the general path
+//! (`server.rs`, hyper) for the rest of its life. Both paths send the same headers and keep the same limits.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::Proxy;
+use super::bridge::{self, BALANCER_HEADERS};
+use super::custom::Settings;
+use super::h1::{self, Chunked, Framing};
+use super::respond::{self, Body};
+use super::router::Route;
+use super::server::{Peer, Phase, Served};
+use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
+
+/// Header fields the direct path reads on its stack; a request with more goes to the general path, which keeps
+/// the configured limit.
+const MAX_HEADERS: usize = 100;
+/// The largest request body the direct path forwards (read whole before it is sent); larger ones are streamed by
+/// the general path.
+const MAX_BODY: u64 = 64 * 1024;
+/// The first size of a connection's read buffers.
+const BUFFER: usize = 8 * 1024;
+
+/// How the direct path left a connection.
+pub enum Left<I> {
+    Closed,
+    /// For the general path: the connection, with what was read of it and not yet served in front.
+    HandedOver(Prefixed<I>),
+}
+
+/// Serves a connection's requests until it ends or one of them is for the general path.
+pub async fn serve<I>(proxy: &Proxy, peer: &Peer, mut io: I, phase: &mut watch::Receiver<Phase>) -> Left<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut request = BytesMut::with_capacity(BUFFER);
+    let mut answer = BytesMut::with_capacity(BUFFER);
+    let mut out = Vec::with_capacity(BUFFER);
+    let expired = peer.keepalive.expired();
+    tokio::pin!(expired);
+    loop {
+        // A whole request: its head, then its body.
+        let plan = loop {
+            match plan(proxy, peer, &request, &mut out) {
+                Parsed::Ready(plan) => break plan,
+                Parsed::Other => return Left::HandedOver(Prefixed::new(io, request.freeze())),
+                Parsed::Partial if request.len() >= proxy.settings.max_header_bytes => {
+                    return Left::HandedOver(Prefixed::new(io, request.freeze()));
+                }
+                Parsed::Partial => {}
+            }
+            request.reserve(BUFFER);
+            tokio::select! {
+                read = io.read_buf(&mut request) => match read {
+                    Ok(0) | Err(_) => return Left::Closed,
+                    Ok(_) => {}
+                },
+                _ = &mut expired => return Left::Closed,
+                _ = phase.wait_for(|p| *p != Phase::Serving) => return Left::Closed,
+            }
+        };
+        let busy = peer.keepalive.begin();
+        let target = &plan.routes.rules[plan.rule];
+        let settings = &proxy.settings;
+        peer.keepalive.limit(
+            target.custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
+            target.custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
+        );
+        let body_wait = target.custom.client_body_timeout.unwrap_or(settings.body_read_timeout);
+        while request.len() < plan.length {
+            request.reserve(plan.length - request.len());
+            match tokio::time::timeout(body_wait, io.read_buf(&mut request)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Left::Closed,
+                Err(_) => {
+                    let _ = answer_own(&mut io, &mut out, respond::request_timeout(), &target.custom, true).await;
+                    return Left::Closed;
+                }
+            }
+        }
+        out.extend_from_slice(&request[plan.head..plan.length]);
+        request.advance(plan.length);
+        // Draining: this is the connection's last exchange.
+        let last = *phase.borrow() != Phase::Serving;
+        let exchanged = tokio::select! {
+            exchanged = exchange(proxy, peer, &plan, last, &mut io, &mut out, &mut answer) => exchanged,
+            _ = cut(phase) => return Left::Closed,
+        };
+        drop(busy);
+        let Some(ended) = exchanged else { return Left::Closed };
+        let seconds = plan.started.elapsed().as_secs_f64();
+        target.stats.record(ended.status, seconds, ended.length);
+        if let Some(log) = &proxy.access_log {
+            let served = Served { server: ended.server, ..Served::default() };
+            let (method, path, host) = plan.logged.as_ref().map_or(("", "", ""), |(m, p, h)| (m, p, h));
+            let entry =
+                super::server::Logged { host, method, path, status: ended.status, length: ended.length, seconds };
+            super::server::log_access(log, peer, &plan.routes, Some(target), &entry, &served);
+        }
+        if ended.close {
+            let _ = io.shutdown().await;
+            return Left::Closed;
+        }
+    }
+}
+
+/// Resolves when the drain period is over and connections are cut.
+async fn cut(phase: &mut watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|p| *p == Phase::Cut).await;
+}
+
+/// A request the direct path forwards: where its head and body end in the buffer, its rule, and what the
+/// access log tells of it. Its head as the server gets it is already written.
+struct Plan {
+    routes: Arc<ListenerRoutes>,
+    rule: usize,
+    /// The head's length, and the head's and body's.
+    head: usize,
+    length: usize,
+    head_request: bool,
+    /// The method allows the request to be sent again when a kept-alive connection turns out closed.
+    idempotent: bool,
+    /// The client asked for the connection to close.
+    close: bool,
+    /// Method, path and host, when there is an access log.
+    logged: Option<(String, String, String)>,
+    started: Instant,
+    /// Kept alive for `routes`.
+    _snapshot: Arc<Snapshot>,
+}
+
+enum Parsed {
+    /// The head is not all in yet.
+    Partial,
+    /// For the general path.
+    Other,
+    Ready(Plan),
+}
+
+/// Reads the request head at the start of `buffer`; when the direct path takes the request, writes its head for
+/// the server into `out`.
+fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed {
+    if buffer.is_empty() {
+        return Parsed::Partial;
+    }
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut storage[..proxy.settings.max_headers.min(MAX_HEADERS)]);
+    let head_length = match head.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else {
+        return Parsed::Other;
+    };
+    if method == "CONNECT" || !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
+        return Parsed::Other;
+    }
+    let headers = &*head.headers;
+    let mut host = None;
+    let mut length = None;
+    let mut forwarded_for = None;
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Parsed::Other;
+            }
+            host = std::str::from_utf8(header.value).ok();
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return Parsed::Other;
+            }
+            length = h1::content_length(header.value);
+            if length.is_none() {
+                return Parsed::Other;
+            }
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            forwarded_for = forwarded_for.or(Some(header.value));
+        } else if ["transfer-encoding", "expect", "upgrade"].iter().any(|n| name.eq_ignore_ascii_case(n))
+            || (name.eq_ignore_ascii_case("cookie") && contains(header.value, b"fnlb_console="))
+        {
+            return Parsed::Other;
+        }
+    }
+    let Some(host) = host else { return Parsed::Other };
+    let snapshot = proxy.control.snapshot();
+    let Some(routes) = snapshot.http_listeners.get(&peer.addr).cloned() else { return Parsed::Other };
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let Route::Rule(rule) = routes.router.route(host, path) else { return Parsed::Other };
+    let rule_target = &routes.rules[rule];
+    if !direct_rule(rule_target) {
+        return Parsed::Other;
+    }
+    let body = length.unwrap_or(0);
+    let max_body = rule_target.custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
+    if body > MAX_BODY.min(max_body) {
+        return Parsed::Other;
+    }
+    // The head as a server gets it from CLB: hop-by-hop headers out, the balancer's own in (contract 1.2).
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for header in headers {
+        let name = header.name;
+        if h1::is_hop_by_hop(name)
+            || BALANCER_HEADERS.iter().any(|(balancer, _)| name.eq_ignore_ascii_case(balancer.as_str()))
+            || h1::connection_lists(headers, name)
+        {
+            continue;
+        }
+        h1::push_header(out, name.as_bytes(), header.value);
+    }
+    let scheme: &[u8] = if peer.tls { b"https" } else { b"http" };
+    let client_ip = peer.client_ip.as_bytes();
+    let started = Instant::now();
+    let time = bridge::stgw_time(crate::clock::now_ms());
+    let values: [&[u8]; 5] = [time.as_bytes(), scheme, scheme, b"HTTP/1.1", client_ip];
+    for ((_, name), value) in BALANCER_HEADERS.iter().zip(values) {
+        h1::push_header(out, name.as_bytes(), value);
+    }
+    let (_, forwarded_name) = &BALANCER_HEADERS[5];
+    match forwarded_for.filter(|prior| !prior.is_empty()) {
+        Some(prior) => h1::push_header(out, forwarded_name.as_bytes(), &[prior, b", ", client_ip].concat()),
+        None => h1::push_header(out, forwarded_name.as_bytes(), client_ip),
+    }
+    out.extend_from_slice(b"\r\n");
+    let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
+    Parsed::Ready(Plan {
+        routes,
+        rule,
+        head: head_length,
+        length: head_length + body as usize,
+        head_request: method == "HEAD",
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
+        close: h1::connection_lists(headers, "close"),
+        logged,
+        started,
+        _snapshot: snapshot,
+    })
+}
+
+/// Whether a rule's requests may take the direct path: plain HTTP/1.1 to servers, nothing else to do.
+fn direct_rule(rule: &RouteTarget) -> bool {
+    !rule.servers.is_empty()
+        && rule.function.is_none()
+        && rule.fallback.is_none()
+        && rule.redirect.is_none()
+        && !rule.forward_tls
+        && !rule.forward_h2
+        && rule.session_expire_time == 0
+        && rule.custom.proxy_set_headers.is_empty()
+}
+
+/// The bytes a request target in origin form may hold as `http::Uri` takes them (anything else: general path).
+fn plain_target_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&byte)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What an exchange came to, for the counts and the access log.
+pub struct Ended {
+    pub status: u16,
+    /// The body's length, when it was known before it was sent.
+    pub length: Option<u64>,
+    pub server: Option<SocketAddr>,
+    /// The client connection ends here.
+    pub close: bool,
+}
+
+/// Sends the request in `out` to one of the rule's servers and its answer to the client. `None`: the client
+/// connection broke, or the answer could not be completed (its head already sent), and the connection ends.
+async fn exchange<I>(
+    proxy: &Proxy,
+    peer: &Peer,
+    plan: &Plan,
+    last: bool,
+    io: &mut I,
+    out: &mut Vec<u8>,
+    answer: &mut BytesMut,
+) -> Option<Ended>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let target = &plan.routes.rules[plan.rule];
+    let upstreams = &proxy.upstreams;
+    let balancer = upstreams.balancer(target);
+    let waits = upstreams.waits(target);
+    let mut close = plan.close || last;
+    let mut tried = Vec::new();
+    let failed = loop {
+        let Some((addr, in_flight)) = upstreams.next_target(&balancer, peer.client.ip(), &mut tried) else {
+            break if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
+        };
+        let (mut stream, pooled) = match upstreams.plain_connection(&balancer, addr, &tried, waits.connect).await {
+            Ok(Some(connection)) => connection,
+            Ok(None) => continue,
+            Err(()) => break respond::bad_gateway(),
+        };
+        // A pooled connection the server closed meanwhile fails before any answer: the request goes again, on
+        // another connection (when it was not sent, or may be repeated). The pool is finite, and a new connection
+        // is not tried twice.
+        match tokio::time::timeout(waits.send, stream.write_all(out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) if pooled => {
+                tried.pop();
+                continue;
+            }
+            Ok(Err(_)) => break respond::bad_gateway(),
+            Err(_) => break respond::gateway_timeout(),
+        }
+        answer.clear();
+        let head = match read_head(proxy, &mut stream, answer, waits.read).await {
+            Ok(head) => head,
+            Err(HeadError::Closed) if pooled && plan.idempotent => {
+                tried.pop();
+                continue;
+            }
+            Err(HeadError::TimedOut) => break respond::gateway_timeout(),
+            Err(_) => break respond::bad_gateway(),
+        };
+        close |= peer.keepalive.closing();
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut storage);
+        let Ok(httparse::Status::Complete(_)) = response.parse(&answer[..head.length]) else {
+            break respond::bad_gateway();
+        };
+        let status = response.code.unwrap_or(502);
+        let Some(framing) = h1::response_framing(plan.head_request, status, response.headers) else {
+            break respond::bad_gateway();
+        };
+        close |= framing == Framing::UntilClose;
+        let reusable = head.keep_alive && !h1::connection_lists(response.headers, "close");
+        out.clear();
+        write_answer_head(out, &response, framing, &target.custom, close);
+        answer.advance(head.length);
+        let length = match framing {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => Some(n),
+            Framing::Chunked | Framing::UntilClose => None,
+        };
+        let relayed = relay(framing, &mut stream, answer, io, out, waits.read).await;
+        drop(in_flight);
+        match relayed {
+            Ok(()) if reusable && framing != Framing::UntilClose && answer.is_empty() => {
+                upstreams.keep_plain(addr, stream);
+            }
+            Ok(()) => {}
+            Err(_) => return None,
+        }
+        return Some(Ended { status, length, server: Some(addr), close });
+    };
+    let status = failed.status().as_u16();
+    let length = hyper::body::Body::size_hint(failed.body()).exact();
+    answer_own(io, out, failed, &target.custom, close).await.ok()?;
+    let server = tried.last().copied();
+    Some(Ended { status, length, server, close })
+}
+
+/// Where a server's answer head ends in the buffer, and whether the server keeps the connection open.
+struct Head {
+    length: usize,
+    keep_alive: bool,
+}
+
+enum HeadError {
+    /// The connection ended before any answer.
+    Closed,
+    TimedOut,
+    /// A broken connection, or a head that is not HTTP/1.1 or too large.
+    Bad,
+}
+
+/// Reads a server's answer head into `buffer`, past any interim (1xx) answers.
+async fn read_head(
+    proxy: &Proxy,
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    wait: std::time::Duration,
+) -> Result<Head, HeadError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut interim = false;
+    loop {
+        if !buffer.is_empty() {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut storage);
+            match response.parse(buffer) {
+                Ok(httparse::Status::Complete(length)) => {
+                    let status = response.code.unwrap_or(0);
+                    if (100..200).contains(&status) && status != 101 {
+                        buffer.advance(length);
+                        interim = true;
+                        continue;
+                    }
+                    if status == 101 || status < 100 {
+                        return Err(HeadError::Bad);
+                    }
+                    return Ok(Head { length, keep_alive: response.version == Some(1) });
+                }
+                Ok(httparse::Status::Partial) if buffer.len() < proxy.settings.max_header_bytes => {}
+                _ => return Err(HeadError::Bad),
+            }
+        }
+        buffer.reserve(BUFFER);
+        match tokio::time::timeout_at(deadline, stream.read_buf(buffer)).await {
+            Ok(Ok(0)) if buffer.is_empty() && !interim => return Err(HeadError::Closed),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Bad),
+            Ok(Ok(_)) => {}
+            Err(_) => return Err(HeadError::TimedOut),
+        }
+    }
+}
+
+/// Writes the head the client gets for a server's answer: the server's headers but those of its connection,
+/// the framing of the body as it is passed on, and what the configuration adds (`Server`, `add_header`,
+/// `more_set_headers`).
+fn write_answer_head(
+    out: &mut Vec<u8>,
+    response: &httparse::Response<'_, '_>,
+    framing: Framing,
+    custom: &Settings,
+    close: bool,
+) {
+    let status = response.code.unwrap_or(502);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    h1::push_number(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let (mut date, mut server) = (false, false);
+    for header in response.headers.iter() {
+        let name = header.name;
+        let framed = framing != Framing::Empty && name.eq_ignore_ascii_case("content-length");
+        if framed
+            || h1::is_hop_by_hop(name)
+            || h1::connection_lists(response.headers, name)
+            || custom.more_set_headers.iter().any(|(set, _)| name.eq_ignore_ascii_case(set.as_str()))
+        {
+            continue;
+        }
+        date |= name.eq_ignore_ascii_case("date");
+        server |= name.eq_ignore_ascii_case("server");
+        h1::push_header(out, name.as_bytes(), header.value);
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            h1::push_number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Empty | Framing::UntilClose => {}
+    }
+    if !date {
+        h1::push_date(out);
+    }
+    if !server {
+        h1::push_header(out, b"Server", custom.server().as_bytes());
+    }
+    for add in custom.added(status) {
+        h1::push_header(out, add.name.as_str().as_bytes(), add.value.as_bytes());
+    }
+    for (name, value) in &custom.more_set_headers {
+        h1::push_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Passes an answer's body on as it comes (its head is in `out`, its first bytes in `buffer`); what is left in
+/// `buffer` after the body belongs to no answer.
+async fn relay<I>(
+    framing: Framing,
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    io: &mut I,
+    out: &mut Vec<u8>,
+    wait: std::time::Duration,
+) -> std::io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    let mut left = match framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::UntilClose => u64::MAX,
+    };
+    let mut chunked = (framing == Framing::Chunked).then(Chunked::default);
+    loop {
+        let take = match &mut chunked {
+            Some(chunked) => match chunked.scan(buffer).map_err(|_| broken("a malformed chunked body"))? {
+                Some(end) => {
+                    left = 0;
+                    end
+                }
+                None => buffer.len(),
+            },
+            None => buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX)),
+        };
+        out.extend_from_slice(&buffer[..take]);
+        buffer.advance(take);
+        if framing != Framing::Chunked && framing != Framing::UntilClose {
+            left -= take as u64;
+        }
+        io.write_all(out).await?;
+        io.flush().await?;
+        out.clear();
+        if left == 0 {
+            return Ok(());
+        }
+        buffer.reserve(BUFFER);
+        match tokio::time::timeout(wait, stream.read_buf(buffer)).await {
+            Ok(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
+            Ok(Ok(0)) => return Err(broken("the server closed the connection within an answer")),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(broken("the server sent nothing within the read timeout")),
+        }
+    }
+}
+
+fn broken(what: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+/// Writes one of the balancer's own answers.
+async fn answer_own<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    mut response: http::Response<Body>,
+    custom: &Settings,
+    close: bool,
+) -> std::io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    custom.decorate(&mut response);
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    h1::push_number(out, u64::from(parts.status.as_u16()));
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        h1::push_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    h1::push_header(out, b"Content-Length", body.len().to_string().as_bytes());
+    h1::push_date(out);
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    io.write_all(out).await?;
+    io.flush().await
+}
+
+/// A connection with bytes already read from it in front: the general path reads them first.
+pub struct Prefixed<I> {
+    prefix: Bytes,
+    io: I,
+}
+
+impl<I> Prefixed<I> {
+    fn new(io: I, prefix: Bytes) -> Prefixed<I> {
+        Prefixed { prefix, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handed_over_connection_reads_its_prefix_first() {
+        let (mut near, far) = tokio::io::duplex(64);
+        let mut prefixed = Prefixed::new(far, Bytes::from_static(b"GET / HTTP/1.1\r\n"));
+        near.write_all(b"Host: a\r\n\r\n").await.unwrap();
+        let mut read = vec![0; 27];
+        prefixed.read_exact(&mut read).await.unwrap();
+        assert_eq!(read, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        prefixed.write_all(b"ok").await.unwrap();
+        let mut back = [0; 2];
+        near.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"ok");
+    }
+
+    #[test]
+    fn request_targets_with_bytes_uri_refuses_go_to_the_general_path() {
+        assert!("/a/b-c_d.e~f?x=1&y=%20".bytes().all(plain_target_byte));
+        for odd in ["/a b", "/a\"b", "/a{b}", "/a|b", "/a\\b", "/a^b", "/a<b>"] {
+            assert!(!odd.bytes().all(plain_target_byte), "{odd}");
+        }
+    }
+}

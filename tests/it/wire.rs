@@ -1,0 +1,244 @@
+//! HTTP/1.1 on the wire between a client, fnlb and a server: every way an answer's body can end, interim answers,
+//! hop-by-hop headers, kept-alive connections on both sides, pipelined requests of different kinds on one
+//! connection, and servers that close their connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{TestApp, request};
+
+/// A server answering each path with bytes written by hand; it counts the connections it accepted and, with
+/// `close_each`, closes every connection after its first answer (without saying so).
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Scripted {
+    async fn start(close_each: bool) -> Scripted {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(answer_requests(stream, close_each));
+            }
+        });
+        Scripted { addr, connections, task }
+    }
+}
+
+async fn answer_requests(mut stream: TcpStream, close_each: bool) {
+    let mut buffer = Vec::new();
+    loop {
+        let (head, method, path, length) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut request = httparse::Request::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head)) = request.parse(&buffer) {
+                let length = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse::<usize>().unwrap());
+                break (head, request.method.unwrap().to_string(), request.path.unwrap().to_string(), length);
+            }
+            let mut more = [0; 4096];
+            match stream.read(&mut more).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&more[..n]),
+            }
+        };
+        while buffer.len() < head + length {
+            let mut more = [0; 4096];
+            match stream.read(&mut more).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&more[..n]),
+            }
+        }
+        let request: Vec<u8> = buffer.drain(..head + length).collect();
+        let path = path.split('?').next().unwrap_or_default();
+        let answer: Vec<u8> = match (method.as_str(), path) {
+            (_, "/length") => {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, X-Private\r\nX-Private: secret\r\n\r\nhello".to_vec()
+            }
+            (_, "/chunked") => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n".to_vec()
+            }
+            (_, "/early") => {
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+            }
+            ("HEAD", "/head") => b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec(),
+            (_, "/echo") => {
+                let mut answer = format!("HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n", request.len()).into_bytes();
+                answer.extend_from_slice(&request);
+                answer
+            }
+            (_, "/close") => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec(),
+            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if stream.write_all(&answer).await.is_err() || close_each || path == "/close" {
+            return;
+        }
+    }
+}
+
+/// An HTTP listener with a rule for `wire.test` + `url` forwarding to `server`; the listener's base URL.
+async fn forwarding(app: &TestApp, url: &str, server: SocketAddr) -> (String, SocketAddr) {
+    let (lb, listener, vip, port) = crate::harness::listener(app, "HTTP", json!({})).await;
+    let rule = json!({"Domain": "wire.test", "Url": url, "HealthCheck": {"HealthSwitch": 0}});
+    let created =
+        app.clb("CreateRule", json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [rule]})).await.unwrap();
+    let location = created["LocationIds"][0].as_str().unwrap();
+    let target = json!([{"EniIp": "127.0.0.1", "Port": server.port()}]);
+    let params = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "Targets": target});
+    app.clb("RegisterTargets", params).await.unwrap();
+    (format!("http://{vip}:{port}"), SocketAddr::from((vip, port)))
+}
+
+/// Sends `request` on an open client connection; the answer's status, headers and body (and its trailers).
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::combinators::BoxBody<Bytes, hyper::Error>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static [u8],
+) -> (u16, http::HeaderMap, Bytes, Option<http::HeaderMap>) {
+    let mut builder = http::Request::builder().method(method).uri(path).header("Host", "wire.test");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = if body.is_empty() {
+        Empty::new().map_err(|never| match never {}).boxed()
+    } else {
+        Full::new(Bytes::from_static(body)).map_err(|never| match never {}).boxed()
+    };
+    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(builder.body(body).unwrap()))
+        .await
+        .expect("an answer within 30 s")
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let (parts, mut incoming) = response.into_parts();
+    let (mut data, mut trailers) = (Vec::new(), None);
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.unwrap();
+        if let Some(chunk) = frame.data_ref() {
+            data.extend_from_slice(chunk);
+        }
+        if let Some(t) = frame.trailers_ref() {
+            trailers = Some(t.clone());
+        }
+    }
+    (parts.status.as_u16(), parts.headers, Bytes::from(data), trailers)
+}
+
+#[tokio::test]
+async fn answers_pass_through_in_every_framing_over_kept_connections() {
+    let app = TestApp::start();
+    let server = Scripted::start(false).await;
+    let (_, addr) = forwarding(&app, "/", server.addr).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let client = tokio::spawn(connection);
+
+    let (status, headers, body, _) = send(&mut sender, "GET", "/length", &[], b"").await;
+    assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+    for hop in ["keep-alive", "x-private", "connection", "transfer-encoding"] {
+        assert!(!headers.contains_key(hop), "{hop} reached the client: {headers:?}");
+    }
+    assert_eq!(headers["content-length"], "5");
+    assert_eq!(headers["server"], "fnlb");
+    assert!(headers.contains_key("date"));
+
+    // The chunked coding passes through as it is, trailers too.
+    let (status, headers, body, trailers) = send(&mut sender, "GET", "/chunked", &[], b"").await;
+    assert_eq!((status, &body[..]), (200, &b"hello world"[..]));
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    assert_eq!(trailers.expect("trailers")["x-sum"], "11");
+
+    // An interim answer is not passed on; the final one is.
+    let (status, _, body, _) = send(&mut sender, "GET", "/early", &[], b"").await;
+    assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+
+    let (status, headers, body, _) = send(&mut sender, "HEAD", "/head", &[], b"").await;
+    assert_eq!((status, headers["content-length"].to_str().unwrap(), body.len()), (200, "1000", 0));
+
+    // The server gets the balancer's headers, and none of the client's connection.
+    let hop = [("Connection", "X-Hop"), ("X-Hop", "1"), ("X-Forwarded-For", "10.0.0.1"), ("X-Real-IP", "10.9.9.9")];
+    let (status, _, body, _) = send(&mut sender, "POST", "/echo?q=1", &hop, b"a body").await;
+    assert_eq!(status, 201);
+    let seen = String::from_utf8(body.to_vec()).unwrap().to_ascii_lowercase();
+    assert!(seen.starts_with("post /echo?q=1 http/1.1\r\n"), "{seen}");
+    assert!(seen.ends_with("\r\n\r\na body"), "{seen}");
+    for expected in ["x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n", "x-real-ip: 127.0.0.1\r\n", "x-client-proto: http\r\n"]
+    {
+        assert!(seen.contains(expected), "{expected:?} missing: {seen}");
+    }
+    assert!(!seen.contains("x-hop") && !seen.contains("10.9.9.9"), "{seen}");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1, "one server connection kept for every request");
+
+    // A body that ends with the server's connection ends the client's too.
+    let (status, headers, body, _) = send(&mut sender, "GET", "/close", &[], b"").await;
+    assert_eq!((status, &body[..]), (200, &b"until the end"[..]));
+    assert_eq!(headers["connection"], "close");
+    tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("the client connection closed")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pipelined_requests_of_different_kinds_are_answered_in_order() {
+    let app = TestApp::start();
+    let server = Scripted::start(false).await;
+    let (_, addr) = forwarding(&app, "/length", server.addr).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // A server's, one no rule takes (answered by the balancer), HTTP/1.0, and a server's again.
+    let requests = concat!(
+        "GET /length HTTP/1.1\r\nHost: wire.test\r\n\r\n",
+        "GET /nowhere HTTP/1.1\r\nHost: wire.test\r\n\r\n",
+        "GET /length HTTP/1.0\r\nHost: wire.test\r\nConnection: keep-alive\r\n\r\n",
+        "GET /length HTTP/1.1\r\nHost: wire.test\r\nConnection: close\r\n\r\n",
+    );
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut answers = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answers))
+        .await
+        .expect("all answers, then the close, within 30 s")
+        .unwrap();
+    let answers = String::from_utf8(answers).unwrap();
+    let statuses: Vec<&str> = answers.match_indices("HTTP/1.").map(|(at, _)| &answers[at + 9..at + 12]).collect();
+    assert_eq!(statuses, ["200", "404", "200", "200"], "{answers}");
+    assert_eq!(answers.matches("hello").count(), 3, "{answers}");
+}
+
+#[tokio::test]
+async fn servers_that_close_their_connections_after_each_answer_cause_no_errors() {
+    let app = TestApp::start();
+    let server = Scripted::start(true).await;
+    let (base, _) = forwarding(&app, "/", server.addr).await;
+    for i in 0..20 {
+        let (method, path) = if i % 2 == 0 { ("POST", "/echo") } else { ("GET", "/length") };
+        let reply = request(method, &format!("{base}{path}"), &[("Host", "wire.test")], "payload").await;
+        assert!(reply.status == 201 || reply.status == 200, "request {i}: {} {}", reply.status, reply.text());
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 20);
+}
