@@ -46,15 +46,22 @@ pub enum Left<I> {
 }
 
 /// Serves a connection's requests until it ends or one of them is for the general path.
-pub async fn serve<I>(proxy: &Proxy, peer: &Peer, mut io: I, phase: &mut watch::Receiver<Phase>) -> Left<I>
+pub async fn serve<I>(proxy: &Proxy, peer: &Peer, mut io: I, phase: &watch::Receiver<Phase>) -> Left<I>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let mut request = BytesMut::with_capacity(BUFFER);
     let mut answer = BytesMut::with_capacity(BUFFER);
     let mut out = Vec::with_capacity(BUFFER);
-    let expired = peer.keepalive.expired();
-    tokio::pin!(expired);
+    // The connection's waits, each registered once: the keep-alive limits' timer (set again only when it fires,
+    // or when a rule shortened the idle time), the drain (while no request is in), the cut (at any time).
+    let keepalive = &peer.keepalive;
+    let now = tokio::time::Instant::now();
+    let timer = tokio::time::sleep_until(keepalive.due(now).unwrap_or(now));
+    let (mut draining, mut cutting) = (phase.clone(), phase.clone());
+    let draining = async move { draining.wait_for(|p| *p != Phase::Serving).await.is_ok() };
+    let cut = async move { cutting.wait_for(|p| *p == Phase::Cut).await.is_ok() };
+    tokio::pin!(timer, draining, cut);
     loop {
         // A whole request: its head, then its body.
         let plan = loop {
@@ -68,18 +75,22 @@ where
             }
             request.reserve(BUFFER);
             tokio::select! {
+                biased;
                 read = io.read_buf(&mut request) => match read {
                     Ok(0) | Err(_) => return Left::Closed,
                     Ok(_) => {}
                 },
-                _ = &mut expired => return Left::Closed,
-                _ = phase.wait_for(|p| *p != Phase::Serving) => return Left::Closed,
+                _ = &mut timer => match keepalive.due(tokio::time::Instant::now()) {
+                    Ok(next) => timer.as_mut().reset(next),
+                    Err(_) => return Left::Closed,
+                },
+                _ = &mut draining => return Left::Closed,
             }
         };
-        let busy = peer.keepalive.begin();
+        let busy = keepalive.begin();
         let target = &plan.routes.rules[plan.rule];
         let settings = &proxy.settings;
-        peer.keepalive.limit(
+        keepalive.limit(
             target.custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
             target.custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
         );
@@ -101,7 +112,7 @@ where
         let last = *phase.borrow() != Phase::Serving;
         let exchanged = tokio::select! {
             exchanged = exchange(proxy, peer, &plan, last, &mut io, &mut out, &mut answer) => exchanged,
-            _ = cut(phase) => return Left::Closed,
+            _ = &mut cut => return Left::Closed,
         };
         drop(busy);
         let Some(ended) = exchanged else { return Left::Closed };
@@ -118,12 +129,13 @@ where
             let _ = io.shutdown().await;
             return Left::Closed;
         }
+        // A rule with a shorter idle time than the timer's.
+        if let Ok(next) = keepalive.due(tokio::time::Instant::now())
+            && next < timer.deadline()
+        {
+            timer.as_mut().reset(next);
+        }
     }
-}
-
-/// Resolves when the drain period is over and connections are cut.
-async fn cut(phase: &mut watch::Receiver<Phase>) {
-    let _ = phase.wait_for(|p| *p == Phase::Cut).await;
 }
 
 /// A request the direct path forwards: where its head and body end in the buffer, its rule, and what the
@@ -332,7 +344,9 @@ where
             Err(_) => break respond::gateway_timeout(),
         }
         answer.clear();
-        let head = match read_head(proxy, &mut stream, answer, waits.read).await {
+        close |= peer.keepalive.closing();
+        let answering = Answering { head_request: plan.head_request, custom: &target.custom, close };
+        let head = match read_head(proxy, &mut stream, answer, waits.read, &answering, out).await {
             Ok(head) => head,
             Err(HeadError::Closed) if pooled && plan.idempotent => {
                 tried.pop();
@@ -341,21 +355,9 @@ where
             Err(HeadError::TimedOut) => break respond::gateway_timeout(),
             Err(_) => break respond::bad_gateway(),
         };
-        close |= peer.keepalive.closing();
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut storage);
-        let Ok(httparse::Status::Complete(_)) = response.parse(&answer[..head.length]) else {
-            break respond::bad_gateway();
-        };
-        let status = response.code.unwrap_or(502);
-        let Some(framing) = h1::response_framing(plan.head_request, status, response.headers) else {
-            break respond::bad_gateway();
-        };
+        let Head { length: head_length, status, framing, reusable } = head;
         close |= framing == Framing::UntilClose;
-        let reusable = head.keep_alive && !h1::connection_lists(response.headers, "close");
-        out.clear();
-        write_answer_head(out, &response, framing, &target.custom, close);
-        answer.advance(head.length);
+        answer.advance(head_length);
         let length = match framing {
             Framing::Empty => Some(0),
             Framing::Length(n) => Some(n),
@@ -379,10 +381,21 @@ where
     Some(Ended { status, length, server, close })
 }
 
-/// Where a server's answer head ends in the buffer, and whether the server keeps the connection open.
+/// What the answer's head for the client depends on besides the server's head.
+struct Answering<'a> {
+    head_request: bool,
+    custom: &'a Settings,
+    /// The client connection closes after this answer.
+    close: bool,
+}
+
+/// A server's answer head: where it ends in the buffer, its status, how its body ends, and whether the server
+/// keeps the connection open.
 struct Head {
     length: usize,
-    keep_alive: bool,
+    status: u16,
+    framing: Framing,
+    reusable: bool,
 }
 
 enum HeadError {
@@ -393,12 +406,14 @@ enum HeadError {
     Bad,
 }
 
-/// Reads a server's answer head into `buffer`, past any interim (1xx) answers.
+/// Reads a server's answer head into `buffer`, past any interim (1xx) answers, and writes the client's into `out`.
 async fn read_head(
     proxy: &Proxy,
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
     wait: std::time::Duration,
+    answering: &Answering<'_>,
+    out: &mut Vec<u8>,
 ) -> Result<Head, HeadError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut interim = false;
@@ -417,7 +432,14 @@ async fn read_head(
                     if status == 101 || status < 100 {
                         return Err(HeadError::Bad);
                     }
-                    return Ok(Head { length, keep_alive: response.version == Some(1) });
+                    let headers = &*response.headers;
+                    let framing =
+                        h1::response_framing(answering.head_request, status, headers).ok_or(HeadError::Bad)?;
+                    let reusable = response.version == Some(1) && !h1::connection_lists(headers, "close");
+                    let close = answering.close || framing == Framing::UntilClose;
+                    out.clear();
+                    write_answer_head(out, &response, framing, answering.custom, close);
+                    return Ok(Head { length, status, framing, reusable });
                 }
                 Ok(httparse::Status::Partial) if buffer.len() < proxy.settings.max_header_bytes => {}
                 _ => return Err(HeadError::Bad),

@@ -113,7 +113,7 @@ impl KeepAlive {
     }
 
     /// When to look again, or why the connection ends now.
-    fn due(&self, now: Instant) -> Result<Instant, Expiry> {
+    pub fn due(&self, now: Instant) -> Result<Instant, Expiry> {
         let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed));
         if self.served.load(Ordering::Relaxed) == 0 {
             // Until the first request, look at least every idle timeout: it may come and go meanwhile.

@@ -142,7 +142,7 @@ async fn serve_connection<I>(
         tls,
         keepalive: keepalive.clone(),
     });
-    let io = match super::direct::serve(&proxy, &peer, io, &mut phase).await {
+    let io = match super::direct::serve(&proxy, &peer, io, &phase).await {
         super::direct::Left::Closed => return,
         super::direct::Left::HandedOver(io) => io,
     };
