@@ -86,14 +86,20 @@ fnlb_proxy() {
 # wrk on CPU 1 (a warm-up run, then the measured one): prints "LABEL c=N REQ/S p50 p99" on stderr and the
 # req/s on stdout. Usage: measure LABEL URL CONNECTIONS [wrk options…]
 measure() {
+    taskset -c 1 wrk -t1 -c"$3" -d"$DURATION" "${@:4}" "$2" >/dev/null
+    measure_once "$@"
+}
+
+# One measured wrk run on CPU 1, no warm-up: prints "LABEL c=N REQ/S p50 p99" on stderr and the req/s on stdout.
+# Usage: measure_once LABEL URL CONNECTIONS [wrk options…]
+measure_once() {
     local label=$1 url=$2 c=$3 out rps p50 p99
     shift 3
-    taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" "$@" "$url" >/dev/null
     out=$(taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" --latency "$@" "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-16s c=%-4s %10s req/s   p50 %-9s p99 %s\n' "$label" "$c" "$rps" "$p50" "$p99" >&2
+    printf '%-20s c=%-4s %10s req/s   p50 %-9s p99 %s\n' "$label" "$c" "$rps" "$p50" "$p99" >&2
     echo "$rps"
 }
 

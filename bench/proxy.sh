@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark: fnlb as a reverse proxy in front of one HTTP server target, against nginx (1 worker, upstream
 # keep-alive) and HAProxy (1 thread) doing the same job in the same run. The balancer runs on CPU 0 (taskset); the
-# upstream (a small hyper server, examples/upstream.rs) and wrk share CPU 1. Prints req/s, p50/p99 and ratios.
+# upstream (a small hyper server, examples/upstream.rs) and wrk share CPU 1. Each balancer is warmed up once per
+# connection count, then measured in rounds that take each in turn (so that a change in the machine's speed weighs
+# on all three). Prints req/s and p50/p99 of each run, then the medians and their ratios.
 #
 # Needs: wrk, nginx, haproxy (Debian packages). Everything runs on 127.0.0.1 and is stopped at the end.
-# Usage: bench/proxy.sh [duration, default 10s] [connections, default "64 256"]
+# Usage: bench/proxy.sh [duration, default 10s] [connections, default "64 256"] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONNECTIONS=${2:-"64 256"}
+ROUNDS=${3:-3}
 . bench/lib.sh
 
 cargo build --release --quiet --bin fnlb --example upstream
@@ -34,8 +37,21 @@ wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$HAPROXY_PORT/"
 
 for c in $CONNECTIONS; do
-    FNLB=$(measure fnlb "http://127.0.0.1:$FNLB_PORT/" "$c")
-    NGINX=$(measure nginx "http://127.0.0.1:$NGINX_PORT/" "$c")
-    HAPROXY=$(measure haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$c")
-    python3 -c "print('c=$c: fnlb / nginx: %.2fx; fnlb / haproxy: %.2fx' % ($FNLB / $NGINX, $FNLB / $HAPROXY))" >&2
+    for url in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+        taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" "http://127.0.0.1:$url/" >/dev/null
+    done
+    FNLB=() NGINX=() HAPROXY=()
+    for round in $(seq 1 "$ROUNDS"); do
+        FNLB+=("$(measure_once "fnlb, round $round" "http://127.0.0.1:$FNLB_PORT/" "$c")")
+        NGINX+=("$(measure_once "nginx, round $round" "http://127.0.0.1:$NGINX_PORT/" "$c")")
+        HAPROXY+=("$(measure_once "haproxy, round $round" "http://127.0.0.1:$HAPROXY_PORT/" "$c")")
+    done
+    python3 - "$c" "${FNLB[*]}" "${NGINX[*]}" "${HAPROXY[*]}" >&2 <<'PY'
+import statistics, sys
+c, fnlb, nginx, haproxy = sys.argv[1], *[[float(x) for x in a.split()] for a in sys.argv[2:]]
+m = statistics.median
+print('c=%s medians: fnlb %.0f, nginx %.0f, haproxy %.0f req/s; fnlb / nginx: %.2fx (rounds: %s); fnlb / haproxy: %.2fx' % (
+    c, m(fnlb), m(nginx), m(haproxy), m(fnlb) / m(nginx),
+    ' '.join('%.2f' % (f / n) for f, n in zip(fnlb, nginx)), m(fnlb) / m(haproxy)))
+PY
 done
