@@ -64,8 +64,17 @@ where
     tokio::pin!(timer, draining, cut);
     loop {
         // A whole request: its head, then its body.
+        // Bytes before `unread` were looked at: a head ends only with a line, so it is parsed again only when a
+        // line ended since (slowly sent heads cost linear time, not quadratic).
+        let mut unread = 0;
         let plan = loop {
-            match plan(proxy, peer, &request, &mut out) {
+            let parsed = if request[unread..].contains(&b'\n') {
+                plan(proxy, peer, &request, &mut out)
+            } else {
+                Parsed::Partial
+            };
+            unread = request.len();
+            match parsed {
                 Parsed::Ready(plan) => break plan,
                 Parsed::Other => return Left::HandedOver(Prefixed::new(io, request.freeze())),
                 Parsed::Partial if request.len() >= proxy.settings.max_header_bytes => {

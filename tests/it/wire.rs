@@ -103,7 +103,19 @@ async fn answer_requests(mut stream: TcpStream, close_each: bool) {
 
 /// An HTTP listener with a rule for `wire.test` + `url` forwarding to `server`; the listener's base URL.
 async fn forwarding(app: &TestApp, url: &str, server: SocketAddr) -> (String, SocketAddr) {
-    let (lb, listener, vip, port) = crate::harness::listener(app, "HTTP", json!({})).await;
+    forwarding_on(app, "HTTP", json!({}), url, server).await
+}
+
+/// A listener of `protocol` (`extra` merged into CreateListener's parameters) with a rule for `wire.test` + `url`
+/// forwarding to `server`.
+async fn forwarding_on(
+    app: &TestApp,
+    protocol: &str,
+    extra: serde_json::Value,
+    url: &str,
+    server: SocketAddr,
+) -> (String, SocketAddr) {
+    let (lb, listener, vip, port) = crate::harness::listener(app, protocol, extra).await;
     let rule = json!({"Domain": "wire.test", "Url": url, "HealthCheck": {"HealthSwitch": 0}});
     let created =
         app.clb("CreateRule", json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [rule]})).await.unwrap();
@@ -231,6 +243,23 @@ async fn pipelined_requests_of_different_kinds_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_served() {
+    let app = TestApp::start();
+    let server = Scripted::start(false).await;
+    let (_, addr) = forwarding(&app, "/", server.addr).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    for byte in b"GET /length HTTP/1.1\r\nHost: wire.test\r\nX-Long: abcdefghij\r\nConnection: close\r\n\r\n" {
+        stream.write_all(std::slice::from_ref(byte)).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nhello"), "{answer}");
+}
+
+#[tokio::test]
 async fn servers_that_close_their_connections_after_each_answer_cause_no_errors() {
     let app = TestApp::start();
     let server = Scripted::start(true).await;
@@ -241,4 +270,37 @@ async fn servers_that_close_their_connections_after_each_answer_cause_no_errors(
         assert!(reply.status == 201 || reply.status == 200, "request {i}: {} {}", reply.status, reply.text());
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
+async fn https_clients_reach_servers_over_kept_connections() {
+    let app = TestApp::start();
+    let server = Scripted::start(false).await;
+    let ca = crate::https::Authority::new("wire CA");
+    let leaf = ca.leaf(&["wire.test"]);
+    let certificate = json!({"Certificate": {"CertContent": leaf.cert, "CertKey": leaf.key}});
+    let (_, addr) = forwarding_on(&app, "HTTPS", certificate, "/", server.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let base = format!("https://wire.test:{}", addr.port());
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("curl")
+            .args(["-sS", "--http1.1", "--max-time", "20", "--cacert"])
+            .arg(&ca_file)
+            .arg("--resolve")
+            .arg(format!("wire.test:{}:{}", addr.port(), addr.ip()))
+            .args([format!("{base}/length"), format!("{base}/chunked"), format!("{base}/echo")])
+            .output(),
+    )
+    .await
+    .expect("curl finishes")
+    .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("hellohello world"), "{text}");
+    for expected in ["get /echo http/1.1\r\n", "x-client-proto: https\r\n", "x-forwarded-proto: https\r\n"] {
+        assert!(text.contains(expected), "{expected:?} missing: {text}");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1, "one server connection kept for every request");
 }
