@@ -2,11 +2,12 @@
 //! task, with the client's and the server's connections side by side and no per-request allocation of heads.
 //!
 //! A connection starts here. Each request whose head is complete is looked at once: an HTTP/1.1 request with no
-//! body or a small `Content-Length` one, routed to a rule that forwards plain HTTP to servers (no function, no
-//! fallback, redirect, session persistence or `proxy_set_header`), goes straight to a server. At the first request
-//! that is anything else (a function's, a 404, a redirect, HTTP/1.0 or HTTP/2, a chunked or large body, `Expect`,
+//! body or a small `Content-Length` one, routed to a rule with nothing else to do (no fallback, redirect, session
+//! persistence or `proxy_set_header`), goes straight to a server (plain HTTP) or into the rule's function. At the
+//! first request that is anything else (a 404, a redirect, HTTP/1.0 or HTTP/2, a chunked or large body, `Expect`,
 //! `Upgrade`, a malformed head), the connection is handed over, with the bytes read so far, to the general path
-//! (`server.rs`, hyper) for the rest of its life. Both paths send the same headers and keep the same limits.
+//! (`server.rs`, hyper) for the rest of its life. Both paths send the same headers, build the same events and keep
+//! the same limits.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use super::custom::Settings;
 use super::h1::{self, Chunked, Framing};
 use super::respond::{self, Body};
 use super::router::Route;
-use super::server::{Peer, Phase, Served};
+use super::server::{Peer, Phase, Routed, Served, run_function};
 use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
 
 /// Header fields the direct path reads on its stack; a request with more goes to the general path, which keeps
@@ -110,25 +111,37 @@ where
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Left::Closed,
                 Err(_) => {
-                    let _ = answer_own(&mut io, &mut out, respond::request_timeout(), &target.custom, true).await;
+                    let timed_out = respond::request_timeout();
+                    let _ = answer_own(&mut io, &mut out, timed_out, &target.custom, true, plan.head_request).await;
                     return Left::Closed;
                 }
             }
         }
-        out.extend_from_slice(&request[plan.head..plan.length]);
-        request.advance(plan.length);
         // Draining: this is the connection's last exchange.
         let last = *phase.borrow() != Phase::Serving;
-        let exchanged = tokio::select! {
-            exchanged = exchange(proxy, peer, &plan, last, &mut io, &mut out, &mut answer) => exchanged,
-            _ = &mut cut => return Left::Closed,
+        let exchanged = match &plan.function {
+            None => {
+                out.extend_from_slice(&request[plan.head..plan.length]);
+                tokio::select! {
+                    exchanged = exchange(proxy, peer, &plan, last, &mut io, &mut out, &mut answer) => exchanged,
+                    _ = &mut cut => return Left::Closed,
+                }
+            }
+            Some(_) => {
+                tokio::select! {
+                    ended = run(proxy, peer, &plan, &request, last, &mut io, &mut out) => ended,
+                    _ = &mut cut => return Left::Closed,
+                }
+            }
         };
+        request.advance(plan.length);
         drop(busy);
         let Some(ended) = exchanged else { return Left::Closed };
         let seconds = plan.started.elapsed().as_secs_f64();
         target.stats.record(ended.status, seconds, ended.length);
         if let Some(log) = &proxy.access_log {
-            let served = Served { server: ended.server, ..Served::default() };
+            let function = plan.function.as_ref().and(target.function.as_ref());
+            let served = Served { server: ended.server, function, request_id: ended.request_id };
             let (method, path, host) = plan.logged.as_ref().map_or(("", "", ""), |(m, p, h)| (m, p, h));
             let entry =
                 super::server::Logged { host, method, path, status: ended.status, length: ended.length, seconds };
@@ -163,8 +176,16 @@ struct Plan {
     /// Method, path and host, when there is an access log.
     logged: Option<(String, String, String)>,
     started: Instant,
+    start_ms: i64,
+    /// For a function: the request as its event tells it.
+    function: Option<Box<FunctionRequest>>,
     /// Kept alive for `routes`.
     _snapshot: Arc<Snapshot>,
+}
+
+struct FunctionRequest {
+    parts: http::request::Parts,
+    host: String,
 }
 
 enum Parsed {
@@ -227,13 +248,41 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let Route::Rule(rule) = routes.router.route(host, path) else { return Parsed::Other };
     let rule_target = &routes.rules[rule];
-    if !direct_rule(rule_target) {
-        return Parsed::Other;
-    }
+    let Some(servers) = direct_rule(rule_target) else { return Parsed::Other };
     let body = length.unwrap_or(0);
     let max_body = rule_target.custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
     if body > MAX_BODY.min(max_body) {
         return Parsed::Other;
+    }
+    let started = Instant::now();
+    let start_ms = crate::clock::now_ms();
+    let head_request = method == "HEAD";
+    let close = h1::connection_lists(headers, "close");
+    let length = head_length + body as usize;
+    if !servers {
+        if body > proxy.functions.settings().max_event_bytes as u64 {
+            return Parsed::Other;
+        }
+        // A function gets the request as the client sent it, in its event.
+        let Some(parts) = request_parts(method, target, headers) else { return Parsed::Other };
+        let function = Some(Box::new(FunctionRequest { parts, host: host.to_string() }));
+        let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
+        let (idempotent, _snapshot) = (false, snapshot);
+        let head = head_length;
+        return Parsed::Ready(Plan {
+            routes,
+            rule,
+            head,
+            length,
+            head_request,
+            idempotent,
+            close,
+            logged,
+            started,
+            start_ms,
+            function,
+            _snapshot,
+        });
     }
     // The head as a server gets it from CLB: hop-by-hop headers out, the balancer's own in (contract 1.2).
     out.clear();
@@ -253,8 +302,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     }
     let scheme: &[u8] = if peer.tls { b"https" } else { b"http" };
     let client_ip = peer.client_ip.as_bytes();
-    let started = Instant::now();
-    let time = bridge::stgw_time(crate::clock::now_ms());
+    let time = bridge::stgw_time(start_ms);
     let values: [&[u8]; 5] = [time.as_bytes(), scheme, scheme, b"HTTP/1.1", client_ip];
     for ((_, name), value) in BALANCER_HEADERS.iter().zip(values) {
         h1::push_header(out, name.as_bytes(), value);
@@ -270,26 +318,44 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         routes,
         rule,
         head: head_length,
-        length: head_length + body as usize,
-        head_request: method == "HEAD",
+        length,
+        head_request,
         idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
-        close: h1::connection_lists(headers, "close"),
+        close,
         logged,
         started,
+        start_ms,
+        function: None,
         _snapshot: snapshot,
     })
 }
 
-/// Whether a rule's requests may take the direct path: plain HTTP/1.1 to servers, nothing else to do.
-fn direct_rule(rule: &RouteTarget) -> bool {
-    !rule.servers.is_empty()
-        && rule.function.is_none()
-        && rule.fallback.is_none()
-        && rule.redirect.is_none()
-        && !rule.forward_tls
-        && !rule.forward_h2
-        && rule.session_expire_time == 0
-        && rule.custom.proxy_set_headers.is_empty()
+/// Whether a rule's requests may take the direct path, and where to: `Some(true)`, plain HTTP/1.1 to servers;
+/// `Some(false)`, to its function; nothing else to do in either case (no fallback, redirect, session
+/// persistence or `proxy_set_header`).
+fn direct_rule(rule: &RouteTarget) -> Option<bool> {
+    let plain = rule.fallback.is_none() && rule.redirect.is_none() && rule.custom.proxy_set_headers.is_empty();
+    if !plain {
+        return None;
+    }
+    if rule.servers.is_empty() {
+        return rule.function.is_some().then_some(false);
+    }
+    let servers = rule.function.is_none() && !rule.forward_tls && !rule.forward_h2 && rule.session_expire_time == 0;
+    servers.then_some(true)
+}
+
+/// A request's head as `http` types, for a function's event.
+fn request_parts(method: &str, target: &str, headers: &[httparse::Header<'_>]) -> Option<http::request::Parts> {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = http::Method::from_bytes(method.as_bytes()).ok()?;
+    parts.uri = http::Uri::try_from(target).ok()?;
+    parts.headers.reserve(headers.len());
+    for header in headers {
+        let name = http::HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        parts.headers.append(name, http::HeaderValue::from_bytes(header.value).ok()?);
+    }
+    Some(parts)
 }
 
 /// The bytes a request target in origin form may hold as `http::Uri` takes them (anything else: general path).
@@ -307,6 +373,8 @@ pub struct Ended {
     /// The body's length, when it was known before it was sent.
     pub length: Option<u64>,
     pub server: Option<SocketAddr>,
+    /// A function's invocation.
+    pub request_id: std::sync::OnceLock<String>,
     /// The client connection ends here.
     pub close: bool,
 }
@@ -381,13 +449,39 @@ where
             Ok(()) => {}
             Err(_) => return None,
         }
-        return Some(Ended { status, length, server: Some(addr), close });
+        return Some(Ended { status, length, server: Some(addr), close, request_id: Default::default() });
     };
     let status = failed.status().as_u16();
     let length = hyper::body::Body::size_hint(failed.body()).exact();
-    answer_own(io, out, failed, &target.custom, close).await.ok()?;
+    answer_own(io, out, failed, &target.custom, close, plan.head_request).await.ok()?;
     let server = tried.last().copied();
-    Some(Ended { status, length, server, close })
+    Some(Ended { status, length, server, close, request_id: Default::default() })
+}
+
+/// Runs the rule's function for a request (whole, at the start of `request`), and writes its answer.
+async fn run<I>(
+    proxy: &Proxy,
+    peer: &Peer,
+    plan: &Plan,
+    request: &[u8],
+    last: bool,
+    io: &mut I,
+    out: &mut Vec<u8>,
+) -> Option<Ended>
+where
+    I: AsyncWrite + Unpin,
+{
+    let target = &plan.routes.rules[plan.rule];
+    let (key, function) = (target.function.as_ref()?, plan.function.as_ref()?);
+    let body = &request[plan.head..plan.length];
+    let request_id = crate::ids::request_id();
+    let routed = Routed { routes: &plan.routes, target, peer, host: &function.host, start_ms: plan.start_ms };
+    let answer = run_function(proxy, &plan._snapshot, &routed, key, &function.parts, body, &request_id).await;
+    let status = answer.status().as_u16();
+    let length = hyper::body::Body::size_hint(answer.body()).exact();
+    let close = plan.close || last || peer.keepalive.closing();
+    answer_own(io, out, answer, &target.custom, close, plan.head_request).await.ok()?;
+    Some(Ended { status, length, server: None, close, request_id: request_id.into() })
 }
 
 /// What the answer's head for the client depends on besides the server's head.
@@ -578,13 +672,14 @@ fn broken(what: &'static str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
-/// Writes one of the balancer's own answers.
+/// Writes an answer held whole: one of the balancer's own, or a function's (no body for HEAD, 204 or 304).
 async fn answer_own<I>(
     io: &mut I,
     out: &mut Vec<u8>,
     mut response: http::Response<Body>,
     custom: &Settings,
     close: bool,
+    head_request: bool,
 ) -> std::io::Result<()>
 where
     I: AsyncWrite + Unpin,
@@ -598,16 +693,27 @@ where
     out.push(b' ');
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut date = false;
     for (name, value) in &parts.headers {
+        date |= name == http::header::DATE;
         h1::push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    h1::push_header(out, b"Content-Length", body.len().to_string().as_bytes());
-    h1::push_date(out);
+    let bodiless = matches!(parts.status.as_u16(), 204 | 304);
+    if !bodiless {
+        out.extend_from_slice(b"Content-Length: ");
+        h1::push_number(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !date {
+        h1::push_date(out);
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
+    if !head_request && !bodiless {
+        out.extend_from_slice(&body);
+    }
     io.write_all(out).await?;
     io.flush().await
 }

@@ -325,12 +325,12 @@ pub(super) struct Served<'a> {
 }
 
 /// A routed request, as its forwarding sees it.
-struct Routed<'a> {
-    routes: &'a ListenerRoutes,
-    target: &'a RouteTarget,
-    peer: &'a Peer,
-    host: &'a str,
-    start_ms: i64,
+pub(super) struct Routed<'a> {
+    pub routes: &'a ListenerRoutes,
+    pub target: &'a RouteTarget,
+    pub peer: &'a Peer,
+    pub host: &'a str,
+    pub start_ms: i64,
 }
 
 /// Sends a routed request to its rule's servers or function; to its fallback function when no server can take it.
@@ -410,50 +410,57 @@ struct Event {
     bounded: bool,
 }
 
-/// Runs a function for a request and turns its result into the response.
+/// Runs a function for a request whose body is still on its way, and turns its result into the response.
 async fn invoke(
     proxy: &Proxy,
     snapshot: &Snapshot,
     request: &Routed<'_>,
-    (key, qualifier): &(FunctionKey, String),
+    function: &(FunctionKey, String),
     parts: http::request::Parts,
     Event { body, bounded }: Event,
+    request_id: &str,
+) -> Response<Body> {
+    let too_large = || {
+        respond::errno(http::StatusCode::PAYLOAD_TOO_LARGE, status::REQUEST_TOO_LARGE, "RequestTooLarge", request_id)
+    };
+    let body = match body {
+        None => bytes::Bytes::new(),
+        Some(body) => {
+            let progress = body.progress();
+            match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) if bounded && progress.as_ref().is_some_and(|p| p.too_large()) => return too_large(),
+                Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
+                Err(_) if progress.is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
+                Err(_) => return respond::bad_request(),
+            }
+        }
+    };
+    if body.len() > proxy.functions.settings().max_event_bytes {
+        return too_large();
+    }
+    run_function(proxy, snapshot, request, function, &parts, &body, request_id).await
+}
+
+/// Runs a function for a request with its whole body, and turns its result into the response.
+pub(super) async fn run_function(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    request: &Routed<'_>,
+    (key, qualifier): &(FunctionKey, String),
+    parts: &http::request::Parts,
+    body: &[u8],
     request_id: &str,
 ) -> Response<Body> {
     let Routed { routes, target, peer, start_ms, .. } = *request;
     let Some(spec) = snapshot.functions.get(key) else {
         return respond::no_target();
     };
-    let request_id = request_id.to_string();
     let span =
         tracing::debug_span!("request", location = %target.location_id, function = %key, request_id = %request_id);
     async {
-        let too_large = || {
-            respond::errno(
-                http::StatusCode::PAYLOAD_TOO_LARGE,
-                status::REQUEST_TOO_LARGE,
-                "RequestTooLarge",
-                &request_id,
-            )
-        };
-        let body = match body {
-            None => bytes::Bytes::new(),
-            Some(body) => {
-                let progress = body.progress();
-                match body.collect().await {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(_) if bounded && progress.as_ref().is_some_and(|p| p.too_large()) => return too_large(),
-                    Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
-                    Err(_) if progress.is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
-                    Err(_) => return respond::bad_request(),
-                }
-            }
-        };
-        if body.len() > proxy.functions.settings().max_event_bytes {
-            return too_large();
-        }
         let info = RequestInfo {
-            request_id: &request_id,
+            request_id,
             client_ip: &peer.client_ip,
             lb_id: &routes.lb_id,
             listener_id: &routes.listener_id,
@@ -463,8 +470,8 @@ async fn invoke(
             scheme: if peer.tls { "https" } else { "http" },
             start_ms,
         };
-        let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, &body, &info);
-        let invocation = proxy.functions.invoke(spec, qualifier, event, request_id.clone(), None).await;
+        let event = bridge::event(&parts.method, &parts.uri, parts.version, &parts.headers, body, &info);
+        let invocation = proxy.functions.invoke(spec, qualifier, event, request_id.to_string(), None).await;
         match invocation.result {
             Ok(json) => match bridge::integration_response(&json) {
                 Some(integration) => {
@@ -473,9 +480,9 @@ async fn invoke(
                     *response.headers_mut() = integration.headers;
                     response
                 }
-                None => respond::bad_integration(&request_id),
+                None => respond::bad_integration(request_id),
             },
-            Err(e) => respond::function_error(&e, &request_id),
+            Err(e) => respond::function_error(&e, request_id),
         }
     }
     .instrument(span)
