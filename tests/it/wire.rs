@@ -304,3 +304,31 @@ async fn https_clients_reach_servers_over_kept_connections() {
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 1, "one server connection kept for every request");
 }
+
+#[tokio::test]
+async fn function_answers_on_a_kept_connection_follow_the_request_method() {
+    let app = TestApp::start();
+    app.create_fixture("wire-echo", "echo", json!({})).await.unwrap();
+    let route = app.route_to("wire-echo").await;
+    let mut stream = TcpStream::connect(route.base.trim_start_matches("http://")).await.unwrap();
+    let requests = concat!(
+        "HEAD / HTTP/1.1\r\nHost: fnlb.test\r\n\r\n",
+        "POST /p?q=1 HTTP/1.1\r\nHost: fnlb.test\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n",
+        "Connection: close\r\n\r\nabcd",
+    );
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut answers = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answers)).await.unwrap().unwrap();
+    let answers = String::from_utf8(answers).unwrap();
+    // The answer to HEAD has a length and no body: the next answer follows its head at once.
+    let (head, rest) = answers.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{answers}");
+    assert!(!head.to_ascii_lowercase().contains("content-length: 0\r\n"), "{head}");
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{answers}");
+    let (_, body) = rest.split_once("\r\n\r\n").expect("a second head");
+    let event = &serde_json::from_str::<serde_json::Value>(body).unwrap()["event"];
+    assert_eq!(event["httpMethod"], "POST");
+    assert_eq!(event["path"], "/p");
+    assert_eq!(event["queryString"]["q"], "1");
+    assert_eq!(event["payload"], "abcd");
+}
