@@ -85,25 +85,21 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 
 /// `X-Stgw-Time`: seconds with milliseconds, `1591692977.774`.
 pub(super) fn stgw_time(ms: i64) -> HeaderValue {
+    let mut text = Vec::with_capacity(24);
+    push_stgw_time(&mut text, ms);
+    HeaderValue::from_maybe_shared(Bytes::from(text)).expect("digits are a valid header value")
+}
+
+/// Appends the `X-Stgw-Time` value for `ms`.
+pub(super) fn push_stgw_time(out: &mut Vec<u8>, ms: i64) {
     let (seconds, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let mut text = [0u8; 24];
-    let mut at = text.len();
-    for digit in [millis % 10, millis / 10 % 10, millis / 100] {
-        at -= 1;
-        text[at] = b'0' + digit as u8;
-    }
-    at -= 1;
-    text[at] = b'.';
-    let mut rest = seconds.max(0);
-    loop {
-        at -= 1;
-        text[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    HeaderValue::from_bytes(&text[at..]).expect("digits are a valid header value")
+    super::h1::push_number(out, seconds.max(0) as u64);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+    ]);
 }
 
 /// A cookie's value (not empty) from a request's `Cookie` headers.

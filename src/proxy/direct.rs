@@ -302,9 +302,13 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     }
     let scheme: &[u8] = if peer.tls { b"https" } else { b"http" };
     let client_ip = peer.client_ip.as_bytes();
-    let time = bridge::stgw_time(start_ms);
-    let values: [&[u8]; 5] = [time.as_bytes(), scheme, scheme, b"HTTP/1.1", client_ip];
-    for ((_, name), value) in BALANCER_HEADERS.iter().zip(values) {
+    let (_, time_name) = &BALANCER_HEADERS[0];
+    out.extend_from_slice(time_name.as_bytes());
+    out.extend_from_slice(b": ");
+    bridge::push_stgw_time(out, start_ms);
+    out.extend_from_slice(b"\r\n");
+    let values: [&[u8]; 4] = [scheme, scheme, b"HTTP/1.1", client_ip];
+    for ((_, name), value) in BALANCER_HEADERS[1..].iter().zip(values) {
         h1::push_header(out, name.as_bytes(), value);
     }
     let (_, forwarded_name) = &BALANCER_HEADERS[5];
