@@ -160,8 +160,8 @@ where
     }
 }
 
-/// A request the direct path forwards: where its head and body end in the buffer, its rule, and what the
-/// access log tells of it. Its head as the server gets it is already written.
+/// A request the direct path serves: where its head and body end in the buffer, its rule, and what the access
+/// log tells of it. For servers, its head as they get it is already written; for a function, its parts are here.
 struct Plan {
     routes: Arc<ListenerRoutes>,
     rule: usize,
@@ -179,8 +179,8 @@ struct Plan {
     start_ms: i64,
     /// For a function: the request as its event tells it.
     function: Option<Box<FunctionRequest>>,
-    /// Kept alive for `routes`.
-    _snapshot: Arc<Snapshot>,
+    /// The snapshot `routes` is from (a function's spec is looked up in it).
+    snapshot: Arc<Snapshot>,
 }
 
 struct FunctionRequest {
@@ -267,21 +267,19 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         let Some(parts) = request_parts(method, target, headers) else { return Parsed::Other };
         let function = Some(Box::new(FunctionRequest { parts, host: host.to_string() }));
         let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
-        let (idempotent, _snapshot) = (false, snapshot);
-        let head = head_length;
         return Parsed::Ready(Plan {
             routes,
             rule,
-            head,
+            head: head_length,
             length,
             head_request,
-            idempotent,
+            idempotent: false,
             close,
             logged,
             started,
             start_ms,
             function,
-            _snapshot,
+            snapshot,
         });
     }
     // The head as a server gets it from CLB: hop-by-hop headers out, the balancer's own in (contract 1.2).
@@ -330,7 +328,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         started,
         start_ms,
         function: None,
-        _snapshot: snapshot,
+        snapshot,
     })
 }
 
@@ -480,7 +478,7 @@ where
     let body = &request[plan.head..plan.length];
     let request_id = crate::ids::request_id();
     let routed = Routed { routes: &plan.routes, target, peer, host: &function.host, start_ms: plan.start_ms };
-    let answer = run_function(proxy, &plan._snapshot, &routed, key, &function.parts, body, &request_id).await;
+    let answer = run_function(proxy, &plan.snapshot, &routed, key, &function.parts, body, &request_id).await;
     let status = answer.status().as_u16();
     let length = hyper::body::Body::size_hint(answer.body()).exact();
     let close = plan.close || last || peer.keepalive.closing();
