@@ -291,7 +291,7 @@ pub fn integration_response(json: &[u8]) -> Option<Integration> {
         Some(serde_json::Value::Object(map)) => {
             for (name, value) in map {
                 let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-                if is_hop_by_hop(&name) || name == http::header::CONTENT_LENGTH {
+                if super::h1::is_hop_by_hop(name.as_str()) || name == http::header::CONTENT_LENGTH {
                     continue;
                 }
                 let values: Vec<&serde_json::Value> = match value {
@@ -312,14 +312,6 @@ pub fn integration_response(json: &[u8]) -> Option<Integration> {
         Some(_) => return None,
     }
     Some(Integration { status, headers, body })
-}
-
-/// Headers that describe one connection, not the message, and never cross a proxy.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade"
-    )
 }
 
 #[cfg(test)]

@@ -259,6 +259,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     let head_request = method == "HEAD";
     let close = h1::connection_lists(headers, "close");
     let length = head_length + body as usize;
+    let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
     if !servers {
         if body > proxy.functions.settings().max_event_bytes as u64 {
             return Parsed::Other;
@@ -266,7 +267,6 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         // A function gets the request as the client sent it, in its event.
         let Some(parts) = request_parts(method, target, headers) else { return Parsed::Other };
         let function = Some(Box::new(FunctionRequest { parts, host: host.to_string() }));
-        let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
         return Parsed::Ready(Plan {
             routes,
             rule,
@@ -315,7 +315,6 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         None => h1::push_header(out, forwarded_name.as_bytes(), client_ip),
     }
     out.extend_from_slice(b"\r\n");
-    let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
     Parsed::Ready(Plan {
         routes,
         rule,
@@ -402,10 +401,11 @@ where
     let mut close = plan.close || last;
     let mut tried = Vec::new();
     let failed = loop {
-        let Some((addr, in_flight)) = upstreams.next_target(&balancer, peer.client.ip(), &mut tried) else {
+        let Some((backend, in_flight)) = balancer.next(peer.client.ip(), None, &mut tried) else {
             break if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
         };
-        let (mut stream, pooled) = match upstreams.plain_connection(&balancer, addr, &tried, waits.connect).await {
+        let addr = backend.addr;
+        let (mut stream, pooled) = match upstreams.plain_connection(backend, &tried, waits.connect).await {
             Ok(Some(connection)) => connection,
             Ok(None) => continue,
             Err(()) => break respond::bad_gateway(),
@@ -571,11 +571,7 @@ fn write_answer_head(
     close: bool,
 ) {
     let status = response.code.unwrap_or(502);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    h1::push_number(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    h1::push_status_line(out, status, response.reason.unwrap_or(""));
     let (mut date, mut server) = (false, false);
     for header in response.headers.iter() {
         let name = header.name;
@@ -592,11 +588,7 @@ fn write_answer_head(
         h1::push_header(out, name.as_bytes(), header.value);
     }
     match framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            h1::push_number(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
+        Framing::Length(n) => h1::push_content_length(out, n),
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty | Framing::UntilClose => {}
     }
@@ -690,11 +682,7 @@ where
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    h1::push_number(out, u64::from(parts.status.as_u16()));
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    h1::push_status_line(out, parts.status.as_u16(), parts.status.canonical_reason().unwrap_or(""));
     let mut date = false;
     for (name, value) in &parts.headers {
         date |= name == http::header::DATE;
@@ -702,9 +690,7 @@ where
     }
     let bodiless = matches!(parts.status.as_u16(), 204 | 304);
     if !bodiless {
-        out.extend_from_slice(b"Content-Length: ");
-        h1::push_number(out, body.len() as u64);
-        out.extend_from_slice(b"\r\n");
+        h1::push_content_length(out, body.len() as u64);
     }
     if !date {
         h1::push_date(out);

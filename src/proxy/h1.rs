@@ -55,7 +55,8 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// Whether a header belongs to one connection and is not forwarded (RFC 9110 section 7.6.1).
+/// Whether a header describes one connection, not the message, and never crosses a proxy (RFC 9110 section
+/// 7.6.1).
 pub fn is_hop_by_hop(name: &str) -> bool {
     const HOP: [&str; 7] =
         ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"];
@@ -76,6 +77,22 @@ pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a status line: `HTTP/1.1 <status> <reason>\r\n`.
+pub fn push_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_number(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `Content-Length: <n>\r\n`.
+pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_number(out, n);
     out.extend_from_slice(b"\r\n");
 }
 

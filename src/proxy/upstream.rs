@@ -27,7 +27,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
-use super::bridge::is_hop_by_hop;
 use super::health::{Health, TargetState};
 use super::respond::{self, Body};
 use super::upload::{Progress, Upload};
@@ -111,8 +110,8 @@ pub(super) struct Balancer {
     current: Mutex<Vec<i64>>,
 }
 
-struct Backend {
-    addr: SocketAddr,
+pub(super) struct Backend {
+    pub addr: SocketAddr,
     weight: i64,
     state: Arc<TargetState>,
     /// The persistence cookie's value for this target: a digest of the rule and address, not the address.
@@ -143,7 +142,12 @@ impl Balancer {
     }
 
     /// The next target to try (added to `tried`), counted in flight while the guard lives.
-    fn next(&self, client: IpAddr, cookie: Option<&str>, tried: &mut Vec<SocketAddr>) -> Option<(&Backend, InFlight)> {
+    pub(super) fn next(
+        &self,
+        client: IpAddr,
+        cookie: Option<&str>,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Option<(&Backend, InFlight)> {
         let backend = self.pick(client, cookie, tried)?;
         tried.push(backend.addr);
         backend.state.active.fetch_add(1, Ordering::Relaxed);
@@ -511,10 +515,7 @@ impl Upstreams {
         {
             return Ok(sender.clone());
         }
-        let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        let _ = stream.set_nodelay(true);
+        let stream = connect(addr, connect_timeout).await?;
         let sender = match tls {
             None => h2_handshake(addr, stream).await?,
             Some(name) => {
@@ -537,13 +538,9 @@ impl Upstreams {
         let mut tried = Vec::new();
         while tried.len() < self.settings.max_tries {
             let (backend, in_flight) = balancer.next(client, None, &mut tried)?;
-            let connect = tokio::net::TcpStream::connect(backend.addr);
-            match tokio::time::timeout(self.settings.connect_timeout, connect).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Some((stream, in_flight));
-                }
-                _ => tracing::debug!(target = %backend.addr, "Cannot connect to a target; trying another."),
+            match connect(backend.addr, self.settings.connect_timeout).await {
+                Ok(stream) => return Some((stream, in_flight)),
+                Err(_) => tracing::debug!(target = %backend.addr, "Cannot connect to a target; trying another."),
             }
         }
         None
@@ -590,10 +587,7 @@ impl Upstreams {
                 return Ok(link);
             }
         }
-        let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        let _ = stream.set_nodelay(true);
+        let stream = connect(addr, connect_timeout).await?;
         let Some(name) = tls else { return handshake(addr, stream).await };
         let name = name.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
         let connector = tokio_rustls::TlsConnector::from(self.tls_client.clone());
@@ -616,27 +610,16 @@ impl Upstreams {
         }
     }
 
-    /// The next target to try for a request (added to `tried`), counted in flight while the guard lives.
-    pub(super) fn next_target(
-        &self,
-        balancer: &Balancer,
-        client: IpAddr,
-        tried: &mut Vec<SocketAddr>,
-    ) -> Option<(SocketAddr, InFlight)> {
-        balancer.next(client, None, tried).map(|(backend, in_flight)| (backend.addr, in_flight))
-    }
-
-    /// An idle connection to `addr` that the server has not closed, or a new one; `true` with a pooled one.
+    /// An idle connection to the target that the server has not closed, or a new one; `true` with a pooled one.
     /// Connecting may fail (counted on the target); `Ok(None)` then means: try another target.
     pub(super) async fn plain_connection(
         &self,
-        balancer: &Balancer,
-        addr: SocketAddr,
+        backend: &Backend,
         tried: &[SocketAddr],
         connect_timeout: Duration,
     ) -> Result<Option<(tokio::net::TcpStream, bool)>, ()> {
         loop {
-            let pooled = self.plain.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&addr).and_then(Vec::pop);
+            let pooled = self.plain.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&backend.addr).and_then(Vec::pop);
             let Some(stream) = pooled else { break };
             // Anything readable on an idle connection is its end (or bytes it should not have sent).
             let readable = std::future::poll_fn(|cx| Poll::Ready(stream.poll_read_ready(cx).is_ready())).await;
@@ -644,18 +627,10 @@ impl Upstreams {
                 return Ok(Some((stream, true)));
             }
         }
-        let connected = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await;
-        let error = match connected {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(Some((stream, false)));
-            }
-            Ok(Err(e)) => e,
-            Err(_) => std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-        };
-        match balancer.targets.iter().find(|b| b.addr == addr) {
-            Some(backend) if self.retry(backend, &error, tried) => Ok(None),
-            _ => Err(()),
+        match connect(backend.addr, connect_timeout).await {
+            Ok(stream) => Ok(Some((stream, false))),
+            Err(error) if self.retry(backend, &error, tried) => Ok(None),
+            Err(_) => Err(()),
         }
     }
 
@@ -693,6 +668,15 @@ async fn exchange<T>(
         }
     }
     tokio::time::timeout(waits.read, send).await.map_err(|_| respond::gateway_timeout())
+}
+
+/// A new TCP connection to a target, within the connect timeout, with Nagle's algorithm off.
+async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// HTTP/1.1 over a new connection to a target; the connection runs on its own task.
@@ -761,7 +745,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    let hop: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    let hop: Vec<HeaderName> = headers.keys().filter(|n| super::h1::is_hop_by_hop(n.as_str())).cloned().collect();
     for name in hop {
         headers.remove(name);
     }

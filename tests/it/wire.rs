@@ -61,17 +61,13 @@ async fn answer_requests(mut stream: TcpStream, close_each: bool) {
                     .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse::<usize>().unwrap());
                 break (head, request.method.unwrap().to_string(), request.path.unwrap().to_string(), length);
             }
-            let mut more = [0; 4096];
-            match stream.read(&mut more).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&more[..n]),
+            if !matches!(stream.read_buf(&mut buffer).await, Ok(n) if n > 0) {
+                return;
             }
         };
         while buffer.len() < head + length {
-            let mut more = [0; 4096];
-            match stream.read(&mut more).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&more[..n]),
+            if !matches!(stream.read_buf(&mut buffer).await, Ok(n) if n > 0) {
+                return;
             }
         }
         let request: Vec<u8> = buffer.drain(..head + length).collect();
@@ -124,6 +120,16 @@ async fn forwarding_on(
     let params = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "Targets": target});
     app.clb("RegisterTargets", params).await.unwrap();
     (format!("http://{vip}:{port}"), SocketAddr::from((vip, port)))
+}
+
+/// Everything the other side sends until it closes the connection, as text (within 60 s).
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut read = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut read))
+        .await
+        .expect("the answers, then the close, within 60 s")
+        .unwrap();
+    String::from_utf8(read).unwrap()
 }
 
 /// Sends `request` on an open client connection; the answer's status, headers and body (and its trailers).
@@ -231,12 +237,7 @@ async fn pipelined_requests_of_different_kinds_are_answered_in_order() {
         "GET /length HTTP/1.1\r\nHost: wire.test\r\nConnection: close\r\n\r\n",
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
-    let mut answers = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answers))
-        .await
-        .expect("all answers, then the close, within 30 s")
-        .unwrap();
-    let answers = String::from_utf8(answers).unwrap();
+    let answers = read_to_close(&mut stream).await;
     let statuses: Vec<&str> = answers.match_indices("HTTP/1.").map(|(at, _)| &answers[at + 9..at + 12]).collect();
     assert_eq!(statuses, ["200", "404", "200", "200"], "{answers}");
     assert_eq!(answers.matches("hello").count(), 3, "{answers}");
@@ -253,9 +254,7 @@ async fn a_head_sent_a_byte_at_a_time_is_served() {
         stream.write_all(std::slice::from_ref(byte)).await.unwrap();
         stream.flush().await.unwrap();
     }
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
-    let answer = String::from_utf8(answer).unwrap();
+    let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nhello"), "{answer}");
 }
 
@@ -317,9 +316,7 @@ async fn function_answers_on_a_kept_connection_follow_the_request_method() {
         "Connection: close\r\n\r\nabcd",
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
-    let mut answers = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answers)).await.unwrap().unwrap();
-    let answers = String::from_utf8(answers).unwrap();
+    let answers = read_to_close(&mut stream).await;
     // The answer to HEAD has a length and no body: the next answer follows its head at once.
     let (head, rest) = answers.split_once("\r\n\r\n").expect("a head");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{answers}");
