@@ -43,6 +43,7 @@ nginx_proxy_conf() {
             if [ -n "${NGINX_TLS:-}" ]; then
                 echo "        listen 127.0.0.1:$listen ssl;"
                 echo "        ssl_certificate ${NGINX_TLS% *}; ssl_certificate_key ${NGINX_TLS#* };"
+                echo "        ssl_protocols TLSv1.2 TLSv1.3;"
             else
                 echo "        listen 127.0.0.1:$listen;"
             fi
@@ -83,24 +84,54 @@ fnlb_proxy() {
     fnlb_call clb RegisterTargets "{\"LoadBalancerId\":\"$LB\",\"ListenerId\":\"$LISTENER\",\"LocationId\":\"$RULE\",\"Targets\":[{\"EniIp\":\"127.0.0.1\",\"Port\":$3}]}" >/dev/null
 }
 
-# wrk on CPU 1 (a warm-up run, then the measured one): prints "LABEL c=N REQ/S p50 p99" on stderr and the
-# req/s on stdout. Usage: measure LABEL URL CONNECTIONS [wrk options…]
-measure() {
-    taskset -c 1 wrk -t1 -c"$3" -d"$DURATION" "${@:4}" "$2" >/dev/null
-    measure_once "$@"
+# warm_up URL CONNECTIONS [wrk options…]: one unmeasured wrk run on CPU 1 of the benchmark's duration.
+warm_up() {
+    taskset -c 1 wrk -t1 -c"$2" -d"$DURATION" "${@:3}" "$1" >/dev/null
 }
 
 # One measured wrk run on CPU 1, no warm-up: prints "LABEL c=N REQ/S p50 p99" on stderr and the req/s on stdout.
-# Usage: measure_once LABEL URL CONNECTIONS [wrk options…]
+# With CPU_PID set, the line also gives that process's CPU time (user + system, all its threads) per request.
+# Usage: [CPU_PID=PID] measure_once LABEL URL CONNECTIONS [wrk options…]
 measure_once() {
-    local label=$1 url=$2 c=$3 out rps p50 p99
+    local label=$1 url=$2 c=$3 out rps p50 p99 before cpu=""
     shift 3
+    [ -n "${CPU_PID:-}" ] && before=$(cpu_ticks "$CPU_PID")
     out=$(taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" --latency "$@" "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-20s c=%-4s %10s req/s   p50 %-9s p99 %s\n' "$label" "$c" "$rps" "$p50" "$p99" >&2
+    if [ -n "${CPU_PID:-}" ]; then
+        cpu=$(awk -v t="$(( $(cpu_ticks "$CPU_PID") - before ))" -v hz="$(getconf CLK_TCK)" \
+            '/ requests in / {printf "   cpu %.1f us/req", t * 1e6 / hz / $1}' <<<"$out")
+    fi
+    printf '%-28s c=%-4s %10s req/s   p50 %-9s p99 %-9s%s\n' "$label" "$c" "$rps" "$p50" "$p99" "$cpu" >&2
     echo "$rps"
+}
+
+# print_medians LABEL FNLB NGINX HAPROXY (each a space-separated list of req/s, one per round): the medians, the
+# ratio of fnlb's to nginx's with each round's, and the ratio of fnlb's to HAProxy's, on stderr.
+print_medians() {
+    python3 - "$@" >&2 <<'PY'
+import statistics, sys
+label, fnlb, nginx, haproxy = sys.argv[1], *[[float(x) for x in a.split()] for a in sys.argv[2:]]
+m = statistics.median
+print('%s medians: fnlb %.0f, nginx %.0f, haproxy %.0f req/s; fnlb / nginx: %.2fx (rounds: %s); fnlb / haproxy: %.2fx' % (
+    label, m(fnlb), m(nginx), m(haproxy), m(fnlb) / m(nginx),
+    ' '.join('%.2f' % (f / n) for f, n in zip(fnlb, nginx)), m(fnlb) / m(haproxy)))
+PY
+}
+
+# cpu_ticks PID: the user + system clock ticks PID has used so far (all its threads).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# nginx_worker MASTER_PID: the PID of nginx's (single) worker process, once it is there (at most 10 s).
+nginx_worker() {
+    for _ in $(seq 1 100); do
+        pgrep -P "$1" && return 0
+        sleep 0.1
+    done
+    echo "nginx started no worker" >&2
+    return 1
 }
 
 # Writes $WORK/haproxy.cfg: HAProxy with one thread, proxying 127.0.0.1:LISTEN_PORT to 127.0.0.1:UPSTREAM_PORT

@@ -3,7 +3,8 @@
 # keep-alive) and HAProxy (1 thread) doing the same job in the same run. The balancer runs on CPU 0 (taskset); the
 # upstream (a small hyper server, examples/upstream.rs) and wrk share CPU 1. Each balancer is warmed up once per
 # connection count, then measured in rounds that take each in turn (so that a change in the machine's speed weighs
-# on all three). Prints req/s and p50/p99 of each run, then the medians and their ratios.
+# on all three). Prints req/s, p50/p99 and the balancer's CPU time per request of each run, then the medians and
+# their ratios.
 #
 # Needs: wrk, nginx, haproxy (Debian packages). Everything runs on 127.0.0.1 and is stopped at the end.
 # Usage: bench/proxy.sh [duration, default 10s] [connections, default "64 256"] [rounds, default 3]
@@ -31,27 +32,22 @@ wait_http "http://127.0.0.1:$FNLB_PORT/"
 NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
 nginx_proxy_conf 256 "$NGINX_PORT:$UP_PORT"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+NGINX_PID=$(nginx_worker $!)
 haproxy_conf "$HAPROXY_PORT" "$UP_PORT"
 taskset -c 0 haproxy -f "$WORK/haproxy.cfg" & PIDS+=($!)
+HAPROXY_PID=$!
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$HAPROXY_PORT/"
 
 for c in $CONNECTIONS; do
     for url in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
-        taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" "http://127.0.0.1:$url/" >/dev/null
+        warm_up "http://127.0.0.1:$url/" "$c"
     done
     FNLB=() NGINX=() HAPROXY=()
     for round in $(seq 1 "$ROUNDS"); do
-        FNLB+=("$(measure_once "fnlb, round $round" "http://127.0.0.1:$FNLB_PORT/" "$c")")
-        NGINX+=("$(measure_once "nginx, round $round" "http://127.0.0.1:$NGINX_PORT/" "$c")")
-        HAPROXY+=("$(measure_once "haproxy, round $round" "http://127.0.0.1:$HAPROXY_PORT/" "$c")")
+        FNLB+=("$(CPU_PID=$FNLB_PID measure_once "fnlb, round $round" "http://127.0.0.1:$FNLB_PORT/" "$c")")
+        NGINX+=("$(CPU_PID=$NGINX_PID measure_once "nginx, round $round" "http://127.0.0.1:$NGINX_PORT/" "$c")")
+        HAPROXY+=("$(CPU_PID=$HAPROXY_PID measure_once "haproxy, round $round" "http://127.0.0.1:$HAPROXY_PORT/" "$c")")
     done
-    python3 - "$c" "${FNLB[*]}" "${NGINX[*]}" "${HAPROXY[*]}" >&2 <<'PY'
-import statistics, sys
-c, fnlb, nginx, haproxy = sys.argv[1], *[[float(x) for x in a.split()] for a in sys.argv[2:]]
-m = statistics.median
-print('c=%s medians: fnlb %.0f, nginx %.0f, haproxy %.0f req/s; fnlb / nginx: %.2fx (rounds: %s); fnlb / haproxy: %.2fx' % (
-    c, m(fnlb), m(nginx), m(haproxy), m(fnlb) / m(nginx),
-    ' '.join('%.2f' % (f / n) for f, n in zip(fnlb, nginx)), m(fnlb) / m(haproxy)))
-PY
+    print_medians "c=$c" "${FNLB[*]}" "${NGINX[*]}" "${HAPROXY[*]}"
 done

@@ -2,14 +2,17 @@
 # Benchmark: HTTPS termination. fnlb, nginx (1 worker) and HAProxy (1 thread) each terminate TLS with the same
 # ECDSA P-256 certificate and proxy to one HTTP server (examples/upstream.rs) with upstream keep-alive. Two loads
 # per balancer: keep-alive HTTPS requests, and a new connection (a full TLS 1.3 handshake) for every request.
-# The balancer runs on CPU 0 (taskset); the upstream and wrk share CPU 1.
+# The balancer runs on CPU 0 (taskset); the upstream and wrk share CPU 1. Each balancer is warmed up once per
+# load, then measured in rounds that take each in turn; prints each run (with the balancer's CPU time per
+# request), then the medians and their ratios.
 #
 # Needs: wrk (with TLS), nginx, haproxy, openssl. Everything runs on 127.0.0.1 and is stopped at the end.
-# Usage: bench/proxy_tls.sh [duration, default 10s] [connections, default 64]
+# Usage: bench/proxy_tls.sh [duration, default 10s] [connections, default 64] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 C=${2:-64}
+ROUNDS=${3:-3}
 . bench/lib.sh
 
 cargo build --release --quiet --bin fnlb --example upstream
@@ -32,15 +35,23 @@ fnlb_proxy HTTPS "$FNLB_PORT" "$UP_PORT" "\"Certificate\":$CERT"
 NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
 NGINX_TLS="$WORK/cert.pem $WORK/key.pem" nginx_proxy_conf 256 "$NGINX_PORT:$UP_PORT"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+NGINX_PID=$(nginx_worker $!)
 haproxy_conf "$HAPROXY_PORT" "$UP_PORT" "ssl crt $WORK/combined.pem"
 taskset -c 0 haproxy -f "$WORK/haproxy.cfg" & PIDS+=($!)
+HAPROXY_PID=$!
 for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do wait_http "https://127.0.0.1:$port/"; done
 
 for load in keep-alive handshakes; do
     opts=()
     [ "$load" = handshakes ] && opts=(-H "Connection: close")
-    FNLB=$(measure "fnlb $load" "https://127.0.0.1:$FNLB_PORT/" "$C" "${opts[@]}")
-    NGINX=$(measure "nginx $load" "https://127.0.0.1:$NGINX_PORT/" "$C" "${opts[@]}")
-    HAPROXY=$(measure "haproxy $load" "https://127.0.0.1:$HAPROXY_PORT/" "$C" "${opts[@]}")
-    python3 -c "print('$load: fnlb / nginx: %.2fx; fnlb / haproxy: %.2fx' % ($FNLB / $NGINX, $FNLB / $HAPROXY))" >&2
+    for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+        warm_up "https://127.0.0.1:$port/" "$C" "${opts[@]}"
+    done
+    FNLB=() NGINX=() HAPROXY=()
+    for round in $(seq 1 "$ROUNDS"); do
+        FNLB+=("$(CPU_PID=$FNLB_PID measure_once "fnlb $load, round $round" "https://127.0.0.1:$FNLB_PORT/" "$C" "${opts[@]}")")
+        NGINX+=("$(CPU_PID=$NGINX_PID measure_once "nginx $load, round $round" "https://127.0.0.1:$NGINX_PORT/" "$C" "${opts[@]}")")
+        HAPROXY+=("$(CPU_PID=$HAPROXY_PID measure_once "haproxy $load, round $round" "https://127.0.0.1:$HAPROXY_PORT/" "$C" "${opts[@]}")")
+    done
+    print_medians "$load" "${FNLB[*]}" "${NGINX[*]}" "${HAPROXY[*]}"
 done

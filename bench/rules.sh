@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark: proxy throughput with 10,000 rules on the listener against 1 rule. Two HTTP listeners of one fnlb
 # forward to the same server (examples/upstream.rs): one with a single rule, one with 10,000 rules in the router
-# micro-benchmark's mix (exact, wildcard and regex domains; prefix, exact and regex URLs), requests going to one
-# of the last rules. fnlb runs on CPU 0 (taskset); the upstream and wrk share CPU 1.
+# micro-benchmark's mix (exact, wildcard and regex domains; prefix, exact and regex URLs). Both get the same
+# request, which goes to one of the last rules on the large listener and to the default domain on the other. fnlb
+# runs on CPU 0 (taskset); the upstream and wrk share CPU 1. Both listeners are measured in rounds that take each
+# in turn, with fnlb's CPU time per request; prints the medians and their ratio.
 #
 # Needs: wrk. Everything runs on 127.0.0.1 and is stopped at the end.
-# Usage: bench/rules.sh [duration, default 10s] [connections, default 64]
+# Usage: bench/rules.sh [duration, default 10s] [connections, default 64] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 C=${2:-64}
+ROUNDS=${3:-3}
 RULES=10000
 . bench/lib.sh
 
@@ -50,6 +53,19 @@ fnlb_call clb RegisterTargets "{\"LoadBalancerId\":\"$LB\",\"ListenerId\":\"$MAN
 wait_http "http://127.0.0.1:$ONE_PORT/"
 curl -fsS -o /dev/null -H 'Host: d2499.example.com' "http://127.0.0.1:$MANY_PORT/api/v9997/items"
 
-ONE=$(measure "fnlb 1 rule" "http://127.0.0.1:$ONE_PORT/" "$C")
-MANY_RPS=$(measure "fnlb $RULES rules" "http://127.0.0.1:$MANY_PORT/api/v9997/items" "$C" -H 'Host: d2499.example.com')
-python3 -c "print('$RULES rules / 1 rule: %.2fx' % ($MANY_RPS / $ONE))" >&2
+warm_up "http://127.0.0.1:$ONE_PORT/api/v9997/items" "$C" -H 'Host: d2499.example.com'
+warm_up "http://127.0.0.1:$MANY_PORT/api/v9997/items" "$C" -H 'Host: d2499.example.com'
+ONE=() MANY_RPS=()
+for round in $(seq 1 "$ROUNDS"); do
+    ONE+=("$(CPU_PID=$FNLB_PID measure_once "1 rule, round $round" \
+        "http://127.0.0.1:$ONE_PORT/api/v9997/items" "$C" -H 'Host: d2499.example.com')")
+    MANY_RPS+=("$(CPU_PID=$FNLB_PID measure_once "$RULES rules, round $round" \
+        "http://127.0.0.1:$MANY_PORT/api/v9997/items" "$C" -H 'Host: d2499.example.com')")
+done
+python3 - "${ONE[*]}" "${MANY_RPS[*]}" >&2 <<'PY'
+import statistics, sys
+one, many = [[float(x) for x in a.split()] for a in sys.argv[1:]]
+m = statistics.median
+print('medians: 1 rule %.0f, 10,000 rules %.0f req/s; 10,000 rules / 1 rule: %.2fx (rounds: %s)' % (
+    m(one), m(many), m(many) / m(one), ' '.join('%.2f' % (b / a) for a, b in zip(one, many))))
+PY
