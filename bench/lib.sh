@@ -73,13 +73,14 @@ fnlb_call() { FNLB_DATA_DIR="$WORK/fnlb" ./target/release/fnlb call --endpoint "
 # field NAME: the first element of the JSON array NAME in the answer on stdin.
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'][0])"; }
 
-# Creates a load balancer on 127.0.0.1 and a listener of PROTOCOL on PORT (EXTRA: more CreateListener fields,
-# as JSON members), with a rule on `/` of 127.0.0.1 forwarding to the server on 127.0.0.1:UPSTREAM_PORT.
+# Creates a load balancer on 127.0.0.1 and a listener of PROTOCOL on PORT keeping its server connections alive
+# (`KeepaliveEnable`, as nginx's upstream `keepalive`; EXTRA: more CreateListener fields, as JSON members), with a
+# rule on `/` of 127.0.0.1 forwarding to the server on 127.0.0.1:UPSTREAM_PORT.
 # Sets LB, LISTENER and RULE. Usage: fnlb_proxy PROTOCOL PORT UPSTREAM_PORT [EXTRA]
 fnlb_proxy() {
     local extra=${4:+,$4}
     LB=$(fnlb_call clb CreateLoadBalancer '{"LoadBalancerType":"OPEN","Vip":"127.0.0.1"}' | field LoadBalancerIds)
-    LISTENER=$(fnlb_call clb CreateListener "{\"LoadBalancerId\":\"$LB\",\"Ports\":[$2],\"Protocol\":\"$1\"$extra}" | field ListenerIds)
+    LISTENER=$(fnlb_call clb CreateListener "{\"LoadBalancerId\":\"$LB\",\"Ports\":[$2],\"Protocol\":\"$1\",\"KeepaliveEnable\":1$extra}" | field ListenerIds)
     RULE=$(fnlb_call clb CreateRule "{\"LoadBalancerId\":\"$LB\",\"ListenerId\":\"$LISTENER\",\"Rules\":[{\"Domain\":\"127.0.0.1\",\"Url\":\"/\",\"HealthCheck\":{\"HealthSwitch\":0}}]}" | field LocationIds)
     fnlb_call clb RegisterTargets "{\"LoadBalancerId\":\"$LB\",\"ListenerId\":\"$LISTENER\",\"LocationId\":\"$RULE\",\"Targets\":[{\"EniIp\":\"127.0.0.1\",\"Port\":$3}]}" >/dev/null
 }

@@ -26,7 +26,7 @@ wait_http "http://127.0.0.1:$UP_PORT/"
 ONE_PORT=$(free_port); MANY_PORT=$(free_port)
 fnlb_start --rules-per-listener "$RULES"
 fnlb_proxy HTTP "$ONE_PORT" "$UP_PORT"
-MANY=$(fnlb_call clb CreateListener "{\"LoadBalancerId\":\"$LB\",\"Ports\":[$MANY_PORT],\"Protocol\":\"HTTP\"}" | field ListenerIds)
+MANY=$(fnlb_call clb CreateListener "{\"LoadBalancerId\":\"$LB\",\"Ports\":[$MANY_PORT],\"Protocol\":\"HTTP\",\"KeepaliveEnable\":1}" | field ListenerIds)
 
 # The rules, 50 to a CreateRule call; the target goes to rule 9997 (d2499.example.com, /api/v9997/).
 started=$(date +%s)

@@ -65,6 +65,9 @@ pub struct RouteTarget {
     pub forward_tls: bool,
     /// `ForwardType` `GRPC` or `GRPCS`: HTTP/2 to the servers (gRPC needs its trailers).
     pub forward_h2: bool,
+    /// The listener's `KeepaliveEnable`: HTTP/1.1 connections to the servers are kept and reused. Otherwise each
+    /// request has a connection of its own, closed after the answer (CLB's short connections).
+    pub keepalive: bool,
     pub health_check: HealthCheck,
     /// The custom configuration in effect for the rule: the load balancer's, its domain's and its own, merged.
     pub custom: Arc<Settings>,
@@ -218,6 +221,7 @@ impl Snapshot {
                     session_expire_time: 0,
                     forward_tls: false,
                     forward_h2: false,
+                    keepalive: false,
                     health_check: listener.health_check.clone(),
                     custom: Arc::default(),
                     redirect: None,
@@ -288,6 +292,7 @@ impl Snapshot {
                     session_expire_time: r.session_expire_time,
                     forward_tls: matches!(r.forward_type.as_str(), "HTTPS" | "GRPCS"),
                     forward_h2: matches!(r.forward_type.as_str(), "GRPC" | "GRPCS"),
+                    keepalive: listener.keepalive_enable,
                     health_check: r.health_check.clone(),
                     function: r.function.as_ref().map(|t| function_ref(lb, t)),
                     fallback: r.fallback.as_ref().map(|t| function_ref(lb, t)),

@@ -314,6 +314,9 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         Some(prior) => h1::push_header(out, forwarded_name.as_bytes(), &[prior, b", ", client_ip].concat()),
         None => h1::push_header(out, forwarded_name.as_bytes(), client_ip),
     }
+    if !rule_target.keepalive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     Parsed::Ready(Plan {
         routes,
@@ -405,7 +408,8 @@ where
             break if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
         };
         let addr = backend.addr;
-        let (mut stream, pooled) = match upstreams.plain_connection(backend, &tried, waits.connect).await {
+        let connection = upstreams.plain_connection(backend, target.keepalive, &tried, waits.connect).await;
+        let (mut stream, pooled) = match connection {
             Ok(Some(connection)) => connection,
             Ok(None) => continue,
             Err(()) => break respond::bad_gateway(),
@@ -445,7 +449,7 @@ where
         let relayed = relay(framing, &mut stream, answer, io, out, waits.read).await;
         drop(in_flight);
         match relayed {
-            Ok(()) if reusable && framing != Framing::UntilClose && answer.is_empty() => {
+            Ok(()) if target.keepalive && reusable && framing != Framing::UntilClose && answer.is_empty() => {
                 upstreams.keep_plain(addr, stream);
             }
             Ok(()) => {}

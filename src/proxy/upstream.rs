@@ -262,6 +262,11 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The idle connection to the target used last.
+    fn take(&self, key: &PoolKey) -> Option<Link> {
+        self.lock().get_mut(key).and_then(Vec::pop)
+    }
+
     /// Keeps a connection whose exchange is over for the next request to the same target, up to the limit.
     fn keep(&self, addr: PoolKey, link: Link) {
         if link.conn.is_none() || link.sender.is_closed() {
@@ -279,12 +284,15 @@ impl Pool {
 /// back to the pool and the request stops counting as in flight.
 struct Returning {
     body: Incoming,
+    /// The connection may serve another request (`KeepaliveEnable`).
+    keep: bool,
     done: Option<(Arc<Pool>, PoolKey, Link, InFlight)>,
 }
 
 impl Drop for Returning {
     fn drop(&mut self) {
         if let Some((pool, addr, link, _in_flight)) = self.done.take()
+            && self.keep
             && self.body.is_end_stream()
         {
             pool.keep(addr, link);
@@ -310,7 +318,9 @@ impl hyper::body::Body for Returning {
             // The whole response has been read: the connection can serve the next request now.
             if let Some((pool, addr, mut link, _in_flight)) = this.done.take() {
                 link.drive(cx);
-                pool.keep(addr, link);
+                if this.keep {
+                    pool.keep(addr, link);
+                }
             }
         }
         polled
@@ -391,12 +401,15 @@ impl Upstreams {
         let replayable = rule.fallback.is_some()
             && request.body().is_end_stream()
             && matches!(*request.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        if !rule.keepalive {
+            request.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let mut tried = Vec::new();
         loop {
             let Some((backend, in_flight)) = balancer.next(client, cookie.as_deref(), &mut tried) else {
                 return Forwarded::Unsent { request, tried: !tried.is_empty() };
             };
-            let mut link = match self.link(backend.addr, tls.clone(), waits.connect).await {
+            let mut link = match self.link(backend.addr, tls.clone(), rule.keepalive, waits.connect).await {
                 Ok(link) => link,
                 Err(e) if self.retry(backend, &e, &tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
@@ -444,7 +457,7 @@ impl Upstreams {
             // The request counts as in flight, and its connection stays out of the pool, until its response body
             // is done.
             let key = (backend.addr, tls.is_some());
-            let body = Returning { body, done: Some((self.idle.clone(), key, link, in_flight)) };
+            let body = Returning { body, keep: rule.keepalive, done: Some((self.idle.clone(), key, link, in_flight)) };
             return Forwarded::Answered(Response::from_parts(parts, body.boxed()));
         }
     }
@@ -568,19 +581,17 @@ impl Upstreams {
         retry
     }
 
-    /// A ready pooled connection to `addr` (over TLS when `tls` is given: `Some(None)` names the target by its
-    /// address), or a new one.
+    /// A ready pooled connection to `addr` (when connections are reused; over TLS when `tls` is given: `Some(None)`
+    /// names the target by its address), or a new one.
     async fn link(
         &self,
         addr: SocketAddr,
         tls: Option<Option<ServerName<'static>>>,
+        reuse: bool,
         connect_timeout: Duration,
     ) -> std::io::Result<Link> {
-        loop {
-            // The most recently used first: it is the likeliest to be open; closed ones on the way are dropped.
-            let Some(mut link) = self.idle.lock().get_mut(&(addr, tls.is_some())).and_then(Vec::pop) else {
-                break;
-            };
+        // The most recently used first: it is the likeliest to be open; closed ones on the way are dropped.
+        while reuse && let Some(mut link) = self.idle.take(&(addr, tls.is_some())) {
             // Let it notice a close by the server, and be ready for the next request.
             let open = std::future::poll_fn(|cx| Poll::Ready(link.drive(cx))).await;
             if open && link.sender.is_ready() {
@@ -610,17 +621,17 @@ impl Upstreams {
         }
     }
 
-    /// An idle connection to the target that the server has not closed, or a new one; `true` with a pooled one.
-    /// Connecting may fail (counted on the target); `Ok(None)` then means: try another target.
+    /// An idle connection to the target that the server has not closed (when connections are reused), or a new
+    /// one; `true` with a pooled one. Connecting may fail (counted on the target); `Ok(None)` then means: try
+    /// another target.
     pub(super) async fn plain_connection(
         &self,
         backend: &Backend,
+        reuse: bool,
         tried: &[SocketAddr],
         connect_timeout: Duration,
     ) -> Result<Option<(tokio::net::TcpStream, bool)>, ()> {
-        loop {
-            let pooled = self.plain.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&backend.addr).and_then(Vec::pop);
-            let Some(stream) = pooled else { break };
+        while reuse && let Some(stream) = self.idle_plain(backend.addr) {
             // Anything readable on an idle connection is its end (or bytes it should not have sent).
             let readable = std::future::poll_fn(|cx| Poll::Ready(stream.poll_read_ready(cx).is_ready())).await;
             if !readable || matches!(stream.try_read(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
@@ -632,6 +643,11 @@ impl Upstreams {
             Err(error) if self.retry(backend, &error, tried) => Ok(None),
             Err(_) => Err(()),
         }
+    }
+
+    /// The idle connection to `addr` used last.
+    fn idle_plain(&self, addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+        self.plain.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&addr).and_then(Vec::pop)
     }
 
     /// Keeps a connection whose exchange ended cleanly for the next request to `addr`, up to the limit.

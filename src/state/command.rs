@@ -187,6 +187,14 @@ pub enum Command {
         listener_id: String,
         tls: TlsSettings,
     },
+    /// Changes a listener's name and whether its server connections are kept alive (`KeepaliveEnable`).
+    ModifyListener {
+        scope: Scope,
+        lb_id: String,
+        listener_id: String,
+        name: Option<String>,
+        keepalive_enable: Option<bool>,
+    },
     /// Changes the attributes every rule of one domain shares: its certificates (SNI), HTTP/2, whether it is the
     /// listener's default domain.
     ModifyDomain {

@@ -577,6 +577,17 @@ impl State {
                 self.listeners.get_mut(&listener_id).expect("listener checked above").tls = Some(tls);
                 touched.push(EntityKey::Listener(listener_id));
             }
+            Command::ModifyListener { scope, lb_id, listener_id, name, keepalive_enable } => {
+                self.listener(&scope, &lb_id, &listener_id)?;
+                let listener = self.listeners.get_mut(&listener_id).expect("listener checked above");
+                if let Some(name) = name {
+                    listener.name = name;
+                }
+                if let Some(keepalive_enable) = keepalive_enable {
+                    listener.keepalive_enable = keepalive_enable;
+                }
+                touched.push(EntityKey::Listener(listener_id));
+            }
             Command::ModifyDomain { scope, lb_id, listener_id, domain, tls, http2, default_server } => {
                 let listener = self.listener(&scope, &lb_id, &listener_id)?;
                 if !self.rules.values().any(|r| r.listener_id == listener_id && r.domain == domain) {

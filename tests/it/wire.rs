@@ -1,6 +1,7 @@
 //! HTTP/1.1 on the wire between a client, fnlb and a server: every way an answer's body can end, interim answers,
-//! hop-by-hop headers, kept-alive connections on both sides, pipelined requests of different kinds on one
-//! connection, and servers that close their connections.
+//! hop-by-hop headers, kept-alive connections on both sides (and a connection per request to servers without
+//! `KeepaliveEnable`), pipelined requests of different kinds on one connection, and servers that close their
+//! connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,9 +98,10 @@ async fn answer_requests(mut stream: TcpStream, close_each: bool) {
     }
 }
 
-/// An HTTP listener with a rule for `wire.test` + `url` forwarding to `server`; the listener's base URL.
+/// An HTTP listener keeping its server connections alive, with a rule for `wire.test` + `url` forwarding to
+/// `server`; the listener's base URL.
 async fn forwarding(app: &TestApp, url: &str, server: SocketAddr) -> (String, SocketAddr) {
-    forwarding_on(app, "HTTP", json!({}), url, server).await
+    forwarding_on(app, "HTTP", json!({"KeepaliveEnable": 1}), url, server).await
 }
 
 /// A listener of `protocol` (`extra` merged into CreateListener's parameters) with a rule for `wire.test` + `url`
@@ -272,12 +274,62 @@ async fn servers_that_close_their_connections_after_each_answer_cause_no_errors(
 }
 
 #[tokio::test]
+async fn without_keepalive_each_request_has_a_server_connection_of_its_own() {
+    let app = TestApp::start();
+    let server = Scripted::start(false).await;
+    // `KeepaliveEnable` is off by default, as on CLB.
+    let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
+    let rule = json!({"Domain": "wire.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}});
+    let created =
+        app.clb("CreateRule", json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [rule]})).await.unwrap();
+    let location = created["LocationIds"][0].as_str().unwrap();
+    let target = json!([{"EniIp": "127.0.0.1", "Port": server.addr.port()}]);
+    let params = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "Targets": target});
+    app.clb("RegisterTargets", params).await.unwrap();
+
+    // On the direct path (HTTP/1.1) and the general one (HTTP/1.0, and what follows it on the connection).
+    let requests = concat!(
+        "GET /echo HTTP/1.1\r\nHost: wire.test\r\n\r\n",
+        "GET /echo HTTP/1.0\r\nHost: wire.test\r\nConnection: keep-alive\r\n\r\n",
+        "GET /echo HTTP/1.1\r\nHost: wire.test\r\nConnection: close\r\n\r\n",
+    );
+    let mut stream = TcpStream::connect((vip, port)).await.unwrap();
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let answers = read_to_close(&mut stream).await.to_ascii_lowercase();
+    assert_eq!(answers.matches(" 201 created\r\n").count(), 3, "{answers}");
+    // Each request reached the server saying it would be its connection's last.
+    assert_eq!(answers.matches("get /echo http/1.1\r\n").count(), 3, "{answers}");
+    for echoed in answers.split("get /echo http/1.1\r\n").skip(1) {
+        let head = echoed.split("\r\n\r\n").next().unwrap();
+        assert!(head.contains("connection: close"), "{head}");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 3, "a server connection per request");
+
+    // Turned on, the next requests share one.
+    let params = json!({"LoadBalancerId": lb, "ListenerId": listener, "KeepaliveEnable": 1, "ListenerName": "kept"});
+    app.clb("ModifyListener", params).await.unwrap();
+    let described =
+        app.clb("DescribeListeners", json!({"LoadBalancerId": lb, "ListenerIds": [listener]})).await.unwrap();
+    let (name, keepalive) = (&described["Listeners"][0]["ListenerName"], &described["Listeners"][0]["KeepaliveEnable"]);
+    assert_eq!((name.as_str(), keepalive.as_i64()), (Some("kept"), Some(1)), "{described}");
+    let params = json!({"LoadBalancerId": lb, "ListenerId": listener, "KeepaliveEnable": 2});
+    let refused = app.clb("ModifyListener", params).await;
+    assert!(matches!(&refused, Err(fnlb::client::ClientError::Api { code, .. }) if code == "InvalidParameterValue"));
+    let base = format!("http://{vip}:{port}");
+    for _ in 0..3 {
+        let reply = request("GET", &format!("{base}/length"), &[("Host", "wire.test")], "").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 4, "one server connection kept for the three requests");
+}
+
+#[tokio::test]
 async fn https_clients_reach_servers_over_kept_connections() {
     let app = TestApp::start();
     let server = Scripted::start(false).await;
     let ca = crate::https::Authority::new("wire CA");
     let leaf = ca.leaf(&["wire.test"]);
-    let certificate = json!({"Certificate": {"CertContent": leaf.cert, "CertKey": leaf.key}});
+    let certificate = json!({"Certificate": {"CertContent": leaf.cert, "CertKey": leaf.key}, "KeepaliveEnable": 1});
     let (_, addr) = forwarding_on(&app, "HTTPS", certificate, "/", server.addr).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write(dir.path(), "ca.pem");

@@ -241,28 +241,54 @@ struct ModifyListener {
     listener_name: Option<String>,
     certificate: Option<Value>,
     multi_cert_info: Option<Value>,
+    keepalive_enable: Option<i64>,
 }
 
-/// ModifyListener: the listener's certificates (replaced without dropping a connection: new handshakes use the
-/// new ones). Other attributes are not changed by this server yet and are refused when given.
+/// ModifyListener: the listener's name, `KeepaliveEnable` and certificates (replaced without dropping a
+/// connection: new handshakes use the new ones), together. Other attributes are not changed by this server yet and
+/// are refused when given.
 pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    super::refuse_unchangeable(
-        &p,
-        &["SessionExpireTime", "HealthCheck", "Scheduler", "SniSwitch", "KeepaliveEnable", "TargetType"],
-    )?;
+    super::refuse_unchangeable(&p, &["SessionExpireTime", "HealthCheck", "Scheduler", "SniSwitch", "TargetType"])?;
     let req: ModifyListener = parse(p)?;
-    if req.listener_name.is_some() && req.certificate.is_none() && req.multi_cert_info.is_none() {
-        return Ok(Map::new());
+    let keepalive_enable = match req.keepalive_enable {
+        None => None,
+        Some(0) => Some(false),
+        Some(1) => Some(true),
+        Some(_) => return Err(ApiError::new("InvalidParameterValue", "KeepaliveEnable must be 0 or 1.")),
+    };
+    let mut changes = Vec::new();
+    let mut new_certificates = Vec::new();
+    if req.certificate.is_some() || req.multi_cert_info.is_some() {
+        let Some(tls) = super::certificates::read(ctx, req.certificate, req.multi_cert_info)? else {
+            return Err(ApiError::missing("Certificate"));
+        };
+        new_certificates = tls.new_certificates;
+        changes.push(Command::SetListenerTls {
+            scope: ctx.scope.clone(),
+            lb_id: req.load_balancer_id.clone(),
+            listener_id: req.listener_id.clone(),
+            tls: tls.settings,
+        });
     }
-    let Some(tls) = super::certificates::read(ctx, req.certificate, req.multi_cert_info)? else {
-        return Err(ApiError::missing("Certificate"));
+    if req.listener_name.is_some() || keepalive_enable.is_some() {
+        changes.push(Command::ModifyListener {
+            scope: ctx.scope.clone(),
+            lb_id: req.load_balancer_id.clone(),
+            listener_id: req.listener_id,
+            name: req.listener_name,
+            keepalive_enable,
+        });
+    }
+    let change = match changes.len() {
+        0 => {
+            return Err(ApiError::new(
+                "MissingParameter",
+                "Give at least one attribute to change: ListenerName, KeepaliveEnable, Certificate or MultiCertInfo.",
+            ));
+        }
+        1 => changes.remove(0),
+        _ => Command::Batch(changes),
     };
-    let change = Command::SetListenerTls {
-        scope: ctx.scope.clone(),
-        lb_id: req.load_balancer_id.clone(),
-        listener_id: req.listener_id,
-        tls: tls.settings,
-    };
-    ctx.apply(with_certificates(tls.new_certificates, change), Some(vec![req.load_balancer_id])).await?;
+    ctx.apply(with_certificates(new_certificates, change), Some(vec![req.load_balancer_id])).await?;
     Ok(Map::new())
 }
