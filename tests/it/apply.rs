@@ -44,7 +44,7 @@ async fn a_stack_is_applied_idempotently_and_edits_change_only_what_differs() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let (vip, port) = free_addr();
     let redirecting = crate::harness::free_port(vip);
-    let stack = |memory: u32, targets: &str, extra_rule: bool| {
+    let stack = |memory: u32, targets: &str, extra_rule: bool, keepalive: bool| {
         let extra = if extra_rule { "\n          - {domain: extra.test, url: /, function: web}" } else { "" };
         format!(
             "name: apply-test
@@ -63,6 +63,7 @@ loadBalancers:
           - {{domain: fn.test, url: /, redirect: {{protocol: HTTP, port: {port}, code: 302}}}}
       - protocol: HTTP
         port: {port}
+        keepalive: {keepalive}
         rules:
           - domain: fn.test
             url: /
@@ -78,7 +79,7 @@ loadBalancers:
     let file = dir.path().join("stack.yaml");
     let a_target = format!("{{ip: 127.0.0.1, port: {}, weight: 10}}", a.addr.port());
     let b_target = format!("{{ip: 127.0.0.1, port: {}, weight: 30}}", b.addr.port());
-    std::fs::write(&file, stack(128, &a_target, true)).unwrap();
+    std::fs::write(&file, stack(128, &a_target, true, false)).unwrap();
 
     // --dry-run prints the plan and changes nothing.
     let planned = applied(&app, &file, &["--dry-run"]);
@@ -109,16 +110,21 @@ loadBalancers:
     let again = applied(&app, &file, &[]);
     assert!(again.contains("No changes"), "{again}");
 
-    // An edited file: new code, more memory, another target; only those change. A rule left out stays.
+    // An edited file: new code, more memory, server connections kept alive, another target; only those change.
+    // A rule left out stays.
     std::fs::write(code.join("index.py"), HANDLER.replace("VERSION", "two")).unwrap();
-    std::fs::write(&file, stack(256, &format!("{a_target}, {b_target}"), false)).unwrap();
+    std::fs::write(&file, stack(256, &format!("{a_target}, {b_target}"), false, true)).unwrap();
     let edited = applied(&app, &file, &[]);
     let changed = steps(&edited);
-    assert_eq!(changed.len(), 3, "{edited}");
+    assert_eq!(changed.len(), 4, "{edited}");
     assert!(changed[0].starts_with("~ function default/web: code"), "{changed:?}");
     assert!(changed[1].contains("memory 128 → 256 MB"), "{changed:?}");
-    assert!(changed[2].starts_with("+ targets 127.0.0.1:"), "{changed:?}");
+    assert_eq!(changed[2], format!("~ listener HTTP {port} of apply-lb: keepalive true"), "{changed:?}");
+    assert!(changed[3].starts_with("+ targets 127.0.0.1:"), "{changed:?}");
     assert_eq!(get("fn.test").await.text(), "two");
+    let listeners = app.clb("DescribeListeners", json!({"LoadBalancerId": lb_id(&app).await})).await.unwrap();
+    let kept = listeners["Listeners"].as_array().unwrap().iter().find(|l| l["Port"] == json!(port)).unwrap();
+    assert_eq!(kept["KeepaliveEnable"], 1, "{kept}");
     let described = app.clb("DescribeTargets", json!({"LoadBalancerId": lb_id(&app).await})).await.unwrap();
     let listener = described["Listeners"].as_array().unwrap().iter().find(|l| l["Port"] == json!(port)).unwrap();
     assert_eq!(listener["Rules"].as_array().unwrap().len(), 3, "without --prune the rule stays");

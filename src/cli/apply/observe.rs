@@ -49,6 +49,7 @@ pub struct Listener {
     pub port: u16,
     /// The fingerprint of the listener's certificate.
     pub certificate: Option<String>,
+    pub keepalive: bool,
     pub rules: Vec<Rule>,
     /// Layer-4 listeners' targets.
     pub targets: Vec<TargetSpec>,
@@ -211,6 +212,7 @@ async fn listeners(api: &Api<'_>, lb: &str, certificates: &Value) -> Result<Vec<
             protocol: text(&l["Protocol"]),
             port: number(&l["Port"]) as u16,
             certificate: fingerprint(&l["Certificate"]["CertId"]),
+            keepalive: l["KeepaliveEnable"] == 1,
             rules: rules.collect(),
             targets: targets_of.map(|t| servers(&t["Targets"])).unwrap_or_default(),
             id,

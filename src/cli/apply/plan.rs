@@ -57,6 +57,7 @@ pub enum Action {
     DeleteLoadBalancer(String),
     CreateListener(usize, usize),
     SetCertificate(usize, usize),
+    SetKeepalive(usize, usize),
     DeleteListener {
         lb: String,
         listener: String,
@@ -371,6 +372,10 @@ fn listener(
             b.ids.listeners.insert((i, j), o.id.clone());
             if fingerprint.is_some() && o.certificate != fingerprint {
                 b.push(Phase::Listeners, '~', format!("{who}: certificate"), &place, Action::SetCertificate(i, j));
+            }
+            if o.keepalive != l.keepalive {
+                let text = format!("{who}: keepalive {}", l.keepalive);
+                b.push(Phase::Listeners, '~', text, &place, Action::SetKeepalive(i, j));
             }
         }
     }
@@ -719,11 +724,21 @@ impl Action {
             Action::CreateListener(i, j) => {
                 let l = &stack.load_balancers[*i].listeners[*j];
                 let name = l.name.clone().unwrap_or_else(|| format!("{}-{}", l.protocol, l.port));
-                let mut params = json!({"LoadBalancerId": lb(i), "Ports": [l.port], "Protocol": l.protocol, "ListenerNames": [name]});
+                let mut params = json!({
+                    "LoadBalancerId": lb(i), "Ports": [l.port], "Protocol": l.protocol, "ListenerNames": [name],
+                    "KeepaliveEnable": i64::from(l.keepalive),
+                });
                 if let Some(cert) = certificate(l, &plan.stack_name) {
                     params["Certificate"] = cert;
                 }
                 (Service::Clb, "CreateListener", params)
+            }
+            Action::SetKeepalive(i, j) => {
+                let l = &stack.load_balancers[*i].listeners[*j];
+                let params = json!({
+                    "LoadBalancerId": lb(i), "ListenerId": listener(i, j), "KeepaliveEnable": i64::from(l.keepalive),
+                });
+                (Service::Clb, "ModifyListener", params)
             }
             Action::SetCertificate(i, j) => {
                 let l = &stack.load_balancers[*i].listeners[*j];

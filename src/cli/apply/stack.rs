@@ -68,6 +68,9 @@ pub struct ListenerSpec {
     pub name: Option<String>,
     /// HTTPS and TCP_SSL listeners.
     pub certificate: Option<CertificateSpec>,
+    /// HTTP and HTTPS listeners: connections to the servers are kept alive and reused (`KeepaliveEnable`).
+    #[serde(default)]
+    pub keepalive: bool,
     /// HTTP and HTTPS listeners.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
