@@ -90,13 +90,15 @@ warm_up() {
     taskset -c 1 wrk -t1 -c"$2" -d"$DURATION" "${@:3}" "$1" >/dev/null
 }
 
-# One measured wrk run on CPU 1, no warm-up: prints "LABEL c=N REQ/S p50 p99" on stderr and the req/s on stdout.
-# With CPU_PID set, the line also gives that process's CPU time (user + system, all its threads) per request.
+# One measured wrk run on CPU 1, no warm-up: prints "LABEL c=N REQ/S p50 p99" on stderr and the req/s on stdout,
+# with how busy CPU 1 (wrk and the upstream) was. With CPU_PID set, the line also gives that process's CPU time
+# (user + system, all its threads) per request.
 # Usage: [CPU_PID=PID] measure_once LABEL URL CONNECTIONS [wrk options…]
 measure_once() {
-    local label=$1 url=$2 c=$3 out rps p50 p99 before cpu=""
+    local label=$1 url=$2 c=$3 out rps p50 p99 before load_before cpu=""
     shift 3
     [ -n "${CPU_PID:-}" ] && before=$(cpu_ticks "$CPU_PID")
+    load_before=$(core_ticks 1)
     out=$(taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" --latency "$@" "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -105,6 +107,8 @@ measure_once() {
         cpu=$(awk -v t="$(( $(cpu_ticks "$CPU_PID") - before ))" -v hz="$(getconf CLK_TCK)" \
             '/ requests in / {printf "   cpu %.1f us/req", t * 1e6 / hz / $1}' <<<"$out")
     fi
+    cpu+=$(awk -v a="$load_before" -v b="$(core_ticks 1)" \
+        'BEGIN {split(a, x); split(b, y); printf "   CPU 1 busy %.0f%%", 100 * (y[1] - x[1]) / (y[2] - x[2])}')
     printf '%-28s c=%-4s %10s req/s   p50 %-9s p99 %-9s%s\n' "$label" "$c" "$rps" "$p50" "$p99" "$cpu" >&2
     echo "$rps"
 }
@@ -124,6 +128,9 @@ PY
 
 # cpu_ticks PID: the user + system clock ticks PID has used so far (all its threads).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# core_ticks N: "BUSY TOTAL", the clock ticks CPU N has spent so far (busy: all but idle and I/O wait).
+core_ticks() { awk -v cpu="cpu$1" '$1 == cpu {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 
 # nginx_worker MASTER_PID: the PID of nginx's (single) worker process, once it is there (at most 10 s).
 nginx_worker() {
