@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::harness::{TestApp, get, request};
+use crate::harness::{TestApp, eventually, get, request};
 
 /// The value of one sample of a metric (`name{labels}`), or 0 when it is not there.
 fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -27,7 +27,12 @@ async fn metrics_count_the_traffic_sent() {
     let app = TestApp::start();
     let admin = format!("http://{}", app.admin_addr);
     assert_eq!(get(&format!("{admin}/live")).await.status, 200);
-    assert_eq!(get(&format!("{admin}/ready")).await.status, 200, "ready once started");
+    // Ready once the restored state's listeners are bound, which may follow the API's start.
+    let ready = format!("{admin}/ready");
+    eventually("/ready answering 200", Duration::from_secs(30), || async {
+        (get(&ready).await.status == 200).then_some(())
+    })
+    .await;
 
     app.create_fixture("metered", "echo", json!({})).await.unwrap();
     app.create_fixture("metered-fail", "fail", json!({})).await.unwrap();
