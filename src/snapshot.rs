@@ -218,7 +218,7 @@ impl Snapshot {
                     fallback: None,
                     servers: servers(&listener.servers),
                     scheduler: listener.scheduler.clone(),
-                    session_expire_time: 0,
+                    session_expire_time: listener.session_expire_time,
                     forward_tls: false,
                     forward_h2: false,
                     keepalive: false,

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -52,6 +52,8 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_IDLE_PER_TARGET: usize = 256;
 pub const DEFAULT_MAX_TRIES: usize = 3;
+/// Client addresses whose layer-4 target is remembered (session persistence), over all listeners.
+pub const MAX_KEPT_CLIENTS: usize = 65_536;
 
 impl Default for UpstreamSettings {
     fn default() -> Self {
@@ -214,6 +216,9 @@ pub struct Upstreams {
     idle: Arc<Pool>,
     /// Idle keep-alive connections of the direct path (`direct.rs`), which speaks HTTP/1.1 on them itself.
     plain: Mutex<HashMap<SocketAddr, Vec<tokio::net::TcpStream>>>,
+    /// Layer-4 session persistence: by (listener, client address), the token of the target the client last got
+    /// and until when it keeps it.
+    kept: Mutex<HashMap<(String, IpAddr), (String, Instant)>>,
 }
 
 /// A pooled connection's target: its address and whether the connection is TLS (`ForwardType` `HTTPS`).
@@ -348,8 +353,9 @@ impl Upstreams {
     pub fn new(settings: UpstreamSettings, health: Arc<Health>) -> Upstreams {
         let idle = Arc::new(Pool { idle: Mutex::default(), per_target: settings.idle_per_target });
         let (tls_client, tls_h2_client) = (super::tls::backend_client(b"http/1.1"), super::tls::backend_client(b"h2"));
-        let (h2, plain) = (Mutex::default(), Mutex::default());
-        Upstreams { settings, tls_client, tls_h2_client, h2, health, balancers: Default::default(), idle, plain }
+        let (h2, plain, kept) = (Mutex::default(), Mutex::default(), Mutex::default());
+        let balancers = Default::default();
+        Upstreams { settings, tls_client, tls_h2_client, h2, health, balancers, idle, plain, kept }
     }
 
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
@@ -548,11 +554,15 @@ impl Upstreams {
     /// as long as the returned guard lives.
     pub async fn connect(&self, target: &RouteTarget, client: IpAddr) -> Option<(tokio::net::TcpStream, impl Drop)> {
         let balancer = self.balancer(target);
+        let kept = self.kept_target(target, client);
         let mut tried = Vec::new();
         while tried.len() < self.settings.max_tries {
-            let (backend, in_flight) = balancer.next(client, None, &mut tried)?;
+            let (backend, in_flight) = balancer.next(client, kept.as_deref(), &mut tried)?;
             match connect(backend.addr, self.settings.connect_timeout).await {
-                Ok(stream) => return Some((stream, in_flight)),
+                Ok(stream) => {
+                    self.keep_target(target, client, backend);
+                    return Some((stream, in_flight));
+                }
                 Err(_) => tracing::debug!(target = %backend.addr, "Cannot connect to a target; trying another."),
             }
         }
@@ -566,8 +576,39 @@ impl Upstreams {
         client: IpAddr,
     ) -> Option<(SocketAddr, impl Drop + Send + Sync + 'static)> {
         let balancer = self.balancer(target);
-        let (backend, in_flight) = balancer.next(client, None, &mut Vec::new())?;
+        let kept = self.kept_target(target, client);
+        let (backend, in_flight) = balancer.next(client, kept.as_deref(), &mut Vec::new())?;
+        self.keep_target(target, client, backend);
         Some((backend.addr, in_flight))
+    }
+
+    /// With a layer-4 listener's session persistence (`SessionExpireTime`), the token of the target `client` got
+    /// last, while that time has not run out since.
+    fn kept_target(&self, target: &RouteTarget, client: IpAddr) -> Option<String> {
+        if target.session_expire_time == 0 {
+            return None;
+        }
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let (token, until) = kept.get(&(target.location_id.clone(), client))?;
+        (Instant::now() < *until).then(|| token.clone())
+    }
+
+    /// Remembers the target `client` got, for its session persistence time (expired entries make room when the
+    /// limit is reached; past it, clients are not remembered).
+    fn keep_target(&self, target: &RouteTarget, client: IpAddr, backend: &Backend) {
+        if target.session_expire_time == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= MAX_KEPT_CLIENTS {
+            kept.retain(|_, (_, until)| now < *until);
+        }
+        let key = (target.location_id.clone(), client);
+        if kept.len() < MAX_KEPT_CLIENTS || kept.contains_key(&key) {
+            let until = now + Duration::from_secs(u64::from(target.session_expire_time));
+            kept.insert(key, (backend.token.clone(), until));
+        }
     }
 
     /// Whether a request whose target could not be connected to goes to another one (counted on the target).

@@ -187,13 +187,12 @@ pub enum Command {
         listener_id: String,
         tls: TlsSettings,
     },
-    /// Changes a listener's name and whether its server connections are kept alive (`KeepaliveEnable`).
+    /// Changes a listener's attributes (those given).
     ModifyListener {
         scope: Scope,
         lb_id: String,
         listener_id: String,
-        name: Option<String>,
-        keepalive_enable: Option<bool>,
+        change: ListenerChange,
     },
     /// Changes the attributes every rule of one domain shares: its certificates (SNI), HTTP/2, whether it is the
     /// listener's default domain.
@@ -208,6 +207,17 @@ pub enum Command {
     },
     /// Several commands that succeed or fail together.
     Batch(Vec<Command>),
+}
+
+/// What `ModifyListener` changes: a listener's name, whether its server connections are kept alive
+/// (`KeepaliveEnable`) and, for a layer-4 listener, its scheduler, session persistence and health check.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListenerChange {
+    pub name: Option<String>,
+    pub keepalive_enable: Option<bool>,
+    pub scheduler: Option<String>,
+    pub session_expire_time: Option<u32>,
+    pub health_check: Option<HealthCheck>,
 }
 
 #[derive(Clone, Debug)]

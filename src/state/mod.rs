@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use command::{
-    Command, FunctionConfigPatch, NewFunction, NewListener, NewLoadBalancer, NewRule, RuleRef, RulesSelector, TargetsOf,
+    Command, FunctionConfigPatch, ListenerChange, NewFunction, NewListener, NewLoadBalancer, NewRule, RuleRef,
+    RulesSelector, TargetsOf,
 };
 pub use error::StateError;
 pub use model::{
@@ -577,15 +578,21 @@ impl State {
                 self.listeners.get_mut(&listener_id).expect("listener checked above").tls = Some(tls);
                 touched.push(EntityKey::Listener(listener_id));
             }
-            Command::ModifyListener { scope, lb_id, listener_id, name, keepalive_enable } => {
+            Command::ModifyListener { scope, lb_id, listener_id, change } => {
                 self.listener(&scope, &lb_id, &listener_id)?;
                 let listener = self.listeners.get_mut(&listener_id).expect("listener checked above");
+                let ListenerChange { name, keepalive_enable, scheduler, session_expire_time, health_check } = change;
                 if let Some(name) = name {
                     listener.name = name;
                 }
-                if let Some(keepalive_enable) = keepalive_enable {
-                    listener.keepalive_enable = keepalive_enable;
+                if let Some(scheduler) = scheduler {
+                    listener.scheduler = scheduler;
                 }
+                if let Some(health_check) = health_check {
+                    listener.health_check = health_check;
+                }
+                listener.keepalive_enable = keepalive_enable.unwrap_or(listener.keepalive_enable);
+                listener.session_expire_time = session_expire_time.unwrap_or(listener.session_expire_time);
                 touched.push(EntityKey::Listener(listener_id));
             }
             Command::ModifyDomain { scope, lb_id, listener_id, domain, tls, http2, default_server } => {

@@ -48,6 +48,36 @@ async fn tcp_listeners_relay_to_their_targets_and_check_them() {
     let described = app.clb("DescribeTargets", json!({"LoadBalancerId": lb})).await.unwrap();
     assert_eq!(described["Listeners"][0]["Targets"].as_array().map(Vec::len), Some(3));
 
+    // The scheduler and the health check change in place (the fields given over the current check).
+    let modify = json!({"LoadBalancerId": lb, "ListenerId": listener, "Scheduler": "LEAST_CONN",
+        "HealthCheck": {"IntervalTime": 5}});
+    app.clb("ModifyListener", modify).await.unwrap();
+    let described = app.clb("DescribeListeners", json!({"LoadBalancerId": lb})).await.unwrap();
+    let modified = &described["Listeners"][0];
+    assert_eq!(modified["Scheduler"], "LEAST_CONN", "{modified}");
+    assert_eq!((&modified["HealthCheck"]["IntervalTime"], &modified["HealthCheck"]["TimeOut"]), (&json!(5), &json!(2)));
+    for _ in 0..4 {
+        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    // Session persistence: a client address keeps the target it got while the time runs (both took turns before).
+    let persist = json!({"LoadBalancerId": lb, "ListenerId": listener, "Scheduler": "WRR", "SessionExpireTime": 30});
+    app.clb("ModifyListener", persist).await.unwrap();
+    let mut kept = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        kept.insert(reply.json()["server"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let wrong = json!({"LoadBalancerId": lb, "ListenerId": listener, "SessionExpireTime": 10});
+    assert!(app.clb("ModifyListener", wrong).await.is_err(), "SessionExpireTime is 0 or 30 to 3600");
+    let wrong = json!({"LoadBalancerId": lb, "ListenerId": listener, "Scheduler": "IP_HASH"});
+    assert!(app.clb("ModifyListener", wrong).await.is_err(), "IP_HASH is a layer-7 rule's scheduler");
+    let (lb7, listener7, _, _) = crate::harness::listener(&app, "HTTP", json!({})).await;
+    let layer7 = json!({"LoadBalancerId": lb7, "ListenerId": listener7, "Scheduler": "LEAST_CONN"});
+    assert!(app.clb("ModifyListener", layer7).await.is_err(), "an HTTP listener's scheduler is its rules'");
+
     // A function cannot be bound to a layer-4 listener, and its targets need no rule.
     app.create_fixture("l4", "echo", json!({})).await.unwrap();
     let bind = crate::harness::bind_params(&lb, &listener, "loc-none", "l4");

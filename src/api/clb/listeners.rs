@@ -9,7 +9,7 @@ use super::health_check_output;
 use super::rules::rule_output;
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
-use crate::state::{Command, HealthCheck, Listener, NewListener, Protocol};
+use crate::state::{Command, HealthCheck, Listener, ListenerChange, NewListener, Protocol};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -64,20 +64,8 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             "Certificates belong to HTTPS listeners without SNI and TCP_SSL listeners (with SNI, to domains).",
         ));
     }
-    let scheduler = req.scheduler.unwrap_or_else(|| "WRR".to_string());
-    if !matches!(scheduler.as_str(), "WRR" | "LEAST_CONN") {
-        return Err(ApiError::new(
-            "InvalidParameterValue",
-            format!("Scheduler must be WRR or LEAST_CONN, not `{scheduler}`."),
-        ));
-    }
-    let session_expire_time = req.session_expire_time.unwrap_or(0);
-    if session_expire_time != 0 && !(30..=3600).contains(&session_expire_time) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Range",
-            "SessionExpireTime must be 0, or 30 to 3600 seconds.",
-        ));
-    }
+    let scheduler = listener_scheduler(req.scheduler.unwrap_or_else(|| "WRR".to_string()))?;
+    let session_expire_time = listener_session_time(req.session_expire_time.unwrap_or(0))?;
     let keepalive_enable = match req.keepalive_enable.unwrap_or(0) {
         0 => false,
         1 => true,
@@ -101,7 +89,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             protocol,
             port,
             scheduler: scheduler.clone(),
-            session_expire_time: session_expire_time as u32,
+            session_expire_time,
             sni_switch: sni,
             keepalive_enable,
             tls: tls.as_ref().map(|t| t.settings.clone()),
@@ -206,6 +194,25 @@ fn listener_output(ctx: &Ctx<'_>, l: &Listener) -> Value {
     })
 }
 
+/// A layer-4 listener's `SessionExpireTime`, checked: 0 (off) or 30 to 3600 seconds.
+fn listener_session_time(seconds: i64) -> Result<u32, ApiError> {
+    match seconds {
+        0 | 30..=3600 => Ok(seconds as u32),
+        _ => Err(ApiError::new("InvalidParameterValue.Range", "SessionExpireTime must be 0, or 30 to 3600 seconds.")),
+    }
+}
+
+/// A layer-4 listener's `Scheduler`, checked.
+fn listener_scheduler(scheduler: String) -> Result<String, ApiError> {
+    match scheduler.as_str() {
+        "WRR" | "LEAST_CONN" => Ok(scheduler),
+        _ => Err(ApiError::new(
+            "InvalidParameterValue",
+            format!("Scheduler must be WRR or LEAST_CONN, not `{scheduler}`."),
+        )),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DeleteListener {
@@ -242,13 +249,17 @@ struct ModifyListener {
     certificate: Option<Value>,
     multi_cert_info: Option<Value>,
     keepalive_enable: Option<i64>,
+    scheduler: Option<String>,
+    health_check: Option<Value>,
+    session_expire_time: Option<i64>,
 }
 
-/// ModifyListener: the listener's name, `KeepaliveEnable` and certificates (replaced without dropping a
-/// connection: new handshakes use the new ones), together. Other attributes are not changed by this server yet and
-/// are refused when given.
+/// ModifyListener: the listener's name, `KeepaliveEnable`, certificates (replaced without dropping a connection:
+/// new handshakes use the new ones) and, for layer-4 listeners, `Scheduler`, `SessionExpireTime` and
+/// `HealthCheck` (the fields given over the current check), together. Other attributes are not changed by this
+/// server yet and are refused when given.
 pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    super::refuse_unchangeable(&p, &["SessionExpireTime", "HealthCheck", "Scheduler", "SniSwitch", "TargetType"])?;
+    super::refuse_unchangeable(&p, &["SniSwitch", "TargetType"])?;
     let req: ModifyListener = parse(p)?;
     let keepalive_enable = match req.keepalive_enable {
         None => None,
@@ -256,6 +267,19 @@ pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
         Some(1) => Some(true),
         Some(_) => return Err(ApiError::new("InvalidParameterValue", "KeepaliveEnable must be 0 or 1.")),
     };
+    let listener = ctx.snapshot.state.listener(&ctx.scope, &req.load_balancer_id, &req.listener_id)?;
+    let layer4_only = req.scheduler.is_some() || req.health_check.is_some() || req.session_expire_time.is_some();
+    if layer4_only && listener.protocol.is_layer7() {
+        return Err(ApiError::new(
+            "InvalidParameter",
+            "The Scheduler, SessionExpireTime and HealthCheck of HTTP and HTTPS listeners are their rules' \
+             (ModifyRule).",
+        ));
+    }
+    let scheduler = req.scheduler.map(listener_scheduler).transpose()?;
+    let session_expire_time = req.session_expire_time.map(listener_session_time).transpose()?;
+    let health_check =
+        req.health_check.map(|value| super::health_check_input(value, &listener.health_check, true)).transpose()?;
     let mut changes = Vec::new();
     let mut new_certificates = Vec::new();
     if req.certificate.is_some() || req.multi_cert_info.is_some() {
@@ -270,20 +294,22 @@ pub async fn modify(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
             tls: tls.settings,
         });
     }
-    if req.listener_name.is_some() || keepalive_enable.is_some() {
+    let change =
+        ListenerChange { name: req.listener_name, keepalive_enable, scheduler, session_expire_time, health_check };
+    if change != ListenerChange::default() {
         changes.push(Command::ModifyListener {
             scope: ctx.scope.clone(),
             lb_id: req.load_balancer_id.clone(),
             listener_id: req.listener_id,
-            name: req.listener_name,
-            keepalive_enable,
+            change,
         });
     }
     let change = match changes.len() {
         0 => {
             return Err(ApiError::new(
                 "MissingParameter",
-                "Give at least one attribute to change: ListenerName, KeepaliveEnable, Certificate or MultiCertInfo.",
+                "Give at least one attribute to change: ListenerName, KeepaliveEnable, Certificate, MultiCertInfo, \
+                 Scheduler, SessionExpireTime or HealthCheck.",
             ));
         }
         1 => changes.remove(0),
