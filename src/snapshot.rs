@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use crate::proxy::FastMap;
 use crate::proxy::custom::Settings;
 use crate::proxy::router::{RouteRule, Router, UrlPattern, parse_url, plain_domain};
 use crate::proxy::tls::ListenerTls;
@@ -17,7 +18,7 @@ pub struct Snapshot {
     /// The whole state, for the API's read actions.
     pub state: Arc<State>,
     /// Layer-7 listeners by the address they serve.
-    pub http_listeners: HashMap<SocketAddr, Arc<ListenerRoutes>>,
+    pub http_listeners: FastMap<SocketAddr, Arc<ListenerRoutes>>,
     /// Layer-4 (TCP, TCP_SSL) listeners by the address they serve.
     pub stream_listeners: HashMap<SocketAddr, Arc<StreamListener>>,
     /// UDP listeners by the address they serve.
@@ -196,7 +197,7 @@ impl Snapshot {
     /// did not change keeps its compiled routes (routers and TLS configurations), so that a change costs what it
     /// touches rather than every listener's regular expressions and certificates again.
     pub fn compile(state: Arc<State>, version: u64, previous: Option<&Snapshot>) -> Snapshot {
-        let mut http_listeners = HashMap::new();
+        let mut http_listeners = FastMap::default();
         let mut stream_listeners = HashMap::new();
         let mut datagram_listeners = HashMap::new();
         // The previous snapshot's rule counts, gathered when the first listener is compiled again.

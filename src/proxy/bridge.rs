@@ -69,7 +69,7 @@ struct RequestContext<'a> {
 
 /// The headers CLB adds to every request it forwards, to servers and functions alike (contract 1.2), with their
 /// names as functions see them over HTTP/1.x. Only the load balancer sets them: a client's are replaced.
-pub const BALANCER_HEADERS: [(HeaderName, &str); 6] = [
+pub static BALANCER_HEADERS: [(HeaderName, &str); 6] = [
     (HeaderName::from_static("x-stgw-time"), "X-Stgw-Time"),
     (HeaderName::from_static("x-client-proto"), "X-Client-Proto"),
     (HeaderName::from_static("x-forwarded-proto"), "X-Forwarded-Proto"),

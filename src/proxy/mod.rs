@@ -27,6 +27,12 @@ use tokio::task::JoinHandle;
 use crate::control::Control;
 use crate::functions::Engine;
 
+/// The hash map of the request path's lookups (listener addresses, domains and URLs, rules, targets): a seeded
+/// fast hash in place of SipHash, whose five lookups cost about 5 % of a proxied request's user-space
+/// instructions. Every key in these maps comes from the configuration, so a client cannot fill one with colliding
+/// keys.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The proxy's limits. Each is a documented setting (docs/configuration.md).
 #[derive(Clone, Debug)]
 pub struct ProxySettings {

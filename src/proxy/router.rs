@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use regex::{Regex, RegexBuilder};
 
+use super::FastMap;
+
 /// A rule as the router sees it: its domain and URL as configured.
 #[derive(Clone, Debug)]
 pub struct RouteRule {
@@ -31,7 +33,7 @@ pub enum Route {
 
 #[derive(Debug, Default)]
 pub struct Router {
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// `*.example.com` stored as `.example.com`, longest first.
     leading: Vec<(String, usize)>,
     /// `www.example.*` stored as `www.example.`, longest first.
@@ -46,7 +48,7 @@ pub struct Router {
 
 #[derive(Debug, Default)]
 struct UrlTable {
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// (prefix, no-regex flag, rule), longest prefix first.
     prefixes: Vec<(String, bool, usize)>,
     regex: Vec<(Regex, usize)>,

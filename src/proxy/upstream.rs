@@ -27,6 +27,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
+use super::FastMap;
 use super::health::{Health, TargetState};
 use super::respond::{self, Body};
 use super::upload::{Progress, Upload};
@@ -212,10 +213,10 @@ pub struct Upstreams {
     /// One HTTP/2 connection per target (`GRPC`, `GRPCS`).
     h2: Mutex<HashMap<PoolKey, hyper::client::conn::http2::SendRequest<Upload>>>,
     health: Arc<Health>,
-    balancers: arc_swap::ArcSwap<HashMap<String, Arc<Balancer>>>,
+    balancers: arc_swap::ArcSwap<FastMap<String, Arc<Balancer>>>,
     idle: Arc<Pool>,
     /// Idle keep-alive connections of the direct path (`direct.rs`), which speaks HTTP/1.1 on them itself.
-    plain: Mutex<HashMap<SocketAddr, Vec<tokio::net::TcpStream>>>,
+    plain: Mutex<FastMap<SocketAddr, Vec<tokio::net::TcpStream>>>,
     /// Layer-4 session persistence: by (listener, client address), the token of the target the client last got
     /// and until when it keeps it.
     kept: Mutex<HashMap<(String, IpAddr), (String, Instant)>>,
@@ -360,7 +361,7 @@ impl Upstreams {
 
     /// Rebuilds the balancers for a snapshot (target states, and so health and counts, carry over).
     pub fn reconcile(&self, snapshot: &Snapshot) {
-        let mut balancers = HashMap::new();
+        let mut balancers = FastMap::default();
         let rules = snapshot.http_listeners.values().flat_map(|routes| routes.rules.iter());
         let layer4 = snapshot.stream_listeners.values().chain(snapshot.datagram_listeners.values()).map(|s| &s.target);
         for rule in rules.chain(layer4).filter(|r| !r.servers.is_empty()) {
