@@ -217,9 +217,16 @@ pub struct Upstreams {
     idle: Arc<Pool>,
     /// Idle keep-alive connections of the direct path (`direct.rs`), which speaks HTTP/1.1 on them itself.
     plain: Mutex<FastMap<SocketAddr, Vec<tokio::net::TcpStream>>>,
-    /// Layer-4 session persistence: by (listener, client address), the token of the target the client last got
-    /// and until when it keeps it.
-    kept: Mutex<HashMap<(String, IpAddr), (String, Instant)>>,
+    /// Layer-4 session persistence: the target each client address got last.
+    kept: Mutex<KeptTargets>,
+}
+
+/// By (listener, client address), the token of the target the client got last and until when it keeps it.
+#[derive(Default)]
+struct KeptTargets {
+    clients: HashMap<(String, IpAddr), (String, Instant)>,
+    /// When full, expired entries are looked for at most once a second.
+    next_prune: Option<Instant>,
 }
 
 /// A pooled connection's target: its address and whether the connection is TLS (`ForwardType` `HTTPS`).
@@ -590,25 +597,27 @@ impl Upstreams {
             return None;
         }
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let (token, until) = kept.get(&(target.location_id.clone(), client))?;
+        let (token, until) = kept.clients.get(&(target.location_id.clone(), client))?;
         (Instant::now() < *until).then(|| token.clone())
     }
 
     /// Remembers the target `client` got, for its session persistence time (expired entries make room when the
-    /// limit is reached; past it, clients are not remembered).
+    /// limit is reached; past it, new clients are not remembered).
     fn keep_target(&self, target: &RouteTarget, client: IpAddr, backend: &Backend) {
         if target.session_expire_time == 0 {
             return;
         }
         let now = Instant::now();
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() >= MAX_KEPT_CLIENTS {
-            kept.retain(|_, (_, until)| now < *until);
+        let kept = &mut *kept;
+        if kept.clients.len() >= MAX_KEPT_CLIENTS && kept.next_prune.is_none_or(|at| now >= at) {
+            kept.clients.retain(|_, (_, until)| now < *until);
+            kept.next_prune = Some(now + Duration::from_secs(1));
         }
         let key = (target.location_id.clone(), client);
-        if kept.len() < MAX_KEPT_CLIENTS || kept.contains_key(&key) {
+        if kept.clients.len() < MAX_KEPT_CLIENTS || kept.clients.contains_key(&key) {
             let until = now + Duration::from_secs(u64::from(target.session_expire_time));
-            kept.insert(key, (backend.token.clone(), until));
+            kept.clients.insert(key, (backend.token.clone(), until));
         }
     }
 
