@@ -113,6 +113,25 @@ measure_once() {
     echo "$rps"
 }
 
+# compare LABEL SCHEME CONNECTIONS [wrk options…]: fnlb, nginx and HAProxy ($FNLB_PORT, $NGINX_PORT and
+# $HAPROXY_PORT on 127.0.0.1; their CPU time from $FNLB_PID, $NGINX_PID and $HAPROXY_PID) each warmed up, then
+# measured in $ROUNDS rounds that take each in turn (so that a change in the machine's speed weighs on all three);
+# prints every run, then the medians and their ratios.
+compare() {
+    local label=$1 scheme=$2 c=$3 port round fnlb=() nginx=() haproxy=()
+    shift 3
+    for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+        warm_up "$scheme://127.0.0.1:$port/" "$c" "$@"
+    done
+    for round in $(seq 1 "$ROUNDS"); do
+        fnlb+=("$(CPU_PID=$FNLB_PID measure_once "fnlb $label, round $round" "$scheme://127.0.0.1:$FNLB_PORT/" "$c" "$@")")
+        nginx+=("$(CPU_PID=$NGINX_PID measure_once "nginx $label, round $round" "$scheme://127.0.0.1:$NGINX_PORT/" "$c" "$@")")
+        haproxy+=("$(CPU_PID=$HAPROXY_PID measure_once "haproxy $label, round $round" \
+            "$scheme://127.0.0.1:$HAPROXY_PORT/" "$c" "$@")")
+    done
+    print_medians "$label" "${fnlb[*]}" "${nginx[*]}" "${haproxy[*]}"
+}
+
 # print_medians LABEL FNLB NGINX HAPROXY (each a space-separated list of req/s, one per round): the medians, the
 # ratio of fnlb's to nginx's with each round's, and the ratio of fnlb's to HAProxy's, on stderr.
 print_medians() {

@@ -40,14 +40,5 @@ wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$HAPROXY_PORT/"
 
 for c in $CONNECTIONS; do
-    for url in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
-        warm_up "http://127.0.0.1:$url/" "$c"
-    done
-    FNLB=() NGINX=() HAPROXY=()
-    for round in $(seq 1 "$ROUNDS"); do
-        FNLB+=("$(CPU_PID=$FNLB_PID measure_once "fnlb, round $round" "http://127.0.0.1:$FNLB_PORT/" "$c")")
-        NGINX+=("$(CPU_PID=$NGINX_PID measure_once "nginx, round $round" "http://127.0.0.1:$NGINX_PORT/" "$c")")
-        HAPROXY+=("$(CPU_PID=$HAPROXY_PID measure_once "haproxy, round $round" "http://127.0.0.1:$HAPROXY_PORT/" "$c")")
-    done
-    print_medians "c=$c" "${FNLB[*]}" "${NGINX[*]}" "${HAPROXY[*]}"
+    compare "c=$c" http "$c"
 done

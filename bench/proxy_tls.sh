@@ -41,17 +41,5 @@ taskset -c 0 haproxy -f "$WORK/haproxy.cfg" & PIDS+=($!)
 HAPROXY_PID=$!
 for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do wait_http "https://127.0.0.1:$port/"; done
 
-for load in keep-alive handshakes; do
-    opts=()
-    [ "$load" = handshakes ] && opts=(-H "Connection: close")
-    for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
-        warm_up "https://127.0.0.1:$port/" "$C" "${opts[@]}"
-    done
-    FNLB=() NGINX=() HAPROXY=()
-    for round in $(seq 1 "$ROUNDS"); do
-        FNLB+=("$(CPU_PID=$FNLB_PID measure_once "fnlb $load, round $round" "https://127.0.0.1:$FNLB_PORT/" "$C" "${opts[@]}")")
-        NGINX+=("$(CPU_PID=$NGINX_PID measure_once "nginx $load, round $round" "https://127.0.0.1:$NGINX_PORT/" "$C" "${opts[@]}")")
-        HAPROXY+=("$(CPU_PID=$HAPROXY_PID measure_once "haproxy $load, round $round" "https://127.0.0.1:$HAPROXY_PORT/" "$C" "${opts[@]}")")
-    done
-    print_medians "$load" "${FNLB[*]}" "${NGINX[*]}" "${HAPROXY[*]}"
-done
+compare keep-alive https "$C"
+compare handshakes https "$C" -H "Connection: close"
