@@ -13,6 +13,17 @@ async fn listener(app: &TestApp, protocol: &str, extra: Value) -> (String, Strin
     (lb, listener, format!("{vip}:{port}"))
 }
 
+/// The servers that answered `connections` requests to `addr`, each on a connection of its own (all answered 200).
+async fn servers_answering(addr: &str, connections: usize) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..connections {
+        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        seen.insert(reply.json()["server"].as_str().unwrap().to_string());
+    }
+    seen
+}
+
 #[tokio::test]
 async fn tcp_listeners_relay_to_their_targets_and_check_them() {
     let app = TestApp::start();
@@ -29,12 +40,7 @@ async fn tcp_listeners_relay_to_their_targets_and_check_them() {
     app.clb("RegisterTargets", register).await.unwrap();
 
     // Each connection goes to a target; one that cannot be connected to is skipped.
-    let mut seen = std::collections::HashSet::new();
-    for _ in 0..9 {
-        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        seen.insert(reply.json()["server"].as_str().unwrap().to_string());
-    }
+    let seen = servers_answering(&addr, 9).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
 
     let dead = eventually("the closed port is found dead", Duration::from_secs(20), || async {
@@ -56,19 +62,11 @@ async fn tcp_listeners_relay_to_their_targets_and_check_them() {
     let modified = &described["Listeners"][0];
     assert_eq!(modified["Scheduler"], "LEAST_CONN", "{modified}");
     assert_eq!((&modified["HealthCheck"]["IntervalTime"], &modified["HealthCheck"]["TimeOut"]), (&json!(5), &json!(2)));
-    for _ in 0..4 {
-        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-    }
+    servers_answering(&addr, 4).await;
     // Session persistence: a client address keeps the target it got while the time runs (both took turns before).
     let persist = json!({"LoadBalancerId": lb, "ListenerId": listener, "Scheduler": "WRR", "SessionExpireTime": 30});
     app.clb("ModifyListener", persist).await.unwrap();
-    let mut kept = std::collections::HashSet::new();
-    for _ in 0..6 {
-        let reply = request("GET", &format!("http://{addr}/"), &[("Connection", "close")], Bytes::new()).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        kept.insert(reply.json()["server"].as_str().unwrap().to_string());
-    }
+    let kept = servers_answering(&addr, 6).await;
     assert_eq!(kept.len(), 1, "{kept:?}");
     let wrong = json!({"LoadBalancerId": lb, "ListenerId": listener, "SessionExpireTime": 10});
     assert!(app.clb("ModifyListener", wrong).await.is_err(), "SessionExpireTime is 0 or 30 to 3600");
