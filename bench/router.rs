@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use fnlb::proxy::router::{Route, RouteRule, Router};
+use fnlb::snapshot::router::{Route, RouteRule, Router};
 
 fn rules(n: usize) -> Vec<RouteRule> {
     (0..n)

@@ -305,6 +305,8 @@ async function logsPage(body, ns, name) {
       ['Request', (l) => h('code', {}, l.RequestId)],
       ['Result', (l) => h('span', { class: `status ${l.RetCode === 0 ? 'good' : 'bad'}` }, l.RetCode === 0 ? 'OK' : `Error ${l.RetCode}`)],
       ['Duration', (l) => `${l.Duration} ms`],
+      // In a cluster, the node that ran the invocation.
+      ...((logs.Data || []).some((l) => l.Source) ? [['Node', (l) => l.Source]] : []),
       ['Log', (l) => h('pre', {}, l.Log)],
     ], logs.Data || [], 'No invocations logged.'));
   });

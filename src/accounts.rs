@@ -38,7 +38,7 @@ pub enum AccountsError {
 }
 
 /// Reads the file and makes the state's configured accounts what it says.
-pub fn apply(control: &Control, path: &Path) -> anyhow::Result<usize> {
+pub async fn apply(control: &Control, path: &Path) -> anyhow::Result<usize> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| AccountsError::Read(shown.clone(), e))?;
     let entries: Vec<Entry> = serde_json::from_str(&text).map_err(|e| AccountsError::Parse(shown, e))?;
@@ -71,7 +71,7 @@ pub fn apply(control: &Control, path: &Path) -> anyhow::Result<usize> {
         if existing.is_some_and(|a| !a.configured) {
             return Err(invalid("it is the account fnlb made on its first start").into());
         }
-        commands.push(Command::PutAccount(Account {
+        let account = Account {
             uin: entry.uin.clone(),
             app_id: entry.app_id,
             secret_id: entry.secret_id,
@@ -80,14 +80,17 @@ pub fn apply(control: &Control, path: &Path) -> anyhow::Result<usize> {
             created_ms: existing.map_or_else(crate::clock::now_ms, |a| a.created_ms),
             configured: true,
             disabled: false,
-        }));
+        };
+        if existing != Some(&account) {
+            commands.push(Command::PutAccount(account));
+        }
     }
-    let count = commands.len();
+    let count = uins.len();
     for gone in state.accounts.values().filter(|a| a.configured && !a.disabled && !uins.contains(&a.uin)) {
         commands.push(Command::PutAccount(Account { disabled: true, ..gone.clone() }));
     }
     if !commands.is_empty() {
-        control.apply(Command::Batch(commands), None)?;
+        control.apply(Command::Batch(commands), None).await?;
     }
     Ok(count)
 }

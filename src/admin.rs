@@ -22,6 +22,8 @@ use tokio::sync::watch;
 use crate::api::Api;
 use crate::proxy::health::Status;
 use crate::stats::{HISTOGRAM_BOUNDS, Histogram};
+use crate::store::Store;
+use crate::store::postgres::NodeRecord;
 
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9001";
 
@@ -46,6 +48,19 @@ pub const THROTTLES: &str = "fnlb_function_throttles_total";
 pub const INSTANCES: &str = "fnlb_function_instances";
 pub const QUEUE_LENGTH: &str = "fnlb_function_queue_length";
 pub const API_REQUESTS: &str = "fnlb_api_requests_total";
+pub const STORE_UP: &str = "fnlb_store_up";
+pub const STATE_VERSION: &str = "fnlb_state_version";
+pub const STATE_LAG: &str = "fnlb_state_version_lag";
+
+/// The store as `/status` and `/metrics` show it.
+struct StoreStatus {
+    up: bool,
+    /// The version this node serves, and the newest it knows of.
+    serving: u64,
+    head: u64,
+    /// This node's name and the cluster's nodes as last read.
+    cluster: Option<(String, Vec<NodeRecord>)>,
+}
 
 /// The SCF status code of a throttled invocation (no instance within the queue timeout).
 const THROTTLED: u16 = 432;
@@ -111,6 +126,13 @@ impl Admin {
         line(&mut out, BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         family(&mut out, UPTIME, "gauge", "Seconds since fnlb started.");
         line(&mut out, UPTIME, &[], self.started.elapsed().as_secs_f64());
+        let store = self.store_status();
+        family(&mut out, STORE_UP, "gauge", "1 while the last exchange with the store succeeded.");
+        line(&mut out, STORE_UP, &[], f64::from(u8::from(store.up)));
+        family(&mut out, STATE_VERSION, "gauge", "The version of the state this node serves.");
+        line(&mut out, STATE_VERSION, &[], store.serving as f64);
+        family(&mut out, STATE_LAG, "gauge", "Versions committed in the cluster that this node does not serve yet.");
+        line(&mut out, STATE_LAG, &[], store.head.saturating_sub(store.serving) as f64);
 
         let mut listeners: Vec<_> = snapshot.http_listeners.values().collect();
         listeners.sort_by(|a, b| a.listener_id.cmp(&b.listener_id));
@@ -233,6 +255,20 @@ impl Admin {
         out
     }
 
+    /// Where the state is kept and how current this node is.
+    fn store_status(&self) -> StoreStatus {
+        let serving = self.api.control.snapshots().in_effect();
+        match self.api.control.store() {
+            Store::Embedded(_) => StoreStatus { up: true, serving, head: serving, cluster: None },
+            Store::Cluster(pg) => StoreStatus {
+                up: pg.is_up(),
+                serving,
+                head: pg.head_seen().max(serving),
+                cluster: Some((pg.node_id().to_string(), pg.nodes_seen())),
+            },
+        }
+    }
+
     /// What `fnlb status` shows: version, uptime, data directory, listeners, functions, recent error rates.
     pub fn status(&self) -> serde_json::Value {
         let snapshot = self.api.control.snapshot();
@@ -244,7 +280,7 @@ impl Admin {
                 let lb = &state.load_balancers[&l.lb_id];
                 json!({
                     "loadBalancer": lb.id, "name": lb.name, "listener": l.id, "protocol": l.protocol.as_api(),
-                    "address": format!("{}:{}", lb.vip, l.port), "serving": crate::proxy::serves(l.protocol),
+                    "address": format!("{}:{}", lb.vip, l.port), "serving": crate::snapshot::serves(l.protocol),
                 })
             })
             .collect();
@@ -271,11 +307,24 @@ impl Admin {
         functions.sort_by(|a, b| {
             (a["namespace"].as_str(), a["name"].as_str()).cmp(&(b["namespace"].as_str(), b["name"].as_str()))
         });
+        let store = self.store_status();
+        let store = json!({
+            "kind": if store.cluster.is_some() { "postgres" } else { "sqlite" },
+            "up": store.up,
+            "stateVersion": store.serving,
+            "lag": store.head.saturating_sub(store.serving),
+            "node": store.cluster.as_ref().map(|(id, _)| id),
+            "nodes": store.cluster.as_ref().map(|(_, nodes)| nodes.iter().map(|n| json!({
+                "node": n.node_id, "stateVersion": n.version, "heartbeatMs": n.heartbeat_ms,
+                "startedMs": n.started_ms, "live": n.live,
+            })).collect::<Vec<_>>()),
+        });
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptimeSeconds": self.started.elapsed().as_secs(),
             "dataDir": self.data_dir,
             "ready": self.ready.load(Ordering::Acquire),
+            "store": store,
             "functionsDeployed": state.functions.len(),
             "loadBalancers": state.load_balancers.len(),
             "listeners": listeners,

@@ -21,7 +21,7 @@ use crate::functions::runtimes::Runtimes;
 use crate::functions::sandbox::{DEFAULT_FUNCTION_UID, Sandbox};
 use crate::proxy::{Proxy, Sockets};
 use crate::state::{Account, AccountKind, Command, State};
-use crate::store::Store;
+use crate::store::{Loaded, Postgres, Sqlite, Store};
 
 /// The embedded example: the seed's function, byte for byte.
 pub const EXAMPLE_CODE: &[u8] = include_bytes!("../examples/hello-clb/index.py");
@@ -38,12 +38,13 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let absolute =
         data_dir.canonicalize().with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
     let data_dir = &absolute;
-    let store = Arc::new(Store::open(&data_dir.join("fnlb.sqlite3"))?);
-    let state = State::restore(config.limits.clone(), store.load_entities()?);
-    let control = Arc::new(Control::new(state, store.clone()));
-    let account = ensure_account(&control)?;
+    let (store, loaded) = open_store(&config, data_dir).await?;
+    let version = loaded.version;
+    let state = State::restore(config.limits.clone(), loaded.entities);
+    let control = Arc::new(Control::new(state, version, store.clone()));
+    let account = ensure_account(&control).await?;
     if let Some(path) = &config.accounts_file {
-        let count = crate::accounts::apply(&control, path)?;
+        let count = crate::accounts::apply(&control, path).await?;
         tracing::info!(count, file = %path.display(), "Accounts configured.");
     }
     let credentials_path = write_credentials(data_dir, &account)?;
@@ -60,10 +61,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the access log directory {}", dir.display()))?;
     }
-    let sockets = Arc::new(Sockets::default());
+    let sockets = Arc::new(Sockets::new(config.listen_address));
     let health = Arc::new(crate::proxy::health::Health::default());
     let proxy = Arc::new(Proxy {
-        control: control.clone(),
+        snapshots: control.snapshots().clone(),
         functions: engine.clone(),
         settings: config.proxy.clone(),
         sockets: sockets.clone(),
@@ -84,8 +85,16 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         }
     });
 
-    let queue = Arc::new(AsyncQueue::new(config.queue.clone(), store.clone(), control.clone(), engine.clone()));
+    let queue =
+        Arc::new(AsyncQueue::new(config.queue.clone(), store.clone(), control.snapshots().clone(), engine.clone()));
     let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));
+    let follow_task = tokio::spawn(crate::control::follow(control.clone(), stop_rx.clone()));
+    if let Store::Cluster(pg) = &store {
+        let (shipper, shipments) = tokio::sync::mpsc::channel(crate::functions::logs::SHIPPING_QUEUE);
+        engine.logs.ship_to(pg.node_id(), shipper);
+        let keep = engine.logs.per_function();
+        tokio::spawn(crate::store::postgres::ship_logs(pg.clone(), shipments, keep, stop_rx.clone()));
+    }
 
     let listener =
         TcpListener::bind(config.api_addr).await.with_context(|| format!("cannot listen on {}", config.api_addr))?;
@@ -111,7 +120,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     println!("fnlb: admin listening on http://{admin_addr}");
     // Ready once the listeners of the state as restored are bound.
     let current = control.snapshot().version;
-    if control.wait_in_effect(current, config.api.apply_timeout).await {
+    if control.snapshots().wait_in_effect(current, config.api.apply_timeout).await {
         admin.set_ready();
     } else {
         tracing::warn!("The listeners were not all bound in time; /ready stays unready until restart.");
@@ -134,14 +143,51 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let _ = admin_task.await;
     let _ = proxy_task.await;
     let _ = queue_task.await;
+    let _ = follow_task.await;
     tracing::info!("fnlb stopped.");
     Ok(())
 }
 
-/// The first start creates an account: from `FNLB_SECRET_ID` / `FNLB_SECRET_KEY` when set, otherwise new.
-fn ensure_account(control: &Control) -> anyhow::Result<Account> {
-    if let Some(account) = control.snapshot().state.accounts.values().find(|a| !a.configured) {
-        return Ok(account.clone());
+/// Opens the configured store and reads the state to serve. A cluster node that cannot reach the database
+/// within `START_TIMEOUT` serves the copy it kept in its data directory, and catches up once the database answers.
+async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<(Store, Loaded)> {
+    let Some(cluster) = &config.cluster else {
+        let db = Arc::new(Sqlite::open(&data_dir.join("fnlb.sqlite3"))?);
+        let loaded = db.load()?;
+        return Ok((Store::Embedded(db), loaded));
+    };
+    let pg = Arc::new(Postgres::new(cluster.clone(), data_dir)?);
+    let loaded = match tokio::time::timeout(crate::control::START_TIMEOUT, pg.load()).await {
+        Ok(Ok(loaded)) => {
+            pg.copy().replace_all(&loaded.entities, loaded.version)?;
+            if let Err(e) = pg.register(loaded.version).await {
+                tracing::warn!(error = %e, "This node could not register with the cluster.");
+            }
+            tracing::info!(node = %cluster.node_id, version = loaded.version, "Joined the cluster.");
+            loaded
+        }
+        outcome => {
+            let why = match outcome {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer".to_string(),
+            };
+            let copy = pg.copy().load()?;
+            if copy.version <= 1 && copy.entities.is_empty() {
+                anyhow::bail!("the store cannot be reached ({why}) and this node has no copy of the state to serve");
+            }
+            tracing::warn!(reason = %why, version = copy.version, "The store cannot be reached: serving this node's last copy of the state.");
+            copy
+        }
+    };
+    Ok((Store::Cluster(pg), loaded))
+}
+
+/// The first start creates an account: from `FNLB_SECRET_ID` / `FNLB_SECRET_KEY` when set, otherwise new. In a
+/// cluster the first node to start makes it, and the others serve it.
+async fn ensure_account(control: &Control) -> anyhow::Result<Account> {
+    let made = |state: &State| state.accounts.values().find(|a| !a.configured).cloned();
+    if let Some(account) = made(&control.snapshot().state) {
+        return Ok(account);
     }
     let (secret_id, secret_key) = match (std::env::var("FNLB_SECRET_ID"), std::env::var("FNLB_SECRET_KEY")) {
         (Ok(id), Ok(key)) if !id.is_empty() && !key.is_empty() => (id, key),
@@ -157,8 +203,9 @@ fn ensure_account(control: &Control) -> anyhow::Result<Account> {
         configured: false,
         disabled: false,
     };
-    control.apply(Command::PutAccount(account.clone()), None)?;
-    Ok(account)
+    let first = account.clone();
+    control.apply_with(move |state| made(state).is_none().then(|| Command::PutAccount(first.clone())), None).await?;
+    made(&control.snapshot().state).ok_or_else(|| anyhow::anyhow!("the first account was not made"))
 }
 
 /// Writes `credentials.json` (mode 0600): `{"secretId","secretKey","appId","uin"}`.

@@ -1,7 +1,7 @@
 //! The validated configuration of `fnlb serve`. Flags and environment variables are read by `cli`; every
 //! setting has a documented default (docs/configuration.md).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::api::ApiSettings;
@@ -50,12 +50,25 @@ pub struct Config {
     pub access_log: Option<crate::proxy::access_log::AccessLogSettings>,
     /// The accounts file (`src/accounts.rs`), read at start.
     pub accounts_file: Option<PathBuf>,
+    /// A cluster node's store (PostgreSQL); `None`: one node on SQLite in the data directory.
+    pub cluster: Option<crate::store::ClusterSettings>,
+    /// Where every listener binds instead of its VIP (several nodes on one host).
+    pub listen_address: Option<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("region {0} is not one of the regions this server serves ({1})")]
     UnknownRegion(String, String),
+    #[error(
+        "--store takes a PostgreSQL URL, postgres://USER@HOST:PORT/DB (without it the state is kept in SQLite in the data directory)"
+    )]
+    Store,
+}
+
+/// The host's name: a cluster node's default name.
+pub fn host_name() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 impl Config {
@@ -87,6 +100,8 @@ impl Config {
             queue: QueueSettings::default(),
             console: Default::default(),
             access_log: None,
+            cluster: None,
+            listen_address: None,
         })
     }
 }

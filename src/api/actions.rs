@@ -423,7 +423,7 @@ pub async fn dispatch(
         (Service::Scf, "ListTriggers") => scf::triggers::list(ctx, p),
         (Service::Scf, "CreateTrigger") => scf::triggers::create(ctx, p).await,
         (Service::Scf, "DeleteTrigger") => scf::triggers::delete(ctx, p).await,
-        (Service::Scf, "GetFunctionLogs") => scf::invoke::logs(ctx, p),
+        (Service::Scf, "GetFunctionLogs") => scf::invoke::logs(ctx, p).await,
         (Service::Scf, "PublishVersion") => scf::versions::publish(ctx, p).await,
         (Service::Scf, "ListVersionByFunction") => scf::versions::list(ctx, p),
         (Service::Scf, "CreateAlias") => scf::versions::create_alias(ctx, p).await,

@@ -2,6 +2,7 @@
 
 use crate::control::ControlError;
 use crate::state::StateError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -31,8 +32,24 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         match e {
             ControlError::Refused(e) => e.into(),
-            ControlError::Store(e) => {
-                tracing::error!(error = %e, "Store commit failed.");
+            ControlError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unreachable(why) => {
+                tracing::warn!(reason = %why, "A request needing the store was refused: the store is unreachable.");
+                ApiError::new(
+                    "InternalError",
+                    "The configuration store (PostgreSQL) is unreachable: the change was not made. This node keeps \
+                     serving its last state; try again once the store is back.",
+                )
+            }
+            e => {
+                tracing::error!(error = %e, "The store failed.");
                 ApiError::internal()
             }
         }

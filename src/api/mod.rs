@@ -131,17 +131,15 @@ impl Ctx<'_> {
     /// Applies a command and waits until the data plane serves it. CLB mutations pass the load balancers
     /// they touch, so that `DescribeTaskStatus` can report the task.
     pub async fn apply(&self, command: Command, task_lbs: Option<Vec<String>>) -> Result<Committed, ApiError> {
-        let control = self.api.control.clone();
         let task = task_lbs.map(|lbs| Task {
             request_id: self.request_id.clone(),
             uin: self.account.uin.clone(),
             load_balancer_ids: lbs,
             created_ms: crate::clock::now_ms(),
+            version: 0,
         });
-        let committed = tokio::task::spawn_blocking(move || control.apply(command, task))
-            .await
-            .map_err(|_| ApiError::internal())??;
-        if !self.api.control.wait_in_effect(committed.version, self.api.settings.apply_timeout).await {
+        let committed = self.api.control.apply(command, task).await?;
+        if !self.api.control.snapshots().wait_in_effect(committed.version, self.api.settings.apply_timeout).await {
             tracing::warn!(version = committed.version, "The data plane did not confirm a change in time.");
         }
         Ok(committed)

@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run fnlb: the API, the load balancer and the function service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, update, list, show and delete functions.
     #[command(subcommand)]
     Function(function::FunctionCommand),
@@ -49,6 +49,27 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Call any API action with JSON parameters, as tccli does: `fnlb call clb DescribeLoadBalancers '{}'`.
     Call(CallArgs),
+    /// The store itself: `fnlb store copy` moves a single node's state into PostgreSQL for a cluster.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a stopped single node's state (its SQLite store: functions, code, load balancers, certificates,
+    /// tasks, the asynchronous queue) into an empty PostgreSQL database, then read it back and compare
+    /// (docs/cluster.md).
+    Copy(StoreCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The single node's data directory (holding fnlb.sqlite3).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The cluster's database: postgres://USER[:PASSWORD]@HOST:PORT/DB.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +208,25 @@ pub struct ServeArgs {
     /// Seconds a web console session lasts after sign-in.
     #[arg(long, env = "FNLB_CONSOLE_SESSION_TTL", default_value_t = crate::console::DEFAULT_SESSION_TTL.as_secs())]
     pub console_session_ttl: u64,
+    /// Where the state is kept: the SQLite file in the data directory (default), or a PostgreSQL database that
+    /// several nodes share, `postgres://USER[:PASSWORD]@HOST:PORT/DB` (docs/cluster.md).
+    #[arg(long, env = "FNLB_STORE")]
+    pub store: Option<String>,
+    /// This node's name in a cluster (default: the host name).
+    #[arg(long, env = "FNLB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Bind every listener on this address instead of its load balancer's VIP (several nodes on one host).
+    #[arg(long, env = "FNLB_LISTEN_ADDRESS")]
+    pub listen_address: Option<std::net::IpAddr>,
+    /// Milliseconds a change may wait for the cluster's database before the API answers that it is unreachable.
+    #[arg(long, env = "FNLB_STORE_WRITE_TIMEOUT", default_value_t = crate::store::postgres::DEFAULT_WRITE_TIMEOUT.as_millis() as u64)]
+    pub store_write_timeout: u64,
+    /// Milliseconds between two reads of the cluster's newest version (besides the notifications).
+    #[arg(long, env = "FNLB_STORE_POLL_INTERVAL", default_value_t = crate::store::postgres::DEFAULT_POLL_INTERVAL.as_millis() as u64)]
+    pub store_poll_interval: u64,
+    /// Milliseconds of silence after which a cluster node counts as gone (its asynchronous jobs go to others).
+    #[arg(long, env = "FNLB_NODE_TIMEOUT", default_value_t = crate::store::postgres::DEFAULT_NODE_TIMEOUT.as_millis() as u64)]
+    pub node_timeout: u64,
 }
 
 impl ServeArgs {
@@ -221,6 +261,25 @@ impl ServeArgs {
             config.engine.eager_instances_per_function = eager.max(1);
         }
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
+        config.listen_address = self.listen_address;
+        config.cluster = match self.store.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                use crate::store::postgres as pg;
+                let write_timeout = Duration::from_millis(self.store_write_timeout.max(100));
+                let node_timeout = Duration::from_millis(self.node_timeout.max(1000));
+                Some(crate::store::ClusterSettings {
+                    url,
+                    node_id: self.node_id.filter(|n| !n.is_empty()).unwrap_or_else(config::host_name),
+                    write_timeout,
+                    poll_interval: Duration::from_millis(self.store_poll_interval.max(10)),
+                    heartbeat_interval: pg::DEFAULT_HEARTBEAT_INTERVAL.min(node_timeout / 3),
+                    node_timeout,
+                    pool_size: pg::DEFAULT_POOL_SIZE,
+                })
+            }
+            Some(_) => return Err(config::ConfigError::Store),
+        };
         config.access_log =
             self.access_log.filter(|a| !a.is_empty()).map(|a| crate::proxy::access_log::AccessLogSettings {
                 destination: if a == "-" {
@@ -274,6 +333,8 @@ pub enum CliError {
     NoCredentials(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Connection {
@@ -310,6 +371,7 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
         Command::Apply(args) => return apply::run(args).await,
         Command::Status(args) => return ops::status(args).await,
         Command::Logs(args) => return ops::logs(args).await,
+        Command::Store(StoreCommand::Copy(args)) => return store_copy(args).await,
         Command::Call(args) => {
             let service = crate::api::Service::parse(&args.service)
                 .ok_or_else(|| CliError::Usage(format!("unknown service `{}`: scf or clb", args.service)))?;
@@ -321,6 +383,29 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
     println!("{}", serde_json::to_string_pretty(&output).expect("JSON values serialise"));
     Ok(())
 }
+
+/// `fnlb store copy`: prints what was copied and verified.
+async fn store_copy(args: StoreCopyArgs) -> Result<(), CliError> {
+    use crate::store::postgres as pg;
+    let settings = crate::store::ClusterSettings {
+        url: args.to,
+        node_id: "fnlb-store-copy".to_string(),
+        write_timeout: STORE_COPY_TIMEOUT,
+        poll_interval: pg::DEFAULT_POLL_INTERVAL,
+        heartbeat_interval: pg::DEFAULT_HEARTBEAT_INTERVAL,
+        node_timeout: pg::DEFAULT_NODE_TIMEOUT,
+        pool_size: 1,
+    };
+    let copied = crate::store::copy::copy(&args.from, settings).await?;
+    println!(
+        "Copied and verified: {} entities at version {}, {} code packages ({} bytes), {} tasks, {} asynchronous invocations.",
+        copied.entities, copied.version, copied.code_packages, copied.code_bytes, copied.tasks, copied.invocations
+    );
+    Ok(())
+}
+
+/// How long `fnlb store copy` may take to write and read back a store.
+const STORE_COPY_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {

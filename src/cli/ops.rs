@@ -155,8 +155,10 @@ pub async fn logs(args: LogsArgs) -> Result<(), CliError> {
 }
 
 fn print_entry(entry: &Value) {
+    // In a cluster, the node that ran the invocation.
+    let node = entry["Source"].as_str().filter(|n| !n.is_empty()).map(|n| format!(" on {n}")).unwrap_or_default();
     println!(
-        "== {} {} code {} {} ms",
+        "== {} {} code {} {} ms{node}",
         entry["StartTime"].as_str().unwrap_or(""),
         entry["RequestId"].as_str().unwrap_or(""),
         entry["RetCode"],

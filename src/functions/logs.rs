@@ -1,7 +1,10 @@
-//! Function logs: one record per invocation, the most recent kept per function.
+//! Function logs: one record per invocation, the most recent kept per function. In a cluster each record is also
+//! shipped to the shared store (`Shipment`), so that every node's invocations can be read on any node.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::mpsc;
 
 use crate::state::FunctionKey;
 
@@ -19,7 +22,20 @@ pub struct LogRecord {
     pub ret_msg: String,
     /// The whole log: `START`, the function's output, `END`, `Report`.
     pub log: Arc<str>,
+    /// The cluster node that ran the invocation (empty on a single node).
+    pub node: Arc<str>,
 }
+
+/// What a node sends its log shipper.
+pub enum Shipment {
+    /// An invocation's record.
+    Record(FunctionKey, Arc<LogRecord>),
+    /// A deleted function's records are forgotten.
+    Forget(FunctionKey),
+}
+
+/// Records waiting to be shipped, at most; past it new ones are dropped (and counted) until the store takes them.
+pub const SHIPPING_QUEUE: usize = 10_000;
 
 impl LogRecord {
     fn bytes(&self) -> usize {
@@ -31,6 +47,10 @@ pub struct LogStore {
     per_function: usize,
     bytes_per_function: usize,
     records: Mutex<HashMap<FunctionKey, Kept>>,
+    /// In a cluster: this node's name and where its records go.
+    shipping: OnceLock<(Arc<str>, mpsc::Sender<Shipment>)>,
+    /// Records dropped because the shipping queue was full.
+    pub dropped: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -44,14 +64,35 @@ struct Kept {
 impl LogStore {
     /// Keeps at most `per_function` records and `bytes_per_function` bytes per function, dropping the oldest.
     pub fn new(per_function: usize, bytes_per_function: usize) -> LogStore {
-        LogStore { per_function: per_function.max(1), bytes_per_function, records: Mutex::new(HashMap::new()) }
+        LogStore {
+            per_function: per_function.max(1),
+            bytes_per_function,
+            records: Mutex::new(HashMap::new()),
+            shipping: OnceLock::new(),
+            dropped: Default::default(),
+        }
     }
 
-    pub fn record(&self, key: &FunctionKey, record: LogRecord) {
+    /// Records from now on name `node` and are also sent to `shipper` (a cluster's shared store).
+    pub fn ship_to(&self, node: &str, shipper: mpsc::Sender<Shipment>) {
+        let _ = self.shipping.set((Arc::from(node), shipper));
+    }
+
+    /// How many records one function keeps.
+    pub fn per_function(&self) -> usize {
+        self.per_function
+    }
+
+    pub fn record(&self, key: &FunctionKey, mut record: LogRecord) {
+        if let Some((node, _)) = self.shipping.get() {
+            record.node = node.clone();
+        }
+        let record = Arc::new(record);
+        self.ship(Shipment::Record(key.clone(), record.clone()));
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let kept = records.entry(key.clone()).or_default();
         kept.bytes += record.bytes();
-        kept.records.push_back(Arc::new(record));
+        kept.records.push_back(record);
         while kept.records.len() > self.per_function || (kept.bytes > self.bytes_per_function && kept.records.len() > 1)
         {
             if let Some(old) = kept.records.pop_front() {
@@ -69,5 +110,14 @@ impl LogStore {
     /// Forgets a deleted function's logs.
     pub fn forget(&self, key: &FunctionKey) {
         self.records.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.ship(Shipment::Forget(key.clone()));
+    }
+
+    fn ship(&self, shipment: Shipment) {
+        if let Some((_, shipper)) = self.shipping.get()
+            && shipper.try_send(shipment).is_err()
+        {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }

@@ -215,7 +215,7 @@ pub struct Engine {
     settings: EngineSettings,
     runtimes: Runtimes,
     code_root: PathBuf,
-    store: Arc<Store>,
+    store: Store,
     /// One pool per function version (`$LATEST` or a number).
     pools: Mutex<HashMap<(FunctionKey, String), Arc<Pool>>>,
     /// Reserved concurrency per function, shared by the pools of its versions.
@@ -231,7 +231,7 @@ pub struct Engine {
 // === impl Engine ===
 
 impl Engine {
-    pub fn new(settings: EngineSettings, runtimes: Runtimes, data_dir: &Path, store: Arc<Store>) -> Engine {
+    pub fn new(settings: EngineSettings, runtimes: Runtimes, data_dir: &Path, store: Store) -> Engine {
         Engine {
             logs: LogStore::new(settings.logs_per_function, settings.log_bytes_per_function),
             budget: Arc::new(tokio::sync::Semaphore::new(settings.total_concurrency_mb as usize)),
@@ -470,6 +470,7 @@ impl Engine {
                 status,
                 ret_msg: truncate(&ret_msg, RET_MSG_IN_LOG_BYTES).to_string(),
                 log: log.clone(),
+                node: Arc::from(""),
             },
         );
         Invocation { request_id, result, duration, mem_bytes, log }
@@ -522,20 +523,24 @@ impl Engine {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let store = self.store.clone();
+        let data = self
+            .store
+            .code(sha256)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|data| data.ok_or_else(|| CodeError::Missing(sha256.to_string()).to_string()));
         let root = self.code_root.clone();
         let sha = sha256.to_string();
         let limit = self.settings.max_code_unpacked_bytes;
-        let unpacked = tokio::task::spawn_blocking(move || {
-            let data = store
-                .code(&sha)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| CodeError::Missing(sha.clone()).to_string())?;
-            code::unpack(&root, &sha, &data, limit).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let unpacked = match data {
+            Ok(data) => {
+                tokio::task::spawn_blocking(move || code::unpack(&root, &sha, &data, limit).map_err(|e| e.to_string()))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+            }
+            Err(why) => Err(why),
+        };
         unpacked.map_err(|why| {
             tracing::error!(error = %why, "Cannot unpack function code.");
             FunctionError::new(status::INTERNAL, "the function's code could not be prepared")

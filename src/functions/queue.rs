@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::{Engine, status};
-use crate::control::Control;
+use crate::snapshot::Snapshots;
 use crate::state::{FunctionKey, Scope};
 use crate::store::{AsyncJob, AsyncOutcome, Store};
 
@@ -83,8 +83,8 @@ impl Default for QueueSettings {
 
 pub struct AsyncQueue {
     pub settings: QueueSettings,
-    store: Arc<Store>,
-    control: Arc<Control>,
+    store: Store,
+    snapshots: Arc<Snapshots>,
     engine: Arc<Engine>,
     wake: Notify,
 }
@@ -107,13 +107,13 @@ fn parse_function_id(id: &str) -> Option<FunctionKey> {
 // === impl AsyncQueue ===
 
 impl AsyncQueue {
-    pub fn new(settings: QueueSettings, store: Arc<Store>, control: Arc<Control>, engine: Arc<Engine>) -> AsyncQueue {
-        AsyncQueue { settings, store, control, engine, wake: Notify::new() }
+    pub fn new(settings: QueueSettings, store: Store, snapshots: Arc<Snapshots>, engine: Arc<Engine>) -> AsyncQueue {
+        AsyncQueue { settings, store, snapshots, engine, wake: Notify::new() }
     }
 
-    /// Queues an invocation; it is durable when this returns. False when the queue is full. Blocking (SQLite).
-    pub fn submit(&self, job: &AsyncJob) -> Result<bool, crate::store::StoreError> {
-        let queued = self.store.enqueue(job, self.settings.max_pending)?;
+    /// Queues an invocation; it is durable when this returns. False when the queue is full.
+    pub async fn submit(&self, job: AsyncJob) -> Result<bool, crate::store::StoreError> {
+        let queued = self.store.enqueue(job, self.settings.max_pending).await?;
         if queued {
             self.wake.notify_one();
         }
@@ -122,34 +122,32 @@ impl AsyncQueue {
 
     /// Runs queued invocations until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.requeue_running()).await {
-            Ok(Ok(n)) if n > 0 => {
-                tracing::info!(requeued = n, "Asynchronous invocations interrupted by a stop run again.")
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "Cannot read the asynchronous queue."),
-            _ => {}
+        match self.store.requeue_running().await {
+            Ok(n) if n > 0 => tracing::info!(requeued = n, "Asynchronous invocations interrupted by a stop run again."),
+            Ok(_) => {}
+            Err(e) => queue_error(&e),
         }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut next_prune = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next_prune {
-                let store = self.store.clone();
                 let before =
                     crate::clock::now_ms() - i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
-                if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || store.prune_finished(before)).await
+                if let Ok(n) = self.store.prune_finished(before).await
                     && n > 0
                 {
                     tracing::debug!(forgotten = n, "Forgot old asynchronous invocations.");
                 }
                 next_prune += PRUNE_EVERY;
             }
+            match self.store.rescue_abandoned().await {
+                Ok(n) if n > 0 => tracing::info!(requeued = n, "Asynchronous invocations of a node gone run again."),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "Cannot look for abandoned asynchronous invocations."),
+            }
             let free = slots.available_permits();
-            let store = self.store.clone();
-            let now = crate::clock::now_ms();
-            let jobs = tokio::task::spawn_blocking(move || store.due_jobs(now, free)).await;
-            match jobs {
-                Ok(Ok(jobs)) => {
+            match self.store.due_jobs(crate::clock::now_ms(), free).await {
+                Ok(jobs) => {
                     for job in jobs {
                         let Ok(permit) = slots.clone().acquire_owned().await else { return };
                         let queue = self.clone();
@@ -160,11 +158,9 @@ impl AsyncQueue {
                         });
                     }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "Cannot read the asynchronous queue."),
-                Err(e) => tracing::error!(error = %e, "Reading the asynchronous queue failed."),
+                Err(e) => queue_error(&e),
             }
-            let store = self.store.clone();
-            let next = tokio::task::spawn_blocking(move || store.next_due()).await.ok().and_then(Result::ok).flatten();
+            let next = self.store.next_due().await.ok().flatten();
             let wait = next.map_or(IDLE_CHECK, |due| {
                 Duration::from_millis(u64::try_from(due - crate::clock::now_ms()).unwrap_or(0)).min(IDLE_CHECK)
             });
@@ -178,7 +174,7 @@ impl AsyncQueue {
 
     async fn attempt(&self, job: AsyncJob) {
         let spec =
-            parse_function_id(&job.function).and_then(|key| self.control.snapshot().functions.get(&key).cloned());
+            parse_function_id(&job.function).and_then(|key| self.snapshots.current().functions.get(&key).cloned());
         let outcome = match spec {
             None => AsyncOutcome {
                 ret_code: i64::from(status::FUNCTION_NOT_FOUND),
@@ -207,12 +203,18 @@ impl AsyncQueue {
             }
         };
         let retry_at = self.settings.retry_at(&job, outcome.ret_code, crate::clock::now_ms());
-        let store = self.store.clone();
-        let id = job.request_id.clone();
-        let saved = tokio::task::spawn_blocking(move || store.finish_attempt(&id, &outcome, retry_at)).await;
-        if !matches!(saved, Ok(Ok(()))) {
-            tracing::error!(request_id = %job.request_id, "Cannot record an asynchronous invocation's outcome.");
+        if let Err(e) = self.store.finish_attempt(&job, outcome, retry_at).await {
+            tracing::error!(request_id = %job.request_id, error = %e, "Cannot record an asynchronous invocation's outcome.");
         }
+    }
+}
+
+/// Logs a failed read of the queue: an unreachable cluster store is reported once, by the node's follower.
+fn queue_error(e: &crate::store::StoreError) {
+    if matches!(e, crate::store::StoreError::Unreachable(_)) {
+        tracing::debug!(error = %e, "Cannot read the asynchronous queue.");
+    } else {
+        tracing::error!(error = %e, "Cannot read the asynchronous queue.");
     }
 }
 

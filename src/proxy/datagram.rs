@@ -73,7 +73,7 @@ async fn open(
         tracing::debug!(%addr, %client, "Session limit reached: a datagram is dropped.");
         return None;
     }
-    let listener = proxy.control.snapshot().datagram_listeners.get(&addr).cloned()?;
+    let listener = proxy.snapshots.current().datagram_listeners.get(&addr).cloned()?;
     let (target, in_flight) = proxy.upstreams.choose(&listener.target, client.ip())?;
     let local: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
     let upstream = Arc::new(UdpSocket::bind(local).await.ok()?);

@@ -23,11 +23,11 @@ use tokio::sync::watch;
 
 use super::Proxy;
 use super::bridge::{self, BALANCER_HEADERS};
-use super::custom::Settings;
 use super::h1::{self, Chunked, Framing};
 use super::respond::{self, Body};
-use super::router::Route;
 use super::server::{Peer, Phase, Routed, Served, run_function};
+use crate::snapshot::custom::Settings;
+use crate::snapshot::router::Route;
 use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
 
 /// Header fields the direct path reads on its stack; a request with more goes to the general path, which keeps
@@ -243,7 +243,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         }
     }
     let Some(host) = host else { return Parsed::Other };
-    let snapshot = proxy.control.snapshot();
+    let snapshot = proxy.snapshots.current();
     let Some(routes) = snapshot.http_listeners.get(&peer.addr).cloned() else { return Parsed::Other };
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let Route::Rule(rule) = routes.router.route(host, path) else { return Parsed::Other };

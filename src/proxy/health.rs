@@ -131,7 +131,7 @@ impl Health {
             for rule in &routes.rules {
                 for (addr, _) in &rule.servers {
                     let host = if rule.health_check.domain.is_empty() {
-                        super::router::plain_domain(&rule.domain)
+                        crate::snapshot::router::plain_domain(&rule.domain)
                             .map_or_else(|| routes.addr.ip().to_string(), str::to_string)
                     } else {
                         rule.health_check.domain.clone()

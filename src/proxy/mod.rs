@@ -2,17 +2,15 @@
 
 pub mod access_log;
 pub mod bridge;
-pub mod custom;
 mod datagram;
 mod direct;
 mod h1;
 pub mod health;
 mod keepalive;
 pub mod respond;
-pub mod router;
 mod server;
 mod stream;
-pub mod tls;
+mod tls;
 pub mod upload;
 pub mod upstream;
 
@@ -24,14 +22,8 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::control::Control;
 use crate::functions::Engine;
-
-/// The hash map of the request path's lookups (listener addresses, domains and URLs, rules, targets): a seeded
-/// fast hash in place of SipHash, whose five lookups cost about 5 % of a proxied request's user-space
-/// instructions. Every key in these maps comes from the configuration, so a client cannot fill one with colliding
-/// keys.
-pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::snapshot::Snapshots;
 
 /// The proxy's limits. Each is a documented setting (docs/configuration.md).
 #[derive(Clone, Debug)]
@@ -92,14 +84,8 @@ impl Default for ProxySettings {
     }
 }
 
-/// Whether listeners of a protocol serve traffic in this version (the others are stored and listed).
-pub fn serves(protocol: crate::state::Protocol) -> bool {
-    use crate::state::Protocol;
-    matches!(protocol, Protocol::Http | Protocol::Https | Protocol::Tcp | Protocol::TcpSsl | Protocol::Udp)
-}
-
 pub struct Proxy {
-    pub control: Arc<Control>,
+    pub snapshots: Arc<Snapshots>,
     pub functions: Arc<Engine>,
     pub settings: ProxySettings,
     pub sockets: Arc<Sockets>,
@@ -117,6 +103,8 @@ pub struct Proxy {
 pub struct Sockets {
     /// By address and transport (`true`: UDP): a port number serves TCP and UDP listeners apart.
     bound: Mutex<HashMap<(SocketAddr, bool), Bound>>,
+    /// Where every listener binds instead of its VIP (`--listen-address`).
+    listen_address: Option<std::net::IpAddr>,
 }
 
 enum Bound {
@@ -146,6 +134,15 @@ struct Running {
 // === impl Sockets ===
 
 impl Sockets {
+    pub fn new(listen_address: Option<std::net::IpAddr>) -> Sockets {
+        Sockets { bound: Mutex::default(), listen_address }
+    }
+
+    /// The address a listener on `addr` (its VIP and port) binds.
+    fn bind_address(&self, addr: SocketAddr) -> SocketAddr {
+        self.listen_address.map_or(addr, |ip| SocketAddr::new(ip, addr.port()))
+    }
+
     /// Binds `addr` now (TCP, or UDP when `udp`), for a listener about to be created. Already bound here counts
     /// as bound.
     pub fn reserve(&self, addr: SocketAddr, udp: bool) -> std::io::Result<()> {
@@ -153,7 +150,8 @@ impl Sockets {
         if bound.contains_key(&(addr, udp)) {
             return Ok(());
         }
-        let socket = if udp { Bound::Udp(std::net::UdpSocket::bind(addr)?) } else { Bound::Tcp(bind_std(addr)?) };
+        let at = self.bind_address(addr);
+        let socket = if udp { Bound::Udp(std::net::UdpSocket::bind(at)?) } else { Bound::Tcp(bind_std(at)?) };
         bound.insert((addr, udp), socket);
         Ok(())
     }
@@ -223,7 +221,7 @@ impl Proxy {
     fn tcp_listener(&self, addr: &SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
         let listener = match self.sockets.take_tcp(addr) {
             Some(reserved) => reserved,
-            None => bind_std(*addr)?,
+            None => bind_std(self.sockets.bind_address(*addr))?,
         };
         listener.set_nonblocking(true)?;
         tokio::net::TcpListener::from_std(listener)
@@ -233,7 +231,7 @@ impl Proxy {
     fn udp_socket(&self, addr: &SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
         let socket = match self.sockets.take_udp(addr) {
             Some(reserved) => reserved,
-            None => std::net::UdpSocket::bind(addr)?,
+            None => std::net::UdpSocket::bind(self.sockets.bind_address(*addr))?,
         };
         socket.set_nonblocking(true)?;
         tokio::net::UdpSocket::from_std(socket)
@@ -242,7 +240,7 @@ impl Proxy {
     /// Keeps the set of bound listeners equal to the snapshot's until `shutdown` turns true, then stops them
     /// all and waits for their connections to drain.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut published = self.control.subscribe();
+        let mut published = self.snapshots.subscribe();
         let mut running: HashMap<(SocketAddr, Kind), Running> = HashMap::new();
         loop {
             let all_bound = self.reconcile(&mut running).await;
@@ -262,7 +260,7 @@ impl Proxy {
 
     /// Binds the snapshot's new listeners and stops the removed ones; returns whether every listener is bound.
     async fn reconcile(self: &Arc<Self>, running: &mut HashMap<(SocketAddr, Kind), Running>) -> bool {
-        let snapshot = self.control.snapshot();
+        let snapshot = self.snapshots.current();
         self.functions.reconcile(&snapshot);
         self.health.reconcile(&snapshot);
         self.upstreams.reconcile(&snapshot);
@@ -321,7 +319,7 @@ impl Proxy {
                 }
             }
         }
-        self.control.mark_in_effect(snapshot.version);
+        self.snapshots.mark_in_effect(snapshot.version);
         all_bound
     }
 }

@@ -18,14 +18,14 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
 use super::bridge::{self, RequestInfo};
-use super::custom::{Settings, Var};
 use super::keepalive::{Expiry, KeepAlive};
 use super::respond::{self, Body};
-use super::router::Route;
 use super::upload::Upload;
 use super::upstream::Forwarded;
 use super::{Proxy, ProxySettings};
 use crate::functions::status;
+use crate::snapshot::custom::{Settings, Var};
+use crate::snapshot::router::Route;
 use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
 use crate::state::FunctionKey;
 
@@ -50,7 +50,7 @@ pub async fn serve(
         let phase = phases.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let routes = proxy.control.snapshot().http_listeners.get(&addr).cloned();
+            let routes = proxy.snapshots.current().http_listeners.get(&addr).cloned();
             let Some(routes) = routes else { return };
             let stats = routes.stats.clone();
             stats.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +219,7 @@ pub(super) struct Peer {
 async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     let start_ms = crate::clock::now_ms();
     let started = std::time::Instant::now();
-    let snapshot = proxy.control.snapshot();
+    let snapshot = proxy.snapshots.current();
     let Some(routes) = snapshot.http_listeners.get(&peer.addr) else {
         return respond::not_found();
     };

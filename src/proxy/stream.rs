@@ -44,7 +44,7 @@ pub async fn serve(
 }
 
 async fn relay(proxy: &Proxy, addr: SocketAddr, mut client_stream: TcpStream, client: SocketAddr) {
-    let Some(listener) = proxy.control.snapshot().stream_listeners.get(&addr).cloned() else { return };
+    let Some(listener) = proxy.snapshots.current().stream_listeners.get(&addr).cloned() else { return };
     let Some((mut upstream, _in_flight)) = proxy.upstreams.connect(&listener.target, client.ip()).await else {
         tracing::debug!(%client, listener = %listener.listener_id, "No target could be reached.");
         return;

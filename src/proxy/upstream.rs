@@ -27,10 +27,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
-use super::FastMap;
 use super::health::{Health, TargetState};
 use super::respond::{self, Body};
 use super::upload::{Progress, Upload};
+use crate::snapshot::FastMap;
 use crate::snapshot::{RouteTarget, Snapshot};
 
 /// Limits of forwarding to servers. Each is a documented setting (docs/configuration.md).
@@ -404,7 +404,7 @@ impl Upstreams {
         let progress = request.body().progress();
         // `ForwardType` `HTTPS`: TLS to the target, named by the rule's domain when it is a plain name.
         let tls = rule.forward_tls.then(|| {
-            let name = super::router::plain_domain(&rule.domain).unwrap_or("");
+            let name = crate::snapshot::router::plain_domain(&rule.domain).unwrap_or("");
             ServerName::try_from(name.to_string()).ok()
         });
         if rule.forward_h2 {

@@ -105,6 +105,23 @@ pub enum Entity {
     CustomConfig(CustomConfig),
 }
 
+// === impl Entity ===
+
+impl Entity {
+    pub fn key(&self) -> EntityKey {
+        match self {
+            Entity::Account(a) => EntityKey::Account(a.uin.clone()),
+            Entity::Namespace(n) => EntityKey::Namespace(n.scope.clone(), n.name.clone()),
+            Entity::Function(f) => EntityKey::Function(f.key.clone()),
+            Entity::LoadBalancer(lb) => EntityKey::LoadBalancer(lb.id.clone()),
+            Entity::Listener(l) => EntityKey::Listener(l.id.clone()),
+            Entity::Rule(r) => EntityKey::Rule(r.id.clone()),
+            Entity::Certificate(c) => EntityKey::Certificate(c.id.clone()),
+            Entity::CustomConfig(c) => EntityKey::CustomConfig(c.id.clone()),
+        }
+    }
+}
+
 /// What a successful command changed: the store writes these entities (or removes the ones now gone).
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -135,34 +152,62 @@ impl State {
     pub fn restore(limits: Limits, entities: impl IntoIterator<Item = Entity>) -> State {
         let mut state = State::new(limits);
         for entity in entities {
-            match entity {
-                Entity::Account(a) => {
-                    state.accounts.insert(a.uin.clone(), a);
-                }
-                Entity::Namespace(n) => {
-                    state.namespaces.insert((n.scope.clone(), n.name.clone()), n);
-                }
-                Entity::Function(f) => {
-                    state.functions.insert(f.key.clone(), f);
-                }
-                Entity::Certificate(c) => {
-                    state.certificates.insert(c.id.clone(), c);
-                }
-                Entity::CustomConfig(c) => {
-                    state.custom_configs.insert(c.id.clone(), c);
-                }
-                Entity::LoadBalancer(lb) => {
-                    state.load_balancers.insert(lb.id.clone(), lb);
-                }
-                Entity::Listener(l) => {
-                    state.listeners.insert(l.id.clone(), l);
-                }
-                Entity::Rule(r) => {
-                    state.rules.insert(r.id.clone(), *r);
-                }
-            }
+            state.put(entity);
         }
         state
+    }
+
+    /// Takes the changes another writer committed: each entity written (`Some`) or removed (`None`), as it was
+    /// checked when it was committed.
+    pub fn take_changes(&mut self, changes: impl IntoIterator<Item = (EntityKey, Option<Entity>)>) {
+        for (key, entity) in changes {
+            match entity {
+                Some(entity) => self.put(entity),
+                None => self.remove(&key),
+            }
+        }
+    }
+
+    fn put(&mut self, entity: Entity) {
+        match entity {
+            Entity::Account(a) => {
+                self.accounts.insert(a.uin.clone(), a);
+            }
+            Entity::Namespace(n) => {
+                self.namespaces.insert((n.scope.clone(), n.name.clone()), n);
+            }
+            Entity::Function(f) => {
+                self.functions.insert(f.key.clone(), f);
+            }
+            Entity::Certificate(c) => {
+                self.certificates.insert(c.id.clone(), c);
+            }
+            Entity::CustomConfig(c) => {
+                self.custom_configs.insert(c.id.clone(), c);
+            }
+            Entity::LoadBalancer(lb) => {
+                self.load_balancers.insert(lb.id.clone(), lb);
+            }
+            Entity::Listener(l) => {
+                self.listeners.insert(l.id.clone(), l);
+            }
+            Entity::Rule(r) => {
+                self.rules.insert(r.id.clone(), *r);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &EntityKey) {
+        match key {
+            EntityKey::Account(k) => drop(self.accounts.remove(k)),
+            EntityKey::Namespace(s, n) => drop(self.namespaces.remove(&(s.clone(), n.clone()))),
+            EntityKey::Function(k) => drop(self.functions.remove(k)),
+            EntityKey::LoadBalancer(k) => drop(self.load_balancers.remove(k)),
+            EntityKey::Listener(k) => drop(self.listeners.remove(k)),
+            EntityKey::Rule(k) => drop(self.rules.remove(k)),
+            EntityKey::Certificate(k) => drop(self.certificates.remove(k)),
+            EntityKey::CustomConfig(k) => drop(self.custom_configs.remove(k)),
+        }
     }
 
     /// The current value of an entity, or `None` when it no longer exists.

@@ -371,7 +371,7 @@ impl TlsSettings {
     }
 }
 
-/// A layer-7 custom configuration: an nginx-like snippet (`src/proxy/custom.rs`) bound to load balancers
+/// A layer-7 custom configuration: an nginx-like snippet (`src/snapshot/custom.rs`) bound to load balancers
 /// (`CLB`), to domains of listeners (`SERVER`) or to rules (`LOCATION`); the inner level wins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomConfig {

@@ -1,14 +1,17 @@
-//! The embedded store: SQLite in the data directory (WAL, synchronous commits).
-//!
-//! Entities are kept one row each, as JSON, so a command writes only what it touched. Code packages are kept
-//! once by SHA-256. A commit returns only after SQLite has made it durable.
+//! Durable state. One node keeps it in SQLite in its data directory (`sqlite.rs`); a cluster shares one
+//! PostgreSQL database (`postgres.rs`), each node keeping a local copy in SQLite to start from when the database
+//! cannot be reached. `Store` is what the rest of fnlb calls, the same way for both.
 
-use std::path::Path;
-use std::sync::Mutex;
+pub mod copy;
+pub mod postgres;
+pub mod sqlite;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
 
-use crate::state::{Entity, EntityKey};
+use crate::state::{Entity, EntityKey, FunctionKey, Scope};
+
+pub use self::postgres::{ClusterSettings, Postgres};
+pub use self::sqlite::Sqlite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +35,15 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The shared store (PostgreSQL) did not answer in time or refused the connection.
+    #[error("the configuration store (PostgreSQL) is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the configuration store (PostgreSQL) failed")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the configuration store (PostgreSQL) cannot be used: {0}")]
+    Setup(String),
+    #[error("a store task failed")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// A task: the record of an accepted CLB mutation, for `DescribeTaskStatus`.
@@ -41,6 +53,9 @@ pub struct Task {
     pub uin: String,
     pub load_balancer_ids: Vec<String>,
     pub created_ms: i64,
+    /// The state version that made the change (known in a cluster, where a task is done once every live node
+    /// serves it; 0 on one node, where it is done when acknowledged).
+    pub version: u64,
 }
 
 /// A queued asynchronous invocation. `function` is the function's store key (`uin/region/namespace/name`).
@@ -52,6 +67,18 @@ pub struct AsyncJob {
     pub event: Vec<u8>,
     pub attempts: i64,
     pub created_ms: i64,
+}
+
+/// An asynchronous invocation as stored, whatever its state.
+#[derive(Clone, Debug)]
+pub struct StoredJob {
+    pub job: AsyncJob,
+    pub state: String,
+    pub next_ms: i64,
+    pub ret_code: Option<i64>,
+    pub ret_msg: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub mem_bytes: Option<i64>,
 }
 
 /// The result of one attempt.
@@ -77,293 +104,181 @@ pub struct AsyncStatus {
     pub mem_bytes: Option<u64>,
 }
 
-pub struct Store {
-    conn: Mutex<Connection>,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS entities (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key));
-CREATE TABLE IF NOT EXISTS code (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (request_id TEXT PRIMARY KEY, uin TEXT NOT NULL, lb_ids TEXT NOT NULL, created_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_ms);
-CREATE TABLE IF NOT EXISTS async_invocations (
-    request_id TEXT PRIMARY KEY, function TEXT NOT NULL, qualifier TEXT NOT NULL, event BLOB NOT NULL,
-    state TEXT NOT NULL, attempts INTEGER NOT NULL, next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
-    ret_code INTEGER, ret_msg TEXT, duration_ms REAL, mem_bytes INTEGER
-);
-CREATE INDEX IF NOT EXISTS async_due ON async_invocations (state, next_ms);
-";
-
 /// How many task records are kept; older ones are forgotten (`DescribeTaskStatus` then says it never saw them).
 pub const TASKS_KEPT: i64 = 100_000;
+
+/// A stored state: its entities and the version they make up.
+pub struct Loaded {
+    pub version: u64,
+    pub entities: Vec<Entity>,
+}
+
+/// Where the state is kept.
+#[derive(Clone)]
+pub enum Store {
+    /// One node: SQLite in the data directory.
+    Embedded(Arc<Sqlite>),
+    /// A cluster: PostgreSQL, shared by every node.
+    Cluster(Arc<Postgres>),
+}
 
 // === impl Store ===
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        // The store holds secrets (account keys, certificates' private keys): only fnlb's user may read it. The
-        // file is created with that mode, SQLite gives its journal files the same, and an older store is fixed.
-        let private = |path: &Path| {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            let made = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
-            made.and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
-        };
-        private(path).map_err(|e| StoreError::Permissions { path: path.display().to_string(), source: e })?;
-        for journal in ["-wal", "-shm"] {
-            let mut name = path.as_os_str().to_owned();
-            name.push(journal);
-            let journal = Path::new(&name);
-            if journal.exists() {
-                let _ = private(journal);
-            }
+    /// Stores a code package under its SHA-256 (durable when this returns).
+    pub async fn put_code(&self, sha256: String, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.put_code(&sha256, &data)).await,
+            Store::Cluster(pg) => pg.put_code(&sha256, data).await,
         }
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
-        Ok(Store { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so recover.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A code package, checked against its SHA-256.
+    pub async fn code(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sha = sha256.to_string();
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.code(&sha)).await,
+            Store::Cluster(pg) => pg.code(&sha).await,
+        }
     }
 
-    pub fn load_entities(&self) -> Result<Vec<Entity>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT kind, key, body FROM entities ORDER BY kind, key")?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
-        let mut entities = Vec::new();
-        for row in rows {
-            let (kind, key, body) = row?;
-            let entity = serde_json::from_str(&body)
-                .map_err(|source| StoreError::Corrupt { key: format!("{kind}/{key}"), source })?;
-            entities.push(entity);
+    pub async fn task(&self, request_id: &str) -> Result<Option<Task>, StoreError> {
+        let id = request_id.to_string();
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.task(&id)).await,
+            Store::Cluster(pg) => pg.task(&id).await,
         }
-        Ok(entities)
     }
 
-    /// Writes the entities a command touched (`None`: removed) and its task record, in one durable transaction.
-    pub fn commit(&self, changes: &[(EntityKey, Option<Entity>)], task: Option<&Task>) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (key, entity) in changes {
-            let (kind, id) = key_parts(key);
-            match entity {
-                Some(entity) => {
-                    let body = serde_json::to_string(entity).expect("entities serialise to JSON");
-                    tx.execute(
-                        "INSERT INTO entities (kind, key, body) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
-                        params![kind, id, body],
-                    )?;
-                }
-                None => {
-                    tx.execute("DELETE FROM entities WHERE kind = ?1 AND key = ?2", params![kind, id])?;
-                }
-            }
+    /// Whether every live node serves `version` (one node serves a change before acknowledging it).
+    pub async fn served_everywhere(&self, version: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(_) => Ok(true),
+            Store::Cluster(pg) => pg.served_everywhere(version).await,
         }
-        if let Some(task) = task {
-            tx.execute(
-                "INSERT OR REPLACE INTO tasks (request_id, uin, lb_ids, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![task.request_id, task.uin, task.load_balancer_ids.join(","), task.created_ms],
-            )?;
-            tx.execute(
-                "DELETE FROM tasks WHERE created_ms < (SELECT created_ms FROM tasks ORDER BY created_ms DESC LIMIT 1 OFFSET ?1)",
-                params![TASKS_KEPT],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     /// Queues an asynchronous invocation (durable when this returns); false when `cap` invocations are already
     /// waiting or running.
-    pub fn enqueue(&self, job: &AsyncJob, cap: usize) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let pending: i64 =
-            conn.query_row("SELECT COUNT(*) FROM async_invocations WHERE state IN ('queued', 'running')", [], |row| {
-                row.get(0)
-            })?;
-        if pending >= cap as i64 {
-            return Ok(false);
+    pub async fn enqueue(&self, job: AsyncJob, cap: usize) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.enqueue(&job, cap)).await,
+            Store::Cluster(pg) => pg.enqueue(&job, cap).await,
         }
-        conn.execute(
-            "INSERT INTO async_invocations (request_id, function, qualifier, event, state, attempts, next_ms, created_ms)
-             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5)",
-            params![job.request_id, job.function, job.qualifier, job.event, job.created_ms],
-        )?;
-        Ok(true)
     }
 
-    /// Forgets finished asynchronous invocations queued before `before_ms`.
-    pub fn prune_finished(&self, before_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
-            "DELETE FROM async_invocations WHERE state IN ('done', 'failed') AND created_ms < ?1",
-            params![before_ms],
-        )?)
-    }
-
-    /// Takes up to `limit` queued invocations that are due, marking them running.
-    pub fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<AsyncJob>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let jobs: Vec<AsyncJob> = {
-            let mut stmt = tx.prepare(
-                "SELECT request_id, function, qualifier, event, attempts, created_ms FROM async_invocations
-                 WHERE state = 'queued' AND next_ms <= ?1 ORDER BY next_ms LIMIT ?2",
-            )?;
-            stmt.query_map(params![now_ms, limit as i64], |row| {
-                Ok(AsyncJob {
-                    request_id: row.get(0)?,
-                    function: row.get(1)?,
-                    qualifier: row.get(2)?,
-                    event: row.get(3)?,
-                    attempts: row.get(4)?,
-                    created_ms: row.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?
-        };
-        for job in &jobs {
-            tx.execute(
-                "UPDATE async_invocations SET state = 'running' WHERE request_id = ?1",
-                params![job.request_id],
-            )?;
+    /// Takes up to `limit` queued invocations that are due; in a cluster each under a lease of this node's.
+    pub async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<AsyncJob>, StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.due_jobs(now_ms, limit)).await,
+            Store::Cluster(pg) => pg.due_jobs(now_ms, limit).await,
         }
-        tx.commit()?;
-        Ok(jobs)
     }
 
     /// The earliest time a queued invocation is due.
-    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let next =
-            self.conn().query_row("SELECT MIN(next_ms) FROM async_invocations WHERE state = 'queued'", [], |row| {
-                row.get::<_, Option<i64>>(0)
-            })?;
-        Ok(next)
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, |db| db.next_due()).await,
+            Store::Cluster(pg) => pg.next_due().await,
+        }
     }
 
-    /// Records an attempt: `retry_at` queues it again, otherwise it is finished.
-    pub fn finish_attempt(
+    /// Records an attempt of `job` as taken: `retry_at` queues it again, otherwise it is finished. In a cluster
+    /// only the holder of the job's lease records it (a job whose lease passed to another node is that node's).
+    pub async fn finish_attempt(
         &self,
-        request_id: &str,
-        outcome: &AsyncOutcome,
+        job: &AsyncJob,
+        outcome: AsyncOutcome,
         retry_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let state = if retry_at.is_some() {
-            "queued"
-        } else if outcome.ret_code == 0 {
-            "done"
-        } else {
-            "failed"
-        };
-        self.conn().execute(
-            "UPDATE async_invocations SET state = ?2, attempts = attempts + 1, next_ms = COALESCE(?3, next_ms),
-             ret_code = ?4, ret_msg = ?5, duration_ms = ?6, mem_bytes = ?7 WHERE request_id = ?1",
-            params![
-                request_id,
-                state,
-                retry_at,
-                outcome.ret_code,
-                outcome.ret_msg,
-                outcome.duration_ms,
-                outcome.mem_bytes as i64
-            ],
-        )?;
-        Ok(())
+        let id = job.request_id.clone();
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.finish_attempt(&id, &outcome, retry_at)).await,
+            Store::Cluster(pg) => pg.finish_attempt(job, &outcome, retry_at).await,
+        }
     }
 
-    /// Invocations that were running when fnlb stopped are queued again (at-least-once delivery).
-    pub fn requeue_running(&self) -> Result<usize, StoreError> {
-        Ok(self.conn().execute("UPDATE async_invocations SET state = 'queued' WHERE state = 'running'", [])?)
+    /// Puts back invocations whose runner is gone: on one node those running when fnlb stopped; in a cluster
+    /// also those of nodes whose lease ran out.
+    pub async fn requeue_running(&self) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, |db| db.requeue_running()).await,
+            Store::Cluster(pg) => pg.requeue_abandoned(true).await,
+        }
+    }
+
+    /// In a cluster, puts back the invocations of nodes whose lease ran out (a node killed or cut off).
+    pub async fn rescue_abandoned(&self) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(_) => Ok(0),
+            Store::Cluster(pg) => pg.requeue_abandoned(false).await,
+        }
+    }
+
+    /// Forgets finished asynchronous invocations queued before `before_ms`.
+    pub async fn prune_finished(&self, before_ms: i64) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.prune_finished(before_ms)).await,
+            Store::Cluster(pg) => pg.prune_finished(before_ms).await,
+        }
+    }
+
+    /// In a cluster, a function's invocation records from every node, newest first (at most `limit`, or the one of
+    /// a request); `None` on one node, where the engine's own records are all there is.
+    pub async fn function_logs(
+        &self,
+        key: &FunctionKey,
+        request_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<crate::functions::logs::LogRecord>>, StoreError> {
+        match self {
+            Store::Embedded(_) => Ok(None),
+            Store::Cluster(pg) => pg.function_logs(key, request_id, limit).await.map(Some),
+        }
     }
 
     /// An asynchronous invocation's state, for `GetRequestStatus`.
-    pub fn async_status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT function, state, attempts, created_ms, ret_code, ret_msg, duration_ms, mem_bytes
-                 FROM async_invocations WHERE request_id = ?1",
-                params![request_id],
-                |row| {
-                    Ok(AsyncStatus {
-                        function: row.get(0)?,
-                        state: row.get(1)?,
-                        attempts: row.get(2)?,
-                        created_ms: row.get(3)?,
-                        ret_code: row.get(4)?,
-                        ret_msg: row.get(5)?,
-                        duration_ms: row.get(6)?,
-                        mem_bytes: row.get::<_, Option<i64>>(7)?.map(|m| m as u64),
-                    })
-                },
-            )
-            .optional()?;
-        Ok(row)
-    }
-
-    pub fn task(&self, request_id: &str) -> Result<Option<Task>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT request_id, uin, lb_ids, created_ms FROM tasks WHERE request_id = ?1",
-                params![request_id],
-                |row| {
-                    let ids: String = row.get(2)?;
-                    Ok(Task {
-                        request_id: row.get(0)?,
-                        uin: row.get(1)?,
-                        load_balancer_ids: ids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-                        created_ms: row.get(3)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(row)
-    }
-
-    /// Stores a code package under its SHA-256 (a package already stored is not written again).
-    pub fn put_code(&self, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO code (sha256, size, data) VALUES (?1, ?2, ?3)",
-            params![sha256, data.len() as i64, data],
-        )?;
-        Ok(())
-    }
-
-    pub fn code(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let data = self
-            .conn()
-            .query_row("SELECT data FROM code WHERE sha256 = ?1", params![sha256], |row| row.get(0))
-            .optional()?;
-        Ok(data)
-    }
-
-    /// Removes code packages no function refers to any more.
-    pub fn forget_code_except(&self, keep: &[String]) -> Result<usize, StoreError> {
-        let conn = self.conn();
-        let stored: Vec<String> = {
-            let mut stmt = conn.prepare("SELECT sha256 FROM code")?;
-            stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
-        };
-        let mut removed = 0;
-        for sha in stored.iter().filter(|s| !keep.contains(s)) {
-            removed += conn.execute("DELETE FROM code WHERE sha256 = ?1", params![sha])?;
+    pub async fn async_status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {
+        let id = request_id.to_string();
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.async_status(&id)).await,
+            Store::Cluster(pg) => pg.async_status(&id).await,
         }
-        Ok(removed)
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// Runs a SQLite call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    db: &Arc<Sqlite>,
+    call: impl FnOnce(&Sqlite) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || call(&db)).await?
+}
 
-fn key_parts(key: &EntityKey) -> (&'static str, String) {
+/// What an attempt leaves a job in: queued again for `retry_at`, else done or failed.
+fn finished_state(outcome: &AsyncOutcome, retry_at: Option<i64>) -> &'static str {
+    if retry_at.is_some() {
+        "queued"
+    } else if outcome.ret_code == 0 {
+        "done"
+    } else {
+        "failed"
+    }
+}
+
+/// An entity's stored text.
+fn entity_body(entity: &Entity) -> String {
+    serde_json::to_string(entity).expect("entities serialise to JSON")
+}
+
+/// An entity read back from its stored text.
+fn parse_entity(kind: &str, key: &str, body: &str) -> Result<Entity, StoreError> {
+    serde_json::from_str(body).map_err(|source| StoreError::Corrupt { key: format!("{kind}/{key}"), source })
+}
+
+/// An entity's stored kind and key.
+pub(crate) fn key_parts(key: &EntityKey) -> (&'static str, String) {
     match key {
         EntityKey::Account(uin) => ("account", uin.clone()),
         EntityKey::Namespace(scope, name) => ("namespace", format!("{}/{}/{}", scope.uin, scope.region, name)),
@@ -375,5 +290,58 @@ fn key_parts(key: &EntityKey) -> (&'static str, String) {
         EntityKey::Rule(id) => ("rule", id.clone()),
         EntityKey::Certificate(id) => ("certificate", id.clone()),
         EntityKey::CustomConfig(id) => ("custom_config", id.clone()),
+    }
+}
+
+/// The entity key a stored kind and key name, or `None` for a kind this version does not know.
+fn parse_key(kind: &str, key: &str) -> Option<EntityKey> {
+    let scope = |uin: &str, region: &str| Scope { uin: uin.to_string(), region: region.to_string() };
+    Some(match kind {
+        "account" => EntityKey::Account(key.to_string()),
+        "namespace" => {
+            let mut parts = key.splitn(3, '/');
+            let (uin, region, name) = (parts.next()?, parts.next()?, parts.next()?);
+            EntityKey::Namespace(scope(uin, region), name.to_string())
+        }
+        "function" => {
+            let mut parts = key.splitn(4, '/');
+            let (uin, region, namespace, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            EntityKey::Function(FunctionKey {
+                scope: scope(uin, region),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+        }
+        "load_balancer" => EntityKey::LoadBalancer(key.to_string()),
+        "listener" => EntityKey::Listener(key.to_string()),
+        "rule" => EntityKey::Rule(key.to_string()),
+        "certificate" => EntityKey::Certificate(key.to_string()),
+        "custom_config" => EntityKey::CustomConfig(key.to_string()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_keys_read_back_as_the_keys_they_name() {
+        let scope = Scope { uin: "100".to_string(), region: "ap-guangzhou".to_string() };
+        let keys = [
+            EntityKey::Account("100".to_string()),
+            EntityKey::Namespace(scope.clone(), "ns".to_string()),
+            EntityKey::Function(FunctionKey { scope, namespace: "default".to_string(), name: "f".to_string() }),
+            EntityKey::LoadBalancer("lb-1".to_string()),
+            EntityKey::Listener("lbl-1".to_string()),
+            EntityKey::Rule("loc-1".to_string()),
+            EntityKey::Certificate("cert-1".to_string()),
+            EntityKey::CustomConfig("pz-1".to_string()),
+        ];
+        for key in keys {
+            let (kind, name) = key_parts(&key);
+            assert_eq!(parse_key(kind, &name), Some(key));
+        }
+        assert_eq!(parse_key("gadget", "x"), None);
     }
 }

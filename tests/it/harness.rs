@@ -316,20 +316,30 @@ impl Reply {
 
 /// Sends one request with a real HTTP/1.1 client.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    try_request(method, url, headers, body).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// Sends one request with a real HTTP/1.1 client; an error when no response came.
+pub async fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Reply, String> {
     let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(body.into())).unwrap();
+    let req = req.body(Full::new(body.into())).map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(60), client.request(req))
         .await
-        .unwrap_or_else(|_| panic!("no answer from {method} {url} within 60 s"))
-        .unwrap_or_else(|e| panic!("no response from {method} {url}: {e}"));
+        .map_err(|_| "no answer within 60 s".to_string())?
+        .map_err(|e| format!("no response: {e}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply { status, headers, body }
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply { status, headers, body })
 }
 
 pub async fn get(url: &str) -> Reply {

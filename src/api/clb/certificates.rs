@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::params::parse;
 use crate::api::{ApiError, Ctx};
-use crate::proxy::tls;
+use crate::snapshot::tls;
 use crate::state::{CertKind, Certificate, Command, TlsSettings};
 
 #[derive(Deserialize)]

@@ -1,6 +1,6 @@
 //! Layer-7 custom configurations: SetCustomizedConfigForLoadBalancer (instance-level, `CLB`), AddCustomizedConfig,
 //! ModifyCustomizedConfig, DeleteCustomizedConfig, AssociateCustomizedConfig, DisassociateCustomizedConfig and the
-//! two Describe actions. The content is checked here (`proxy::custom`); the state keeps bindings consistent.
+//! two Describe actions. The content is checked here (`snapshot::custom`); the state keeps bindings consistent.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::rules::normalize_domain;
 use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
-use crate::proxy::custom::Settings;
+use crate::snapshot::custom::Settings;
 use crate::state::{Command, ConfigKind, ConfigPlace, CustomConfig, State};
 
 /// The longest configuration name.

@@ -100,7 +100,7 @@ pub async fn create(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, 
     let lb_id = req.load_balancer_id;
     let vip: IpAddr =
         ctx.snapshot.state.load_balancer(&ctx.scope, &lb_id)?.vip.parse().map_err(|_| ApiError::internal())?;
-    let addrs: Vec<SocketAddr> = if crate::proxy::serves(protocol) {
+    let addrs: Vec<SocketAddr> = if crate::snapshot::serves(protocol) {
         listeners.iter().map(|l| SocketAddr::new(vip, l.port)).collect()
     } else {
         Vec::new()

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::health_check_output;
 use crate::api::params::{obj, parse};
 use crate::api::{ApiError, Ctx};
-use crate::proxy::router::{DomainPattern, UrlPattern, compile_regex, parse_domain, parse_url};
+use crate::snapshot::router::{DomainPattern, UrlPattern, compile_regex, parse_domain, parse_url};
 use crate::state::{Command, HealthCheck, Listener, NewRule, Rule, RulesSelector};
 
 static PLAIN_DOMAIN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9.\-_]+$").expect("valid pattern"));

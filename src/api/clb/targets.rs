@@ -42,7 +42,7 @@ pub async fn register_functions(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<
     let lb = rule.lb_id.clone();
     if let Ok(listener) = ctx.snapshot.state.listener(&ctx.scope, &rule.lb_id, &rule.listener_id)
         && listener.protocol.is_layer7()
-        && !crate::proxy::serves(listener.protocol)
+        && !crate::snapshot::serves(listener.protocol)
     {
         return Err(ApiError::new(
             "UnsupportedOperation",
@@ -278,7 +278,7 @@ fn targets_request(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<TargetsReques
     if layer7 && req.location_id.is_none() && req.url.is_none() {
         return Err(ApiError::missing("LocationId"));
     }
-    if !layer7 && !crate::proxy::serves(listener.protocol) {
+    if !layer7 && !crate::snapshot::serves(listener.protocol) {
         return Err(ApiError::new(
             "UnsupportedOperation",
             format!("{} listeners do not carry traffic in this version.", listener.protocol.as_api()),

@@ -1,4 +1,5 @@
-//! DescribeTaskStatus (contract 0.6): every mutation this server accepted has already taken effect.
+//! DescribeTaskStatus (contract 0.6): a mutation is done once it takes effect: on one node when it is
+//! acknowledged, in a cluster once every live node serves it.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -16,18 +17,16 @@ struct DescribeTaskStatus {
 pub async fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: DescribeTaskStatus = parse(p)?;
     let id = req.task_id.or(req.deal_name).ok_or_else(|| ApiError::missing("TaskId"))?;
-    let store = ctx.api.control.store().clone();
-    let lookup = id.clone();
-    let task = tokio::task::spawn_blocking(move || store.task(&lookup))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "Cannot read a task.");
-            ApiError::internal()
-        })?;
-    match task {
+    let store = ctx.api.control.store();
+    match store.task(&id).await? {
         Some(task) if task.uin == ctx.account.uin => {
-            Ok(obj([("Status", json!(0)), ("LoadBalancerIds", json!(task.load_balancer_ids)), ("Message", json!(""))]))
+            // In a cluster a task is done once every live node serves its change; until then it runs (2).
+            let status = if store.served_everywhere(task.version).await? { 0 } else { 2 };
+            Ok(obj([
+                ("Status", json!(status)),
+                ("LoadBalancerIds", json!(task.load_balancer_ids)),
+                ("Message", json!("")),
+            ]))
         }
         _ => Err(ApiError::new("InvalidParameter", format!("The task `{id}` does not exist."))),
     }

@@ -178,20 +178,17 @@ async fn zip_code(ctx: &Ctx<'_>, zip_b64: &str) -> Result<CodeRef, ApiError> {
         ));
     }
     let limit = ctx.api.functions.settings().max_code_unpacked_bytes;
-    let store = ctx.api.control.store().clone();
-    tokio::task::spawn_blocking(move || {
-        functions::check_zip(&data, limit).map_err(|e| {
+    let data = tokio::task::spawn_blocking(move || {
+        functions::check_zip(&data, limit).map(|_| data).map_err(|e| {
             ApiError::new("InvalidParameterValue.ZipFile", format!("The zip file is not a standard zip: {e}."))
-        })?;
-        let sha256 = functions::sha256_hex(&data);
-        store.put_code(&sha256, &data).map_err(|e| {
-            tracing::error!(error = %e, "Cannot store code.");
-            ApiError::internal()
-        })?;
-        Ok(CodeRef { sha256, size: data.len() as u64 })
+        })
     })
     .await
-    .map_err(|_| ApiError::internal())?
+    .map_err(|_| ApiError::internal())??;
+    let sha256 = functions::sha256_hex(&data);
+    let size = data.len() as u64;
+    ctx.api.control.store().put_code(sha256.clone(), std::sync::Arc::new(data)).await?;
+    Ok(CodeRef { sha256, size })
 }
 
 #[derive(Deserialize)]
@@ -312,15 +309,13 @@ pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
 /// The handler's entry file as text (`ShowCode`), when it is at most 1 MB.
 async fn entry_source(ctx: &Ctx<'_>, function: &Function) -> String {
     let file = function.handler.rsplit_once('.').map(|(f, _)| f).unwrap_or(&function.handler).to_string();
-    let store = ctx.api.control.store().clone();
-    let sha = function.code.sha256.clone();
-    tokio::task::spawn_blocking(move || read_entry(&store, &sha, &file)).await.unwrap_or_default()
-}
-
-fn read_entry(store: &crate::store::Store, sha256: &str, file: &str) -> String {
-    let Ok(Some(data)) = store.code(sha256) else {
+    let Ok(Some(data)) = ctx.api.control.store().code(&function.code.sha256).await else {
         return String::new();
     };
+    tokio::task::spawn_blocking(move || read_entry(data, &file)).await.unwrap_or_default()
+}
+
+fn read_entry(data: Vec<u8>, file: &str) -> String {
     let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(data)) else {
         return String::new();
     };

@@ -1,13 +1,16 @@
 //! Invoke, InvokeFunction and GetFunctionLogs.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{existing, function_key};
 use crate::api::params::{obj, page, parse};
 use crate::api::{ApiError, Ctx};
+use crate::functions::logs::LogRecord;
 use crate::functions::{Invocation, status};
-use crate::state::Function;
+use crate::state::{Function, FunctionKey};
 use crate::store::AsyncJob;
 
 /// A synchronous `Invoke` waits at most this long (contract 1.4); longer work needs `Event`.
@@ -84,13 +87,7 @@ async fn enqueue(
         attempts: 0,
         created_ms: crate::clock::now_ms(),
     };
-    let queued = tokio::task::spawn_blocking(move || queue.submit(&job))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "Cannot queue an asynchronous invocation.");
-            ApiError::internal()
-        })?;
+    let queued = queue.submit(job).await?;
     if !queued {
         return Err(ApiError::new(
             "LimitExceeded",
@@ -116,12 +113,12 @@ struct GetRequestStatus {
 pub async fn request_status(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetRequestStatus = parse(p)?;
     let key = existing(ctx, &req.function_name, req.namespace.as_deref())?;
-    let store = ctx.api.control.store().clone();
-    let id = req.function_request_id.clone();
-    let queued = tokio::task::spawn_blocking(move || store.async_status(&id))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|_| ApiError::internal())?
+    let queued = ctx
+        .api
+        .control
+        .store()
+        .async_status(&req.function_request_id)
+        .await?
         .filter(|s| s.function == crate::functions::queue::function_id(&key));
     let data: Vec<Value> = match queued {
         Some(s) => {
@@ -141,11 +138,8 @@ pub async fn request_status(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<
                 "RetryNum": (s.attempts - 1).max(0),
             })]
         }
-        None => ctx
-            .api
-            .functions
-            .logs
-            .recent(&key)
+        None => records(ctx, &key, Some(&req.function_request_id))
+            .await
             .into_iter()
             .filter(|r| r.request_id == req.function_request_id)
             .map(|r| {
@@ -267,16 +261,27 @@ struct GetFunctionLogs {
     function_request_id: Option<String>,
 }
 
-pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+/// A function's invocation records, newest first: in a cluster every node's (this node's own when the store
+/// cannot be reached), on one node the engine's.
+async fn records(ctx: &Ctx<'_>, key: &FunctionKey, request_id: Option<&str>) -> Vec<Arc<LogRecord>> {
+    let logs = &ctx.api.functions.logs;
+    match ctx.api.control.store().function_logs(key, request_id, logs.per_function()).await {
+        Ok(Some(records)) => records.into_iter().map(Arc::new).collect(),
+        Ok(None) => logs.recent(key),
+        Err(e) => {
+            tracing::debug!(error = %e, "Function logs read from this node only.");
+            logs.recent(key)
+        }
+    }
+}
+
+pub async fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetFunctionLogs = parse(p)?;
     let name = req.function_name.ok_or_else(|| ApiError::missing("FunctionName"))?;
     let key = existing(ctx, &name, req.namespace.as_deref())?;
     let ret_code = req.filter.and_then(|f| f.ret_code);
-    let mut records: Vec<_> = ctx
-        .api
-        .functions
-        .logs
-        .recent(&key)
+    let mut records: Vec<_> = records(ctx, &key, req.function_request_id.as_deref())
+        .await
         .into_iter()
         .filter(|r| req.function_request_id.as_ref().is_none_or(|id| &r.request_id == id))
         .filter(|r| match ret_code.as_deref() {
@@ -308,7 +313,8 @@ pub fn logs(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, 
                 "MemUsage": r.mem_bytes,
                 "Log": &*r.log,
                 "Level": "",
-                "Source": "",
+                // The node that ran it, in a cluster.
+                "Source": &*r.node,
                 "RetryNum": 0,
             })
         })

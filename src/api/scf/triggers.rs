@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::existing;
 use crate::api::params::{Filter, filters, obj, page, parse, unknown_filter};
 use crate::api::{ApiError, Ctx};
-use crate::proxy::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
+use crate::snapshot::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
 use crate::state::{
     Command, FunctionKey, FunctionTarget, LATEST, Listener, LoadBalancer, NewRule, Protocol, Rule, RuleRef,
 };

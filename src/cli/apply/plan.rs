@@ -362,7 +362,7 @@ fn listener(
         Some(cert) => {
             let pem = std::fs::read_to_string(&cert.cert)
                 .map_err(|e| (format!("{place}.certificate.cert"), e.to_string()))?;
-            Some(crate::proxy::tls::fingerprint(&pem).map_err(|e| (format!("{place}.certificate.cert"), e))?)
+            Some(crate::snapshot::tls::fingerprint(&pem).map_err(|e| (format!("{place}.certificate.cert"), e))?)
         }
         None => None,
     };
@@ -886,7 +886,7 @@ fn certificate(l: &ListenerSpec, stack: &str) -> Option<Value> {
     let spec = l.certificate.as_ref()?;
     let cert = std::fs::read_to_string(&spec.cert).unwrap_or_default();
     let key = std::fs::read_to_string(&spec.key).unwrap_or_default();
-    let fingerprint = crate::proxy::tls::fingerprint(&cert).unwrap_or_default();
+    let fingerprint = crate::snapshot::tls::fingerprint(&cert).unwrap_or_default();
     let name = format!("{stack}-{}", fingerprint.get(..12).unwrap_or_default());
     Some(json!({"SSLMode": "UNIDIRECTIONAL", "CertName": name, "CertContent": cert, "CertKey": key}))
 }

@@ -18,7 +18,7 @@ fn outcome(ret_code: i64) -> AsyncOutcome {
 #[test]
 fn the_async_queue_is_capped_and_finished_records_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+    let store = Sqlite::open(&dir.path().join("s.sqlite3")).unwrap();
     assert!(store.enqueue(&job("a"), 1).unwrap());
     assert!(!store.enqueue(&job("b"), 1).unwrap(), "a full queue refuses");
     let taken = store.due_jobs(2_000, 10).unwrap();
@@ -35,7 +35,7 @@ fn the_async_queue_is_capped_and_finished_records_are_pruned() {
 #[test]
 fn running_jobs_are_requeued_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+    let store = Sqlite::open(&dir.path().join("s.sqlite3")).unwrap();
     store.enqueue(&job("a"), 10).unwrap();
     store.due_jobs(2_000, 10).unwrap();
     assert_eq!(store.requeue_running().unwrap(), 1);
