@@ -47,6 +47,8 @@ pub const COLD_STARTS: &str = "fnlb_function_cold_starts_total";
 pub const THROTTLES: &str = "fnlb_function_throttles_total";
 pub const INSTANCES: &str = "fnlb_function_instances";
 pub const QUEUE_LENGTH: &str = "fnlb_function_queue_length";
+pub const RESERVED_SHARE: &str = "fnlb_function_reserved_share_mb";
+pub const RESERVED_IN_USE: &str = "fnlb_function_reserved_in_use_mb";
 pub const API_REQUESTS: &str = "fnlb_api_requests_total";
 pub const STORE_UP: &str = "fnlb_store_up";
 pub const STATE_VERSION: &str = "fnlb_state_version";
@@ -246,6 +248,16 @@ impl Admin {
         family(&mut out, QUEUE_LENGTH, "gauge", "Invocations waiting for an instance of a function now.");
         for (key, _, counts) in &functions {
             line(&mut out, QUEUE_LENGTH, &function_labels(key), counts.waiting as f64);
+        }
+        let mut reserved = self.api.functions.reserved();
+        reserved.sort_by(|a, b| a.0.cmp(&b.0));
+        family(&mut out, RESERVED_SHARE, "gauge", "MB of a function's reserved concurrency this node may use.");
+        for (key, r) in &reserved {
+            line(&mut out, RESERVED_SHARE, &function_labels(key), f64::from(r.share()));
+        }
+        family(&mut out, RESERVED_IN_USE, "gauge", "MB of a function's reserved concurrency its invocations hold now.");
+        for (key, r) in &reserved {
+            line(&mut out, RESERVED_IN_USE, &function_labels(key), f64::from(r.in_use()));
         }
 
         family(&mut out, API_REQUESTS, "counter", "API requests answered, by action and error code (OK: success).");

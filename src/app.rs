@@ -53,6 +53,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let sandbox = Sandbox::detect(config.sandbox, DEFAULT_FUNCTION_UID)?;
     let runtimes = Runtimes::prepare(data_dir, config.interpreters.clone(), sandbox, Cgroups::detect())?;
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
+    if let Store::Cluster(_) = &store {
+        engine.join_cluster();
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
 
     if let Some(crate::proxy::access_log::Destination::Directory(dir)) =
@@ -94,6 +97,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         engine.logs.ship_to(pg.node_id(), shipper);
         let keep = engine.logs.per_function();
         tokio::spawn(crate::store::postgres::ship_logs(pg.clone(), shipments, keep, stop_rx.clone()));
+        let snapshots = control.snapshots().clone();
+        tokio::spawn(crate::cluster::run(pg.clone(), engine.clone(), snapshots, stop_rx.clone()));
     }
 
     let listener =

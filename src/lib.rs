@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod control;

@@ -440,7 +440,7 @@ pub async fn dispatch(
         (Service::Scf, "GetReservedConcurrencyConfig") => scf::concurrency::get_reserved(ctx, p),
         (Service::Scf, "DeleteReservedConcurrencyConfig") => scf::concurrency::delete_reserved(ctx, p).await,
         (Service::Scf, "PutProvisionedConcurrencyConfig") => scf::concurrency::put_provisioned(ctx, p).await,
-        (Service::Scf, "GetProvisionedConcurrencyConfig") => scf::concurrency::get_provisioned(ctx, p),
+        (Service::Scf, "GetProvisionedConcurrencyConfig") => scf::concurrency::get_provisioned(ctx, p).await,
         (Service::Scf, "DeleteProvisionedConcurrencyConfig") => scf::concurrency::delete_provisioned(ctx, p).await,
         (Service::Clb, "CreateLoadBalancer") => clb::load_balancers::create(ctx, p).await,
         (Service::Clb, "DescribeLoadBalancers") => clb::load_balancers::describe(ctx, p),

@@ -7,6 +7,7 @@ pub mod logs;
 mod pool;
 pub mod protocol;
 pub mod queue;
+pub mod reserve;
 mod runtime_api;
 pub mod runtimes;
 pub mod sandbox;
@@ -23,7 +24,8 @@ use tracing::Instrument;
 
 pub use code::{CodeError, check_zip, sha256_hex, unpack, zip_dir, zip_files};
 use logs::{LogRecord, LogStore};
-use pool::{Pool, PoolSpec, Reservation};
+use pool::{Pool, PoolSpec};
+use reserve::{Reservation, Reserved};
 use runtimes::Runtimes;
 
 use crate::snapshot::{FunctionSpec, Resolved, Snapshot};
@@ -220,6 +222,12 @@ pub struct Engine {
     pools: Mutex<HashMap<(FunctionKey, String), Arc<Pool>>>,
     /// Reserved concurrency per function, shared by the pools of its versions.
     reservations: Mutex<HashMap<FunctionKey, Arc<Reservation>>>,
+    /// Whether reservations are leased from a cluster's store (each node's share), or all this node's.
+    clustered: std::sync::atomic::AtomicBool,
+    /// Woken when an invocation waits for its function's reservation.
+    demand: Arc<tokio::sync::Notify>,
+    /// This node's place among a cluster's live nodes and their count, for provisioned concurrency.
+    spread: Mutex<(usize, usize)>,
     /// The engine-wide concurrency budget in MB (`total_concurrency_mb`).
     budget: Arc<tokio::sync::Semaphore>,
     next_instance: AtomicU64,
@@ -241,6 +249,9 @@ impl Engine {
             store,
             pools: Mutex::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
+            clustered: Default::default(),
+            demand: Default::default(),
+            spread: Mutex::new((0, 1)),
             next_instance: AtomicU64::new(1),
             stats: Mutex::default(),
         }
@@ -282,7 +293,10 @@ impl Engine {
         let mut provisioned: HashMap<(FunctionKey, String), usize> = HashMap::new();
         for spec in snapshot.functions.values() {
             for (label, count) in &spec.function.provisioned {
-                provisioned.insert((spec.function.key.clone(), label.clone()), *count as usize);
+                let here = self.provisioned_here(*count as usize);
+                if here > 0 {
+                    provisioned.insert((spec.function.key.clone(), label.clone()), here);
+                }
             }
         }
         // Versions no longer provisioned may scale down to zero again.
@@ -308,17 +322,47 @@ impl Engine {
     }
 
     /// The function's reservation, shared by its pools; made or changed to match the function's `reserved_mem`
-    /// (a changed reservation takes a new semaphore: invocations running under the old one finish under it).
+    /// (a changed reservation starts anew: invocations running under the old one finish under it). On one node it
+    /// is all this node's; a cluster node starts with no share and leases one (`shares`).
     fn reservation(&self, function: &crate::state::Function) -> Arc<Reservation> {
         let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = reservations.entry(function.key.clone()).or_insert_with(|| Arc::new(Reservation::empty()));
-        let current = slot.load().as_ref().map(|r| r.0);
-        if current != function.reserved_mem {
-            slot.store(
-                function.reserved_mem.map(|mem| Arc::new((mem, Arc::new(tokio::sync::Semaphore::new(mem as usize))))),
-            );
-        }
-        slot.clone()
+        let slot = reservations.entry(function.key.clone()).or_default().clone();
+        let clustered = self.clustered.load(Ordering::Relaxed);
+        let unit = function.config.memory_mb;
+        slot.set(function.reserved_mem, unit, |total| if clustered { 0 } else { total }, &self.demand);
+        slot
+    }
+
+    /// Reservations are leased per node from a cluster's store from now on.
+    pub fn join_cluster(&self) {
+        self.clustered.store(true, Ordering::Relaxed);
+    }
+
+    /// Woken when an invocation waits for its function's reservation.
+    pub fn demand(&self) -> &Arc<tokio::sync::Notify> {
+        &self.demand
+    }
+
+    /// The functions with a reservation, and theirs.
+    pub fn reserved(&self) -> Vec<(FunctionKey, Arc<Reserved>)> {
+        let reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
+        reservations.iter().filter_map(|(key, slot)| Some((key.clone(), slot.load()?))).collect()
+    }
+
+    /// This node's place among a cluster's `count` live nodes (`index`, from 0): provisioned concurrency is spread
+    /// over them. Returns whether it changed.
+    pub fn set_spread(&self, index: usize, count: usize) -> bool {
+        let mut spread = self.spread.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *spread != (index, count.max(1));
+        *spread = (index, count.max(1));
+        changed
+    }
+
+    /// This node's part of `provisioned` instances: an even split over the live nodes, the first ones taking one
+    /// more of what does not divide evenly.
+    fn provisioned_here(&self, provisioned: usize) -> usize {
+        let (index, count) = *self.spread.lock().unwrap_or_else(|p| p.into_inner());
+        provisioned / count + usize::from(index < provisioned % count)
     }
 
     /// Every function's counts, with its instances now (over all its versions).

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
 use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Tally, Zygote, append_bounded};
+use super::reserve::{Reservation, ReservedPermit};
 use super::{EngineSettings, FunctionError, status};
 use crate::snapshot::Revision;
 
@@ -58,8 +59,13 @@ pub struct Pool {
     start_time: Average,
 }
 
-/// A function's reserved concurrency: `None`, or its memory (MB) and a semaphore with that many permits.
-pub type Reservation = arc_swap::ArcSwapOption<(u32, Arc<Semaphore>)>;
+/// What an admitted invocation holds while it runs: a place in the pool, its memory of the function's reservation
+/// (if any) and of the engine's budget.
+struct Admission {
+    _instance: OwnedSemaphorePermit,
+    _reserved: Option<ReservedPermit>,
+    _budget: OwnedSemaphorePermit,
+}
 
 /// What a pool runs: one revision of a function.
 pub struct PoolSpec {
@@ -408,13 +414,14 @@ impl Pool {
         }
     }
 
-    /// Waits for room: a place in the function's limit and in the engine's budget, within the queue timeout.
-    async fn admit(&self) -> Result<Vec<OwnedSemaphorePermit>, FunctionError> {
+    /// Waits for room: a place in the function's limit, its reservation and the engine's budget, within the queue
+    /// timeout.
+    async fn admit(&self) -> Result<Admission, FunctionError> {
         let queued = self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting);
         // The function's reservation, shared by all its versions (read now: it may have changed).
-        let reservation = self.reservation.load_full();
-        if self.limit == 0 || reservation.as_ref().is_some_and(|r| r.0 < self.memory_mb) {
+        let reservation = self.reservation.load();
+        if self.limit == 0 || reservation.as_ref().is_some_and(|r| r.total_mb < self.memory_mb) {
             return Err(FunctionError::new(
                 status::CONCURRENCY,
                 "the function's reserved concurrency does not fit one instance",
@@ -434,16 +441,15 @@ impl Pool {
             .await
             .map_err(|_| too_long())?
             .map_err(|_| too_long())?;
-        let mut permits = vec![instance];
-        let reserved = reservation.as_ref().map(|r| r.1.clone());
-        for memory in reserved.into_iter().chain([self.budget.clone()]) {
-            let permit = tokio::time::timeout_at(deadline, memory.acquire_many_owned(self.memory_mb))
-                .await
-                .map_err(|_| too_long())?
-                .map_err(|_| too_long())?;
-            permits.push(permit);
-        }
-        Ok(permits)
+        let reserved = match reservation {
+            Some(reserved) => Some(reserved.acquire(self.memory_mb, deadline).await.ok_or_else(too_long)?),
+            None => None,
+        };
+        let budget = tokio::time::timeout_at(deadline, self.budget.clone().acquire_many_owned(self.memory_mb))
+            .await
+            .map_err(|_| too_long())?
+            .map_err(|_| too_long())?;
+        Ok(Admission { _instance: instance, _reserved: reserved, _budget: budget })
     }
 
     /// The most recently used idle instance that is still alive, or else a place in line for the next one released.

@@ -237,6 +237,14 @@ impl Store {
         }
     }
 
+    /// In a cluster, the instances of a provisioned version every live node keeps warm; `None` on one node.
+    pub async fn warm_everywhere(&self, key: &FunctionKey, qualifier: &str) -> Result<Option<usize>, StoreError> {
+        match self {
+            Store::Embedded(_) => Ok(None),
+            Store::Cluster(pg) => pg.warm_everywhere(key, qualifier).await.map(Some),
+        }
+    }
+
     /// An asynchronous invocation's state, for `GetRequestStatus`.
     pub async fn async_status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {
         let id = request_id.to_string();

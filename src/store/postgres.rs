@@ -32,6 +32,7 @@ use super::{
 };
 use crate::functions::logs::{LogRecord, Shipment};
 use crate::functions::queue::function_id;
+use crate::functions::reserve::Reserved;
 use crate::state::{Entity, EntityKey, FunctionKey};
 
 /// A cluster node's settings. Each is a documented setting (docs/cluster.md).
@@ -110,6 +111,19 @@ CREATE TABLE fnlb.invocation_logs (
     status INT NOT NULL, ret_msg TEXT NOT NULL, log TEXT NOT NULL
 );
 CREATE INDEX invocation_logs_function ON fnlb.invocation_logs (function, start_ms);
+",
+    ),
+    (
+        3,
+        "
+CREATE TABLE fnlb.concurrency_shares (
+    function TEXT NOT NULL, node TEXT NOT NULL, share_mb BIGINT NOT NULL, in_use_mb BIGINT NOT NULL,
+    demand_mb BIGINT NOT NULL, updated_ms BIGINT NOT NULL, PRIMARY KEY (function, node)
+);
+CREATE TABLE fnlb.provisioned_warm (
+    function TEXT NOT NULL, qualifier TEXT NOT NULL, node TEXT NOT NULL, warm BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL, PRIMARY KEY (function, qualifier, node)
+);
 ",
     ),
 ];
@@ -564,6 +578,95 @@ impl Postgres {
             .collect())
     }
 
+    /// Leases this node's share of a function's reservation: the nodes that reported within the node timeout split
+    /// it by demand (each its demand and an even part of what is left, or a part in proportion to its demand when
+    /// the demand is more than the reservation), and a node takes only what the others do not hold (their share,
+    /// or what they run, whichever is more). A smaller share is taken locally before it is recorded, a larger one
+    /// after. Returns the share this node now holds.
+    pub async fn lease_share(&self, function: &FunctionKey, reserved: &Reserved) -> Result<u32, StoreError> {
+        let function = function_id(function);
+        let node = self.node_id().to_string();
+        let timeout_ms = millis(self.settings.node_timeout);
+        let total = i64::from(reserved.total_mb);
+        let grown = self
+            .with(async |client| {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext('fnlb-share/' || $1))", &[&function]).await?;
+                let sql = format!(
+                    "SELECT node, share_mb, in_use_mb, demand_mb FROM fnlb.concurrency_shares
+                     WHERE function = $1 AND node <> $2 AND updated_ms > {NOW_MS} - $3"
+                );
+                let others = tx.query(&sql, &[&function, &node, &timeout_ms]).await?;
+                let held: i64 = others.iter().map(|r| r.get::<_, i64>(1).max(r.get::<_, i64>(2))).sum();
+                // Whole invocations only: a part of one is of no use to anybody.
+                let unit = i64::from(reserved.unit_mb);
+                let demand = i64::from(reserved.demand());
+                let units_of = |mb: i64| (mb.max(0) + unit - 1) / unit;
+                let mut demands: Vec<(String, i64)> =
+                    others.iter().map(|r| (r.get::<_, String>(0), units_of(r.get::<_, i64>(3)))).collect();
+                demands.push((node.clone(), units_of(demand)));
+                demands.sort();
+                let mine = demands.iter().position(|(n, _)| *n == node).unwrap_or(0);
+                let units = allocate(total / unit, &demands.iter().map(|(_, d)| *d).collect::<Vec<_>>())[mine];
+                let free = (total - held).max(0) / unit;
+                let share = u32::try_from(units.min(free) * unit).unwrap_or(0);
+                let grows = share > reserved.share();
+                if !grows {
+                    reserved.resize(share);
+                }
+                let sql = format!(
+                    "INSERT INTO fnlb.concurrency_shares (function, node, share_mb, in_use_mb, demand_mb, updated_ms)
+                     VALUES ($1, $2, $3, $4, $5, {NOW_MS})
+                     ON CONFLICT (function, node) DO UPDATE SET share_mb = excluded.share_mb,
+                         in_use_mb = excluded.in_use_mb, demand_mb = excluded.demand_mb, updated_ms = excluded.updated_ms"
+                );
+                let in_use = i64::from(reserved.in_use());
+                tx.execute(&sql, &[&function, &node, &i64::from(share), &in_use, &demand]).await?;
+                tx.commit().await?;
+                Ok(grows.then_some(share))
+            })
+            .await?;
+        if let Some(share) = grown {
+            reserved.resize(share);
+        }
+        Ok(reserved.share())
+    }
+
+    /// Records how many instances of each provisioned version this node keeps warm now (replacing what it said
+    /// before).
+    pub async fn record_warm(&self, warm: &[(FunctionKey, String, usize)]) -> Result<(), StoreError> {
+        let node = self.node_id().to_string();
+        self.with(async |client| {
+            let tx = client.transaction().await?;
+            tx.execute("DELETE FROM fnlb.provisioned_warm WHERE node = $1", &[&node]).await?;
+            let sql = format!(
+                "INSERT INTO fnlb.provisioned_warm (function, qualifier, node, warm, updated_ms)
+                 VALUES ($1, $2, $3, $4, {NOW_MS})"
+            );
+            for (key, qualifier, count) in warm {
+                tx.execute(&sql, &[&function_id(key), qualifier, &node, &(*count as i64)]).await?;
+            }
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Instances of a provisioned version the live nodes keep warm.
+    pub async fn warm_everywhere(&self, key: &FunctionKey, qualifier: &str) -> Result<usize, StoreError> {
+        let function = function_id(key);
+        let timeout_ms = millis(self.settings.node_timeout);
+        let warm: i64 = self
+            .with(async |client| {
+                let sql = format!(
+                    "SELECT COALESCE(SUM(warm), 0)::BIGINT FROM fnlb.provisioned_warm
+                     WHERE function = $1 AND qualifier = $2 AND updated_ms > {NOW_MS} - $3"
+                );
+                Ok(client.query_one(&sql, &[&function, &qualifier, &timeout_ms]).await?.get(0))
+            })
+            .await?;
+        Ok(usize::try_from(warm).unwrap_or(0))
+    }
+
     pub async fn enqueue(&self, job: &AsyncJob, cap: usize) -> Result<bool, StoreError> {
         let inserted = self
             .with(async |client| {
@@ -817,6 +920,35 @@ pub async fn ship_logs(
     }
 }
 
+/// Splits `total` units of a reservation over nodes (in a fixed order) by what each `demands`: each its demand and
+/// an even part of what is left over, or, when they demand more than there is, parts in proportion to their
+/// demands; units a split leaves over go one each to the nodes with the largest remainders, then in order.
+fn allocate(total: i64, demands: &[i64]) -> Vec<i64> {
+    let n = demands.len() as i64;
+    if n == 0 {
+        return Vec::new();
+    }
+    let wanted: i64 = demands.iter().sum();
+    let (mut parts, mut remainders): (Vec<i64>, Vec<i64>) = if wanted <= total {
+        let spare = total - wanted;
+        (demands.iter().map(|d| d + spare / n).collect(), vec![0; demands.len()])
+    } else {
+        demands.iter().map(|d| (total * d / wanted, total * d % wanted)).unzip()
+    };
+    let mut left = total - parts.iter().sum::<i64>();
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(remainders[*i]));
+    for i in order.into_iter().cycle().take(demands.len() * 2) {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        remainders[i] = 0;
+        left -= 1;
+    }
+    parts
+}
+
 /// The rows read to catch up: the log, or the whole state.
 enum Read {
     Log { head: u64, rows: Vec<tokio_postgres::Row> },
@@ -970,6 +1102,26 @@ fn tls_connector(root: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reservation_is_split_by_demand_in_whole_units() {
+        // Nobody waits: an even split, the first nodes taking what does not divide.
+        assert_eq!(allocate(4, &[0, 0, 0]), vec![2, 1, 1]);
+        assert_eq!(allocate(2, &[0, 0, 0]), vec![1, 1, 0]);
+        // What each demands, and an even part of the rest.
+        assert_eq!(allocate(8, &[4, 1]), vec![6, 2]);
+        // More demanded than there is: in proportion, the rest by the largest remainder.
+        assert_eq!(allocate(2, &[4, 4, 4]), vec![1, 1, 0]);
+        assert_eq!(allocate(4, &[6, 2]), vec![3, 1]);
+        // Whatever the demands, every unit is given and none twice.
+        for demands in [vec![0], vec![9, 0, 3], vec![1, 1, 1, 1, 1], vec![100, 1], vec![0, 0]] {
+            for total in 0..12 {
+                let parts = allocate(total, &demands);
+                assert_eq!(parts.iter().sum::<i64>(), total, "{total} over {demands:?}: {parts:?}");
+                assert!(parts.iter().all(|p| *p >= 0));
+            }
+        }
+    }
 
     #[test]
     fn the_root_certificate_is_taken_out_of_the_url() {

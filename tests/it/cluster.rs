@@ -372,3 +372,86 @@ async fn a_single_nodes_state_copied_into_postgres_serves_on_a_cluster_node() {
     let described = node.app.clb("DescribeLoadBalancers", json!({"LoadBalancerIds": [lb]})).await.unwrap();
     assert_eq!(described["TotalCount"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_concurrency_holds_for_the_cluster_and_provisioned_instances_spread_over_it() {
+    let pg = Pg::start();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), &["limit-a", "limit-b", "limit-c"]);
+    let code = root.path().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        code.join("index.py"),
+        "import time\n\ndef main_handler(event, context):\n    start = time.time()\n    time.sleep(0.4)\n    \
+         return {'start': start, 'end': time.time()}\n",
+    )
+    .unwrap();
+    let a = &nodes[0].app;
+    a.create_from_dir("cluster-limited", &code, json!({"MemorySize": 128, "Timeout": 10})).await.unwrap();
+    // Two invocations at once, for the whole cluster.
+    a.scf("PutReservedConcurrencyConfig", json!({"FunctionName": "cluster-limited", "ReservedConcurrencyMem": 256}))
+        .await
+        .unwrap();
+    for node in &nodes {
+        eventually(&format!("{} serves the reservation", node.id), Duration::from_secs(10), || async {
+            let got =
+                node.app.scf("GetReservedConcurrencyConfig", json!({"FunctionName": "cluster-limited"})).await.ok()?;
+            (got["ReservedMem"] == 256).then_some(())
+        })
+        .await;
+    }
+
+    // Invocations on every node at once: the executions seen never overlap more than the reservation allows.
+    let calls: Vec<_> = (0..12)
+        .map(|i| {
+            let client = nodes[i % 3].app.client();
+            tokio::spawn(async move {
+                let params = json!({"FunctionName": "cluster-limited", "ClientContext": "{}"});
+                let answer = client.call(fnlb::api::Service::Scf, "Invoke", params).await.ok()?;
+                let ran: Value = serde_json::from_str(answer["Result"]["RetMsg"].as_str()?).ok()?;
+                Some((ran["start"].as_f64()?, ran["end"].as_f64()?))
+            })
+        })
+        .collect();
+    let mut ran = Vec::new();
+    for call in calls {
+        ran.extend(call.await.unwrap());
+    }
+    assert!(ran.len() >= 2, "only {} invocations ran", ran.len());
+    let mut edges: Vec<(f64, i32)> = ran.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
+    edges.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert!(most <= 2, "{most} invocations ran at once under a reservation of two: {ran:?}");
+    // The shares the nodes hold never add up to more than the reservation.
+    let mut shares = 0.0;
+    for node in &nodes {
+        let metrics = crate::harness::get(&format!("http://{}/metrics", node.app.admin_addr)).await.text();
+        let line = metrics.lines().find(|l| l.starts_with("fnlb_function_reserved_share_mb{")).unwrap_or("x 0");
+        shares += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    }
+    assert!(shares <= 256.0, "the nodes hold {shares} MB of 256");
+
+    // Provisioned concurrency is spread over the live nodes: three instances, one on each.
+    a.create_from_dir("cluster-provisioned", &code, json!({"MemorySize": 128})).await.unwrap();
+    a.scf("PublishVersion", json!({"FunctionName": "cluster-provisioned"})).await.unwrap();
+    let put = json!({"FunctionName": "cluster-provisioned", "Qualifier": "1", "VersionProvisionedConcurrencyNum": 3});
+    a.scf("PutProvisionedConcurrencyConfig", put).await.unwrap();
+    for node in &nodes {
+        eventually(&format!("{} reports the cluster's three instances", node.id), Duration::from_secs(20), || async {
+            let got = node
+                .app
+                .scf("GetProvisionedConcurrencyConfig", json!({"FunctionName": "cluster-provisioned"}))
+                .await
+                .ok()?;
+            let allocated = &got["Allocated"][0];
+            (allocated["AvailableProvisionedConcurrencyNum"] == 3 && allocated["Status"] == "Done").then_some(())
+        })
+        .await;
+    }
+    let spread = pg.sql("SELECT string_agg(node || '=' || warm, ',' ORDER BY node) FROM fnlb.provisioned_warm");
+    assert_eq!(spread, "limit-a=1,limit-b=1,limit-c=1");
+}

@@ -96,30 +96,35 @@ struct GetProvisioned {
     qualifier: Option<String>,
 }
 
-pub fn get_provisioned(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub async fn get_provisioned(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: GetProvisioned = parse(p)?;
     let key = function_key(ctx, &req.function_name, req.namespace.as_deref())?;
     let function = ctx.snapshot.state.function(&key)?;
-    let allocated: Vec<Value> = function
-        .provisioned
-        .iter()
-        .filter(|(version, _)| req.qualifier.as_ref().is_none_or(|q| q == *version))
-        .map(|(version, count)| {
-            let warm = ctx.api.functions.warm_instances(&key, version).min(*count as usize);
-            json!({
-                "AllocatedProvisionedConcurrencyNum": count,
-                "AvailableProvisionedConcurrencyNum": warm,
-                "Status": if warm >= *count as usize { "Done" } else { "InProgress" },
-                "StatusReason": "",
-                "Qualifier": version,
-                "TriggerActions": null,
-                "ProvisionedType": null,
-                "TrackingTarget": null,
-                "MinCapacity": null,
-                "MaxCapacity": null,
-            })
-        })
-        .collect();
+    let mut allocated = Vec::new();
+    for (version, count) in &function.provisioned {
+        if req.qualifier.as_ref().is_some_and(|q| q != version) {
+            continue;
+        }
+        // In a cluster, the instances every live node keeps warm (this node's own while the store is unreachable).
+        let here = ctx.api.functions.warm_instances(&key, version);
+        let warm = match ctx.api.control.store().warm_everywhere(&key, version).await {
+            Ok(Some(everywhere)) => everywhere,
+            Ok(None) | Err(_) => here,
+        };
+        let warm = warm.min(*count as usize);
+        allocated.push(json!({
+            "AllocatedProvisionedConcurrencyNum": count,
+            "AvailableProvisionedConcurrencyNum": warm,
+            "Status": if warm >= *count as usize { "Done" } else { "InProgress" },
+            "StatusReason": "",
+            "Qualifier": version,
+            "TriggerActions": null,
+            "ProvisionedType": null,
+            "TrackingTarget": null,
+            "MinCapacity": null,
+            "MaxCapacity": null,
+        }));
+    }
     let settings = ctx.api.functions.settings();
     let budget = function.reserved_mem.unwrap_or(settings.total_concurrency_mb) / function.config.memory_mb.max(1);
     let used: u32 = function.provisioned.values().sum();
