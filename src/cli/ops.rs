@@ -64,6 +64,32 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The store: where the state is kept, the version served, and in a cluster its nodes.
+fn render_store(store: &Value) -> String {
+    let version = &store["stateVersion"];
+    if store["kind"] != "postgres" {
+        return format!("store: sqlite · state version {version}\n\n");
+    }
+    let mut out = format!(
+        "store: postgres · node {} · state version {version} (lag {}) · {}\nNODES\n",
+        store["node"].as_str().unwrap_or("?"),
+        store["lag"],
+        if store["up"] == true { "reachable" } else { "UNREACHABLE: serving the last state" },
+    );
+    let now = crate::clock::now_ms();
+    for n in store["nodes"].as_array().into_iter().flatten() {
+        let age = (now - n["heartbeatMs"].as_i64().unwrap_or(0)).max(0) as f64 / 1000.0;
+        out.push_str(&format!(
+            "  {:<24} state version {:<8} heartbeat {age:.1} s ago  {}\n",
+            n["node"].as_str().unwrap_or(""),
+            n["stateVersion"],
+            if n["live"] == true { "live" } else { "gone" },
+        ));
+    }
+    out.push('\n');
+    out
+}
+
 /// The status as one screen of text.
 fn render(s: &Value) -> String {
     let uptime = s["uptimeSeconds"].as_u64().unwrap_or(0);
@@ -78,6 +104,7 @@ fn render(s: &Value) -> String {
         s["loadBalancers"],
         s["functionsDeployed"],
     );
+    out.push_str(&render_store(&s["store"]));
     out.push_str("LISTENERS\n");
     let listeners = s["listeners"].as_array().cloned().unwrap_or_default();
     if listeners.is_empty() {

@@ -187,14 +187,14 @@ impl Postgres {
 
     /// Prepares the connections to the database (none is made yet), with `cache` as the node's local copy.
     pub fn with_copy(settings: ClusterSettings, cache: Arc<Sqlite>) -> Result<Postgres, StoreError> {
-        let (url, root) = split_root_cert(&settings.url);
+        let (url, tls) = split_tls(&settings.url);
         let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Setup(format!("the store URL cannot be read: {e}")))?;
         config.connect_timeout(settings.write_timeout);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
         config.application_name(format!("fnlb {}", settings.node_id));
-        let tls = tls_connector(root.as_deref())?;
+        let tls = tls_connector(&tls)?;
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
@@ -1058,30 +1058,58 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// Takes libpq's `sslrootcert` parameter out of a URL (the client library does not read it): the URL without it,
-/// and the file it names.
-fn split_root_cert(url: &str) -> (String, Option<PathBuf>) {
-    let Some((base, query)) = url.split_once('?') else { return (url.to_string(), None) };
-    let mut root = None;
-    let kept: Vec<&str> = query
+/// How the database's certificate is checked, from libpq's `sslmode` and `sslrootcert`.
+#[derive(Debug, PartialEq, Eq)]
+struct TlsChoice {
+    /// Whether the certificate is verified (`verify-ca`, `verify-full`, or `require` with `sslrootcert`, as libpq
+    /// does); otherwise the connection is encrypted without checking whose certificate it is (`prefer`, `require`).
+    verify: bool,
+    /// The certificate authorities to verify against (`sslrootcert`), or the system's.
+    root: Option<PathBuf>,
+}
+
+/// Takes what the client library does not read out of a URL: `sslrootcert`, and `sslmode`'s `verify-ca` and
+/// `verify-full` (which it is given as `require`). The URL it is given, and how to check the certificate.
+fn split_tls(url: &str) -> (String, TlsChoice) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), TlsChoice { verify: false, root: None });
+    };
+    let (mut root, mut verify_mode) = (None, false);
+    let kept: Vec<String> = query
         .split('&')
-        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
-            Some(path) => {
+        .filter_map(|pair| {
+            if let Some(path) = pair.strip_prefix("sslrootcert=") {
                 root = Some(PathBuf::from(percent_encoding::percent_decode_str(path).decode_utf8_lossy().as_ref()));
-                false
+                return None;
             }
-            None => true,
+            match pair {
+                "sslmode=verify-ca" | "sslmode=verify-full" => {
+                    verify_mode = true;
+                    Some("sslmode=require".to_string())
+                }
+                _ => Some(pair.to_string()),
+            }
         })
         .collect();
     let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-    (url, root)
+    let verify = verify_mode || root.is_some();
+    (url, TlsChoice { verify, root })
 }
 
-/// TLS to the database (used when the URL's `sslmode` asks for it): the server's certificate is checked against
-/// `sslrootcert`, or the system's certificate authorities.
-fn tls_connector(root: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+/// TLS to the database (used when the URL's `sslmode` asks for it).
+fn tls_connector(choice: &TlsChoice) -> Result<MakeRustlsConnect, StoreError> {
     const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
-    let pem = match root {
+    let provider = crate::snapshot::tls::provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Setup(e.to_string()))?;
+    if !choice.verify {
+        let verifier = Arc::new(crate::snapshot::tls::AnyServerCertificate(provider));
+        return Ok(MakeRustlsConnect::new(
+            builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth(),
+        ));
+    }
+    let pem = match &choice.root {
         Some(path) => std::fs::read(path)
             .map_err(|e| StoreError::Setup(format!("cannot read sslrootcert {}: {e}", path.display())))?,
         None => std::fs::read(SYSTEM_ROOTS).unwrap_or_default(),
@@ -1091,12 +1119,7 @@ fn tls_connector(root: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
         let _ = roots.add(cert);
     }
-    let config = rustls::ClientConfig::builder_with_provider(crate::snapshot::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Setup(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
+    Ok(MakeRustlsConnect::new(builder.with_root_certificates(roots).with_no_client_auth()))
 }
 
 #[cfg(test)]
@@ -1124,11 +1147,15 @@ mod tests {
     }
 
     #[test]
-    fn the_root_certificate_is_taken_out_of_the_url() {
-        let (url, root) = split_root_cert("postgres://u@h:5432/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem");
-        assert_eq!(url, "postgres://u@h:5432/db?sslmode=require");
-        assert_eq!(root, Some(PathBuf::from("/etc/ca.pem")));
-        assert_eq!(split_root_cert("postgres://u@h/db"), ("postgres://u@h/db".to_string(), None));
-        assert_eq!(split_root_cert("postgres://u@h/db?sslrootcert=a").0, "postgres://u@h/db");
+    fn tls_settings_are_read_as_libpq_reads_them() {
+        let verify = |root: Option<&str>| TlsChoice { verify: true, root: root.map(PathBuf::from) };
+        let (url, choice) = split_tls("postgres://u@h:5432/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem");
+        assert_eq!((url.as_str(), choice), ("postgres://u@h:5432/db?sslmode=require", verify(Some("/etc/ca.pem"))));
+        let (url, choice) = split_tls("postgres://u@h/db?sslmode=verify-full");
+        assert_eq!((url.as_str(), choice), ("postgres://u@h/db?sslmode=require", verify(None)));
+        let (url, choice) = split_tls("postgres://u@h/db?sslmode=require");
+        assert_eq!((url.as_str(), choice.verify), ("postgres://u@h/db?sslmode=require", false));
+        assert_eq!(split_tls("postgres://u@h/db").0, "postgres://u@h/db");
+        assert_eq!(split_tls("postgres://u@h/db?sslrootcert=a").0, "postgres://u@h/db");
     }
 }

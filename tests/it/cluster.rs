@@ -120,6 +120,12 @@ async fn nodes_started_at_once_share_one_state_and_serve_each_others_changes() {
         (store["kind"] == "postgres" && store["node"] == "node-c" && live == 3).then_some(())
     })
     .await;
+    let shown = c.app.cli().args(["status", "--admin", &format!("http://{}", c.app.admin_addr)]).output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("store: postgres · node node-c"), "{shown}");
+    for id in ["node-a", "node-b", "node-c"] {
+        assert!(shown.lines().any(|l| l.trim_start().starts_with(id) && l.ends_with("live")), "{shown}");
+    }
     let metrics = get(&format!("http://{}/metrics", a.app.admin_addr)).await.text();
     assert!(metrics.contains("\nfnlb_store_up 1\n"), "{metrics}");
     assert!(metrics.contains(&format!("\nfnlb_state_version {head}\n")), "{metrics}");
@@ -454,4 +460,136 @@ async fn reserved_concurrency_holds_for_the_cluster_and_provisioned_instances_sp
     }
     let spread = pg.sql("SELECT string_agg(node || '=' || warm, ',' ORDER BY node) FROM fnlb.provisioned_warm");
     assert_eq!(spread, "limit-a=1,limit-b=1,limit-c=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_workflow_through_tccli_with_each_step_on_another_node() {
+    use crate::conformance::{ok, tccli};
+    let pg = Pg::start();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), &["seed-a", "seed-b", "seed-c"]);
+    let (a, b, c) = (&nodes[0].app, &nodes[1].app, &nodes[2].app);
+    let dir = root.path().join("hello");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py"), dir.join("index.py"))
+        .unwrap();
+    let zip = fnlb::functions::zip_dir(&dir).unwrap();
+    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, zip);
+    let create = json!({"FunctionName": "hello-clb", "Runtime": "Python3.6", "Handler": "index.main_handler",
+        "Code": {"ZipFile": code}});
+    ok(a, "scf", "CreateFunction", create).await;
+    eventually("the function is Active on C", Duration::from_secs(30), || async {
+        let function = tccli(c, "scf", "GetFunction", json!({"FunctionName": "hello-clb"})).await.ok()?;
+        (function["Status"] == "Active").then_some(())
+    })
+    .await;
+
+    let (vip, _) = free_addr();
+    let port = free_port();
+    let lb = ok(b, "clb", "CreateLoadBalancer", json!({"LoadBalancerType": "OPEN", "Vip": vip.to_string()})).await;
+    let lb = lb["LoadBalancerIds"][0].as_str().unwrap().to_string();
+    let listener = json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP", "ListenerNames": ["web"]});
+    let listener = ok(c, "clb", "CreateListener", listener).await["ListenerIds"][0].as_str().unwrap().to_string();
+    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener, "Rules": [{"Domain": "fnlb.test", "Url": "/"}]});
+    let location = ok(a, "clb", "CreateRule", rule).await["LocationIds"][0].as_str().unwrap().to_string();
+    let target = json!([{"Function": {"FunctionNamespace": "default", "FunctionName": "hello-clb",
+        "FunctionQualifier": "$LATEST"}, "Weight": 10}]);
+    let bind = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location, "FunctionTargets": target});
+    let bound = ok(b, "clb", "RegisterFunctionTargets", bind.clone()).await;
+    // The task is done once every node serves the binding.
+    eventually("the binding's task is done", Duration::from_secs(10), || async {
+        let task = ok(c, "clb", "DescribeTaskStatus", json!({"TaskId": bound["RequestId"]})).await;
+        (task["Status"] == 0).then_some(())
+    })
+    .await;
+    let triggers = ok(a, "scf", "ListTriggers", json!({"FunctionName": "hello-clb"})).await;
+    assert_eq!(triggers["TotalCount"], 1, "{triggers}");
+    for node in &nodes {
+        let page = try_request("GET", &format!("http://{}:{port}/", node.address), &[("host", "fnlb.test")], "")
+            .await
+            .unwrap();
+        assert_eq!((page.status, page.text().as_str()), (200, "<html><body><h1>Hello CLB</h1></body></html>"));
+    }
+
+    // Unbound, deleted and gone, each step on another node; every node agrees.
+    ok(c, "clb", "DeregisterFunctionTargets", bind).await;
+    assert_eq!(ok(a, "scf", "ListTriggers", json!({"FunctionName": "hello-clb"})).await["TotalCount"], 0);
+    ok(b, "clb", "DeleteRule", json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationIds": [location]})).await;
+    ok(c, "clb", "DeleteListener", json!({"LoadBalancerId": lb, "ListenerId": listener})).await;
+    ok(a, "clb", "DeleteLoadBalancer", json!({"LoadBalancerIds": [lb]})).await;
+    ok(b, "scf", "DeleteFunction", json!({"FunctionName": "hello-clb"})).await;
+    for node in [a, b, c] {
+        eventually("every node shows nothing left", Duration::from_secs(10), || async {
+            let functions = ok(node, "scf", "ListFunctions", json!({})).await["TotalCount"].clone();
+            let lbs = ok(node, "clb", "DescribeLoadBalancers", json!({})).await["TotalCount"].clone();
+            (functions == 0 && lbs == 0).then_some(())
+        })
+        .await;
+    }
+    let failure = tccli(c, "scf", "GetFunction", json!({"FunctionName": "hello-clb"})).await.unwrap_err();
+    assert!(failure.stderr.contains("code:ResourceNotFound.Function"), "{failure:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_changes_the_log_no_longer_holds_reloads_the_whole_state() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let pg = Pg::start();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), &["behind-a", "behind-b"]);
+    let (a, b) = (&nodes[0].app, &nodes[1].app);
+    let pid = Pid::from_raw(b.pid() as i32).unwrap();
+    // B sleeps while A changes the state and the change log is pruned past B's version.
+    kill_process(pid, Signal::STOP).unwrap();
+    a.scf("CreateNamespace", json!({"Namespace": "while-b-slept"})).await.unwrap();
+    pg.sql("DELETE FROM fnlb.changes");
+    kill_process(pid, Signal::CONT).unwrap();
+    eventually("B serves the change it could not read from the log", Duration::from_secs(10), || async {
+        let listed = b.scf("ListNamespaces", json!({"Limit": 100})).await.ok()?;
+        let names: Vec<Value> = listed["Namespaces"].as_array()?.iter().map(|n| n["Name"].clone()).collect();
+        names.contains(&json!("while-b-slept")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_the_database_over_tls_and_check_its_certificate() {
+    let ca = crate::https::Authority::new("database CA");
+    let leaf = ca.leaf(&["127.0.0.1"]);
+    let pg = Pg::start_tls(&leaf.cert, &leaf.key);
+    let root = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(root.path(), "ca.pem");
+    let url = format!("{}?sslmode=require&sslrootcert={}", pg.url(), ca_file.display());
+    let (address, _) = free_addr();
+    let node = start_node(&root.path().join("tls-a"), &url, "tls-a", address);
+    node.scf("CreateNamespace", json!({"Namespace": "over-tls"})).await.unwrap();
+    let encrypted = pg.sql(
+        "SELECT bool_and(s.ssl) AND COUNT(*) > 0 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = 'fnlb tls-a'",
+    );
+    assert_eq!(encrypted, "t", "every connection of the node is encrypted");
+
+    // `sslmode=require` alone encrypts without checking whose certificate it is, as libpq does.
+    let url = format!("{}?sslmode=require", pg.url());
+    let (address, _) = free_addr();
+    let unchecked = start_node(&root.path().join("tls-c"), &url, "tls-c", address);
+    unchecked.scf("ListNamespaces", json!({})).await.unwrap();
+    let encrypted = pg.sql(
+        "SELECT bool_and(s.ssl) AND COUNT(*) > 0 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = 'fnlb tls-c'",
+    );
+    assert_eq!(encrypted, "t");
+
+    // A database whose certificate the given authority did not sign is not trusted.
+    let other = crate::https::Authority::new("another CA");
+    let other_file = other.write(root.path(), "other.pem");
+    let url = format!("{}?sslmode=require&sslrootcert={}", pg.url(), other_file.display());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_fnlb"))
+        .args(["serve", "--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--store", &url])
+        .arg("--data-dir")
+        .arg(root.path().join("tls-b"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("cannot be reached") && said.contains("no copy"), "{said}");
 }

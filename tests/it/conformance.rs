@@ -20,13 +20,13 @@ fn tccli_path() -> PathBuf {
 
 /// A tccli call that failed: its exit status and what it printed on stderr.
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     status: Option<i32>,
-    stderr: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `tccli SERVICE ACTION --cli-input-json file://…` against `app` with its first account's keys.
-async fn tccli(app: &TestApp, service: &str, action: &str, params: Value) -> Result<Value, Failure> {
+pub(crate) async fn tccli(app: &TestApp, service: &str, action: &str, params: Value) -> Result<Value, Failure> {
     tccli_in(app, "ap-guangzhou", service, action, params).await
 }
 
@@ -77,7 +77,7 @@ async fn tccli_as(
     Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("tccli printed no JSON ({e})")))
 }
 
-async fn ok(app: &TestApp, service: &str, action: &str, params: Value) -> Value {
+pub(crate) async fn ok(app: &TestApp, service: &str, action: &str, params: Value) -> Value {
     tccli(app, service, action, params).await.unwrap_or_else(|f| panic!("tccli {service} {action}: {f:?}"))
 }
 

@@ -10,11 +10,22 @@ pub struct Pg {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// Server options besides the port and addresses (TLS).
+    options: String,
 }
 
 impl Pg {
     /// Makes and starts a new database server.
     pub fn start() -> Pg {
+        Pg::start_with(None)
+    }
+
+    /// Makes and starts a new database server that also takes TLS connections, with this certificate and key.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Pg {
+        Pg::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Pg {
         let bin = server_binaries();
         let dir = tempfile::Builder::new().prefix("fnlb-pg").tempdir().expect("a temporary directory");
         let root = rustix::process::geteuid().is_root();
@@ -22,9 +33,21 @@ impl Pg {
             run(Command::new("chown").args(["postgres:postgres"]).arg(dir.path()), "chown");
         }
         let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
-        let pg = Pg { dir, bin, port };
+        let mut pg = Pg { dir, bin, port, options: String::new() };
         let data = pg.data();
         pg.as_server(&["initdb", "--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8", "-D", &data]);
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let (cert_file, key_file) = (pg.dir.path().join("server.crt"), pg.dir.path().join("server.key"));
+            std::fs::write(&cert_file, cert).unwrap();
+            std::fs::write(&key_file, key).unwrap();
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if root {
+                run(Command::new("chown").args(["postgres:postgres"]).arg(&cert_file).arg(&key_file), "chown");
+            }
+            pg.options =
+                format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert_file.display(), key_file.display());
+        }
         pg.start_again();
         pg
     }
@@ -44,7 +67,7 @@ impl Pg {
     pub fn start_again(&self) {
         let data = self.data();
         let dir = self.dir.path().display().to_string();
-        let options = format!("-p {} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off", self.port);
+        let options = format!("-p {} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off{}", self.port, self.options);
         let log = format!("{dir}/server.log");
         self.as_server(&["pg_ctl", "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start"]);
     }
