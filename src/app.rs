@@ -93,10 +93,12 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));
     let follow_task = tokio::spawn(crate::control::follow(control.clone(), stop_rx.clone()));
     if let Store::Cluster(pg) = &store {
-        let (shipper, shipments) = tokio::sync::mpsc::channel(crate::functions::logs::SHIPPING_QUEUE);
-        engine.logs.ship_to(pg.node_id(), shipper);
-        let keep = engine.logs.per_function();
-        tokio::spawn(crate::store::postgres::ship_logs(pg.clone(), shipments, keep, stop_rx.clone()));
+        if pg.settings.logs == crate::store::ClusterLogs::Shared {
+            let (shipper, shipments) = tokio::sync::mpsc::channel(crate::functions::logs::SHIPPING_QUEUE);
+            engine.logs.ship_to(pg.node_id(), shipper);
+            let keep = engine.logs.per_function();
+            tokio::spawn(crate::store::postgres::ship_logs(pg.clone(), shipments, keep, stop_rx.clone()));
+        }
         let snapshots = control.snapshots().clone();
         tokio::spawn(crate::cluster::run(pg.clone(), engine.clone(), snapshots, stop_rx.clone()));
     }

@@ -227,6 +227,10 @@ pub struct ServeArgs {
     /// Milliseconds of silence after which a cluster node counts as gone (its asynchronous jobs go to others).
     #[arg(long, env = "FNLB_NODE_TIMEOUT", default_value_t = crate::store::postgres::DEFAULT_NODE_TIMEOUT.as_millis() as u64)]
     pub node_timeout: u64,
+    /// Where a cluster node's invocation logs go: `shared` (also to the database, so that every node's logs read
+    /// on any node) or `local` (kept on the node that ran the invocation only, which costs the database nothing).
+    #[arg(long, env = "FNLB_CLUSTER_LOGS", value_enum, default_value = "shared")]
+    pub cluster_logs: crate::store::ClusterLogs,
 }
 
 impl ServeArgs {
@@ -276,6 +280,7 @@ impl ServeArgs {
                     heartbeat_interval: pg::DEFAULT_HEARTBEAT_INTERVAL.min(node_timeout / 3),
                     node_timeout,
                     pool_size: pg::DEFAULT_POOL_SIZE,
+                    logs: self.cluster_logs,
                 })
             }
             Some(_) => return Err(config::ConfigError::Store),
@@ -395,6 +400,7 @@ async fn store_copy(args: StoreCopyArgs) -> Result<(), CliError> {
         heartbeat_interval: pg::DEFAULT_HEARTBEAT_INTERVAL,
         node_timeout: pg::DEFAULT_NODE_TIMEOUT,
         pool_size: 1,
+        logs: crate::store::ClusterLogs::Local,
     };
     let copied = crate::store::copy::copy(&args.from, settings).await?;
     println!(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::state::{Entity, EntityKey, FunctionKey, Scope};
 
-pub use self::postgres::{ClusterSettings, Postgres};
+pub use self::postgres::{ClusterLogs, ClusterSettings, Postgres};
 pub use self::sqlite::Sqlite;
 
 #[derive(Debug, thiserror::Error)]
@@ -232,8 +232,10 @@ impl Store {
         limit: usize,
     ) -> Result<Option<Vec<crate::functions::logs::LogRecord>>, StoreError> {
         match self {
-            Store::Embedded(_) => Ok(None),
-            Store::Cluster(pg) => pg.function_logs(key, request_id, limit).await.map(Some),
+            Store::Cluster(pg) if pg.settings.logs == ClusterLogs::Shared => {
+                pg.function_logs(key, request_id, limit).await.map(Some)
+            }
+            _ => Ok(None),
         }
     }
 

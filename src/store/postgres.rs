@@ -52,6 +52,17 @@ pub struct ClusterSettings {
     pub node_timeout: Duration,
     /// Connections to the database in this node's pool (besides the one that listens).
     pub pool_size: usize,
+    /// Whether invocation logs are shipped to the database.
+    pub logs: ClusterLogs,
+}
+
+/// Where a cluster node's invocation logs go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterLogs {
+    /// Also to the database: every node's logs read on any node.
+    Shared,
+    /// Kept on the node that ran the invocation only.
+    Local,
 }
 
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -106,11 +117,12 @@ CREATE INDEX async_due ON fnlb.async_invocations (state, next_ms);
         2,
         "
 CREATE TABLE fnlb.invocation_logs (
-    id BIGSERIAL PRIMARY KEY, function TEXT NOT NULL, node TEXT NOT NULL, request_id TEXT NOT NULL,
-    qualifier TEXT NOT NULL, start_ms BIGINT NOT NULL, duration_ms DOUBLE PRECISION NOT NULL, mem_bytes BIGINT NOT NULL,
-    status INT NOT NULL, ret_msg TEXT NOT NULL, log TEXT NOT NULL
+    id BIGSERIAL PRIMARY KEY, function TEXT NOT NULL, node TEXT NOT NULL, records INT NOT NULL,
+    last_start_ms BIGINT NOT NULL, request_ids TEXT NOT NULL, body BYTEA NOT NULL
 );
-CREATE INDEX invocation_logs_function ON fnlb.invocation_logs (function, start_ms);
+CREATE INDEX invocation_logs_function ON fnlb.invocation_logs (function, id);
+-- The body is compressed by fnlb: the database stores it as it comes.
+ALTER TABLE fnlb.invocation_logs ALTER COLUMN body SET STORAGE EXTERNAL;
 ",
     ),
     (
@@ -492,48 +504,55 @@ impl Postgres {
     }
 
     /// Writes invocation records (and forgets deleted functions' records) in one transaction, keeping the newest
-    /// `keep` of each function.
+    /// `keep` of each function. Each function's records of a batch are one row (a JSON array), so that the
+    /// database writes a row per function and batch rather than per invocation.
     pub async fn write_logs(&self, batch: &[Shipment], keep: usize) -> Result<(), StoreError> {
-        self.with(async |client| {
-            let tx = client.transaction().await?;
-            let insert = tx
-                .prepare(
-                    "INSERT INTO fnlb.invocation_logs (function, node, request_id, qualifier, start_ms, duration_ms,
-                         mem_bytes, status, ret_msg, log) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .await?;
-            let mut touched = std::collections::BTreeSet::new();
-            for shipment in batch {
-                match shipment {
-                    Shipment::Record(key, r) => {
-                        let function = function_id(key);
-                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-                            &function,
-                            &&*r.node,
-                            &r.request_id,
-                            &r.qualifier,
-                            &r.start_ms,
-                            &r.duration_ms,
-                            &(r.mem_bytes as i64),
-                            &i32::from(r.status),
-                            &r.ret_msg,
-                            &&*r.log,
-                        ];
-                        tx.execute(&insert, &params).await?;
-                        touched.insert(function);
-                    }
-                    Shipment::Forget(key) => {
-                        let function = function_id(key);
-                        tx.execute("DELETE FROM fnlb.invocation_logs WHERE function = $1", &[&function]).await?;
-                        touched.remove(&function);
+        let mut chunks: Vec<(String, Vec<ShippedRecord<'_>>)> = Vec::new();
+        let mut forgotten: Vec<String> = Vec::new();
+        for shipment in batch {
+            match shipment {
+                Shipment::Record(key, r) => {
+                    let function = function_id(key);
+                    match chunks.iter_mut().rev().find(|(f, _)| *f == function) {
+                        Some((_, records)) => records.push(ShippedRecord::from(&**r)),
+                        None => chunks.push((function, vec![ShippedRecord::from(&**r)])),
                     }
                 }
+                // Records of a function deleted after they were gathered go with it.
+                Shipment::Forget(key) => {
+                    let function = function_id(key);
+                    chunks.retain(|(f, _)| *f != function);
+                    forgotten.push(function);
+                }
             }
-            for function in touched {
+        }
+        let rows: Vec<(String, i32, i64, String, Vec<u8>)> = chunks
+            .into_iter()
+            .map(|(function, records)| {
+                let last = records.iter().map(|r| r.start_ms).max().unwrap_or(0);
+                let ids = records.iter().map(|r| r.request_id.as_ref()).collect::<Vec<_>>().join(" ");
+                (function, records.len() as i32, last, ids, compress(&records))
+            })
+            .collect();
+        let node = self.node_id().to_string();
+        self.with(async |client| {
+            let tx = client.transaction().await?;
+            for function in &forgotten {
+                tx.execute("DELETE FROM fnlb.invocation_logs WHERE function = $1", &[function]).await?;
+            }
+            for (function, count, last, ids, body) in &rows {
                 tx.execute(
-                    "DELETE FROM fnlb.invocation_logs WHERE function = $1 AND id <= (SELECT id FROM
-                         fnlb.invocation_logs WHERE function = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)",
-                    &[&function, &(keep as i64)],
+                    "INSERT INTO fnlb.invocation_logs (function, node, records, last_start_ms, request_ids, body)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[function, &node, count, last, ids, body],
+                )
+                .await?;
+                // Rows past the newest `keep` records of the function are dropped.
+                tx.execute(
+                    "DELETE FROM fnlb.invocation_logs WHERE function = $1 AND id < (SELECT id FROM (
+                         SELECT id, SUM(records) OVER (ORDER BY id DESC) AS newer FROM fnlb.invocation_logs
+                         WHERE function = $1) kept WHERE newer >= $2 ORDER BY id DESC LIMIT 1)",
+                    &[function, &(keep as i64)],
                 )
                 .await?;
             }
@@ -550,32 +569,35 @@ impl Postgres {
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         let function = function_id(key);
+        let needle = request_id.unwrap_or("");
         let rows = self
             .with(async |client| {
                 client
                     .query(
-                        "SELECT node, request_id, qualifier, start_ms, duration_ms, mem_bytes, status, ret_msg, log
-                         FROM fnlb.invocation_logs WHERE function = $1 AND ($2::TEXT IS NULL OR request_id = $2)
-                         ORDER BY start_ms DESC, id DESC LIMIT $3",
-                        &[&function, &request_id, &(limit as i64)],
+                        "SELECT node, body FROM fnlb.invocation_logs WHERE function = $1
+                         AND strpos(request_ids, $2) > 0 ORDER BY last_start_ms DESC, id DESC",
+                        &[&function, &needle],
                     )
                     .await
             })
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| LogRecord {
-                node: Arc::from(row.get::<_, &str>(0)),
-                request_id: row.get(1),
-                qualifier: row.get(2),
-                start_ms: row.get(3),
-                duration_ms: row.get(4),
-                mem_bytes: row.get::<_, i64>(5) as u64,
-                status: u16::try_from(row.get::<_, i32>(6)).unwrap_or(0),
-                ret_msg: row.get(7),
-                log: Arc::from(row.get::<_, &str>(8)),
-            })
-            .collect())
+        let mut records = Vec::new();
+        for row in &rows {
+            let node: Arc<str> = Arc::from(row.get::<_, &str>(0));
+            let text = decompress(row.get(1))
+                .map_err(|e| StoreError::Setup(format!("invocation logs of {function} cannot be read: {e}")))?;
+            let shipped: Vec<ShippedRecord<'_>> = serde_json::from_str(&text)
+                .map_err(|source| StoreError::Corrupt { key: format!("invocation logs of {function}"), source })?;
+            records.extend(
+                shipped
+                    .into_iter()
+                    .filter(|r| request_id.is_none_or(|id| r.request_id == id))
+                    .map(|r| r.into_record(node.clone())),
+            );
+        }
+        records.sort_by_key(|r| std::cmp::Reverse(r.start_ms));
+        records.truncate(limit);
+        Ok(records)
     }
 
     /// Leases this node's share of a function's reservation: the nodes that reported within the node timeout split
@@ -877,6 +899,74 @@ impl Writing<'_> {
         Ok(version)
     }
 }
+
+/// An invocation record as the database keeps it (borrowed when written, and when read where the text allows).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShippedRecord<'a> {
+    #[serde(borrow)]
+    request_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    qualifier: std::borrow::Cow<'a, str>,
+    start_ms: i64,
+    duration_ms: f64,
+    mem_bytes: u64,
+    status: u16,
+    #[serde(borrow)]
+    ret_msg: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    log: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> From<&'a LogRecord> for ShippedRecord<'a> {
+    fn from(r: &'a LogRecord) -> ShippedRecord<'a> {
+        ShippedRecord {
+            request_id: r.request_id.as_str().into(),
+            qualifier: r.qualifier.as_str().into(),
+            start_ms: r.start_ms,
+            duration_ms: r.duration_ms,
+            mem_bytes: r.mem_bytes,
+            status: r.status,
+            ret_msg: r.ret_msg.as_str().into(),
+            log: (&*r.log).into(),
+        }
+    }
+}
+
+impl ShippedRecord<'_> {
+    fn into_record(self, node: Arc<str>) -> LogRecord {
+        LogRecord {
+            request_id: self.request_id.into_owned(),
+            qualifier: self.qualifier.into_owned(),
+            start_ms: self.start_ms,
+            duration_ms: self.duration_ms,
+            mem_bytes: self.mem_bytes,
+            status: self.status,
+            ret_msg: self.ret_msg.into_owned(),
+            log: Arc::from(self.log.as_ref()),
+            node,
+        }
+    }
+}
+
+/// A batch of records as JSON, compressed (deflate at its fastest level: logs repeat themselves, and a tenth of
+/// the bytes costs the database a tenth of the writing).
+fn compress(records: &[ShippedRecord<'_>]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    serde_json::to_writer(&mut encoder, records).expect("records serialise to JSON");
+    encoder.flush().expect("writing to memory does not fail");
+    encoder.finish().expect("writing to memory does not fail")
+}
+
+fn decompress(body: &[u8]) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::DeflateDecoder::new(body).take(MAX_LOG_BATCH_BYTES).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The most a stored batch of records may unpack to.
+const MAX_LOG_BATCH_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Ships a node's invocation records to the database in batches until `shutdown` turns true. While the database
 /// cannot be reached a batch waits (the node's own records stay readable on it) and the channel fills up to its

@@ -334,7 +334,7 @@ async fn a_killed_nodes_asynchronous_jobs_run_elsewhere_and_every_nodes_logs_sho
         })
         .await;
     }
-    let runners = pg.sql("SELECT COUNT(DISTINCT node) FROM fnlb.invocation_logs WHERE log LIKE '%slept 4%'");
+    let runners = pg.sql("SELECT COUNT(DISTINCT node) FROM fnlb.invocation_logs WHERE body LIKE '%slept 4%'");
     assert_ne!(runners, "0");
     drop(b);
 }
