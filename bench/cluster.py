@@ -9,7 +9,8 @@ run as root) and fnlb nodes on loopback addresses of their own, then measures:
 3. asynchronous jobs per second: JOBS Event invocations of a trivial function through the queue, with 1 node and
    with 3 nodes;
 4. Hello CLB throughput of a node on PostgreSQL (with its invocation logs shipped to the database, and kept local)
-   against a node on SQLite, wrk in rounds taking each in turn.
+   against a node on SQLite, wrk in rounds taking each in turn;
+5. the same for a rule forwarding to a server target (examples/upstream.rs), the proxy's path.
 
 Everything listens on 127.0.0.0/8; every process is stopped by its PID at the end.
 """
@@ -34,7 +35,8 @@ CHANGES = int(os.environ.get("CHANGES", "100"))
 JOBS = int(os.environ.get("JOBS", "1000"))
 DURATION = os.environ.get("DURATION", "8s")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-PHASES = os.environ.get("PHASES", "propagation,writes,throughput,jobs").split(",")
+PHASES = os.environ.get("PHASES", "propagation,writes,throughput,proxy,jobs").split(",")
+UPSTREAM = os.path.abspath("target/release/examples/upstream")
 VERSIONS = {"scf": "2018-04-16", "clb": "2018-03-17"}
 PROCS = []
 WORK = tempfile.mkdtemp(prefix="fnlb-bench-cluster")
@@ -319,6 +321,40 @@ def throughput(pg):
         stop(node)
 
 
+def proxy_throughput(pg):
+    print(f"\n== reverse proxy to one server on one node: PostgreSQL against SQLite, wrk -c64 {DURATION}, "
+          f"{ROUNDS} rounds ==", file=sys.stderr)
+    up_port = free_port()
+    upstream = subprocess.Popen(["taskset", "-c", "1", UPSTREAM, f"127.0.0.1:{up_port}"])
+    PROCS.append(upstream)
+    setups = []
+    for label, store, address in (("sqlite", None, "127.0.0.1"), ("postgres", pg.url(), "127.0.0.50")):
+        node = Node(f"px-{label}", store, address)
+        port = free_port()
+        vip = "127.0.0.1" if store is None else f"127.0.9.{len(setups) + 20}"
+        lb = node.call("clb", "CreateLoadBalancer", {"LoadBalancerType": "OPEN", "Vip": vip})["LoadBalancerIds"][0]
+        listener = node.call("clb", "CreateListener", {"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP",
+                                                       "KeepaliveEnable": 1})["ListenerIds"][0]
+        rule = node.call("clb", "CreateRule", {"LoadBalancerId": lb, "ListenerId": listener, "Rules": [
+            {"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]})["LocationIds"][0]
+        node.call("clb", "RegisterTargets", {"LoadBalancerId": lb, "ListenerId": listener, "LocationId": rule,
+                                             "Targets": [{"EniIp": "127.0.0.1", "Port": up_port}]})
+        url = f"http://{address}:{port}/"
+        deadline_poll(f"{label} proxies", lambda a=address, p=port: status(a, p, "/") == 200)
+        wrk_result(wrk(url, DURATION, 64, cpu=1))  # warm-up
+        setups.append((label, node, url, []))
+    for r in range(ROUNDS):
+        for label, _, url, rates in setups:
+            rps, p99 = wrk_result(wrk(url, DURATION, 64, cpu=1))
+            rates.append(rps)
+            print(f"{label} round {r + 1}: {rps:.0f} req/s, p99 {p99}", file=sys.stderr)
+    m = {label: statistics.median(rates) for label, _, _, rates in setups}
+    print(f"medians: sqlite {m['sqlite']:.0f}, postgres {m['postgres']:.0f} req/s; postgres / sqlite "
+          f"{m['postgres'] / m['sqlite']:.2f}x", file=sys.stderr)
+    for _, node, _, _ in setups:
+        stop(node)
+
+
 def stop(node):
     node.proc.terminate()
     try:
@@ -341,6 +377,8 @@ def main():
             write_latency(pg)
         if "throughput" in PHASES:
             throughput(pg)
+        if "proxy" in PHASES:
+            proxy_throughput(pg)
 
         def fresh():
             p = Postgres()

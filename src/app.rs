@@ -44,8 +44,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let control = Arc::new(Control::new(state, version, store.clone()));
     let account = ensure_account(&control).await?;
     if let Some(path) = &config.accounts_file {
-        let count = crate::accounts::apply(&control, path).await?;
-        tracing::info!(count, file = %path.display(), "Accounts configured.");
+        match crate::accounts::apply(&control, path).await {
+            Ok(count) => tracing::info!(count, file = %path.display(), "Accounts configured."),
+            // A cluster node started while the database is down serves the accounts it has.
+            Err(e) if is_unreachable(&e) => {
+                tracing::warn!(error = %e, file = %path.display(), "The accounts file is not applied: the store is unreachable.")
+            }
+            Err(e) => return Err(e),
+        }
     }
     let credentials_path = write_credentials(data_dir, &account)?;
     println!("fnlb: credentials in {}", credentials_path.display());
@@ -187,6 +193,13 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<(Store, 
         }
     };
     Ok((Store::Cluster(pg), loaded))
+}
+
+/// Whether an error is the store being unreachable.
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    use crate::control::ControlError;
+    use crate::store::StoreError;
+    matches!(e.downcast_ref::<ControlError>(), Some(ControlError::Store(StoreError::Unreachable(_))))
 }
 
 /// The first start creates an account: from `FNLB_SECRET_ID` / `FNLB_SECRET_KEY` when set, otherwise new. In a

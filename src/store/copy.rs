@@ -9,6 +9,7 @@ use std::sync::Arc;
 use sha2::Digest;
 
 use super::{ClusterSettings, Postgres, Sqlite, StoreError, entity_body, key_parts};
+use crate::state::Entity;
 
 /// What a copy moved.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,14 +33,7 @@ pub async fn copy(data_dir: &Path, settings: ClusterSettings) -> Result<Copied, 
     let source = Sqlite::open(&path)?;
     let pg = Postgres::with_copy(settings, Arc::new(Sqlite::in_memory()?))?;
     let loaded = source.load()?;
-    let entities: BTreeMap<(String, String), String> = loaded
-        .entities
-        .iter()
-        .map(|e| {
-            let (kind, key) = key_parts(&e.key());
-            ((kind.to_string(), key), entity_body(e))
-        })
-        .collect();
+    let entities = stored_form(&loaded.entities);
     let code = source.code_list()?;
     let tasks = source.all_tasks()?;
     let jobs = source.all_jobs()?;
@@ -128,6 +122,17 @@ pub async fn copy(data_dir: &Path, settings: ClusterSettings) -> Result<Copied, 
     Ok(copied)
 }
 
+/// Entities as the stores keep them: by kind and key, their stored text.
+fn stored_form(entities: &[Entity]) -> BTreeMap<(String, String), String> {
+    entities
+        .iter()
+        .map(|e| {
+            let (kind, key) = key_parts(&e.key());
+            ((kind.to_string(), key), entity_body(e))
+        })
+        .collect()
+}
+
 /// Reads the database back: the same entities, every code package present and matching its SHA-256, the same
 /// number of tasks and invocations.
 async fn verify(
@@ -138,14 +143,7 @@ async fn verify(
 ) -> Result<(), StoreError> {
     let mismatch = |what: String| Err(StoreError::Setup(format!("the copy does not match its source: {what}")));
     let loaded = pg.load().await?;
-    let stored: BTreeMap<(String, String), String> = loaded
-        .entities
-        .iter()
-        .map(|e| {
-            let (kind, key) = key_parts(&e.key());
-            ((kind.to_string(), key), entity_body(e))
-        })
-        .collect();
+    let stored = stored_form(&loaded.entities);
     if &stored != entities || loaded.version != copied.version {
         return mismatch(format!(
             "{} entities at version {} copied, {} read back",

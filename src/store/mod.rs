@@ -277,6 +277,11 @@ fn finished_state(outcome: &AsyncOutcome, retry_at: Option<i64>) -> &'static str
     }
 }
 
+/// A task's load balancers from their stored list (ids joined by commas).
+fn load_balancer_ids(stored: &str) -> Vec<String> {
+    stored.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
 /// An entity's stored text.
 fn entity_body(entity: &Entity) -> String {
     serde_json::to_string(entity).expect("entities serialise to JSON")

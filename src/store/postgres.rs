@@ -397,7 +397,7 @@ impl Postgres {
         Ok(row.map(|row| Task {
             request_id: row.get(0),
             uin: row.get(1),
-            load_balancer_ids: row.get::<_, String>(2).split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+            load_balancer_ids: super::load_balancer_ids(row.get(2)),
             created_ms: row.get(3),
             version: row.get::<_, i64>(4) as u64,
         }))

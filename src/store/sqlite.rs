@@ -278,40 +278,15 @@ impl Sqlite {
 
     pub fn task(&self, request_id: &str) -> Result<Option<Task>, StoreError> {
         let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT request_id, uin, lb_ids, created_ms FROM tasks WHERE request_id = ?1",
-                params![request_id],
-                |row| {
-                    let ids: String = row.get(2)?;
-                    Ok(Task {
-                        request_id: row.get(0)?,
-                        uin: row.get(1)?,
-                        load_balancer_ids: ids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-                        created_ms: row.get(3)?,
-                        version: 0,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(row)
+        let sql = "SELECT request_id, uin, lb_ids, created_ms FROM tasks WHERE request_id = ?1";
+        Ok(conn.query_row(sql, params![request_id], task_row).optional()?)
     }
 
     /// Every task record (for `fnlb store copy`).
     pub fn all_tasks(&self) -> Result<Vec<Task>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT request_id, uin, lb_ids, created_ms FROM tasks ORDER BY created_ms")?;
-        let rows = stmt.query_map([], |row| {
-            let ids: String = row.get(2)?;
-            Ok(Task {
-                request_id: row.get(0)?,
-                uin: row.get(1)?,
-                load_balancer_ids: ids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-                created_ms: row.get(3)?,
-                version: 0,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(stmt.query_map([], task_row)?.collect::<Result<_, _>>()?)
     }
 
     /// Every asynchronous invocation, whatever its state (for `fnlb store copy`).
@@ -379,6 +354,17 @@ impl Sqlite {
         }
         Ok(removed)
     }
+}
+
+/// A task from its row (`request_id, uin, lb_ids, created_ms`).
+fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
+    Ok(Task {
+        request_id: row.get(0)?,
+        uin: row.get(1)?,
+        load_balancer_ids: super::load_balancer_ids(&row.get::<_, String>(2)?),
+        created_ms: row.get(3)?,
+        version: 0,
+    })
 }
 
 #[cfg(test)]
