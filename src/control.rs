@@ -105,9 +105,7 @@ impl Control {
                             ))
                             .into())
                         });
-                if let Err(ControlError::Store(e)) = &written {
-                    pg.note(&Err::<(), _>(StoreError::Unreachable(e.to_string())));
-                }
+                pg.note(&written);
                 written
             }
         }
@@ -135,6 +133,9 @@ impl Control {
         }
         let (next, applied) = served.state.try_apply(command)?;
         if applied.touched.is_empty() {
+            if let Some(task) = &task {
+                writing.record_task(task).await?;
+            }
             return Ok(Some(Committed { applied, version: served.version }));
         }
         let changes = touched(&next, &applied);

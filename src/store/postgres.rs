@@ -341,9 +341,20 @@ impl Postgres {
         Ok(client)
     }
 
-    /// Records the result of a write against the database's answer (for `is_up`).
-    pub fn note(&self, result: &Result<impl Sized, StoreError>) {
-        self.up.store(!matches!(result, Err(StoreError::Unreachable(_))), Ordering::Relaxed);
+    /// Records the outcome of an exchange made outside `with` (a write): whether the database answered.
+    pub fn note<T>(&self, result: &Result<T, crate::control::ControlError>) {
+        use crate::control::ControlError;
+        let unreachable = matches!(result, Err(ControlError::Store(StoreError::Unreachable(_))));
+        self.up.store(!unreachable, Ordering::Relaxed);
+    }
+
+    /// Fails at once while the database is known to be unreachable: for reads that have an answer of this node's
+    /// to fall back on, so that they need not wait for the timeout.
+    fn reachable(&self) -> Result<(), StoreError> {
+        match self.is_up() {
+            true => Ok(()),
+            false => Err(StoreError::Unreachable("the last exchange with the database failed".to_string())),
+        }
     }
 
     /// Stores a code package under its SHA-256, in the database and the local copy.
@@ -568,6 +579,7 @@ impl Postgres {
         request_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
+        self.reachable()?;
         let function = function_id(key);
         let needle = request_id.unwrap_or("");
         let rows = self
@@ -675,6 +687,7 @@ impl Postgres {
 
     /// Instances of a provisioned version the live nodes keep warm.
     pub async fn warm_everywhere(&self, key: &FunctionKey, qualifier: &str) -> Result<usize, StoreError> {
+        self.reachable()?;
         let function = function_id(key);
         let timeout_ms = millis(self.settings.node_timeout);
         let warm: i64 = self
@@ -842,6 +855,25 @@ impl Writing<'_> {
     /// What committed after `served` (the writer serves the newest state before checking a command).
     pub async fn read_since(&self, served: u64) -> Result<Caught, StoreError> {
         read_changes(&self.tx, served, self.head).await.map_err(classify)?.into_caught()
+    }
+
+    /// Records the task of a command that changed nothing (done at the version already served) and ends the write.
+    pub async fn record_task(self, task: &Task) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO fnlb.tasks (request_id, uin, lb_ids, created_ms, version) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (request_id) DO NOTHING",
+                &[
+                    &task.request_id,
+                    &task.uin,
+                    &task.load_balancer_ids.join(","),
+                    &task.created_ms,
+                    &(self.head as i64),
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        self.tx.commit().await.map_err(classify)
     }
 
     /// Commits the entities a command touched as version `head + 1`, with its task record, and wakes the other
