@@ -121,6 +121,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         health,
         console: crate::console::Console::new(config.console.clone()),
         answered: Default::default(),
+        guard: crate::api::guard::Guard::new(config.api.guard.clone()),
     });
     let api_task = tokio::spawn(api.clone().serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");

@@ -7,6 +7,7 @@
 mod actions;
 pub mod clb;
 pub mod error;
+pub mod guard;
 mod monitor;
 mod params;
 pub mod scf;
@@ -52,6 +53,8 @@ pub struct ApiSettings {
     /// How long a mutation waits for the data plane to put it into effect before answering.
     pub apply_timeout: Duration,
     pub request_timeout: Duration,
+    /// Connection caps, the body budget and the header deadline.
+    pub guard: guard::GuardSettings,
 }
 
 /// TC3 POST bodies are limited to 10 MB (contract 3.1).
@@ -93,6 +96,7 @@ impl Default for ApiSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             apply_timeout: DEFAULT_APPLY_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            guard: guard::GuardSettings::default(),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Api {
     pub console: crate::console::Console,
     /// Requests answered, by action and error code (`OK` for success).
     pub answered: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// Connection caps and the body budget.
+    pub guard: guard::Guard,
 }
 
 /// The largest body the console's own endpoints take (sign-in).
@@ -154,14 +160,15 @@ impl Ctx<'_> {
 
 impl Api {
     /// Serves the API on `listener` until `shutdown` turns true.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(self.settings.guard.header_timeout);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut stop = shutdown.clone();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stop.wait_for(|s| *s) => break,
             };
             let (stream, client) = match accepted {
                 Ok(pair) => pair,
@@ -171,20 +178,64 @@ impl Api {
                     continue;
                 }
             };
+            let Some(admitted) = self.guard.admit(client.ip()) else {
+                tracing::debug!(%client, "API connection cap reached: a new connection is closed.");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let api = self.clone();
+            let admitted = Arc::new(admitted);
+            let busy = admitted.clone();
             let service = service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, Infallible>(api.handle(req, client).await) }
-            });
-            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "API connection ended with an error.");
+                let busy = busy.busy();
+                async move {
+                    let response = api.handle(req, client).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
                 }
             });
+            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let timeout = self.settings.guard.header_timeout;
+            let mut stop = shutdown.clone();
+            connections.spawn(async move {
+                tokio::pin!(conn);
+                let mut closing = false;
+                // A closing connection that does not finish (its client reads nothing) is dropped.
+                let mut dropped_at = tokio::time::Instant::now();
+                loop {
+                    // A connection with no request being answered must send one within the header timeout, counted
+                    // from accept or from the end of its last request.
+                    let deadline = admitted.idle_deadline(timeout);
+                    let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+                    tokio::select! {
+                        ended = conn.as_mut() => {
+                            if let Err(e) = ended {
+                                tracing::debug!(error = %e, "API connection ended with an error.");
+                            }
+                            break;
+                        }
+                        _ = tokio::time::sleep_until(wake), if !closing => {
+                            if admitted.idle_deadline(timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                                tracing::debug!(%client, "An idle API connection is closed.");
+                                conn.as_mut().graceful_shutdown();
+                                (closing, dropped_at) = (true, tokio::time::Instant::now() + timeout);
+                            }
+                        }
+                        _ = stop.wait_for(|s| *s), if !closing => {
+                            conn.as_mut().graceful_shutdown();
+                            (closing, dropped_at) = (true, tokio::time::Instant::now() + timeout);
+                        }
+                        _ = tokio::time::sleep_until(dropped_at), if closing => break,
+                    }
+                }
+            });
+            // Connections that ended are reaped as new ones come.
+            while connections.try_join_next().is_some() {}
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), async { while connections.join_next().await.is_some() {} })
+                .await;
     }
 
     async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
@@ -236,17 +287,23 @@ impl Api {
             return Err(ApiError::new("UnsupportedProtocol", "Only POST requests with a JSON body are supported."));
         }
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(_) => {
-                return Err(ApiError::new(
-                    "RequestSizeLimitExceeded",
-                    format!("The request body exceeds {} bytes.", self.settings.max_body_bytes),
-                ));
-            }
-        };
         let headers = &parts.headers;
-        let (account, service) = self.authenticate(headers, parts.uri.authority().map(|a| a.as_str()), &body)?;
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        // Nothing of the body is read before its head is authenticated as far as a head can be.
+        let head = self.authenticate_head(headers)?;
+        let declared = header_str(headers, "content-length").and_then(|n| n.parse::<u64>().ok());
+        let read = self.guard.read_body(body, declared, self.settings.max_body_bytes).await.map_err(|e| match e {
+            guard::BodyError::TooLarge => ApiError::new(
+                "RequestSizeLimitExceeded",
+                format!("The request body exceeds {} bytes.", self.settings.max_body_bytes),
+            ),
+            guard::BodyError::Busy => {
+                ApiError::new("RequestLimitExceeded", "Too many request bodies are being received; try again.")
+            }
+            guard::BodyError::Broken => ApiError::new("InvalidParameter", "The request body could not be read."),
+        })?;
+        let body = &read.bytes;
+        let (account, service) = self.verify_body(head, headers, authority, &read.sha256)?;
         let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
         let info = ACTIONS.iter().find(|a| a.service == service && a.name == action).ok_or_else(|| {
             ApiError::new("InvalidAction", format!("The action `{action}` does not exist for {}.", service.name()))
@@ -268,7 +325,7 @@ impl Api {
         let params: Value = if body.is_empty() {
             Value::Object(Map::new())
         } else {
-            serde_json::from_slice(&body)
+            serde_json::from_slice(body)
                 .map_err(|e| ApiError::new("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?
         };
         let Value::Object(params) = params else {
@@ -287,23 +344,14 @@ impl Api {
         actions::dispatch(&ctx, service, action, params).await
     }
 
-    fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        authority: Option<&str>,
-        body: &[u8],
-    ) -> Result<(Account, Service), ApiError> {
+    /// What can be checked of a request before its body is read: a console session, or a TC3 `Authorization`
+    /// header that parses, a service served here, a timestamp within the window, a known SecretId and a signature
+    /// of the right shape.
+    fn authenticate_head<'h>(&self, headers: &'h HeaderMap) -> Result<Head<'h>, ApiError> {
         use tc3::AuthError;
-        let auth_error = |e: AuthError| {
-            let code = match e {
-                AuthError::InvalidAuthorization => "AuthFailure.InvalidAuthorization",
-                AuthError::SignatureFailure => "AuthFailure.SignatureFailure",
-                AuthError::SignatureExpire => "AuthFailure.SignatureExpire",
-            };
-            ApiError::new(code, error::sentence(&e.to_string()))
-        };
         if header_str(headers, "authorization").is_none() && crate::console::Console::carries_session(headers) {
-            return self.console_account(headers);
+            let (account, service) = self.console_account(headers)?;
+            return Ok(Head { account, service, tc3: None });
         }
         let header = header_str(headers, "authorization").ok_or(AuthError::InvalidAuthorization).map_err(auth_error)?;
         let auth = tc3::parse_authorization(header).map_err(auth_error)?;
@@ -316,6 +364,10 @@ impl Api {
         let timestamp: i64 = header_str(headers, "x-tc-timestamp").and_then(|t| t.parse().ok()).ok_or_else(|| {
             ApiError::new("AuthFailure.InvalidAuthorization", "The X-TC-Timestamp header is missing or not a number.")
         })?;
+        let now = crate::clock::now_ms() / 1000;
+        if now.abs_diff(timestamp) > tc3::MAX_SKEW_SECONDS.unsigned_abs() {
+            return Err(auth_error(AuthError::SignatureExpire));
+        }
         let snapshot = self.control.snapshot();
         let account = snapshot.state.account_by_secret_id(auth.secret_id).cloned().ok_or_else(|| {
             ApiError::new(
@@ -335,6 +387,23 @@ impl Api {
                 "The signed headers must include content-type and host.",
             ));
         }
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if auth.signature.len() != 64 || !auth.signature.bytes().all(hex) {
+            return Err(auth_error(AuthError::SignatureFailure));
+        }
+        Ok(Head { account, service, tc3: Some((auth, timestamp)) })
+    }
+
+    /// Verifies a TC3 signature over the head and the body's SHA-256 (a console request has none to verify).
+    fn verify_body(
+        &self,
+        head: Head<'_>,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+        body_sha256: &str,
+    ) -> Result<(Account, Service), ApiError> {
+        let Head { account, service, tc3 } = head;
+        let Some((auth, timestamp)) = tc3 else { return Ok((account, service)) };
         let mut signed = Vec::with_capacity(auth.signed_headers.len());
         for name in &auth.signed_headers {
             // HTTP/2 carries the host in the request's authority.
@@ -347,7 +416,7 @@ impl Api {
         }
         let payload_hash = match header_str(headers, "x-tc-content-sha256") {
             Some(tc3::UNSIGNED_PAYLOAD) => tc3::sha256_hex(tc3::UNSIGNED_PAYLOAD.as_bytes()),
-            _ => tc3::sha256_hex(body),
+            _ => body_sha256.to_string(),
         };
         let request =
             tc3::Signed { method: "POST", query: "", headers: signed, payload_hash, timestamp, service: auth.service };
@@ -355,6 +424,25 @@ impl Api {
         tc3::verify(&auth, &account.secret_key, &request, now).map_err(auth_error)?;
         Ok((account, service))
     }
+}
+
+/// A request's head as authenticated before its body is read: the account, the service, and for a TC3 request
+/// its `Authorization` and timestamp, to verify over the body.
+struct Head<'h> {
+    account: Account,
+    service: Service,
+    tc3: Option<(tc3::Authorization<'h>, i64)>,
+}
+
+/// The Tencent error for a failed TC3 check.
+fn auth_error(e: tc3::AuthError) -> ApiError {
+    use tc3::AuthError;
+    let code = match e {
+        AuthError::InvalidAuthorization => "AuthFailure.InvalidAuthorization",
+        AuthError::SignatureFailure => "AuthFailure.SignatureFailure",
+        AuthError::SignatureExpire => "AuthFailure.SignatureExpire",
+    };
+    ApiError::new(code, error::sentence(&e.to_string()))
 }
 
 impl Api {

@@ -227,6 +227,18 @@ pub struct ServeArgs {
     /// Milliseconds of silence after which a cluster node counts as gone (its asynchronous jobs go to others).
     #[arg(long, env = "FNLB_NODE_TIMEOUT", default_value_t = crate::store::postgres::DEFAULT_NODE_TIMEOUT.as_millis() as u64)]
     pub node_timeout: u64,
+    /// Open API connections in all; past it a new connection is closed at once.
+    #[arg(long, env = "FNLB_API_MAX_CONNECTIONS", default_value_t = crate::api::guard::DEFAULT_MAX_CONNECTIONS)]
+    pub api_max_connections: usize,
+    /// Open API connections from one client address.
+    #[arg(long, env = "FNLB_API_MAX_CONNECTIONS_PER_CLIENT", default_value_t = crate::api::guard::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub api_max_connections_per_client: usize,
+    /// Bytes of API request bodies read at once, over every connection.
+    #[arg(long, env = "FNLB_API_MAX_BODY_IN_FLIGHT", default_value_t = crate::api::guard::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
+    pub api_max_body_in_flight: usize,
+    /// Seconds an API connection may take to send a request, from accept or from its previous answer.
+    #[arg(long, env = "FNLB_API_HEADER_TIMEOUT", default_value_t = crate::api::guard::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    pub api_header_timeout: u64,
     /// Where a cluster node's invocation logs go: `shared` (also to the database, so that every node's logs read
     /// on any node) or `local` (kept on the node that ran the invocation only, which costs the database nothing).
     #[arg(long, env = "FNLB_CLUSTER_LOGS", value_enum, default_value = "shared")]
@@ -266,6 +278,12 @@ impl ServeArgs {
         }
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
         config.listen_address = self.listen_address;
+        config.api.guard = crate::api::guard::GuardSettings {
+            max_connections: self.api_max_connections.max(1),
+            max_connections_per_client: self.api_max_connections_per_client.max(1),
+            max_body_bytes_in_flight: self.api_max_body_in_flight.max(crate::api::DEFAULT_MAX_BODY_BYTES),
+            header_timeout: Duration::from_secs(self.api_header_timeout.max(1)),
+        };
         config.cluster = match self.store.filter(|s| !s.is_empty()) {
             None => None,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {

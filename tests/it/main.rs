@@ -10,6 +10,7 @@ mod conformance;
 mod console;
 mod custom_config;
 mod custom_runtime;
+mod exhaustion;
 mod failover;
 mod failures;
 mod harness;
