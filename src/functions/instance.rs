@@ -743,18 +743,34 @@ fn kill_group(pgid: Option<i32>) {
     let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
 }
 
+/// The longest piece of a line of raw output held before it is added to the log: a runtime that prints without
+/// newlines is read in pieces of this size, so what fnlb holds of it stays bounded.
+const OUTPUT_PIECE_BYTES: usize = 64 * 1024;
+
 async fn collect_output<R: AsyncRead + Unpin>(out: R, into: Arc<Mutex<String>>, limit: usize) {
-    let mut lines = BufReader::new(out);
+    let mut reader = BufReader::new(out);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        match lines.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let mut buf = into.lock().unwrap_or_else(|p| p.into_inner());
-                append_bounded(&mut buf, &String::from_utf8_lossy(&line), limit);
-            }
+        let available = match reader.fill_buf().await {
+            Ok(bytes) if !bytes.is_empty() => bytes,
+            _ => break,
+        };
+        let (taken, ended) = match available.iter().position(|b| *b == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (available.len(), false),
+        };
+        let kept = taken.min(OUTPUT_PIECE_BYTES - line.len());
+        line.extend_from_slice(&available[..kept]);
+        reader.consume(kept);
+        if ended && kept == taken || line.len() >= OUTPUT_PIECE_BYTES {
+            let mut buf = into.lock().unwrap_or_else(|p| p.into_inner());
+            append_bounded(&mut buf, &String::from_utf8_lossy(&line), limit);
+            line.clear();
         }
+    }
+    if !line.is_empty() {
+        let mut buf = into.lock().unwrap_or_else(|p| p.into_inner());
+        append_bounded(&mut buf, &String::from_utf8_lossy(&line), limit);
     }
 }
 

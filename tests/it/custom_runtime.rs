@@ -94,3 +94,28 @@ async fn a_rust_bootstrap_serves_requests() {
     let second = get(&format!("{base}/again")).await;
     assert_ne!(second.text(), text, "each event has its own request id");
 }
+
+#[tokio::test]
+async fn output_without_newlines_is_read_in_bounded_pieces() {
+    let app = TestApp::start();
+    // 300 MB on stdout without a newline before the runtime reports ready, then Tencent's bash sample.
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/custom_bash/bootstrap"),
+    )
+    .unwrap();
+    let bootstrap =
+        sample.replacen("set -euo pipefail\n", "set -euo pipefail\nhead -c 300000000 /dev/zero | tr '\\0' x\n", 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bootstrap"), bootstrap).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path().join("bootstrap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let created = json!({"Runtime": "CustomRuntime", "Handler": "index.handler", "InitTimeout": 60});
+    app.create_from_dir("chatty", dir.path(), created).await.unwrap();
+    let base = app.route_to("chatty").await.base;
+    let before = crate::harness::rss(app.pid());
+    let peak = crate::harness::PeakRss::watch(app.pid());
+    let reply = get(&format!("{base}/")).await;
+    let grew = peak.stop().saturating_sub(before);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(grew < 64 << 20, "fnlb grew by {} MB reading 300 MB of output without a newline", grew >> 20);
+}

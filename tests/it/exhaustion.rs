@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::TestApp;
+use crate::harness::{PeakRss, TestApp, rss};
 
 const TEN_MB: usize = 10 * 1024 * 1024;
 
@@ -21,14 +21,6 @@ fn head(api: std::net::SocketAddr, secret_id: &str, length: usize) -> String {
          SignedHeaders=content-type;host, Signature={}\r\n\r\n",
         "0".repeat(64)
     )
-}
-
-/// fnlb's resident memory, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 =
-        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
 }
 
 /// Reads what the server answers until it has the whole head and `want` in it, or the deadline.
@@ -71,16 +63,7 @@ async fn bodies_are_read_only_after_the_head_is_authenticated_and_within_a_budge
 
     // A known SecretId with a forged signature sends whole bodies, on many connections at once: the bodies being
     // read at once stay within the budget, and the memory with them.
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let sampler = {
-        let (peak, pid) = (peak.clone(), app.pid());
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let peak = PeakRss::watch(app.pid());
     let secret_id = app.credentials.secret_id.clone();
     let senders: Vec<_> = (0..40)
         .map(|_| {
@@ -102,8 +85,7 @@ async fn bodies_are_read_only_after_the_head_is_authenticated_and_within_a_budge
     for s in senders {
         assert!(s.await.unwrap(), "every body is answered (a signature failure, or a busy budget)");
     }
-    sampler.abort();
-    let grew = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before);
+    let grew = peak.stop().saturating_sub(before);
     assert!(grew < 120 * 1024 * 1024, "fnlb grew by {} MB reading 40 bodies of 10 MB", grew / (1024 * 1024));
     assert!(started.elapsed() < Duration::from_secs(60));
     // The memory of the burst is given back.

@@ -346,6 +346,43 @@ pub async fn get(url: &str) -> Reply {
     request("GET", url, &[], Bytes::new()).await
 }
 
+/// A process's resident memory, in bytes (0 once it is gone).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    kb << 10
+}
+
+/// The highest resident memory of a process while it is watched (sampled every 20 ms).
+pub struct PeakRss {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss(pid)));
+        let seen = peak.clone();
+        let sampler = tokio::spawn(async move {
+            loop {
+                seen.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        PeakRss { peak, sampler }
+    }
+
+    /// Stops watching; the peak seen.
+    pub fn stop(self) -> u64 {
+        self.sampler.abort();
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Retries `check` until it returns `Some`, or panics at the deadline.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
