@@ -23,6 +23,9 @@ use crate::proxy::{Proxy, Sockets};
 use crate::state::{Account, AccountKind, Command, State};
 use crate::store::{Loaded, Postgres, Sqlite, Store};
 
+/// How long fnlb waits at exit for the kernel to let its emptied cgroups be removed.
+const CGROUP_REMOVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The embedded example: the seed's function, byte for byte.
 pub const EXAMPLE_CODE: &[u8] = include_bytes!("../examples/hello-clb/index.py");
 pub const EXAMPLE_NAME: &str = "hello-clb";
@@ -158,6 +161,13 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let _ = proxy_task.await;
     let _ = queue_task.await;
     let _ = follow_task.await;
+    // Instances are stopped, then the cgroups they ran in removed.
+    engine.stop_all();
+    let limits = engine.runtimes().limits.clone();
+    let removed = tokio::task::spawn_blocking(move || limits.remove_own(CGROUP_REMOVAL_PATIENCE)).await;
+    if !matches!(removed, Ok(true)) {
+        tracing::warn!("fnlb's cgroups could not all be removed; the next start removes them.");
+    }
     tracing::info!("fnlb stopped.");
     Ok(())
 }

@@ -55,6 +55,35 @@ impl Cgroups {
         !matches!(self, Cgroups::Unavailable)
     }
 
+    /// Removes this fnlb's cgroups once their instances are gone (at exit), waiting for the kernel at most
+    /// `patience`; returns whether they are gone. (With cgroup v2 the leaf fnlb itself runs in stays until it
+    /// exits; the next start removes it with the groups of other fnlb processes that are gone.)
+    pub fn remove_own(&self, patience: std::time::Duration) -> bool {
+        let dirs: Vec<&Path> = match self {
+            Cgroups::Unavailable => return true,
+            Cgroups::V1 { memory, pids } => std::iter::once(memory.as_path()).chain(pids.as_deref()).collect(),
+            Cgroups::V2 { base } => vec![base.as_path()],
+        };
+        let end = std::time::Instant::now() + patience;
+        loop {
+            for dir in &dirs {
+                for child in fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if child.file_type().is_ok_and(|t| t.is_dir()) {
+                        let _ = fs::remove_dir(child.path());
+                    }
+                }
+                let _ = fs::remove_dir(dir);
+            }
+            if dirs.iter().all(|d| !d.exists()) {
+                return true;
+            }
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Creates the cgroup of one instance with its limits.
     pub fn instance(&self, id: u64, memory_mb: u32, max_processes: u64) -> std::io::Result<Option<InstanceGroup>> {
         let bytes = u64::from(memory_mb) * 1024 * 1024;

@@ -333,6 +333,15 @@ impl Engine {
         slot
     }
 
+    /// Stops every instance (at exit): each pool is retired and dropped, and its instances with it.
+    pub fn stop_all(&self) {
+        let pools: Vec<Arc<Pool>> =
+            self.pools.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, pool)| pool).collect();
+        for pool in &pools {
+            pool.retire();
+        }
+    }
+
     /// Reservations are leased per node from a cluster's store from now on.
     pub fn join_cluster(&self) {
         self.clustered.store(true, Ordering::Relaxed);

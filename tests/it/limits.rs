@@ -82,3 +82,26 @@ fn scheduling_policy(process: &std::path::Path) -> Option<u32> {
     let line = sched.lines().find(|l| l.starts_with("policy"))?;
     line.rsplit(':').next()?.trim().parse().ok()
 }
+
+#[tokio::test]
+async fn a_stopping_fnlb_removes_its_cgroups() {
+    if !rustix::process::geteuid().is_root() {
+        return; // Instance cgroups are made only when fnlb may write them.
+    }
+    let app = TestApp::start();
+    app.create_fixture("grouped", "echo", json!({})).await.unwrap();
+    let base = app.route_to("grouped").await.base;
+    assert_eq!(get(&format!("{base}/")).await.status, 200);
+    // Where the instance runs: …/fnlb-<pid>/instance-<id>.
+    let process = function_processes("grouped").into_iter().next().expect("the instance runs");
+    let groups = std::fs::read_to_string(process.join("cgroup")).unwrap();
+    let line = groups.lines().find(|l| l.contains(":memory:") || l.starts_with("0::")).unwrap();
+    let path = line.rsplit(':').next().unwrap();
+    let controller = if line.contains(":memory:") { "memory" } else { "" };
+    let instance = std::path::Path::new("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/'));
+    let own = instance.parent().unwrap().to_path_buf();
+    assert!(own.file_name().unwrap().to_string_lossy().starts_with("fnlb-"), "{own:?}");
+    assert!(own.exists());
+    assert!(app.terminate(std::time::Duration::from_secs(30)), "fnlb stops cleanly");
+    assert!(!own.exists(), "{own:?} is left after fnlb stopped");
+}
