@@ -101,6 +101,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         Arc::new(AsyncQueue::new(config.queue.clone(), store.clone(), control.snapshots().clone(), engine.clone()));
     let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));
     let follow_task = tokio::spawn(crate::control::follow(control.clone(), stop_rx.clone()));
+    let snapshots = control.snapshots().clone();
+    tokio::spawn(engine.clone().collect_code(snapshots, config.code_retention, stop_rx.clone()));
     if let Store::Cluster(pg) = &store {
         if pg.settings.logs == crate::store::ClusterLogs::Shared {
             let (shipper, shipments) = tokio::sync::mpsc::channel(crate::functions::logs::SHIPPING_QUEUE);

@@ -54,6 +54,8 @@ pub struct Config {
     pub cluster: Option<crate::store::ClusterSettings>,
     /// Where every listener binds instead of its VIP (several nodes on one host).
     pub listen_address: Option<IpAddr>,
+    /// How long a code package no function runs is kept before it is collected.
+    pub code_retention: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ impl Config {
             access_log: None,
             cluster: None,
             listen_address: None,
+            code_retention: crate::functions::DEFAULT_CODE_RETENTION,
         })
     }
 }

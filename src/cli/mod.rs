@@ -227,6 +227,9 @@ pub struct ServeArgs {
     /// Milliseconds of silence after which a cluster node counts as gone (its asynchronous jobs go to others).
     #[arg(long, env = "FNLB_NODE_TIMEOUT", default_value_t = crate::store::postgres::DEFAULT_NODE_TIMEOUT.as_millis() as u64)]
     pub node_timeout: u64,
+    /// Seconds a code package no function runs any more is kept before it is removed (with its unpacked copy).
+    #[arg(long, env = "FNLB_CODE_RETENTION", default_value_t = crate::functions::DEFAULT_CODE_RETENTION.as_secs())]
+    pub code_retention: u64,
     /// Open API connections in all; past it a new connection is closed at once.
     #[arg(long, env = "FNLB_API_MAX_CONNECTIONS", default_value_t = crate::api::guard::DEFAULT_MAX_CONNECTIONS)]
     pub api_max_connections: usize,
@@ -278,6 +281,7 @@ impl ServeArgs {
         }
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
         config.listen_address = self.listen_address;
+        config.code_retention = Duration::from_secs(self.code_retention);
         config.api.guard = crate::api::guard::GuardSettings {
             max_connections: self.api_max_connections.max(1),
             max_connections_per_client: self.api_max_connections_per_client.max(1),

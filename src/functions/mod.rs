@@ -110,6 +110,10 @@ pub fn default_eager_instances() -> usize {
 pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 pub const DEFAULT_MAX_LOG_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_LOGS_PER_FUNCTION: usize = 1000;
+/// How long a code package no function runs is kept (a package just uploaded is not yet referenced).
+pub const DEFAULT_CODE_RETENTION: Duration = Duration::from_secs(3600);
+/// How often unused code is looked for, at most.
+const CODE_COLLECTION_INTERVAL: Duration = Duration::from_secs(600);
 pub const DEFAULT_LOG_BYTES_PER_FUNCTION: usize = 16 * 1024 * 1024;
 /// The most of a return value a log record keeps (`RetMsg` in logs).
 pub const RET_MSG_IN_LOG_BYTES: usize = 4 * 1024;
@@ -331,6 +335,62 @@ impl Engine {
         let unit = function.config.memory_mb;
         slot.set(function.reserved_mem, unit, |total| if clustered { 0 } else { total }, &self.demand);
         slot
+    }
+
+    /// Removes unpacked code no longer in `keep` and unused for `retention` (by its directory's time), except what a
+    /// pool runs. Returns how many were removed.
+    pub fn forget_unpacked_except(&self, keep: &std::collections::BTreeSet<String>, retention: Duration) -> usize {
+        let running: std::collections::HashSet<String> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|pool| pool.code_sha256().map(str::to_string))
+            .collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.code_root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old =
+                entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= retention));
+            if keep.contains(&name) || running.contains(&name) || !old || !entry.path().is_dir() {
+                continue;
+            }
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Collects code packages no function runs any more (replaced, deleted, or uploaded by a request that was
+    /// refused), in the store and unpacked, once they are `retention` old, until `shutdown` turns true.
+    pub async fn collect_code(
+        self: Arc<Self>,
+        snapshots: Arc<crate::snapshot::Snapshots>,
+        retention: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let every = (retention / 2).clamp(Duration::from_secs(1), CODE_COLLECTION_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let keep = snapshots.current().state.code_in_use();
+            let before = crate::clock::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            match self.store.forget_code_except(keep.clone(), before).await {
+                Ok(n) if n > 0 => tracing::info!(packages = n, "Unused code packages removed from the store."),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "Unused code packages not collected."),
+            }
+            let engine = self.clone();
+            let unpacked = tokio::task::spawn_blocking(move || engine.forget_unpacked_except(&keep, retention)).await;
+            if let Ok(n) = unpacked
+                && n > 0
+            {
+                tracing::info!(directories = n, "Unused unpacked code removed.");
+            }
+        }
     }
 
     /// Stops every instance (at exit): each pool is retired and dropped, and its instances with it.

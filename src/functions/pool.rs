@@ -208,6 +208,11 @@ impl Pool {
         self.wake.notify_one();
     }
 
+    /// The code package the pool runs (its unpacked directory's name).
+    pub fn code_sha256(&self) -> Option<&str> {
+        self.launch.code_dir.file_name().and_then(|n| n.to_str())
+    }
+
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::SeqCst)
     }

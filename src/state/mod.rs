@@ -224,6 +224,12 @@ impl State {
         }
     }
 
+    /// Every code package a function's `$LATEST` or published versions run.
+    pub fn code_in_use(&self) -> std::collections::BTreeSet<String> {
+        let versions = self.functions.values().flat_map(|f| f.versions.values().map(|v| v.code.sha256.clone()));
+        self.functions.values().map(|f| f.code.sha256.clone()).chain(versions).collect()
+    }
+
     /// The enabled account with these keys.
     pub fn account_by_secret_id(&self, secret_id: &str) -> Option<&Account> {
         self.accounts.values().find(|a| a.secret_id == secret_id && !a.disabled)

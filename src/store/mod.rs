@@ -142,6 +142,18 @@ impl Store {
         }
     }
 
+    /// Removes the code packages not in `keep` that were stored before `before_ms`.
+    pub async fn forget_code_except(
+        &self,
+        keep: std::collections::BTreeSet<String>,
+        before_ms: i64,
+    ) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(db) => blocking(db, move |db| db.forget_code_except(&keep, before_ms)).await,
+            Store::Cluster(pg) => pg.forget_code_except(&keep, before_ms).await,
+        }
+    }
+
     pub async fn task(&self, request_id: &str) -> Result<Option<Task>, StoreError> {
         let id = request_id.to_string();
         match self {

@@ -13,6 +13,7 @@
 //! The asynchronous queue lives here too: jobs are claimed with `FOR UPDATE SKIP LOCKED` under a lease that the
 //! claiming node renews with its heartbeat; a job whose lease ran out goes back to the queue for any node.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -138,6 +139,7 @@ CREATE TABLE fnlb.provisioned_warm (
 );
 ",
     ),
+    (4, "ALTER TABLE fnlb.code ADD COLUMN stored_ms BIGINT NOT NULL DEFAULT 0;"),
 ];
 
 pub struct Postgres {
@@ -364,8 +366,9 @@ impl Postgres {
         self.with(async |client| {
             client
                 .execute(
-                    "INSERT INTO fnlb.code (sha256, size, data) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING",
-                    &[&sha256, &size, &stored.as_slice()],
+                    "INSERT INTO fnlb.code (sha256, size, data, stored_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (sha256) DO UPDATE SET stored_ms = excluded.stored_ms",
+                    &[&sha256, &size, &stored.as_slice(), &crate::clock::now_ms()],
                 )
                 .await
         })
@@ -392,6 +395,24 @@ impl Postgres {
         let (cache, sha, kept) = (self.cache.clone(), sha256.to_string(), data.clone());
         tokio::task::spawn_blocking(move || cache.put_code(&sha, &kept)).await??;
         Ok(Some(data))
+    }
+
+    /// Removes the code packages not in `keep` stored before `before_ms`, from the database and the local copy.
+    pub async fn forget_code_except(&self, keep: &BTreeSet<String>, before_ms: i64) -> Result<usize, StoreError> {
+        let kept: Vec<&str> = keep.iter().map(String::as_str).collect();
+        let removed = self
+            .with(async |client| {
+                client
+                    .execute(
+                        "DELETE FROM fnlb.code WHERE stored_ms < $1 AND NOT (sha256 = ANY($2))",
+                        &[&before_ms, &kept],
+                    )
+                    .await
+            })
+            .await?;
+        let (copy, keep) = (self.cache.clone(), keep.clone());
+        tokio::task::spawn_blocking(move || copy.forget_code_except(&keep, before_ms)).await??;
+        Ok(removed as usize)
     }
 
     pub async fn task(&self, request_id: &str) -> Result<Option<Task>, StoreError> {

@@ -5,6 +5,7 @@
 //! node's local copy of the shared state (`postgres.rs`): the entities and version it last served, and the code
 //! packages it has verified.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -72,6 +73,14 @@ impl Sqlite {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // Stores made before packages had their time: those count as stored long ago.
+        let has_time: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('code') WHERE name = 'stored_ms'")
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(open_err)?;
+        if !has_time {
+            conn.execute_batch("ALTER TABLE code ADD COLUMN stored_ms INTEGER NOT NULL DEFAULT 0").map_err(open_err)?;
+        }
         Ok(Sqlite { conn: Mutex::new(conn) })
     }
 
@@ -324,11 +333,13 @@ impl Sqlite {
         Ok(stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?)
     }
 
-    /// Stores a code package under its SHA-256 (a package already stored is not written again).
+    /// Stores a code package under its SHA-256 (a package already stored is not written again; its time is
+    /// renewed, so that a package uploaded again is not collected before it is used).
     pub fn put_code(&self, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT OR IGNORE INTO code (sha256, size, data) VALUES (?1, ?2, ?3)",
-            params![sha256, data.len() as i64, data],
+            "INSERT INTO code (sha256, size, data, stored_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (sha256) DO UPDATE SET stored_ms = excluded.stored_ms",
+            params![sha256, data.len() as i64, data, crate::clock::now_ms()],
         )?;
         Ok(())
     }
@@ -341,15 +352,15 @@ impl Sqlite {
         Ok(data)
     }
 
-    /// Removes code packages no function refers to any more.
-    pub fn forget_code_except(&self, keep: &[String]) -> Result<usize, StoreError> {
+    /// Removes the code packages not in `keep` that were stored before `before_ms`.
+    pub fn forget_code_except(&self, keep: &BTreeSet<String>, before_ms: i64) -> Result<usize, StoreError> {
         let conn = self.conn();
         let stored: Vec<String> = {
-            let mut stmt = conn.prepare("SELECT sha256 FROM code")?;
-            stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
+            let mut stmt = conn.prepare("SELECT sha256 FROM code WHERE stored_ms < ?1")?;
+            stmt.query_map(params![before_ms], |row| row.get(0))?.collect::<Result<_, _>>()?
         };
         let mut removed = 0;
-        for sha in stored.iter().filter(|s| !keep.contains(s)) {
+        for sha in stored.iter().filter(|s| !keep.contains(*s)) {
             removed += conn.execute("DELETE FROM code WHERE sha256 = ?1", params![sha])?;
         }
         Ok(removed)

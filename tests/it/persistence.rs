@@ -30,3 +30,43 @@ async fn acknowledged_state_survives_kill_9() {
     assert_eq!(reply.json()["event"]["path"], "/after");
     let _ = std::fs::remove_dir_all(data_dir.parent().unwrap());
 }
+
+/// A zip of one `index.py` that answers `text`, Base64, and the package's SHA-256.
+fn package(text: &str) -> (String, String) {
+    let source = format!("def main_handler(event, context):\n    return {{'statusCode': 200, 'body': '{text}'}}\n");
+    let zip = fnlb::functions::zip_files(&[("index.py", source.as_bytes())]);
+    (base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &zip), fnlb::functions::sha256_hex(&zip))
+}
+
+#[tokio::test]
+async fn code_no_function_runs_is_collected_from_the_store_and_the_disk() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let app = TestApp::start_in(&data, &["--code-retention", "1"]);
+    let (first, first_sha) = package("first");
+    let create = |zip: &str| {
+        json!({"FunctionName": "collected", "Runtime": "Python3.9", "Handler": "index.main_handler",
+            "Code": {"ZipFile": zip}})
+    };
+    app.scf("CreateFunction", create(&first)).await.unwrap();
+    let route = app.route_to("collected").await;
+    assert_eq!(get(&format!("{}/", route.base)).await.text(), "first");
+    // The code replaced, and a refused request's upload.
+    let (second, second_sha) = package("second");
+    app.scf("UpdateFunctionCode", json!({"FunctionName": "collected", "ZipFile": second})).await.unwrap();
+    assert_eq!(get(&format!("{}/", route.base)).await.text(), "second");
+    let (refused, refused_sha) = package("refused");
+    assert!(app.scf("CreateFunction", create(&refused)).await.is_err(), "the function exists");
+
+    let store = fnlb::store::Sqlite::open(&data.join("fnlb.sqlite3")).unwrap();
+    crate::harness::eventually("unused code is collected", std::time::Duration::from_secs(15), || async {
+        let stored = |sha: &str| store.code(sha).unwrap().is_some();
+        let unpacked = |sha: &str| data.join("code").join(sha).exists();
+        (!stored(&first_sha) && !stored(&refused_sha) && !unpacked(&first_sha)).then_some(())
+    })
+    .await;
+    // What the function runs stays.
+    assert!(store.code(&second_sha).unwrap().is_some());
+    assert!(data.join("code").join(&second_sha).exists());
+    assert_eq!(get(&format!("{}/", route.base)).await.text(), "second");
+}
