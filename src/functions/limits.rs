@@ -55,7 +55,7 @@ impl Cgroups {
         !matches!(self, Cgroups::Unavailable)
     }
 
-    /// Removes this fnlb's cgroups once their instances are gone (at exit), waiting for the kernel at most
+    /// Removes this fnlb's cgroups (at exit), killing what still runs in them and waiting for the kernel at most
     /// `patience`; returns whether they are gone. (With cgroup v2 the leaf fnlb itself runs in stays until it
     /// exits; the next start removes it with the groups of other fnlb processes that are gone.)
     pub fn remove_own(&self, patience: std::time::Duration) -> bool {
@@ -69,6 +69,10 @@ impl Cgroups {
             for dir in &dirs {
                 for child in fs::read_dir(dir).into_iter().flatten().flatten() {
                     if child.file_type().is_ok_and(|t| t.is_dir()) {
+                        // What is still running there (an invocation past the drain) ends with fnlb.
+                        for pid in read_pids(&child.path().join("cgroup.procs")) {
+                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        }
                         let _ = fs::remove_dir(child.path());
                     }
                 }
