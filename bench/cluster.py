@@ -308,12 +308,7 @@ def throughput(pg):
         deadline_poll(f"{label} serves", lambda a=address, p=port: status(a, p, "/") == 200)
         wrk_result(wrk(url, DURATION, 64, cpu=1))  # warm-up
         setups.append((label, node, url, []))
-    for r in range(ROUNDS):
-        for label, _, url, rates in setups:
-            rps, p99 = wrk_result(wrk(url, DURATION, 64, cpu=1))
-            rates.append(rps)
-            print(f"{label} round {r + 1}: {rps:.0f} req/s, p99 {p99}", file=sys.stderr)
-    m = {label: statistics.median(rates) for label, _, _, rates in setups}
+    m = measure_rounds(setups)
     print(f"medians: sqlite {m['sqlite']:.0f}, postgres {m['postgres']:.0f}, postgres with local logs "
           f"{m['postgres-local-logs']:.0f} req/s; postgres / sqlite {m['postgres'] / m['sqlite']:.2f}x, with local "
           f"logs {m['postgres-local-logs'] / m['sqlite']:.2f}x", file=sys.stderr)
@@ -343,16 +338,21 @@ def proxy_throughput(pg):
         deadline_poll(f"{label} proxies", lambda a=address, p=port: status(a, p, "/") == 200)
         wrk_result(wrk(url, DURATION, 64, cpu=1))  # warm-up
         setups.append((label, node, url, []))
+    m = measure_rounds(setups)
+    print(f"medians: sqlite {m['sqlite']:.0f}, postgres {m['postgres']:.0f} req/s; postgres / sqlite "
+          f"{m['postgres'] / m['sqlite']:.2f}x", file=sys.stderr)
+    for _, node, _, _ in setups:
+        stop(node)
+
+
+def measure_rounds(setups):
+    """wrk on every setup (label, node, url, rates) in turn, ROUNDS times; the median req/s of each, by label."""
     for r in range(ROUNDS):
         for label, _, url, rates in setups:
             rps, p99 = wrk_result(wrk(url, DURATION, 64, cpu=1))
             rates.append(rps)
             print(f"{label} round {r + 1}: {rps:.0f} req/s, p99 {p99}", file=sys.stderr)
-    m = {label: statistics.median(rates) for label, _, _, rates in setups}
-    print(f"medians: sqlite {m['sqlite']:.0f}, postgres {m['postgres']:.0f} req/s; postgres / sqlite "
-          f"{m['postgres'] / m['sqlite']:.2f}x", file=sys.stderr)
-    for _, node, _, _ in setups:
-        stop(node)
+    return {label: statistics.median(rates) for label, _, _, rates in setups}
 
 
 def stop(node):
