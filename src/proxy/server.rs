@@ -223,9 +223,16 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
     let Some(routes) = snapshot.http_listeners.get(&peer.addr) else {
         return respond::not_found();
     };
-    let host = match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) => host.to_string(),
-        None => req.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two Host lines or an unreadable one, is 400.
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return respond::bad_request(),
+        (Some(host), None) => match host.to_str() {
+            Ok(host) => host.to_string(),
+            Err(_) => return respond::bad_request(),
+        },
+        (None, _) if req.version() == http::Version::HTTP_11 => return respond::bad_request(),
+        (None, _) => req.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
     };
     let routed = routes.router.route(&host, req.uri().path());
     let target = match &routed {

@@ -191,3 +191,29 @@ async fn stalled_bodies_and_silent_servers_are_timed_out() {
     writing.abort();
     hold.abort();
 }
+
+#[tokio::test]
+async fn requests_with_two_hosts_or_none_are_400_as_rfc_9112_says() {
+    let app = TestApp::start();
+    app.create_fixture("hosted", "echo", json!({})).await.unwrap();
+    let base = app.route_to("hosted").await.base;
+    let addr = base.trim_start_matches("http://").to_string();
+    let wait = Duration::from_secs(10);
+    let close = "Connection: close\r\n";
+    // Two Host lines: neither is routed on, nothing reaches the function.
+    let (two, _) =
+        exchange(&addr, format!("GET / HTTP/1.1\r\nHost: fnlb.test\r\nHost: b.test\r\n{close}\r\n").as_bytes(), wait)
+            .await;
+    assert_eq!(status(&two), "400", "{two}");
+    // An HTTP/1.1 request without Host.
+    let (none, _) = exchange(&addr, format!("GET / HTTP/1.1\r\n{close}\r\n").as_bytes(), wait).await;
+    assert_eq!(status(&none), "400", "{none}");
+    // HTTP/1.0 may go without one; one Host line is served.
+    let (old, _) = exchange(&addr, b"GET / HTTP/1.0\r\n\r\n", wait).await;
+    assert_ne!(status(&old), "400", "{old}");
+    let (one, _) = exchange(&addr, format!("GET / HTTP/1.1\r\nHost: fnlb.test\r\n{close}\r\n").as_bytes(), wait).await;
+    assert_eq!(status(&one), "200", "{one}");
+    // Only the HTTP/1.0 request and the one with one Host reached the function.
+    let logs = app.scf("GetFunctionLogs", json!({"FunctionName": "hosted"})).await.unwrap();
+    assert_eq!(logs["TotalCount"], 2, "{logs}");
+}
