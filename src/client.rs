@@ -43,6 +43,9 @@ pub struct Client {
 /// How long one API call may take by default (a synchronous `Invoke` may run 300 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(320);
 
+/// A header of fnlb's client that makes each signed request unique.
+const NONCE_HEADER: &str = "x-fnlb-nonce";
+
 // === impl Client ===
 
 impl Client {
@@ -72,10 +75,18 @@ impl Client {
         let host = self.endpoint.authority().expect("checked in new").to_string();
         let timestamp = crate::clock::now_ms() / 1000;
         let content_type = "application/json";
+        // The action is signed (so that the request cannot be sent as another), and so is a nonce: a signature is
+        // good for one request, and two identical calls within a second are two requests.
+        let nonce = crate::ids::request_id();
         let signed = tc3::Signed {
             method: "POST",
             query: "",
-            headers: vec![("content-type".to_string(), content_type), ("host".to_string(), host.as_str())],
+            headers: vec![
+                ("content-type".to_string(), content_type),
+                ("host".to_string(), host.as_str()),
+                (NONCE_HEADER.to_string(), nonce.as_str()),
+                ("x-tc-action".to_string(), action),
+            ],
             payload_hash: tc3::sha256_hex(&body),
             timestamp,
             service: service.name(),
@@ -86,6 +97,7 @@ impl Client {
             .header(header::CONTENT_TYPE, content_type)
             .header(header::AUTHORIZATION, authorization)
             .header("X-TC-Action", action)
+            .header(NONCE_HEADER, &nonce)
             .header("X-TC-Version", service.version())
             .header("X-TC-Region", &self.region)
             .header("X-TC-Timestamp", timestamp.to_string())

@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 mod monitor;
 mod params;
+pub mod replay;
 pub mod scf;
 pub mod tc3;
 
@@ -55,6 +56,8 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Connection caps, the body budget and the header deadline.
     pub guard: guard::GuardSettings,
+    /// Refuse TC3 requests that do not sign `x-tc-action` (the SDKs sign only `content-type` and `host`).
+    pub require_signed_action: bool,
 }
 
 /// TC3 POST bodies are limited to 10 MB (contract 3.1).
@@ -97,6 +100,7 @@ impl Default for ApiSettings {
             apply_timeout: DEFAULT_APPLY_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             guard: guard::GuardSettings::default(),
+            require_signed_action: false,
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Api {
     pub answered: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// Connection caps and the body budget.
     pub guard: guard::Guard,
+    /// Signatures seen within their window, and what they were used for.
+    pub replays: replay::Replays,
 }
 
 /// The largest body the console's own endpoints take (sign-in).
@@ -258,10 +264,16 @@ impl Api {
         let request_id = crate::ids::request_id();
         let action = header_str(req.headers(), "x-tc-action").unwrap_or_default().to_string();
         let span = tracing::info_span!("api", %action, %request_id, %client);
-        let result =
-            tokio::time::timeout(self.settings.request_timeout, self.call(req, &request_id).instrument(span.clone()))
-                .await
-                .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
+        let mut first_use = None;
+        let call = self.call(req, &request_id, client.ip(), &mut first_use).instrument(span.clone());
+        let result = tokio::time::timeout(self.settings.request_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
+        let result = match result {
+            Ok(Answer::Fields(fields)) => Ok(fields),
+            Ok(Answer::Repeat(body)) => return json_response(body),
+            Err(e) => Err(e),
+        };
         let code = result.as_ref().map_or_else(|e| e.code.to_string(), |_| "OK".to_string());
         let action_name = if ACTIONS.iter().any(|a| a.name == action) { action } else { "(unknown)".to_string() };
         *self.answered.lock().unwrap_or_else(|p| p.into_inner()).entry((action_name, code)).or_default() += 1;
@@ -275,14 +287,21 @@ impl Api {
                 serde_json::json!({"Error": {"Code": e.code, "Message": e.message}, "RequestId": request_id})
             }
         };
-        let body = serde_json::to_vec(&serde_json::json!({ "Response": body })).expect("responses serialise");
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        // Exactly this value: the Python SDK ignores `Error` under any other (contract 3.3).
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
+        let body =
+            Bytes::from(serde_json::to_vec(&serde_json::json!({ "Response": body })).expect("responses serialise"));
+        if let Some(slot) = first_use {
+            slot.keep(body.clone());
+        }
+        json_response(body)
     }
 
-    async fn call(&self, req: Request<Incoming>, request_id: &str) -> Result<Map<String, Value>, ApiError> {
+    async fn call<'a>(
+        &'a self,
+        req: Request<Incoming>,
+        request_id: &str,
+        client: std::net::IpAddr,
+        first_use: &mut Option<replay::Slot<'a>>,
+    ) -> Result<Answer, ApiError> {
         if req.method() != Method::POST {
             return Err(ApiError::new("UnsupportedProtocol", "Only POST requests with a JSON body are supported."));
         }
@@ -303,6 +322,7 @@ impl Api {
             guard::BodyError::Broken => ApiError::new("InvalidParameter", "The request body could not be read."),
         })?;
         let body = &read.bytes;
+        let signature = head.tc3.as_ref().map(|(auth, timestamp)| (auth.signature.to_string(), *timestamp));
         let (account, service) = self.verify_body(head, headers, authority, &read.sha256)?;
         let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
         let info = ACTIONS.iter().find(|a| a.service == service && a.name == action).ok_or_else(|| {
@@ -334,6 +354,38 @@ impl Api {
         if let Some(unknown) = params.keys().find(|k| !info.params.contains(&k.as_str())) {
             return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
         }
+        // A signature is good for one request: a repeat gets the first answer, anything else is refused.
+        if let Some((signature, timestamp)) = &signature {
+            let used_for = (service.name(), action.to_string(), region.clone(), version.to_string());
+            let now = crate::clock::now_ms() / 1000;
+            match self.replays.claim(signature, used_for, client, *timestamp, now) {
+                replay::Claim::First(slot) => *first_use = Some(slot),
+                replay::Claim::Repeat(mut first) => {
+                    let answer = first.wait_for(Option::is_some).await.ok().and_then(|a| a.clone()).unwrap_or_default();
+                    if answer.is_empty() {
+                        return Err(ApiError::new(
+                            "AuthFailure.SignatureFailure",
+                            "This signed request was already received; sign each request anew.",
+                        ));
+                    }
+                    return Ok(Answer::Repeat(answer));
+                }
+                replay::Claim::Own => {}
+                replay::Claim::Other => {
+                    return Err(ApiError::new(
+                        "AuthFailure.SignatureFailure",
+                        "This signature was already used by another client for another request; sign each request \
+                         anew.",
+                    ));
+                }
+                replay::Claim::Full => {
+                    return Err(ApiError::new(
+                        "RequestLimitExceeded",
+                        "Too many signed requests within the last five minutes; try again later.",
+                    ));
+                }
+            }
+        }
         let ctx = Ctx {
             api: self,
             scope: Scope { uin: account.uin.clone(), region },
@@ -341,7 +393,7 @@ impl Api {
             request_id: request_id.to_string(),
             snapshot: self.control.snapshot(),
         };
-        actions::dispatch(&ctx, service, action, params).await
+        actions::dispatch(&ctx, service, action, params).await.map(Answer::Fields)
     }
 
     /// What can be checked of a request before its body is read: a console session, or a TC3 `Authorization`
@@ -387,6 +439,12 @@ impl Api {
                 "The signed headers must include content-type and host.",
             ));
         }
+        if self.settings.require_signed_action && !auth.signed_headers.contains(&"x-tc-action") {
+            return Err(ApiError::new(
+                "AuthFailure.InvalidAuthorization",
+                "The signed headers must include x-tc-action on this server.",
+            ));
+        }
         let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
         if auth.signature.len() != 64 || !auth.signature.bytes().all(hex) {
             return Err(auth_error(AuthError::SignatureFailure));
@@ -424,6 +482,20 @@ impl Api {
         tc3::verify(&auth, &account.secret_key, &request, now).map_err(auth_error)?;
         Ok((account, service))
     }
+}
+
+/// What a request came to: the fields of its answer, or (a repeat of a signed request) the first answer whole.
+enum Answer {
+    Fields(Map<String, Value>),
+    Repeat(Bytes),
+}
+
+/// An API answer: JSON, with exactly the content type the SDKs expect.
+fn json_response(body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    // Exactly this value: the Python SDK ignores `Error` under any other (contract 3.3).
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// A request's head as authenticated before its body is read: the account, the service, and for a TC3 request

@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// Seconds a code package no function runs any more is kept before it is removed (with its unpacked copy).
     #[arg(long, env = "FNLB_CODE_RETENTION", default_value_t = crate::functions::DEFAULT_CODE_RETENTION.as_secs())]
     pub code_retention: u64,
+    /// Refuse API requests that do not sign the `X-TC-Action` header (the Tencent SDKs sign only content-type and
+    /// host; fnlb's own CLI signs it).
+    #[arg(long, env = "FNLB_API_REQUIRE_SIGNED_ACTION")]
+    pub api_require_signed_action: bool,
     /// Open API connections in all; past it a new connection is closed at once.
     #[arg(long, env = "FNLB_API_MAX_CONNECTIONS", default_value_t = crate::api::guard::DEFAULT_MAX_CONNECTIONS)]
     pub api_max_connections: usize,
@@ -282,6 +286,7 @@ impl ServeArgs {
         config.console.session_ttl = Duration::from_secs(self.console_session_ttl.max(1));
         config.listen_address = self.listen_address;
         config.code_retention = Duration::from_secs(self.code_retention);
+        config.api.require_signed_action = self.api_require_signed_action;
         config.api.guard = crate::api::guard::GuardSettings {
             max_connections: self.api_max_connections.max(1),
             max_connections_per_client: self.api_max_connections_per_client.max(1),

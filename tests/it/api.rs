@@ -134,3 +134,103 @@ async fn function_parameters_are_validated() {
     app.create_fixture("ok-name", "echo", json!({})).await.unwrap();
     assert_eq!(err(app.create_fixture("ok-name", "echo", json!({})).await), "ResourceInUse.Function");
 }
+
+/// A request signed as the Tencent SDKs sign it (`content-type` and `host` only), as headers and body.
+fn sdk_signed(
+    app: &TestApp,
+    service: &str,
+    action: &str,
+    params: &serde_json::Value,
+) -> (Vec<(String, String)>, String) {
+    use fnlb::api::tc3;
+    let body = params.to_string();
+    let host = app.api_addr.to_string();
+    let timestamp = fnlb::clock::now_ms() / 1000;
+    let signed = tc3::Signed {
+        method: "POST",
+        query: "",
+        headers: vec![("content-type".to_string(), "application/json"), ("host".to_string(), host.as_str())],
+        payload_hash: tc3::sha256_hex(body.as_bytes()),
+        timestamp,
+        service,
+    };
+    let authorization = tc3::authorization(&app.credentials.secret_id, &app.credentials.secret_key, &signed);
+    let version = if service == "scf" { "2018-04-16" } else { "2018-03-17" };
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("authorization".to_string(), authorization),
+        ("x-tc-action".to_string(), action.to_string()),
+        ("x-tc-version".to_string(), version.to_string()),
+        ("x-tc-region".to_string(), "ap-guangzhou".to_string()),
+        ("x-tc-timestamp".to_string(), timestamp.to_string()),
+    ];
+    (headers, body)
+}
+
+/// Sends a request from the loopback address `from` (another client than 127.0.0.1); the answer's `Response`.
+async fn send_from(app: &TestApp, from: [u8; 4], headers: &[(String, String)], body: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into()).unwrap();
+    let mut stream = socket.connect(app.api_addr).await.unwrap();
+    let mut head =
+        format!("POST / HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n", app.api_addr, body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let json = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str::<serde_json::Value>(json).unwrap_or_else(|e| panic!("{e}: {text}"))["Response"].clone()
+}
+
+const SIGNER: [u8; 4] = [127, 0, 0, 1];
+const ELSEWHERE: [u8; 4] = [127, 0, 0, 2];
+
+#[tokio::test]
+async fn a_signed_request_cannot_be_replayed_or_turned_into_another_by_another_client() {
+    let app = TestApp::start();
+    app.create_fixture("kept", "echo", serde_json::json!({})).await.unwrap();
+    let swap = |headers: &[(String, String)], name: &str, value: &str| -> Vec<(String, String)> {
+        headers.iter().map(|(k, v)| (k.clone(), if k == name { value.to_string() } else { v.clone() })).collect()
+    };
+    // A captured GetFunction sent by another client as DeleteFunction, or for another region: refused, and the
+    // function is still there.
+    let (headers, body) = sdk_signed(&app, "scf", "GetFunction", &serde_json::json!({"FunctionName": "kept"}));
+    let got = send_from(&app, SIGNER, &headers, &body).await;
+    assert_eq!(got["FunctionName"], "kept", "{got}");
+    let refused = send_from(&app, ELSEWHERE, &swap(&headers, "x-tc-action", "DeleteFunction"), &body).await;
+    assert_eq!(refused["Error"]["Code"], "AuthFailure.SignatureFailure", "{refused}");
+    let refused = send_from(&app, ELSEWHERE, &swap(&headers, "x-tc-region", "ap-shanghai"), &body).await;
+    assert_eq!(refused["Error"]["Code"], "AuthFailure.SignatureFailure", "{refused}");
+    app.scf("GetFunction", serde_json::json!({"FunctionName": "kept"})).await.expect("the function is kept");
+    // The signer's own requests sharing the signature go through (the SDKs sign neither action nor region).
+    let listed = send_from(&app, SIGNER, &swap(&headers, "x-tc-action", "ListTriggers"), &body).await;
+    assert!(listed.get("Error").is_none(), "{listed}");
+
+    // A CreateLoadBalancer replayed four times by another client makes one load balancer; each replay gets the
+    // first answer.
+    let params = serde_json::json!({"LoadBalancerType": "OPEN", "LoadBalancerName": "once"});
+    let (headers, body) = sdk_signed(&app, "clb", "CreateLoadBalancer", &params);
+    let first = send_from(&app, SIGNER, &headers, &body).await;
+    for _ in 0..4 {
+        assert_eq!(send_from(&app, ELSEWHERE, &headers, &body).await, first, "a replay gets the first answer");
+    }
+    let made = app.clb("DescribeLoadBalancers", serde_json::json!({"LoadBalancerName": "once"})).await.unwrap();
+    assert_eq!(made["TotalCount"], 1);
+}
+
+#[tokio::test]
+async fn a_server_may_require_the_action_to_be_signed() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--api-require-signed-action"]);
+    let (headers, body) = sdk_signed(&app, "scf", "ListFunctions", &serde_json::json!({}));
+    let refused = send_from(&app, SIGNER, &headers, &body).await;
+    assert_eq!(refused["Error"]["Code"], "AuthFailure.InvalidAuthorization", "{refused}");
+    // fnlb's own client signs it.
+    app.scf("ListFunctions", serde_json::json!({})).await.unwrap();
+}
