@@ -354,7 +354,7 @@ impl Api {
         if let Some(unknown) = params.keys().find(|k| !info.params.contains(&k.as_str())) {
             return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
         }
-        // A signature is good for one request: a repeat gets the first answer, anything else is refused.
+        // Another client may not use a signature but for the same request, which gets the first answer.
         if let Some((signature, timestamp)) = &signature {
             let used_for = (service.name(), action.to_string(), region.clone(), version.to_string());
             let now = crate::clock::now_ms() / 1000;
