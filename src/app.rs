@@ -128,6 +128,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         answered: Default::default(),
         guard: crate::api::guard::Guard::new(config.api.guard.clone()),
         replays: Default::default(),
+        backoff: Default::default(),
     });
     let api_task = tokio::spawn(api.clone().serve(listener, stop_rx.clone()));
     println!("fnlb: API listening on http://{api_addr}");

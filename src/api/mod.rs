@@ -5,6 +5,7 @@
 //! control plane and render the result. The rules live in `state`.
 
 mod actions;
+pub mod backoff;
 pub mod clb;
 pub mod error;
 pub mod guard;
@@ -123,6 +124,8 @@ pub struct Api {
     pub guard: guard::Guard,
     /// Signatures seen within their window, and what they were used for.
     pub replays: replay::Replays,
+    /// Failed sign-ins and signatures, per client address and SecretId.
+    pub backoff: backoff::Backoff,
 }
 
 /// The largest body the console's own endpoints take (sign-in).
@@ -254,7 +257,9 @@ impl Api {
                 _ => Bytes::new(),
             };
             let snapshot = self.control.snapshot();
-            return self.console.handle(&snapshot.state, &parts.method, parts.uri.path(), &parts.headers, &body);
+            let request =
+                crate::console::Request { method: &parts.method, path: parts.uri.path(), headers: &parts.headers };
+            return self.console.handle(&snapshot.state, &request, &body, client.ip(), &self.backoff);
         }
         if path != "/" {
             let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
@@ -309,7 +314,7 @@ impl Api {
         let headers = &parts.headers;
         let authority = parts.uri.authority().map(|a| a.as_str());
         // Nothing of the body is read before its head is authenticated as far as a head can be.
-        let head = self.authenticate_head(headers)?;
+        let head = self.authenticate_head(headers, client)?;
         let declared = header_str(headers, "content-length").and_then(|n| n.parse::<u64>().ok());
         let read = self.guard.read_body(body, declared, self.settings.max_body_bytes).await.map_err(|e| match e {
             guard::BodyError::TooLarge => ApiError::new(
@@ -323,7 +328,7 @@ impl Api {
         })?;
         let body = &read.bytes;
         let signature = head.tc3.as_ref().map(|(auth, timestamp)| (auth.signature.to_string(), *timestamp));
-        let (account, service) = self.verify_body(head, headers, authority, &read.sha256)?;
+        let (account, service) = self.verify_body(head, headers, authority, &read.sha256, client)?;
         let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
         let info = ACTIONS.iter().find(|a| a.service == service && a.name == action).ok_or_else(|| {
             ApiError::new("InvalidAction", format!("The action `{action}` does not exist for {}.", service.name()))
@@ -399,7 +404,7 @@ impl Api {
     /// What can be checked of a request before its body is read: a console session, or a TC3 `Authorization`
     /// header that parses, a service served here, a timestamp within the window, a known SecretId and a signature
     /// of the right shape.
-    fn authenticate_head<'h>(&self, headers: &'h HeaderMap) -> Result<Head<'h>, ApiError> {
+    fn authenticate_head<'h>(&self, headers: &'h HeaderMap, client: std::net::IpAddr) -> Result<Head<'h>, ApiError> {
         use tc3::AuthError;
         if header_str(headers, "authorization").is_none() && crate::console::Console::carries_session(headers) {
             let (account, service) = self.console_account(headers)?;
@@ -419,6 +424,9 @@ impl Api {
         let now = crate::clock::now_ms() / 1000;
         if now.abs_diff(timestamp) > tc3::MAX_SKEW_SECONDS.unsigned_abs() {
             return Err(auth_error(AuthError::SignatureExpire));
+        }
+        if let Some(wait) = self.backoff.wait(client, Some(auth.secret_id)) {
+            return Err(too_many_failures(wait));
         }
         let snapshot = self.control.snapshot();
         let account = snapshot.state.account_by_secret_id(auth.secret_id).cloned().ok_or_else(|| {
@@ -459,6 +467,7 @@ impl Api {
         headers: &HeaderMap,
         authority: Option<&str>,
         body_sha256: &str,
+        client: std::net::IpAddr,
     ) -> Result<(Account, Service), ApiError> {
         let Head { account, service, tc3 } = head;
         let Some((auth, timestamp)) = tc3 else { return Ok((account, service)) };
@@ -479,7 +488,15 @@ impl Api {
         let request =
             tc3::Signed { method: "POST", query: "", headers: signed, payload_hash, timestamp, service: auth.service };
         let now = crate::clock::now_ms() / 1000;
-        tc3::verify(&auth, &account.secret_key, &request, now).map_err(auth_error)?;
+        match tc3::verify(&auth, &account.secret_key, &request, now) {
+            Ok(()) => self.backoff.succeeded(client),
+            Err(e) => {
+                if matches!(e, tc3::AuthError::SignatureFailure) {
+                    self.backoff.failed(client, Some(auth.secret_id));
+                }
+                return Err(auth_error(e));
+            }
+        }
         Ok((account, service))
     }
 }
@@ -504,6 +521,14 @@ struct Head<'h> {
     account: Account,
     service: Service,
     tc3: Option<(tc3::Authorization<'h>, i64)>,
+}
+
+/// The answer to an address that failed too often.
+fn too_many_failures(wait: Duration) -> ApiError {
+    ApiError::new(
+        "RequestLimitExceeded",
+        format!("Too many failed attempts from this address; try again in {} s.", wait.as_secs().max(1)),
+    )
 }
 
 /// The Tencent error for a failed TC3 check.

@@ -5,6 +5,7 @@
 //! signs everyone out.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,13 @@ struct Session {
     uin: String,
     csrf: String,
     expires: Instant,
+}
+
+/// The parts of a console request it is answered from.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
 }
 
 pub struct Console {
@@ -109,10 +117,18 @@ impl Console {
 
     /// Serves a request under `/console`: an asset, or the session (`GET` it, `POST` to sign in, `DELETE` to
     /// sign out).
-    pub fn handle(&self, state: &State, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
+    pub fn handle(
+        &self,
+        state: &State,
+        request: &Request<'_>,
+        body: &[u8],
+        client: IpAddr,
+        backoff: &crate::api::backoff::Backoff,
+    ) -> Reply {
+        let Request { method, path, headers } = *request;
         match (method, path) {
             (&Method::GET, "/console") => redirect("/console/"),
-            (_, "/console/session") => self.session(state, method, headers, body),
+            (_, "/console/session") => self.session(state, method, headers, body, client, backoff),
             (&Method::GET | &Method::HEAD, path) => {
                 let name = path.strip_prefix("/console/").unwrap_or("");
                 let name = if name.is_empty() { "index.html" } else { name };
@@ -125,20 +141,38 @@ impl Console {
         }
     }
 
-    fn session(&self, state: &State, method: &Method, headers: &HeaderMap, body: &[u8]) -> Reply {
+    fn session(
+        &self,
+        state: &State,
+        method: &Method,
+        headers: &HeaderMap,
+        body: &[u8],
+        client: IpAddr,
+        backoff: &crate::api::backoff::Backoff,
+    ) -> Reply {
         match *method {
             Method::POST => {
                 let given: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
                 let (Some(id), Some(key)) = (given["SecretId"].as_str(), given["SecretKey"].as_str()) else {
                     return error(StatusCode::BAD_REQUEST, "MissingParameter", "SecretId and SecretKey are required.");
                 };
+                // Guessing is slow: an address that failed too often waits, before its key is looked at.
+                if let Some(wait) = backoff.wait(client, Some(id)) {
+                    let message = format!(
+                        "Too many failed sign-ins from this address; try again in {} s.",
+                        wait.as_secs().max(1)
+                    );
+                    return error(StatusCode::TOO_MANY_REQUESTS, "RequestLimitExceeded", &message);
+                }
                 let Some(account) = state.account_by_secret_id(id).filter(|a| same(&a.secret_key, key)) else {
+                    backoff.failed(client, Some(id));
                     return error(
                         StatusCode::UNAUTHORIZED,
                         "AuthFailure.SecretIdNotFound",
                         "The SecretId and SecretKey do not match an active account.",
                     );
                 };
+                backoff.succeeded(client);
                 let (token, csrf) = (secret(), secret());
                 let mut sessions = self.sessions();
                 let now = Instant::now();

@@ -169,23 +169,8 @@ fn sdk_signed(
 
 /// Sends a request from the loopback address `from` (another client than 127.0.0.1); the answer's `Response`.
 async fn send_from(app: &TestApp, from: [u8; 4], headers: &[(String, String)], body: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind((std::net::Ipv4Addr::from(from), 0).into()).unwrap();
-    let mut stream = socket.connect(app.api_addr).await.unwrap();
-    let mut head =
-        format!("POST / HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n", app.api_addr, body.len());
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    let json = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    serde_json::from_str::<serde_json::Value>(json).unwrap_or_else(|e| panic!("{e}: {text}"))["Response"].clone()
+    let (_, text) = crate::harness::post_from(from, app.api_addr, "/", headers, body).await;
+    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))["Response"].clone()
 }
 
 const SIGNER: [u8; 4] = [127, 0, 0, 1];
@@ -222,6 +207,30 @@ async fn a_signed_request_cannot_be_replayed_or_turned_into_another_by_another_c
     }
     let made = app.clb("DescribeLoadBalancers", serde_json::json!({"LoadBalancerName": "once"})).await.unwrap();
     assert_eq!(made["TotalCount"], 1);
+}
+
+#[tokio::test]
+async fn wrong_signatures_are_slowed_down_per_address_without_locking_out_the_owner() {
+    let app = TestApp::start();
+    let params = serde_json::json!({});
+    let (headers, body) = sdk_signed(&app, "scf", "ListFunctions", &params);
+    let forged: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "authorization" => (k.clone(), format!("{}{}", &v[..v.len() - 64], "0".repeat(64))),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(send_from(&app, SIGNER, &forged, &body).await["Error"]["Code"].as_str().unwrap().to_string());
+    }
+    assert!(codes[..5].iter().all(|c| c == "AuthFailure.SignatureFailure"), "{codes:?}");
+    assert!(codes[6..].iter().all(|c| c == "RequestLimitExceeded"), "past a few failures the address waits: {codes:?}");
+    // The owner, signing correctly from another address, is not locked out.
+    let (headers, body) = sdk_signed(&app, "scf", "ListFunctions", &params);
+    let listed = send_from(&app, ELSEWHERE, &headers, &body).await;
+    assert!(listed.get("Error").is_none(), "{listed}");
 }
 
 #[tokio::test]

@@ -133,3 +133,43 @@ async fn the_console_cookie_never_reaches_functions_or_servers() {
     let headers = &only.json()["event"]["headers"];
     assert!(headers.get("cookie").is_none() && headers.get("Cookie").is_none(), "{headers}");
 }
+
+#[tokio::test]
+async fn sign_in_guesses_are_slowed_down_without_locking_out_the_owner() {
+    let app = crate::harness::TestApp::start();
+    let sign_in = |key: &str| serde_json::json!({"SecretId": app.credentials.secret_id, "SecretKey": key}).to_string();
+    let json = vec![("content-type".to_string(), "application/json".to_string())];
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let (status, _) = crate::harness::post_from(
+            [127, 0, 0, 1],
+            app.api_addr,
+            "/console/session",
+            &json,
+            &sign_in(&format!("guess-{i}")),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == 429), "past a few failures the guesser waits: {statuses:?}");
+    // The right key from the guessing address waits too; from the owner's address it signs in at once.
+    let (status, _) = crate::harness::post_from(
+        [127, 0, 0, 1],
+        app.api_addr,
+        "/console/session",
+        &json,
+        &sign_in(&app.credentials.secret_key),
+    )
+    .await;
+    assert_eq!(status, 429);
+    let (status, body) = crate::harness::post_from(
+        [127, 0, 0, 2],
+        app.api_addr,
+        "/console/session",
+        &json,
+        &sign_in(&app.credentials.secret_key),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
