@@ -200,17 +200,7 @@ impl Sqlite {
                 "SELECT request_id, function, qualifier, event, attempts, created_ms FROM async_invocations
                  WHERE state = 'queued' AND next_ms <= ?1 ORDER BY next_ms LIMIT ?2",
             )?;
-            stmt.query_map(params![now_ms, limit as i64], |row| {
-                Ok(AsyncJob {
-                    request_id: row.get(0)?,
-                    function: row.get(1)?,
-                    qualifier: row.get(2)?,
-                    event: row.get(3)?,
-                    attempts: row.get(4)?,
-                    created_ms: row.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?
+            stmt.query_map(params![now_ms, limit as i64], job_row)?.collect::<Result<_, _>>()?
         };
         for job in &jobs {
             tx.execute(
@@ -307,14 +297,7 @@ impl Sqlite {
         )?;
         let rows = stmt.query_map([], |row| {
             Ok(StoredJob {
-                job: AsyncJob {
-                    request_id: row.get(0)?,
-                    function: row.get(1)?,
-                    qualifier: row.get(2)?,
-                    event: row.get(3)?,
-                    attempts: row.get(4)?,
-                    created_ms: row.get(5)?,
-                },
+                job: job_row(row)?,
                 state: row.get(6)?,
                 next_ms: row.get(7)?,
                 ret_code: row.get(8)?,
@@ -365,6 +348,19 @@ impl Sqlite {
         }
         Ok(removed)
     }
+}
+
+/// An asynchronous invocation from the first columns of its row (`request_id, function, qualifier, event,
+/// attempts, created_ms`).
+fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AsyncJob> {
+    Ok(AsyncJob {
+        request_id: row.get(0)?,
+        function: row.get(1)?,
+        qualifier: row.get(2)?,
+        event: row.get(3)?,
+        attempts: row.get(4)?,
+        created_ms: row.get(5)?,
+    })
 }
 
 /// A task from its row (`request_id, uin, lb_ids, created_ms`).
