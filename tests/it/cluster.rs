@@ -209,8 +209,10 @@ async fn the_cluster_serves_through_a_database_outage_and_catches_up_after_it() 
     }
 
     // Constant load on every node while the database is killed: no request fails.
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let load = |nodes: &[Node], span: Duration| {
         let targets: Vec<String> = nodes.iter().map(|n| format!("http://{}:{port}/", n.address)).collect();
+        let progress = progress.clone();
         async move {
             let end = Instant::now() + span;
             let (mut sent, mut failed) = (0u32, 0u32);
@@ -221,13 +223,18 @@ async fn the_cluster_serves_through_a_database_outage_and_catches_up_after_it() 
                     if reply.map_or(true, |r| r.status != 200) {
                         failed += 1;
                     }
+                    progress.store(sent, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             (sent, failed)
         }
     };
     let (loaded, ()) = tokio::join!(load(&nodes, Duration::from_secs(4)), async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The database dies once the load is well under way.
+        eventually("the load is under way", Duration::from_secs(10), || async {
+            (progress.load(std::sync::atomic::Ordering::Relaxed) >= 60).then_some(())
+        })
+        .await;
         pg.kill();
     });
     assert_eq!(loaded.1, 0, "{} of {} requests failed while the database was killed", loaded.1, loaded.0);
