@@ -25,6 +25,8 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(pg.settings.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the node recorded warm instances last time: with none to record now either, nothing is written.
+    let mut recorded_any = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -48,8 +50,11 @@ pub async fn run(
                 (key, label, count)
             })
             .collect();
-        if let Err(e) = pg.record_warm(&warm).await {
-            tracing::debug!(error = %e, "Warm provisioned instances not recorded.");
+        if recorded_any || !warm.is_empty() {
+            match pg.record_warm(&warm).await {
+                Ok(()) => recorded_any = !warm.is_empty(),
+                Err(e) => tracing::debug!(error = %e, "Warm provisioned instances not recorded."),
+            }
         }
         for (key, reserved) in engine.reserved() {
             if let Err(e) = pg.lease_share(&key, &reserved).await {

@@ -105,7 +105,7 @@ impl Control {
                             ))
                             .into())
                         });
-                pg.note(&written);
+                pg.note_reachable(!matches!(&written, Err(ControlError::Store(StoreError::Unreachable(_)))));
                 written
             }
         }

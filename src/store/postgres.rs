@@ -344,10 +344,8 @@ impl Postgres {
     }
 
     /// Records the outcome of an exchange made outside `with` (a write): whether the database answered.
-    pub fn note<T>(&self, result: &Result<T, crate::control::ControlError>) {
-        use crate::control::ControlError;
-        let unreachable = matches!(result, Err(ControlError::Store(StoreError::Unreachable(_))));
-        self.up.store(!unreachable, Ordering::Relaxed);
+    pub fn note_reachable(&self, reachable: bool) {
+        self.up.store(reachable, Ordering::Relaxed);
     }
 
     /// Fails at once while the database is known to be unreachable: for reads that have an answer of this node's
