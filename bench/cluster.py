@@ -304,10 +304,7 @@ def throughput(pg):
         node = Node(f"tp-{label}", store, address, extra)
         port = free_port()
         deploy_hello(node, f"tp-{label}", port, "127.0.0.1" if store is None else f"127.0.9.{len(setups) + 11}")
-        url = f"http://{address}:{port}/"
-        deadline_poll(f"{label} serves", lambda a=address, p=port: status(a, p, "/") == 200)
-        wrk_result(wrk(url, DURATION, 64, cpu=1))  # warm-up
-        setups.append((label, node, url, []))
+        setups.append(ready_setup(label, node, address, port))
     m = measure_rounds(setups)
     print(f"medians: sqlite {m['sqlite']:.0f}, postgres {m['postgres']:.0f}, postgres with local logs "
           f"{m['postgres-local-logs']:.0f} req/s; postgres / sqlite {m['postgres'] / m['sqlite']:.2f}x, with local "
@@ -334,15 +331,20 @@ def proxy_throughput(pg):
             {"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]})["LocationIds"][0]
         node.call("clb", "RegisterTargets", {"LoadBalancerId": lb, "ListenerId": listener, "LocationId": rule,
                                              "Targets": [{"EniIp": "127.0.0.1", "Port": up_port}]})
-        url = f"http://{address}:{port}/"
-        deadline_poll(f"{label} proxies", lambda a=address, p=port: status(a, p, "/") == 200)
-        wrk_result(wrk(url, DURATION, 64, cpu=1))  # warm-up
-        setups.append((label, node, url, []))
+        setups.append(ready_setup(label, node, address, port))
     m = measure_rounds(setups)
     print(f"medians: sqlite {m['sqlite']:.0f}, postgres {m['postgres']:.0f} req/s; postgres / sqlite "
           f"{m['postgres'] / m['sqlite']:.2f}x", file=sys.stderr)
     for _, node, _, _ in setups:
         stop(node)
+
+
+def ready_setup(label, node, address, port):
+    """A setup for measure_rounds, once it answers and is warmed up: (label, node, url, rates)."""
+    url = f"http://{address}:{port}/"
+    deadline_poll(f"{label} answers", lambda: status(address, port, "/") == 200)
+    wrk_result(wrk(url, DURATION, 64, cpu=1))  # warm-up
+    return label, node, url, []
 
 
 def measure_rounds(setups):
