@@ -9,20 +9,18 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-use crate::harness::{TestApp, free_addr, get};
+use crate::harness::{TestApp, eventually, free_addr, get};
 
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish_within_the_drain_timeout() {
     for (drain, finishes) in [("20", true), ("1", false)] {
         let temp = tempfile::tempdir().unwrap();
         let app = TestApp::start_in(&temp.path().join("data"), &["--drain-timeout", drain]);
-        app.create_fixture("notify", "notify_then_sleep", json!({"Timeout": 10})).await.unwrap();
+        app.create_fixture("notify", "sleep_on_request", json!({"Timeout": 10})).await.unwrap();
         let base = app.route_to("notify").await.base;
         assert_eq!(get(&format!("{base}/")).await.text(), "done", "warm");
-        // A request that takes four seconds is in flight when fnlb is told to stop: the function connects to
-        // this port when it starts.
-        let started = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("{base}/slow?notify={}", started.local_addr().unwrap().port());
+        // A request that takes four seconds is in flight when fnlb is told to stop: its instance is busy.
+        let url = format!("{base}/slow?sleep=4");
         let slow = tokio::spawn(async move {
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<Empty<Bytes>>();
@@ -32,7 +30,13 @@ async fn sigterm_lets_requests_in_flight_finish_within_the_drain_timeout() {
                 Err(_) => None,
             }
         });
-        tokio::time::timeout(Duration::from_secs(30), started.accept()).await.expect("the invocation starts").unwrap();
+        let status = format!("http://{}/status", app.admin_addr);
+        eventually("the slow invocation runs", Duration::from_secs(30), || async {
+            let functions = get(&status).await.json()["functions"].clone();
+            let busy = functions.as_array()?.iter().any(|f| f["name"] == "notify" && f["busy"].as_u64() >= Some(1));
+            busy.then_some(())
+        })
+        .await;
         let started = std::time::Instant::now();
         let exited = tokio::task::spawn_blocking(move || app.terminate(Duration::from_secs(30))).await.unwrap();
         assert!(exited, "fnlb exits successfully");
