@@ -16,9 +16,10 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::functions::Engine;
 use crate::functions::limits::Cgroups;
+use crate::functions::network::FunctionNetwork;
 use crate::functions::queue::AsyncQueue;
 use crate::functions::runtimes::Runtimes;
-use crate::functions::sandbox::{DEFAULT_FUNCTION_UID, Sandbox};
+use crate::functions::sandbox::Sandbox;
 use crate::proxy::{Proxy, Sockets};
 use crate::state::{Account, AccountKind, Command, State};
 use crate::store::{Loaded, Postgres, Sqlite, Store};
@@ -59,8 +60,16 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let credentials_path = write_credentials(data_dir, &account)?;
     println!("fnlb: credentials in {}", credentials_path.display());
 
-    let sandbox = Sandbox::detect(config.sandbox, DEFAULT_FUNCTION_UID)?;
-    let runtimes = Runtimes::prepare(data_dir, config.interpreters.clone(), sandbox, Cgroups::detect())?;
+    let sandbox = Sandbox::detect(config.sandbox)?;
+    let network = FunctionNetwork::setup(config.function_egress)?;
+    let runtimes = Runtimes::prepare(
+        data_dir,
+        config.interpreters.clone(),
+        sandbox,
+        Cgroups::detect(),
+        network,
+        config.function_uid_base,
+    )?;
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
     if let Store::Cluster(_) = &store {
         engine.join_cluster();

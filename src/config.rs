@@ -39,6 +39,10 @@ pub struct Config {
     pub example_port: Option<u16>,
     /// How function instances are isolated.
     pub sandbox: SandboxMode,
+    /// Where functions may connect to (`functions::network`).
+    pub function_egress: crate::functions::network::Egress,
+    /// The first of the users functions run as, when fnlb is root.
+    pub function_uid_base: u32,
     pub limits: Limits,
     pub api: ApiSettings,
     pub engine: EngineSettings,
@@ -93,6 +97,8 @@ impl Config {
             interpreters: Interpreters::default(),
             example_port: None,
             sandbox: SandboxMode::Auto,
+            function_egress: crate::functions::network::Egress::Allow,
+            function_uid_base: crate::functions::sandbox::DEFAULT_FUNCTION_UID_BASE,
             limits: Limits::default(),
             api,
             engine: EngineSettings::default(),

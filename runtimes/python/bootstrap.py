@@ -578,13 +578,72 @@ def run_instance(socket_path, wait_for_start=False):
     serve(channel, sink, handler)
 
 
-def run_zygote(socket_path):
+# Confinement of a zygote's children (Linux).
+CLONE_NEWNS = 0x00020000
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class Confinement(object):
+    """What a zygote's child does to itself before it connects to fnlb, in this order: a mount namespace of its own
+    with a fresh tmpfs on ``/tmp`` of ``tmp_bytes`` (its pages are charged to the instance's memory cgroup and
+    freed with the instance); the function's user ``uid`` (which leaves no capability, and makes the process
+    undumpable, so that no other process of that user can read its memory); ``no_new_privs``; and the system-call
+    filter fnlb wrote (``filter_path``), which refuses every later namespace, mount or ``ptrace``. The zygote keeps
+    the capabilities the first two steps need (it runs none of the function's code); without a sandbox there is
+    neither step.
+    """
+
+    def __init__(self, filter_path, tmp_bytes, uid):
+        import ctypes
+        self._ctypes = ctypes
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        with open(filter_path, 'rb') as f:
+            program = f.read()
+        if not program or len(program) % 8:
+            raise ValueError('%s does not hold a filter program' % filter_path)
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_char_p)]
+
+        self._program = ctypes.create_string_buffer(program, len(program))
+        self._fprog = SockFprog(len(program) // 8, ctypes.cast(self._program, ctypes.c_char_p))
+        self._tmp_bytes = tmp_bytes
+        self._uid = uid
+
+    def _check(self, result, what):
+        if result != 0:
+            err = self._ctypes.get_errno()
+            raise OSError(err, '%s: %s' % (what, os.strerror(err)))
+
+    def apply(self):
+        ctypes, libc = self._ctypes, self._libc
+        if self._tmp_bytes:
+            self._check(libc.unshare(CLONE_NEWNS), 'unshare')
+            self._check(libc.mount(b'none', b'/', None, MS_REC | MS_PRIVATE, None), 'mount --make-rprivate /')
+            options = ('size=%d,mode=1777' % self._tmp_bytes).encode('ascii')
+            self._check(libc.mount(b'tmpfs', b'/tmp', b'tmpfs', MS_NOSUID | MS_NODEV, options), 'mount /tmp')
+        if self._uid is not None:
+            os.setgroups([])
+            os.setresgid(self._uid, self._uid, self._uid)
+            os.setresuid(self._uid, self._uid, self._uid)
+        self._check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 'prctl(PR_SET_NO_NEW_PRIVS)')
+        self._check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
+                    'prctl(PR_SET_SECCOMP)')
+
+
+def run_zygote(socket_path, confinement):
     """Fork server: a template with the runtime loaded that forks instances on request.
 
     Each FORK frame names the socket the new instance connects to. The child becomes the leader of a session and
-    process group of its own (fnlb kills instances by group), then runs as any instance does: it imports the
-    user's module itself, so the module's start-up code runs once per instance, as on SCF. Exited children are
-    reaped by the kernel (SIGCHLD ignored here, restored in the child).
+    process group of its own (fnlb kills instances by group), confines itself (``Confinement``), then runs as any
+    instance does: it imports the user's module itself, so the module's start-up code runs once per instance, as on
+    SCF. Exited children are reaped by the kernel (SIGCHLD ignored here, restored in the child).
     """
     import signal
     try:
@@ -609,6 +668,11 @@ def run_zygote(socket_path):
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.setsid()
                 channel.close()
+                if confinement is not None:
+                    try:
+                        confinement.apply()
+                    except OSError as exc:
+                        die(None, 'cannot confine the instance: %s' % exc, 2)
                 run_instance(child_socket, wait_for_start=True)
             finally:
                 os._exit(1)
@@ -619,10 +683,17 @@ def main():
     # Removed so that user subprocesses do not see (or try) the socket.
     socket_path = os.environ.pop('FNLB_RUNTIME_SOCKET', '')
     zygote = os.environ.pop('FNLB_RUNTIME_ZYGOTE', '') == '1'
+    filter_path = os.environ.pop('FNLB_SECCOMP_FILTER', '')
+    tmp_bytes = int(os.environ.pop('FNLB_PRIVATE_TMP_BYTES', '0') or 0)
+    uid = os.environ.pop('FNLB_INSTANCE_UID', '')
     if not socket_path:
         die(None, 'FNLB_RUNTIME_SOCKET is not set', 2)
     if zygote:
-        run_zygote(socket_path)
+        try:
+            confinement = Confinement(filter_path, tmp_bytes, int(uid) if uid else None) if filter_path else None
+        except (OSError, ValueError) as exc:
+            die(None, 'cannot prepare the confinement of instances: %s' % exc, 2)
+        run_zygote(socket_path, confinement)
     else:
         run_instance(socket_path)
 

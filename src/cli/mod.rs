@@ -121,6 +121,17 @@ pub struct ServeArgs {
     /// How function instances are isolated: bubblewrap namespaces when available (auto), always, or never.
     #[arg(long, env = "FNLB_SANDBOX", value_enum, default_value = "auto")]
     pub sandbox: crate::functions::sandbox::SandboxMode,
+    /// Where functions may connect to: other hosts through NAT (allow), or nowhere (none). Functions never reach
+    /// this host, whichever it is.
+    #[arg(long, env = "FNLB_FUNCTION_EGRESS", value_enum, default_value = "allow")]
+    pub function_egress: crate::functions::network::Egress,
+    /// The first of the users functions run as (one each) when fnlb runs as root.
+    #[arg(long, env = "FNLB_FUNCTION_UID_BASE", default_value_t = crate::functions::sandbox::DEFAULT_FUNCTION_UID_BASE)]
+    pub function_uid_base: u32,
+    /// The memory, in MB, that buys an instance one processor: an instance may use MemorySize divided by this
+    /// many processors (0: no limit, only a share in proportion to MemorySize under contention).
+    #[arg(long, env = "FNLB_FUNCTION_MB_PER_CPU", default_value_t = crate::functions::limits::DEFAULT_MB_PER_CPU)]
+    pub function_mb_per_cpu: u32,
     /// Start Python instances by forking a pre-initialised zygote per function (false: start each interpreter).
     #[arg(long, env = "FNLB_ZYGOTE", default_value_t = true, action = clap::ArgAction::Set)]
     pub zygote: bool,
@@ -259,6 +270,9 @@ impl ServeArgs {
         config.admin_addr = self.admin_addr;
         config.example_port = self.example.then_some(self.example_port);
         config.sandbox = self.sandbox;
+        config.function_egress = self.function_egress;
+        config.function_uid_base = self.function_uid_base;
+        config.engine.mb_per_cpu = self.function_mb_per_cpu;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
         config.engine.zygote = self.zygote;
         config.engine.batch_scheduling = self.batch_scheduling;

@@ -13,9 +13,10 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 
-use super::limits::{AtExec, Cgroups, InstanceGroup, apply_at_exec};
+use super::limits::{AtExec, Cgroups, InstanceGroup, InstanceLimits, apply_at_exec};
+use super::network::FunctionNetwork;
 use super::protocol::{self, Frame, FrameError};
-use super::sandbox::{self, Sandbox};
+use super::sandbox::{self, Confinement, SCRATCH_BYTES, Sandbox};
 
 /// How to start an instance of one function revision.
 #[derive(Clone, Debug)]
@@ -42,11 +43,28 @@ pub struct Launch {
     pub memory_mb: u32,
     pub max_processes: u64,
     pub max_open_files: u64,
+    /// The memory that buys one processor (`limits::InstanceLimits`).
+    pub mb_per_cpu: u32,
+    /// The function's own user (with a sandbox, when fnlb is root).
+    pub uid: Option<u32>,
+    /// The functions' network namespace, joined before `exec`.
+    pub network: Option<Arc<FunctionNetwork>>,
+    /// The system-call filter's program: on the host, and as the instance sees it.
+    pub seccomp_filter: (PathBuf, PathBuf),
     /// Run the instance under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
     pub batch_scheduling: bool,
     /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
     /// `TMPDIR`); a sandbox gives it a private `/tmp` instead.
     pub scratch_root: Option<PathBuf>,
+}
+
+// === impl Launch ===
+
+impl Launch {
+    /// What each instance may use.
+    pub fn instance_limits(&self) -> InstanceLimits {
+        InstanceLimits { memory_mb: self.memory_mb, max_processes: self.max_processes, mb_per_cpu: self.mb_per_cpu }
+    }
 }
 
 /// An error the runtime reported while loading the function (`INIT_ERROR`), or the start failing.
@@ -185,7 +203,7 @@ impl Instance {
         let listener = listen(&socket.0).map_err(StartError::Spawn)?;
         let inside = if launch.sandbox.is_isolated() { PathBuf::from(sandbox::CHANNEL) } else { socket.0.clone() };
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
-        let spawned = spawn(id, launch, &listener, &socket.0, &inside, &[], deadline).await?;
+        let spawned = spawn(id, launch, &listener, &socket.0, &inside, &[], Role::Instance, deadline).await?;
         drop(socket);
         let mut instance = Instance {
             id,
@@ -378,9 +396,18 @@ impl Zygote {
         let socket = SocketFile(host_dir.join("zygote.sock"));
         let listener = listen(&socket.0).map_err(StartError::Spawn)?;
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
-        let extra = [("FNLB_RUNTIME_ZYGOTE", "1")];
+        // Its children confine themselves (docs/function-protocol.md): the zygote runs none of the function's code,
+        // and keeps what they need to make their own `/tmp` and take the function's user.
+        let filter = launch.seccomp_filter.1.display().to_string();
+        let scratch = SCRATCH_BYTES.to_string();
+        let uid = launch.uid.map(|uid| uid.to_string()).unwrap_or_default();
+        let mut extra = vec![("FNLB_RUNTIME_ZYGOTE", "1"), ("FNLB_SECCOMP_FILTER", filter.as_str())];
+        if launch.uid.is_some() {
+            extra.extend([("FNLB_INSTANCE_UID", uid.as_str()), ("FNLB_PRIVATE_TMP_BYTES", scratch.as_str())]);
+        }
+        let socket_inside = inside_dir.join("zygote.sock");
         let mut spawned =
-            spawn(id, launch, &listener, &host_dir, &inside_dir.join("zygote.sock"), &extra, deadline).await?;
+            spawn(id, launch, &listener, &host_dir, &socket_inside, &extra, Role::Zygote, deadline).await?;
         drop(socket);
         match tokio::time::timeout_at(deadline, protocol::read_frame(&mut spawned.reader)).await {
             Ok(Ok(frame)) if frame.kind == protocol::READY => {}
@@ -479,7 +506,7 @@ impl Zygote {
         let peer_pid = peer.as_raw_nonzero().get() as u32;
         // Moving a process between cgroups waits for the kernel (an RCU grace period): one reason the spare is
         // made ahead of time.
-        let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
+        let group = launch.limits.instance(id, &launch.instance_limits()).map_err(StartError::Spawn)?;
         confine(peer_pid, group.as_ref(), launch.max_open_files);
         let (read_half, writer) = stream.into_split();
         Ok(Instance {
@@ -506,7 +533,17 @@ impl Drop for Zygote {
     }
 }
 
+/// What a process fnlb starts is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Runs the function: under the system-call filter from its first instruction.
+    Instance,
+    /// Forks instances, which confine themselves.
+    Zygote,
+}
+
 /// Starts a runtime process as fnlb's child, with its limits, and accepts its channel connection.
+#[allow(clippy::too_many_arguments)]
 async fn spawn(
     id: u64,
     launch: &Launch,
@@ -514,6 +551,7 @@ async fn spawn(
     channel_host: &Path,
     channel_inside: &Path,
     extra_env: &[(&str, &str)],
+    role: Role,
     deadline: tokio::time::Instant,
 ) -> Result<Spawned, StartError> {
     let isolated = launch.sandbox.is_isolated();
@@ -525,8 +563,10 @@ async fn spawn(
     let mount_point = if channel_host.is_dir() { sandbox::CHANNEL_DIR } else { sandbox::CHANNEL };
     // A custom runtime has no channel socket: it talks to the Runtime API over loopback.
     let channel = (!launch.runtime_api).then_some((channel_host, Path::new(mount_point)));
+    let filtered = role == Role::Instance;
+    let confinement = Confinement { uid: launch.uid, seccomp: filtered && isolated, zygote: role == Role::Zygote };
     let (program, args) =
-        launch.sandbox.wrap(&launch.program, &launch.args, &launch.code_dir, &launch.runtime_dir, channel);
+        launch.sandbox.wrap(&launch.program, &launch.args, &launch.code_dir, &launch.runtime_dir, channel, confinement);
     let mut command = Command::new(program);
     command
         .args(&args)
@@ -548,16 +588,34 @@ async fn spawn(
     let (members, members_known) = tokio::sync::watch::channel(None);
     if launch.runtime_api {
         let (ours, theirs) = UnixStream::pair().map_err(StartError::Spawn)?;
-        let api = super::runtime_api::serve(theirs, super::SYNC_PAYLOAD_LIMIT + 1024, members_known)
-            .await
-            .map_err(StartError::Spawn)?;
+        // On the functions' loopback when they have a network of their own.
+        let bound = match &launch.network {
+            Some(network) => network.bind_loopback(),
+            None => std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)),
+        };
+        let api = super::runtime_api::serve(
+            theirs,
+            bound.map_err(StartError::Spawn)?,
+            super::SYNC_PAYLOAD_LIMIT + 1024,
+            members_known,
+        )
+        .map_err(StartError::Spawn)?;
         command.env("SCF_RUNTIME_API", api.ip().to_string()).env("SCF_RUNTIME_API_PORT", api.port().to_string());
         translated = Some(ours);
     }
-    let group = launch.limits.instance(id, launch.memory_mb, launch.max_processes).map_err(StartError::Spawn)?;
+    let group = launch.limits.instance(id, &launch.instance_limits()).map_err(StartError::Spawn)?;
     // The process enters its cgroups before it runs: everything it forks is born inside them.
-    let at_exec =
-        AtExec::new(group.as_ref(), launch.max_open_files, launch.batch_scheduling).map_err(StartError::Spawn)?;
+    let mut at_exec = AtExec::new(group.as_ref(), launch.max_open_files, launch.batch_scheduling)
+        .map_err(StartError::Spawn)?
+        .join_network(launch.network.as_ref().map(|n| n.netns()));
+    if filtered {
+        at_exec = if isolated {
+            let program = std::fs::File::open(&launch.seccomp_filter.0).map_err(StartError::Spawn)?;
+            at_exec.pass(program, sandbox::SECCOMP_FD)
+        } else {
+            at_exec.filter_calls()
+        };
+    }
     apply_at_exec(&mut command, at_exec);
     let mut child = command.spawn().map_err(StartError::Spawn)?;
     let pgid = child.id().map(|pid| pid as i32);

@@ -1,5 +1,9 @@
-//! Resource limits of function instances: memory (`MemorySize`) and process count through the cgroup memory and
-//! pids controllers, open files through `RLIMIT_NOFILE`.
+//! Resource limits of function instances: memory (`MemorySize`), process count and processor time through the
+//! cgroup memory, pids and cpu controllers, open files through `RLIMIT_NOFILE`.
+//!
+//! Processor time is allotted in proportion to `MemorySize`, as SCF and Lambda allot it: an instance may use
+//! `MemorySize / mb_per_cpu` processors (a CFS quota over a 100 ms period, `--function-mb-per-cpu`), and under
+//! contention instances divide the processors in the same proportion (`cpu.shares` / `cpu.weight`).
 //!
 //! cgroup v1 (a hierarchy per controller, as on Debian hosts with the legacy layout): each instance gets
 //! `memory/…/fnlb-<pid>/instance-<id>` with `memory.limit_in_bytes` (and `pids/…` with `pids.max`); an OOM kill shows
@@ -9,7 +13,9 @@
 //! written (no permission, no controller), instances run without a memory limit and fnlb says so at start.
 
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Processes and threads an instance may run (contract 2.9).
 pub const DEFAULT_MAX_PROCESSES: u64 = 1024;
@@ -20,10 +26,29 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug)]
 pub enum Cgroups {
-    V1 { memory: PathBuf, pids: Option<PathBuf> },
+    V1 { memory: PathBuf, pids: Option<PathBuf>, cpu: Option<PathBuf> },
     V2 { base: PathBuf },
     Unavailable,
 }
+
+/// What one instance may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceLimits {
+    pub memory_mb: u32,
+    pub max_processes: u64,
+    /// The memory that buys one processor (0: no processor quota, only the proportional weight).
+    pub mb_per_cpu: u32,
+}
+
+/// The memory that buys an instance one processor: a single-threaded runtime never needs more than one, so the
+/// quota costs a 128 MB function nothing until it runs several busy processes or threads at once.
+pub const DEFAULT_MB_PER_CPU: u32 = 128;
+/// The CFS period over which an instance's processor quota is counted.
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// The smallest quota the kernel takes.
+const MIN_CPU_QUOTA_US: u64 = 1_000;
+/// The memory size whose weight is the controllers' default (1024 shares, weight 100).
+const WEIGHT_UNIT_MB: u64 = 128;
 
 /// One instance's cgroup(s). Removed (after killing what is left in it) when dropped.
 #[derive(Debug)]
@@ -61,7 +86,9 @@ impl Cgroups {
     pub fn remove_own(&self, patience: std::time::Duration) -> bool {
         let dirs: Vec<&Path> = match self {
             Cgroups::Unavailable => return true,
-            Cgroups::V1 { memory, pids } => std::iter::once(memory.as_path()).chain(pids.as_deref()).collect(),
+            Cgroups::V1 { memory, pids, cpu } => {
+                std::iter::once(memory.as_path()).chain(pids.as_deref()).chain(cpu.as_deref()).collect()
+            }
             Cgroups::V2 { base } => vec![base.as_path()],
         };
         let end = std::time::Instant::now() + patience;
@@ -89,12 +116,13 @@ impl Cgroups {
     }
 
     /// Creates the cgroup of one instance with its limits.
-    pub fn instance(&self, id: u64, memory_mb: u32, max_processes: u64) -> std::io::Result<Option<InstanceGroup>> {
-        let bytes = u64::from(memory_mb) * 1024 * 1024;
+    pub fn instance(&self, id: u64, limits: &InstanceLimits) -> std::io::Result<Option<InstanceGroup>> {
+        let bytes = u64::from(limits.memory_mb) * 1024 * 1024;
+        let quota = limits.cpu_quota_us();
         let name = format!("instance-{id}");
         match self {
             Cgroups::Unavailable => Ok(None),
-            Cgroups::V1 { memory, pids } => {
+            Cgroups::V1 { memory, pids, cpu } => {
                 let mem = memory.join(&name);
                 fs::create_dir_all(&mem)?;
                 let mut group = InstanceGroup { dirs: vec![mem.clone()], events: Some(mem.join("memory.oom_control")) };
@@ -105,7 +133,18 @@ impl Cgroups {
                     let dir = pids.join(&name);
                     fs::create_dir_all(&dir)?;
                     group.dirs.push(dir.clone());
-                    fs::write(dir.join("pids.max"), max_processes.to_string())?;
+                    fs::write(dir.join("pids.max"), limits.max_processes.to_string())?;
+                }
+                if let Some(cpu) = cpu {
+                    let dir = cpu.join(&name);
+                    fs::create_dir_all(&dir)?;
+                    group.dirs.push(dir.clone());
+                    let shares = (1024 * u64::from(limits.memory_mb) / WEIGHT_UNIT_MB).clamp(2, 262_144);
+                    fs::write(dir.join("cpu.shares"), shares.to_string())?;
+                    if let Some(quota) = quota {
+                        fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+                        fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                    }
                 }
                 Ok(Some(group))
             }
@@ -115,10 +154,25 @@ impl Cgroups {
                 let group = InstanceGroup { dirs: vec![dir.clone()], events: Some(dir.join("memory.events")) };
                 fs::write(dir.join("memory.max"), bytes.to_string())?;
                 let _ = fs::write(dir.join("memory.swap.max"), "0");
-                let _ = fs::write(dir.join("pids.max"), max_processes.to_string());
+                let _ = fs::write(dir.join("pids.max"), limits.max_processes.to_string());
+                let weight = (100 * u64::from(limits.memory_mb) / WEIGHT_UNIT_MB).clamp(1, 10_000);
+                let _ = fs::write(dir.join("cpu.weight"), weight.to_string());
+                if let Some(quota) = quota {
+                    let _ = fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"));
+                }
                 Ok(Some(group))
             }
         }
+    }
+}
+
+// === impl InstanceLimits ===
+
+impl InstanceLimits {
+    /// The instance's processor time per `CPU_PERIOD_US`: `MemorySize / mb_per_cpu` processors' worth.
+    pub fn cpu_quota_us(&self) -> Option<u64> {
+        (self.mb_per_cpu > 0)
+            .then(|| (CPU_PERIOD_US * u64::from(self.memory_mb) / u64::from(self.mb_per_cpu)).max(MIN_CPU_QUOTA_US))
     }
 }
 
@@ -142,7 +196,7 @@ fn setup_v1(own: &str, tag: &str) -> Option<Cgroups> {
         let _ = fs::remove_dir(&memory);
         return None;
     }
-    Some(Cgroups::V1 { memory, pids: make("pids") })
+    Some(Cgroups::V1 { memory, pids: make("pids"), cpu: make("cpu") })
 }
 
 fn setup_v2(own: &str, tag: &str) -> Option<Cgroups> {
@@ -158,10 +212,13 @@ fn setup_v2(own: &str, tag: &str) -> Option<Cgroups> {
     fs::create_dir_all(&leaf).ok()?;
     fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()).ok()?;
     fs::write(group.join("cgroup.subtree_control"), "+memory +pids").ok()?;
+    // The cpu controller where the host offers it (instances then get a quota and a weight).
+    let _ = fs::write(group.join("cgroup.subtree_control"), "+cpu");
     remove_stale(&group);
     let base = group.join(tag);
     fs::create_dir_all(&base).ok()?;
     fs::write(base.join("cgroup.subtree_control"), "+memory +pids").ok()?;
+    let _ = fs::write(base.join("cgroup.subtree_control"), "+cpu");
     Some(Cgroups::V2 { base })
 }
 
@@ -194,6 +251,12 @@ pub struct AtExec {
     max_open_files: u64,
     /// Run under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
     batch: bool,
+    /// The functions' network namespace to join (`network.rs`).
+    netns: Option<Arc<OwnedFd>>,
+    /// A descriptor the program is given at a fixed number (bubblewrap's `--seccomp FD`).
+    pass: Option<(fs::File, i32)>,
+    /// The system-call filter to install (`seccomp.rs`), when no sandbox installs it.
+    seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 impl AtExec {
@@ -201,21 +264,45 @@ impl AtExec {
         let procs = group.map_or(Ok(Vec::new()), |g| {
             g.dirs.iter().map(|dir| fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))).collect()
         })?;
-        Ok(AtExec { procs, max_open_files, batch })
+        Ok(AtExec { procs, max_open_files, batch, netns: None, pass: None, seccomp: None })
+    }
+
+    /// Joins this network namespace before `exec`.
+    pub fn join_network(mut self, netns: Option<Arc<OwnedFd>>) -> AtExec {
+        self.netns = netns;
+        self
+    }
+
+    /// Gives the program `file` as descriptor `fd`.
+    pub fn pass(mut self, file: fs::File, fd: i32) -> AtExec {
+        self.pass = Some((file, fd));
+        self
+    }
+
+    /// Installs the system-call filter (with `no_new_privs`) as the last step before `exec`.
+    pub fn filter_calls(mut self) -> AtExec {
+        let filter = super::seccomp::program()
+            .into_iter()
+            .map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k })
+            .collect();
+        self.seccomp = Some(filter);
+        self
     }
 }
 
-/// Makes a command's process join its instance's cgroups, set its open-file limit and (optionally) take the
-/// `SCHED_BATCH` policy as its last step before `exec`: the runtime, and everything it or a sandbox wrapper forks,
-/// is limited from its first instruction (moving the process from outside after it started would race its first
-/// `fork`). See docs/decisions/0005-limits-at-exec.md and 0007-batch-scheduling.md.
+/// Makes a command's process join its instance's cgroups, set its open-file limit, join the functions' network,
+/// (optionally) take the `SCHED_BATCH` policy and install the system-call filter as its last steps before `exec`:
+/// the runtime, and everything it or a sandbox wrapper forks, is limited from its first instruction (moving the
+/// process from outside after it started would race its first `fork`). See docs/decisions/0005-limits-at-exec.md
+/// and 0007-batch-scheduling.md.
 #[allow(unsafe_code)]
 pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
-    let AtExec { procs, max_open_files, batch } = limits;
+    let AtExec { procs, max_open_files, batch, netns, pass, mut seccomp } = limits;
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe work is allowed.
-    // It makes three kinds of system call on values prepared before the fork: write(2) of a constant to
-    // descriptors opened then ("0" moves the writing process), setrlimit(2) and sched_setscheduler(2). It
-    // allocates nothing and takes no lock.
+    // It makes only system calls, on values prepared before the fork: write(2) of a constant to descriptors opened
+    // then ("0" moves the writing process), setrlimit(2), setns(2), dup2(2), sched_setscheduler(2) and prctl(2)
+    // with a filter allocated before the fork (the `sock_fprog` it points to is built on the stack). It allocates
+    // nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             for file in &procs {
@@ -223,10 +310,28 @@ pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
             }
             let limit = rustix::process::Rlimit { current: Some(max_open_files), maximum: Some(max_open_files) };
             rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+            if let Some(netns) = &netns
+                && libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some((file, fd)) = &pass
+                && libc::dup2(file.as_raw_fd(), *fd) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             if batch {
                 // Best effort: an unprivileged process may always move from SCHED_OTHER to SCHED_BATCH.
                 let param = libc::sched_param { sched_priority: 0 };
                 libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+            }
+            if let Some(filter) = &mut seccomp {
+                let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program as *const _) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -302,7 +407,7 @@ pub fn read_pids(procs: &Path) -> Vec<rustix::process::Pid> {
 impl Drop for Cgroups {
     fn drop(&mut self) {
         let dirs: Vec<&PathBuf> = match &*self {
-            Cgroups::V1 { memory, pids } => std::iter::once(memory).chain(pids.iter()).collect(),
+            Cgroups::V1 { memory, pids, cpu } => std::iter::once(memory).chain(pids.iter()).chain(cpu.iter()).collect(),
             Cgroups::V2 { base } => vec![base],
             Cgroups::Unavailable => vec![],
         };

@@ -4,6 +4,7 @@ mod code;
 mod instance;
 pub mod limits;
 pub mod logs;
+pub mod network;
 mod pool;
 pub mod protocol;
 pub mod queue;
@@ -11,6 +12,7 @@ pub mod reserve;
 mod runtime_api;
 pub mod runtimes;
 pub mod sandbox;
+mod seccomp;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -82,6 +84,8 @@ pub struct EngineSettings {
     pub max_code_unpacked_bytes: u64,
     pub max_processes_per_instance: u64,
     pub max_open_files_per_instance: u64,
+    /// The memory, in MB, that buys an instance one processor (`limits::InstanceLimits`); 0: no quota.
+    pub mb_per_cpu: u32,
     /// Start Python instances by forking a pre-initialised zygote per function.
     pub zygote: bool,
     /// Run instances under the `SCHED_BATCH` policy: waking one never preempts fnlb on its processor (the
@@ -139,6 +143,7 @@ impl Default for EngineSettings {
             log_bytes_per_function: DEFAULT_LOG_BYTES_PER_FUNCTION,
             max_processes_per_instance: limits::DEFAULT_MAX_PROCESSES,
             max_open_files_per_instance: limits::DEFAULT_MAX_OPEN_FILES,
+            mb_per_cpu: limits::DEFAULT_MB_PER_CPU,
             zygote: true,
             batch_scheduling: true,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,

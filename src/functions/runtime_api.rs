@@ -54,16 +54,19 @@ pub struct Members {
 /// How long a connection waits for the instance's processes to be known (they are, as soon as it is spawned).
 const MEMBERS_WAIT: Duration = Duration::from_secs(5);
 
-/// Serves the Runtime API on a free loopback port for one instance; `channel` is fnlb's side of the instance's
-/// protocol stream. Only the instance's own processes are served: any local process can reach a loopback port,
-/// so each connection's peer is looked up (`peer_is_member`) and a stranger's connection is closed unanswered.
-/// Returns the address; the server stops when the instance's channel closes.
-pub async fn serve(
+/// Serves the Runtime API for one instance on `listener`, a free port on the loopback of the functions' network
+/// (or the host's, where functions share it); `channel` is fnlb's side of the instance's protocol stream. Only the
+/// instance's own processes are served: any process on that network can reach the port, so each connection's peer
+/// is looked up (`peer_is_member`) and a stranger's connection is closed unanswered. Returns the address; the
+/// server stops when the instance's channel closes.
+pub fn serve(
     channel: UnixStream,
+    listener: std::net::TcpListener,
     max_body: usize,
     members: watch::Receiver<Option<Members>>,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let (read_half, write_half) = channel.into_split();
     let shared = Arc::new(Shared {
@@ -238,7 +241,7 @@ fn reply(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
 /// the connecting socket is found by its addresses in `/proc/net/tcp` (or `tcp6`), then among the open files
 /// of the instance's processes.
 fn peer_is_member(peer: SocketAddr, local: SocketAddr, members: &Members) -> bool {
-    let Some(inode) = socket_inode(peer, local) else { return false };
+    let Some(inode) = socket_inode(members.root, peer, local) else { return false };
     let wanted = format!("socket:[{inode}]");
     let pids = match &members.procs {
         Some(procs) => super::limits::read_pids(procs),
@@ -253,10 +256,11 @@ fn peer_is_member(peer: SocketAddr, local: SocketAddr, members: &Members) -> boo
     })
 }
 
-/// The inode of the TCP socket bound to `local_end` and connected to `remote_end`, from the kernel's tables.
-fn socket_inode(local_end: SocketAddr, remote_end: SocketAddr) -> Option<u64> {
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
-        let text = std::fs::read_to_string(table).ok()?;
+/// The inode of the TCP socket bound to `local_end` and connected to `remote_end`, from the kernel's tables of the
+/// network `process` is in (the instance's, which may not be fnlb's).
+fn socket_inode(process: Pid, local_end: SocketAddr, remote_end: SocketAddr) -> Option<u64> {
+    ["tcp", "tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(format!("/proc/{}/net/{table}", process.as_raw_nonzero())).ok()?;
         text.lines().skip(1).find_map(|line| {
             // `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …`
             let fields: Vec<&str> = line.split_whitespace().collect();

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::EngineSettings;
 use super::instance::Launch;
 use super::limits::Cgroups;
-use super::sandbox::{self, Sandbox};
+use super::network::FunctionNetwork;
+use super::sandbox::{self, Sandbox, Uids};
 use crate::snapshot::{FunctionSpec, Resolved};
 
 /// The bootstraps, embedded so that the binary alone is enough.
@@ -21,6 +22,9 @@ pub const PYTHON_RUNTIMES: &[&str] = &["Python3.6", "Python3.7", "Python3.9", "P
 pub const NODE_RUNTIMES: &[&str] = &["Nodejs10.15", "Nodejs12.16", "Nodejs14.18", "Nodejs16.13", "Nodejs18.15"];
 
 pub const CUSTOM_RUNTIME: &str = "CustomRuntime";
+
+/// The system-call filter's program, in the runtime directory (`/var/runtime` in a sandbox).
+const SECCOMP_FILTER_FILE: &str = "seccomp.bpf";
 
 /// The `PATH` instances see (contract 2.4).
 const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -59,6 +63,12 @@ pub struct Runtimes {
     socket_dir: PathBuf,
     pub sandbox: Sandbox,
     pub limits: Arc<Cgroups>,
+    /// The functions' network namespace, where the host allows one.
+    pub network: Option<Arc<FunctionNetwork>>,
+    /// The users functions run as (with a sandbox, when fnlb is root).
+    uids: std::sync::Mutex<Uids>,
+    /// The system-call filter's program (`seccomp.rs`), on the host, under `bootstrap_dir`.
+    seccomp_filter: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +98,8 @@ impl Runtimes {
         interpreters: Interpreters,
         sandbox: Sandbox,
         limits: Cgroups,
+        network: Option<FunctionNetwork>,
+        uid_base: u32,
     ) -> Result<Runtimes, RuntimeError> {
         let bootstrap_dir = data_dir.join("runtime");
         let scratch_root = data_dir.join("scratch");
@@ -104,6 +116,8 @@ impl Runtimes {
         write(&bootstrap_dir.join("node/bootstrap.js"), NODE_BOOTSTRAP)?;
         // The bootstrap is CommonJS whatever a package.json further up says.
         write(&bootstrap_dir.join("node/package.json"), "{\"type\": \"commonjs\"}\n")?;
+        let seccomp_filter = bootstrap_dir.join(SECCOMP_FILTER_FILE);
+        std::fs::write(&seccomp_filter, super::seccomp::program_bytes()).map_err(err(&seccomp_filter))?;
         let _ = std::fs::remove_dir_all(&scratch_root);
         std::fs::create_dir_all(&scratch_root).map_err(err(&scratch_root))?;
         // Socket paths are short (108 bytes), so the channel directory lives in the system's temporary directory,
@@ -134,7 +148,18 @@ impl Runtimes {
             Some(p) => tracing::info!(node = %p.display(), "Node.js runtimes available."),
             None => tracing::warn!("No node found: Node.js functions cannot run."),
         }
-        Ok(Runtimes { python, node, bootstrap_dir, scratch_root, socket_dir, sandbox, limits: Arc::new(limits) })
+        Ok(Runtimes {
+            python,
+            node,
+            bootstrap_dir,
+            scratch_root,
+            socket_dir,
+            sandbox,
+            limits: Arc::new(limits),
+            network: network.map(Arc::new),
+            uids: std::sync::Mutex::new(Uids::new(uid_base)),
+            seccomp_filter,
+        })
     }
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
@@ -205,6 +230,12 @@ impl Runtimes {
             ]);
         }
         env.extend(version.config.environment.iter().cloned());
+        let uid = self.sandbox.drops_user().then(|| {
+            let key = &function.key;
+            let key = format!("{}/{}/{}/{}", key.scope.uin, key.scope.region, key.namespace, key.name);
+            self.uids.lock().unwrap_or_else(|p| p.into_inner()).of(&key)
+        });
+        let seccomp_inside = runtime_root.join(SECCOMP_FILTER_FILE);
         Ok(Launch {
             program,
             args,
@@ -215,11 +246,17 @@ impl Runtimes {
             env,
             init_timeout: Duration::from_secs(u64::from(version.config.init_timeout_s)),
             stray_output_limit: settings.max_log_bytes,
-            forks: family == Family::Python && settings.zygote,
+            // A forked instance gets a `/tmp` of its own only from a zygote that may give it one (fnlb as root):
+            // otherwise each instance is a sandbox of its own.
+            forks: family == Family::Python && settings.zygote && (!isolated || uid.is_some()),
             runtime_api: family == Family::Custom,
             limits: self.limits.clone(),
             memory_mb: version.config.memory_mb,
             max_processes: settings.max_processes_per_instance,
+            mb_per_cpu: settings.mb_per_cpu,
+            uid,
+            network: self.network.clone(),
+            seccomp_filter: (self.seccomp_filter.clone(), seccomp_inside),
             max_open_files: settings.max_open_files_per_instance,
             batch_scheduling: settings.batch_scheduling,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),

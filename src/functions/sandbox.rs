@@ -3,9 +3,9 @@
 //! With bubblewrap (Debian's `bubblewrap`), each instance runs in its own mount, PID, IPC and UTS namespaces: it
 //! sees the host's system directories read-only, its own code read-only at `/var/user`, the runtime at
 //! `/var/runtime`, and a private `/tmp`; nothing else of the host, so neither fnlb's data directory, its
-//! credentials, nor another function's code. When fnlb runs as root, the function itself runs as an unprivileged
-//! user with no capabilities (through `setpriv`). Without bubblewrap, instances run as fnlb's children in their own
-//! process groups, and fnlb warns that functions are not isolated.
+//! credentials, nor another function's code. When fnlb runs as root, each function runs as an unprivileged user of
+//! its own (`Uids`) with no capabilities (through `setpriv`). Without bubblewrap, instances run as fnlb's children in
+//! their own process groups, and fnlb warns that functions are not isolated.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,10 +18,16 @@ pub const SCRATCH: &str = "/tmp";
 pub const CHANNEL: &str = "/var/run/fnlb.sock";
 /// A zygote's channel directory (its own socket and its children's), bound the same way.
 pub const CHANNEL_DIR: &str = "/var/run/fnlb";
-/// `/tmp` is 512 MB per function (contract 2.9).
+/// `/tmp` is 512 MB per instance (contract 2.9).
 pub const SCRATCH_BYTES: u64 = 512 * 1024 * 1024;
-/// The user sandboxed functions run as when fnlb is root (`nobody`).
-pub const DEFAULT_FUNCTION_UID: u32 = 65534;
+/// The first of the users functions run as when fnlb is root (`--function-uid-base`): far above the ranges that
+/// distributions give people, services and containers' subordinate users.
+pub const DEFAULT_FUNCTION_UID_BASE: u32 = 2_000_000_000;
+/// How many users functions are given: a function keeps its user for as long as fnlb runs, and past this many
+/// functions the user of the one that ran least recently is given again.
+pub const FUNCTION_UIDS: u32 = 65_536;
+/// The descriptor bubblewrap reads the system-call filter from.
+pub const SECCOMP_FD: i32 = 200;
 
 /// Host directories a sandbox sees read-only (those that exist).
 const SYSTEM_DIRS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc"];
@@ -40,10 +46,34 @@ pub enum SandboxMode {
 pub enum Sandbox {
     Bubblewrap {
         bwrap: PathBuf,
-        /// `setpriv`, to drop to `uid` inside the sandbox (when fnlb runs as root).
-        setpriv: Option<(PathBuf, u32)>,
+        /// `setpriv`, to drop to the function's user inside the sandbox (when fnlb runs as root).
+        setpriv: Option<PathBuf>,
     },
     None,
+}
+
+/// What a sandboxed process is confined to beyond its mounts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Confinement {
+    /// The user it runs as (when fnlb runs as root).
+    pub uid: Option<u32>,
+    /// bubblewrap installs the system-call filter it reads from `SECCOMP_FD`.
+    pub seccomp: bool,
+    /// A zygote: it stays root with only the capabilities its children need to confine themselves (a mount
+    /// namespace of their own and the function's user), and runs none of the function's code.
+    pub zygote: bool,
+}
+
+/// The capabilities a zygote keeps (`Confinement::zygote`).
+const ZYGOTE_CAPABILITIES: &str = "-all,+sys_admin,+setuid,+setgid";
+
+/// The users functions run as: one per function, given in turn from `base` and kept while fnlb runs.
+#[derive(Debug)]
+pub struct Uids {
+    base: u32,
+    /// A function's user and when it was last asked for (a counter).
+    given: std::collections::HashMap<String, (u32, u64)>,
+    asked: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +86,7 @@ pub enum SandboxError {
 
 impl Sandbox {
     /// Picks the sandbox for this host.
-    pub fn detect(mode: SandboxMode, uid: u32) -> Result<Sandbox, SandboxError> {
+    pub fn detect(mode: SandboxMode) -> Result<Sandbox, SandboxError> {
         if mode == SandboxMode::None {
             tracing::warn!("Sandbox disabled: functions run unisolated, as fnlb's own user.");
             return Ok(Sandbox::None);
@@ -67,11 +97,11 @@ impl Sandbox {
                 let setpriv = if rustix::process::geteuid().is_root() {
                     let setpriv = find(&["/usr/bin/setpriv", "/bin/setpriv"])
                         .ok_or_else(|| SandboxError::Unavailable("setpriv (util-linux) is missing".to_string()))?;
-                    Some((setpriv, uid))
+                    Some(setpriv)
                 } else {
                     None
                 };
-                tracing::info!(bwrap = %bwrap.display(), as_uid = setpriv.as_ref().map(|s| s.1), "Functions run in bubblewrap sandboxes.");
+                tracing::info!(bwrap = %bwrap.display(), own_users = setpriv.is_some(), "Functions run in bubblewrap sandboxes.");
                 Ok(Sandbox::Bubblewrap { bwrap, setpriv })
             }
             (Err(why), SandboxMode::Bubblewrap) => Err(SandboxError::Unavailable(why)),
@@ -86,6 +116,11 @@ impl Sandbox {
         matches!(self, Sandbox::Bubblewrap { .. })
     }
 
+    /// Whether functions run as users of their own (bubblewrap, with fnlb as root).
+    pub fn drops_user(&self) -> bool {
+        matches!(self, Sandbox::Bubblewrap { setpriv: Some(_), .. })
+    }
+
     /// Wraps `program args…` (paths as the sandbox sees them) into the command that starts it in the sandbox,
     /// with the function's code, the runtimes and the instance's channel socket (host paths) mounted. The
     /// interpreter's installation is visible at its host path.
@@ -96,6 +131,7 @@ impl Sandbox {
         code_dir: &Path,
         runtime_dir: &Path,
         channel: Option<(&Path, &Path)>,
+        confinement: Confinement,
     ) -> (PathBuf, Vec<String>) {
         let Sandbox::Bubblewrap { bwrap, setpriv } = self else {
             return (program.to_path_buf(), args.to_vec());
@@ -130,10 +166,23 @@ impl Sandbox {
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
             // A session of its own: no way back to fnlb's terminal (TIOCSTI).
             "--new-session",
-            "--hostname", "scf", "--chdir", CODE_ROOT, "--",
+            "--hostname", "scf", "--chdir", CODE_ROOT,
         ];
         out.extend(rest.map(str::to_string));
-        if let Some((setpriv, uid)) = setpriv {
+        if confinement.seccomp {
+            out.extend(["--seccomp".to_string(), SECCOMP_FD.to_string()]);
+        }
+        out.push("--".to_string());
+        if let (Some(setpriv), true) = (setpriv, confinement.zygote) {
+            out.extend([
+                path(setpriv),
+                "--clear-groups".to_string(),
+                "--inh-caps=-all".to_string(),
+                format!("--bounding-set={ZYGOTE_CAPABILITIES}"),
+                "--no-new-privs".to_string(),
+                "--".to_string(),
+            ]);
+        } else if let (Some(setpriv), Some(uid)) = (setpriv, confinement.uid) {
             out.extend([
                 path(setpriv),
                 format!("--reuid={uid}"),
@@ -148,6 +197,39 @@ impl Sandbox {
         out.push(path(program));
         out.extend(args.iter().cloned());
         (bwrap.clone(), out)
+    }
+}
+
+// === impl Uids ===
+
+impl Uids {
+    pub fn new(base: u32) -> Uids {
+        Uids { base, given: Default::default(), asked: 0 }
+    }
+
+    /// The user of a function (named by a key unique to it): the one it was given, else the next never given, else
+    /// the one of the function asked for least recently.
+    pub fn of(&mut self, function: &str) -> u32 {
+        self.asked += 1;
+        let asked = self.asked;
+        if let Some((uid, last)) = self.given.get_mut(function) {
+            *last = asked;
+            return *uid;
+        }
+        let uid = if (self.given.len() as u64) < u64::from(FUNCTION_UIDS) {
+            self.base.saturating_add(self.given.len() as u32)
+        } else {
+            let (oldest, (uid, _)) = self
+                .given
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(k, v)| (k.clone(), *v))
+                .expect("the users are all given, so some function has one");
+            self.given.remove(&oldest);
+            uid
+        };
+        self.given.insert(function.to_string(), (uid, asked));
+        uid
     }
 }
 
@@ -188,3 +270,6 @@ fn probe_bwrap() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
     if out.status.success() { Ok(bwrap) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
 }
+
+#[cfg(test)]
+mod tests;

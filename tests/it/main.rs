@@ -14,6 +14,7 @@ mod exhaustion;
 mod failover;
 mod failures;
 mod harness;
+mod hostile;
 mod https;
 mod isolation;
 mod layer4;
