@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
+use super::upload::BodyFailure;
 use crate::functions::{FunctionError, status};
 
 /// A response body: one the balancer made, a function's, or a server's streamed through.
@@ -72,6 +73,16 @@ pub fn too_large() -> Response<Body> {
 
 pub fn bad_request() -> Response<Body> {
     page(StatusCode::BAD_REQUEST, "400 Bad Request")
+}
+
+/// A request body that failed by the client's fault (RFC 9110 section 15.5): past its limit 413, a pause past the
+/// body timeout 408, unreadable 400 (RFC 9112 section 7.1: a malformed chunked coding, or a body cut short).
+pub fn body_failure(failure: BodyFailure) -> Response<Body> {
+    match failure {
+        BodyFailure::TooLarge => too_large(),
+        BodyFailure::TimedOut => request_timeout(),
+        BodyFailure::Broken => bad_request(),
+    }
 }
 
 /// 301 to `location` (the trailing-slash rule of contract 5.3).

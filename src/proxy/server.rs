@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::bridge::{self, RequestInfo};
 use super::keepalive::{Expiry, KeepAlive};
 use super::respond::{self, Body};
-use super::upload::Upload;
+use super::upload::{BodyFailure, Upload};
 use super::upstream::Forwarded;
 use super::{Proxy, ProxySettings};
 use crate::functions::status;
@@ -348,21 +348,45 @@ async fn forward<'a>(
     req: Request<Incoming>,
     served: &mut Served<'a>,
 ) -> Response<Body> {
-    let Routed { target, peer, start_ms, .. } = *request;
-    let Peer { client, tls, .. } = *peer;
-    let custom = &target.custom;
+    let custom = &request.target.custom;
     let max_body = custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
     let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max_body) {
         return respond::too_large();
     }
     let body_gap = custom.client_body_timeout.unwrap_or(proxy.settings.body_read_timeout);
-    let scheme = if tls { "https" } else { "http" };
     // A function's event holds at most its own limit (6 MB) of body, whichever limit is lower.
     let max_event = proxy.functions.settings().max_event_bytes as u64;
+    let target = request.target;
     let event_bound = target.servers.is_empty() && target.fallback.is_none() && max_event < max_body;
     let limit = if event_bound { max_event } else { max_body };
-    let mut req = req.map(|body| Upload::new(body, body_gap, limit));
+    let version = req.version();
+    let req = req.map(|body| Upload::new(body, body_gap, limit));
+    let progress = req.body().progress();
+    let mut response = send(proxy, snapshot, request, req, event_bound, served).await;
+    // An HTTP/1 connection whose request body could not be read cannot be read further: hyper closes it after the
+    // answer, which says so (RFC 9112 section 9.6).
+    let broken = progress.is_some_and(|p| p.failure() == Some(BodyFailure::Broken));
+    if broken && version <= http::Version::HTTP_11 {
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Sends a routed request, its body on its way, to its rule's servers or function (`event_bound`: the body's limit
+/// is the function's own); to its fallback function when no server can take it.
+async fn send<'a>(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    request: &Routed<'a>,
+    mut req: Request<Upload>,
+    event_bound: bool,
+    served: &mut Served<'a>,
+) -> Response<Body> {
+    let Routed { target, peer, start_ms, .. } = *request;
+    let Peer { client, tls, .. } = *peer;
+    let custom = &target.custom;
+    let scheme = if tls { "https" } else { "http" };
     // The console's session cookie is fnlb's own: a listener on the API's host (cookies ignore ports) must not hand
     // it to the functions and servers behind it.
     strip_console_cookie(req.headers_mut());
@@ -436,10 +460,11 @@ async fn invoke(
             let progress = body.progress();
             match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(_) if bounded && progress.as_ref().is_some_and(|p| p.too_large()) => return too_large(),
-                Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => return respond::too_large(),
-                Err(_) if progress.is_some_and(|p| p.timed_out()) => return respond::request_timeout(),
-                Err(_) => return respond::bad_request(),
+                Err(_) => match progress.and_then(|p| p.failure()) {
+                    Some(BodyFailure::TooLarge) if bounded => return too_large(),
+                    Some(failure) => return respond::body_failure(failure),
+                    None => return respond::bad_request(),
+                },
             }
         }
     };

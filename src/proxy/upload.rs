@@ -1,10 +1,12 @@
 //! A request body on its way from the client to a target (or into a function's event), with the two waits that
 //! bound it: the client may not pause longer than `client_body_timeout` between two pieces (408), and a target
 //! may not stop taking it for longer than `proxy_send_timeout` (504). `Progress` tells the forwarding side when
-//! the body is all sent, so that `proxy_read_timeout` counts from there.
+//! the body is all sent, so that `proxy_read_timeout` counts from there, and how it failed when the client was at
+//! fault (`BodyFailure`): too large, too slow, or unreadable.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -25,6 +27,18 @@ pub struct ClientBodyTimeout;
 #[derive(Debug, thiserror::Error)]
 #[error("the request body is larger than the limit")]
 pub struct BodyTooLarge;
+
+/// How a request body failed by the client's fault; each has its answer (`respond::body_failure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// Longer than its limit (413).
+    TooLarge,
+    /// The client paused longer than `client_body_timeout` (408).
+    TimedOut,
+    /// The body could not be read: a malformed chunked coding (a chunk size that is not hexadecimal or overflows,
+    /// chunk data without its CRLF …), or cut short by the client (400). Its connection cannot be read further.
+    Broken,
+}
 
 pub struct Upload {
     inner: Incoming,
@@ -48,8 +62,8 @@ pub struct Progress {
     /// The body is being read from the client (a pause there is the client's, not the target's).
     waiting_on_client: AtomicBool,
     done: AtomicBool,
-    timed_out: AtomicBool,
-    too_large: AtomicBool,
+    /// Set once, when the body failed by the client's fault.
+    failure: OnceLock<BodyFailure>,
     finished: Notify,
 }
 
@@ -67,8 +81,7 @@ impl Upload {
                 last_piece_ms: AtomicU64::new(0),
                 waiting_on_client: AtomicBool::new(false),
                 done: AtomicBool::new(false),
-                timed_out: AtomicBool::new(false),
-                too_large: AtomicBool::new(false),
+                failure: OnceLock::new(),
                 finished: Notify::new(),
             }),
         });
@@ -98,14 +111,16 @@ impl Body for Upload {
                 let gap = watch.gap;
                 let timer = watch.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
                 ready!(timer.as_mut().poll(cx));
-                progress.timed_out.store(true, Ordering::Relaxed);
-                progress.finish();
+                progress.fail(BodyFailure::TimedOut);
                 Poll::Ready(Some(Err(ClientBodyTimeout.into())))
             }
             Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|data| data.len() as u64 > watch.left) => {
-                progress.too_large.store(true, Ordering::Relaxed);
-                progress.finish();
+                progress.fail(BodyFailure::TooLarge);
                 Poll::Ready(Some(Err(BodyTooLarge.into())))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                progress.fail(BodyFailure::Broken);
+                Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(piece) => {
                 if let Some(Ok(data)) = piece.as_ref().map(|p| p.as_ref().map(Frame::data_ref)) {
@@ -139,14 +154,14 @@ impl Progress {
         self.finished.notify_waiters();
     }
 
-    /// The body was longer than its limit.
-    pub fn too_large(&self) -> bool {
-        self.too_large.load(Ordering::Relaxed)
+    fn fail(&self, failure: BodyFailure) {
+        let _ = self.failure.set(failure);
+        self.finish();
     }
 
-    /// The client paused longer than `client_body_timeout`.
-    pub fn timed_out(&self) -> bool {
-        self.timed_out.load(Ordering::Relaxed)
+    /// How the body failed by the client's fault, if it did.
+    pub fn failure(&self) -> Option<BodyFailure> {
+        self.failure.get().copied()
     }
 
     /// Waits until the whole body is handed on (or failed); returns `false` when a target took no part of it for

@@ -434,15 +434,12 @@ impl Upstreams {
                 Ok(sent) => sent,
                 Err(timed_out) => return Forwarded::Answered(timed_out),
             };
-            let response = match sent {
-                Ok(response) => response,
-                Err(_) if progress.as_ref().is_some_and(|p| p.too_large()) => {
-                    return Forwarded::Answered(respond::too_large());
-                }
-                Err(_) if progress.as_ref().is_some_and(|p| p.timed_out()) => {
-                    return Forwarded::Answered(respond::request_timeout());
-                }
-                Err(mut e) => match e.take_message() {
+            // A body the client failed to send is the client's fault, whatever the server did meanwhile.
+            let failure = progress.as_deref().and_then(Progress::failure);
+            let response = match (sent, failure) {
+                (Ok(response), _) => response,
+                (Err(_), Some(failure)) => return Forwarded::Answered(respond::body_failure(failure)),
+                (Err(mut e), None) => match e.take_message() {
                     // Not sent (a kept-alive connection the server had closed): try again, on a new connection.
                     Some(unsent) if tried.len() < self.settings.max_tries => {
                         tracing::debug!(target = %backend.addr, error = %e.error(), "A pooled connection failed.");
@@ -508,12 +505,13 @@ impl Upstreams {
             *served = Some(backend.addr);
             let answer = match exchange(sender.send_request(request), progress.as_deref(), waits).await {
                 Err(timed_out) => timed_out,
-                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.too_large()) => respond::too_large(),
-                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.timed_out()) => respond::request_timeout(),
-                Ok(Err(e)) => {
-                    tracing::debug!(target = %backend.addr, error = %e, "Forwarding over HTTP/2 failed.");
-                    respond::bad_gateway()
-                }
+                Ok(Err(e)) => match progress.as_deref().and_then(Progress::failure) {
+                    Some(failure) => respond::body_failure(failure),
+                    None => {
+                        tracing::debug!(target = %backend.addr, error = %e, "Forwarding over HTTP/2 failed.");
+                        respond::bad_gateway()
+                    }
+                },
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);

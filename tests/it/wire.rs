@@ -1,7 +1,7 @@
 //! HTTP/1.1 on the wire between a client, fnlb and a server: every way an answer's body can end, interim answers,
 //! hop-by-hop headers, kept-alive connections on both sides (and a connection per request to servers without
-//! `KeepaliveEnable`), pipelined requests of different kinds on one connection, and servers that close their
-//! connections.
+//! `KeepaliveEnable`), pipelined requests of different kinds on one connection, servers that close their
+//! connections, and malformed chunked request bodies.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -380,4 +380,44 @@ async fn function_answers_on_a_kept_connection_follow_the_request_method() {
     assert_eq!(event["path"], "/p");
     assert_eq!(event["queryString"]["q"], "1");
     assert_eq!(event["payload"], "abcd");
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_to_servers_is_400_and_ends_the_connection() {
+    let app = TestApp::start();
+    let server = crate::servers::Backend::start("chunked").await;
+    let (_, addr) = forwarding(&app, "/", server.addr).await;
+    let malformed: [(&str, &str); 3] = [
+        ("a chunk size that is not hexadecimal", "zz\r\nhello\r\n0\r\n\r\n"),
+        ("chunk data without its CRLF", "5\r\nhelloXX0\r\n\r\n"),
+        ("a chunk size past 64 bits", "f0000000000000003\r\nabc\r\n0\r\n\r\n"),
+    ];
+    // First on its connection (the direct path hands it over), after a request the direct path served, and after
+    // one that moved the connection to the general path (HTTP/1.0).
+    let before = [
+        ("first", ""),
+        ("after a direct request", "GET /direct HTTP/1.1\r\nHost: wire.test\r\n\r\n"),
+        ("after an HTTP/1.0 request", "GET /general HTTP/1.0\r\nHost: wire.test\r\nConnection: keep-alive\r\n\r\n"),
+    ];
+    for (what, body) in malformed {
+        for (when, first) in before {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let chunked = format!("POST /m HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+            stream.write_all(format!("{first}{chunked}").as_bytes()).await.unwrap();
+            // The answers, then the close (no further request is read from the connection).
+            let answers = read_to_close(&mut stream).await;
+            // Status lines (the server's JSON names the version too, followed by a quote).
+            let lines: Vec<usize> = answers
+                .match_indices("HTTP/1.")
+                .map(|(at, _)| at)
+                .filter(|at| answers.as_bytes().get(at + 8) == Some(&b' '))
+                .collect();
+            let statuses: Vec<&str> = lines.iter().map(|at| &answers[at + 9..at + 12]).collect();
+            let expected: &[&str] = if first.is_empty() { &["400"] } else { &["200", "400"] };
+            assert_eq!(statuses, expected, "{what}, {when}: {answers}");
+            let last = &answers[*lines.last().unwrap()..];
+            assert!(last.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{what}, {when}: {last}");
+            assert!(last.contains("400 Bad Request"), "{what}, {when}: {last}");
+        }
+    }
 }
