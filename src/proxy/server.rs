@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::bridge::{self, RequestInfo};
 use super::keepalive::{Expiry, KeepAlive};
 use super::respond::{self, Body};
-use super::upload::{BodyFailure, Upload};
+use super::upload::{BodyFailure, Draining, Upload};
 use super::upstream::Forwarded;
 use super::{Proxy, ProxySettings};
 use crate::functions::status;
@@ -352,6 +352,9 @@ async fn forward<'a>(
     let max_body = custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
     let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max_body) {
+        if req.version() == http::Version::HTTP_2 {
+            return respond::too_large().map(|answer| Draining::after(answer, req.into_body()).boxed());
+        }
         return respond::too_large();
     }
     let body_gap = custom.client_body_timeout.unwrap_or(proxy.settings.body_read_timeout);
@@ -456,15 +459,22 @@ async fn invoke(
     };
     let body = match body {
         None => bytes::Bytes::new(),
-        Some(body) => {
+        Some(mut body) => {
             let progress = body.progress();
-            match body.collect().await {
+            match (&mut body).collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(_) => match progress.and_then(|p| p.failure()) {
-                    Some(BodyFailure::TooLarge) if bounded => return too_large(),
-                    Some(failure) => return respond::body_failure(failure),
-                    None => return respond::bad_request(),
-                },
+                Err(_) => {
+                    let failure = progress.and_then(|p| p.failure());
+                    let answer = match failure {
+                        Some(BodyFailure::TooLarge) if bounded => too_large(),
+                        Some(failure) => respond::body_failure(failure),
+                        None => respond::bad_request(),
+                    };
+                    if failure == Some(BodyFailure::TooLarge) && parts.version == http::Version::HTTP_2 {
+                        return answer.map(|answer| Draining::new(answer, body).boxed());
+                    }
+                    return answer;
+                }
             }
         }
     };

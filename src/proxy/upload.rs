@@ -2,7 +2,8 @@
 //! bound it: the client may not pause longer than `client_body_timeout` between two pieces (408), and a target
 //! may not stop taking it for longer than `proxy_send_timeout` (504). `Progress` tells the forwarding side when
 //! the body is all sent, so that `proxy_read_timeout` counts from there, and how it failed when the client was at
-//! fault (`BodyFailure`): too large, too slow, or unreadable.
+//! fault (`BodyFailure`): too large, too slow, or unreadable. `Draining` is an HTTP/2 answer given before its
+//! request's body was all read (413), which reads the rest, within bounds, before its stream ends.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,16 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
+use super::respond::Body as AnswerBody;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The most of a request body `Draining` reads and throws away after its answer.
+pub const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The longest `Draining` reads a request body after its answer.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pieces of a drained body read in one turn before other tasks get theirs.
+const DRAIN_PIECES_PER_POLL: usize = 64;
 
 /// The client paused longer than `client_body_timeout`.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +156,87 @@ impl Body for Upload {
     }
 }
 
+/// An HTTP/2 answer given before its request's body was all read (the body is too large): once the answer's own
+/// body is handed on, the rest of the request's is read and thrown away (at most `DRAIN_MAX_BYTES`, for at most
+/// `DRAIN_TIMEOUT`) before the answer's stream ends. A client still sending thus reads the answer and ends its
+/// stream as it meant to; a stream ended with the request still open is reset, and clients such as curl then
+/// report the reset, not the answer. Past either bound the stream ends all the same.
+pub struct Draining<R = Incoming> {
+    answer: AnswerBody,
+    answered: bool,
+    /// `None` once the request's body has ended, failed or gone past a bound.
+    rest: Option<R>,
+    /// Bytes of the request's body that may still be thrown away.
+    left: u64,
+    deadline: Pin<Box<Sleep>>,
+}
+
+// === impl Draining ===
+
+impl Draining {
+    /// `answer`, then the rest of `upload`'s body read and thrown away, within the bounds.
+    pub fn new(answer: AnswerBody, upload: Upload) -> Draining {
+        Draining::after(answer, upload.inner)
+    }
+}
+
+impl<R> Draining<R> {
+    /// `answer`, then the rest of the body `rest` read and thrown away, within the bounds.
+    pub fn after(answer: AnswerBody, rest: R) -> Draining<R> {
+        Draining {
+            answer,
+            answered: false,
+            rest: Some(rest),
+            left: DRAIN_MAX_BYTES,
+            deadline: Box::pin(tokio::time::sleep(DRAIN_TIMEOUT)),
+        }
+    }
+}
+
+impl<R: Body<Data = Bytes> + Unpin> Body for Draining<R> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if !this.answered {
+            match ready!(Pin::new(&mut this.answer).poll_frame(cx)) {
+                Some(frame) => return Poll::Ready(Some(frame)),
+                None => this.answered = true,
+            }
+        }
+        for _ in 0..DRAIN_PIECES_PER_POLL {
+            let Some(rest) = this.rest.as_mut() else { return Poll::Ready(None) };
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                tracing::debug!("A request body was still coming when its drain ended.");
+                this.rest = None;
+                continue;
+            }
+            match ready!(Pin::new(rest).poll_frame(cx)) {
+                Some(Ok(piece)) => {
+                    this.left = this.left.saturating_sub(piece.data_ref().map_or(0, |d| d.len() as u64));
+                    if this.left == 0 {
+                        tracing::debug!("A request body was longer than its drain.");
+                        this.rest = None;
+                    }
+                }
+                Some(Err(_)) | None => this.rest = None,
+            }
+        }
+        // Many pieces at once: the rest on another turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.answered && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.answer.size_hint()
+    }
+}
+
 // === impl Progress ===
 
 impl Progress {
@@ -190,5 +281,53 @@ impl Progress {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::respond;
+
+    /// A request body that never ends: `piece` bytes whenever asked, or nothing ever with `piece` 0.
+    struct Endless {
+        piece: usize,
+        read: Arc<AtomicU64>,
+    }
+
+    impl Body for Endless {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.piece == 0 {
+                return Poll::Pending;
+            }
+            self.read.fetch_add(self.piece as u64, Ordering::Relaxed);
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![0; self.piece])))))
+        }
+    }
+
+    /// The answer's bytes, once its stream ended.
+    async fn answered(draining: Draining<Endless>) -> Bytes {
+        http_body_util::BodyExt::collect(draining).await.expect("the answer").to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_drained_body_is_read_up_to_its_byte_bound() {
+        let read = Arc::new(AtomicU64::new(0));
+        let rest = Endless { piece: 1 << 20, read: read.clone() };
+        let answer = answered(Draining::after(respond::full("too large"), rest)).await;
+        assert_eq!(&answer[..], b"too large");
+        assert_eq!(read.load(Ordering::Relaxed), DRAIN_MAX_BYTES);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_body_is_read_up_to_its_time_bound() {
+        let started = tokio::time::Instant::now();
+        let rest = Endless { piece: 0, read: Arc::default() };
+        let answer = answered(Draining::after(respond::full("too large"), rest)).await;
+        assert_eq!(&answer[..], b"too large");
+        assert_eq!(started.elapsed(), DRAIN_TIMEOUT);
     }
 }

@@ -1,5 +1,6 @@
 //! HTTPS listeners: TLS 1.2 and 1.3 terminated by fnlb, certificates inline or by id, SNI per domain, HTTP/2 by
-//! ALPN, RSA and ECDSA side by side, mutual TLS; checked with curl.
+//! ALPN (a body too large for a function answered 413 over it), RSA and ECDSA side by side, mutual TLS; checked with
+//! curl.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -382,4 +383,58 @@ async fn auto_rewrite_makes_the_http_listener_and_redirects_each_rule() {
     // A domain the HTTPS listener does not serve is refused.
     let unknown = json!({"LoadBalancerId": lb, "ListenerId": https, "Domains": ["other.test"]});
     assert!(app.clb("AutoRewrite", unknown).await.unwrap_err().to_string().contains("other.test"));
+}
+
+#[tokio::test]
+async fn an_http2_body_over_6_mb_to_a_function_is_413_errno_406() {
+    let app = TestApp::start();
+    let temp = tempfile::tempdir().unwrap();
+    let ca = Authority::new("fnlb h2 CA");
+    let ca_file = ca.write(temp.path(), "ca.pem");
+    app.create_fixture("h2-large", "echo", json!({})).await.unwrap();
+    let leaf = ca.leaf(&["large.test"]);
+    let (lb, listener, vip, port) = https_listener(&app, json!({"Certificate": inline(&leaf)})).await;
+    bound_rule(&app, &lb, &listener, "large.test", json!({"Http2": true}), "h2-large").await;
+    let upload = |size: usize, name: &str| {
+        let path = temp.path().join(name);
+        std::fs::write(&path, vec![b'x'; size]).unwrap();
+        format!("@{}", path.display())
+    };
+    let (large, small) = (upload(16 << 20, "large"), upload(1000, "small"));
+    let post = |body: String| {
+        let ca_file = ca_file.clone();
+        let vip = vip.clone();
+        async move {
+            let out = tokio::time::timeout(
+                Duration::from_secs(30),
+                tokio::process::Command::new("curl")
+                    .args(["-sS", "--http2", "--max-time", "20", "--cacert"])
+                    .arg(&ca_file)
+                    .arg("--resolve")
+                    .arg(format!("large.test:{port}:{vip}"))
+                    .args(["-H", "Content-Type: text/plain", "--data-binary", &body])
+                    .args(["-w", "\n%{http_code} %{http_version}"])
+                    .arg(format!("https://large.test:{port}/"))
+                    .output(),
+            )
+            .await
+            .expect("curl finishes")
+            .expect("curl runs");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            (out.status.code().unwrap_or(-1), text, stderr)
+        }
+    };
+    // The client reads the whole answer, as over HTTP/1.1, and its stream ends cleanly (curl exits 0).
+    let (code, text, stderr) = post(large).await;
+    assert_eq!(code, 0, "{stderr}{text}");
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    assert_eq!(status, "413 2", "{text}");
+    let answer: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{body}"));
+    assert_eq!((answer["errno"].as_i64(), answer["error"].as_str()), (Some(406), Some("RequestTooLarge")), "{answer}");
+    assert!(answer["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{answer}");
+    // A body within the limit is served.
+    let (code, text, stderr) = post(small).await;
+    assert_eq!(code, 0, "{stderr}{text}");
+    assert!(text.ends_with("\n200 2"), "{text}");
 }
