@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod caps;
 pub mod cli;
 pub mod client;
 pub mod clock;

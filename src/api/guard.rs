@@ -1,9 +1,8 @@
 //! What keeps the API from being exhausted before anybody is authenticated: a cap on its connections, in all and
-//! per client address; a budget of request-body bytes read at once; a deadline for a connection to send a request
+//! per client address (`caps`); a budget of request-body bytes read at once; a deadline for a connection to send a request
 //! (from accept, and again whenever it is idle between requests). Bodies are read only after the request's head
 //! has been authenticated as far as a head can be (`Api::authenticate_head`), and hashed as they arrive.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +13,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::Digest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::caps::{Admission, ConnectionCaps};
 
 /// The API's connection and body limits. Each is a documented setting (docs/configuration.md).
 #[derive(Clone, Debug)]
@@ -50,16 +51,13 @@ impl Default for GuardSettings {
 /// The API's connections and body bytes in use.
 pub struct Guard {
     pub settings: GuardSettings,
-    connections: Arc<Semaphore>,
-    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    connections: ConnectionCaps,
     bodies: Arc<Semaphore>,
 }
 
 /// One admitted connection: its places in the caps, given back when it closes.
 pub struct Admitted {
-    _connection: OwnedSemaphorePermit,
-    client: IpAddr,
-    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    _places: Admission,
     /// Requests of the connection being answered now (its idle deadline runs only while there are none), and when
     /// the connection last started or finished one.
     activity: Arc<Activity>,
@@ -91,8 +89,7 @@ pub struct ReadBody {
 impl Guard {
     pub fn new(settings: GuardSettings) -> Guard {
         Guard {
-            connections: Arc::new(Semaphore::new(settings.max_connections.max(1))),
-            per_client: Arc::default(),
+            connections: ConnectionCaps::new(settings.max_connections, settings.max_connections_per_client.max(1)),
             bodies: Arc::new(Semaphore::new(settings.max_body_bytes_in_flight.max(1))),
             settings,
         }
@@ -100,20 +97,9 @@ impl Guard {
 
     /// A place for a new connection from `client`, or `None` when the API or that client is at its cap.
     pub fn admit(&self, client: IpAddr) -> Option<Admitted> {
-        let permit = self.connections.clone().try_acquire_owned().ok()?;
-        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let open = per_client.entry(client).or_default();
-        if *open >= self.settings.max_connections_per_client {
-            return None;
-        }
-        *open += 1;
+        let places = self.connections.admit(client).ok()?;
         let activity = Activity { in_flight: AtomicUsize::new(0), last: Mutex::new(tokio::time::Instant::now()) };
-        Some(Admitted {
-            _connection: permit,
-            client,
-            per_client: self.per_client.clone(),
-            activity: Arc::new(activity),
-        })
+        Some(Admitted { _places: places, activity: Arc::new(activity) })
     }
 
     /// Reads a body of at most `limit` bytes, holding its bytes of the budget while it is read and used (all of a
@@ -169,18 +155,6 @@ async fn reserve(
         None => *held = Some(permit),
     }
     Ok(())
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(open) = per_client.get_mut(&self.client) {
-            *open -= 1;
-            if *open == 0 {
-                per_client.remove(&self.client);
-            }
-        }
-    }
 }
 
 // === impl Admitted ===
