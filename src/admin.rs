@@ -32,6 +32,7 @@ pub const BUILD_INFO: &str = "fnlb_build_info";
 pub const UPTIME: &str = "fnlb_uptime_seconds";
 pub const CONNECTIONS_ACTIVE: &str = "fnlb_listener_connections_active";
 pub const CONNECTIONS: &str = "fnlb_listener_connections_total";
+pub const CONNECTIONS_REFUSED: &str = "fnlb_listener_connections_refused_total";
 pub const TLS_HANDSHAKES: &str = "fnlb_listener_tls_handshakes_total";
 pub const TLS_ERRORS: &str = "fnlb_listener_tls_errors_total";
 pub const HTTP_REQUESTS: &str = "fnlb_http_requests_total";
@@ -141,6 +142,7 @@ impl Admin {
         let counters = [
             (CONNECTIONS_ACTIVE, "gauge", "Open client connections of a layer-7 listener."),
             (CONNECTIONS, "counter", "Client connections a layer-7 listener accepted."),
+            (CONNECTIONS_REFUSED, "counter", "Client connections a layer-7 listener closed at once, past a cap."),
             (TLS_HANDSHAKES, "counter", "TLS handshakes completed by an HTTPS listener."),
             (TLS_ERRORS, "counter", "TLS handshakes that failed or timed out."),
         ];
@@ -151,6 +153,7 @@ impl Admin {
                 let value = match name {
                     CONNECTIONS_ACTIVE => s.connections_active.load(Ordering::Relaxed) as f64,
                     CONNECTIONS => s.connections_total.load(Ordering::Relaxed) as f64,
+                    CONNECTIONS_REFUSED => s.connections_refused.load(Ordering::Relaxed) as f64,
                     TLS_HANDSHAKES => s.tls_handshakes.load(Ordering::Relaxed) as f64,
                     _ => s.tls_errors.load(Ordering::Relaxed) as f64,
                 };

@@ -44,6 +44,8 @@ impl Histogram {
 pub struct ListenerStats {
     pub connections_active: AtomicI64,
     pub connections_total: AtomicU64,
+    /// Connections closed at once: past the listener's connection limit, or their client address's.
+    pub connections_refused: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls_errors: AtomicU64,
 }

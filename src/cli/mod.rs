@@ -192,6 +192,10 @@ pub struct ServeArgs {
     /// Open connections one listener accepts; past it, new connections are closed at once.
     #[arg(long, env = "FNLB_MAX_CONNECTIONS", default_value_t = crate::proxy::DEFAULT_MAX_CONNECTIONS_PER_LISTENER)]
     pub max_connections: usize,
+    /// Open connections one listener accepts from one client address (0: no such cap); past it, new connections
+    /// from that address are closed at once.
+    #[arg(long, env = "FNLB_MAX_CONNECTIONS_PER_CLIENT", default_value_t = crate::proxy::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
     /// The largest request body, in bytes, forwarded to server targets (CLB's `client_max_body_size`).
     #[arg(long, env = "FNLB_MAX_BODY_SIZE", default_value_t = crate::proxy::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_size: u64,
@@ -291,6 +295,7 @@ impl ServeArgs {
         config.proxy.keepalive_requests = self.keepalive_requests.max(1);
         config.limits.rules_per_listener = self.rules_per_listener.max(1);
         config.proxy.max_connections_per_listener = self.max_connections.max(1);
+        config.proxy.max_connections_per_client = self.max_connections_per_client;
         config.proxy.max_body_bytes = self.max_body_size;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);

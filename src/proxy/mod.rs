@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::caps;
 use crate::functions::Engine;
 use crate::snapshot::Snapshots;
 
@@ -40,6 +41,9 @@ pub struct ProxySettings {
     pub max_headers: usize,
     /// Open connections per listener; past it, a new connection is closed at once.
     pub max_connections_per_listener: usize,
+    /// Open connections per listener from one client address (TCP listeners, layer 7 and 4); past it, a new
+    /// connection from that address is closed at once. 0: no such cap.
+    pub max_connections_per_client: usize,
     /// The largest request body forwarded to server targets (CLB's `client_max_body_size`); past it, 413.
     pub max_body_bytes: u64,
     /// How long an idle keep-alive client connection stays open (CLB's `keepalive_timeout`).
@@ -57,6 +61,8 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
+/// No cap per client address: clients behind one NAT share an address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 0;
 /// CLB's default `client_max_body_size` (60M).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 60 * 1024 * 1024;
 /// CLB's default `keepalive_timeout`.
@@ -76,6 +82,7 @@ impl Default for ProxySettings {
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             max_headers: DEFAULT_MAX_HEADERS,
             max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             udp_session_timeout: DEFAULT_UDP_SESSION_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
@@ -187,28 +194,46 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     listener.into_std()
 }
 
-/// What an accept loop does with one accepted connection: it comes within the listener's connection limit (the
-/// permit is held for as long as the connection lives), or `None` — a failed accept (after a short back-off, so
-/// that running out of descriptors does not spin) or a connection past the limit (closed at once).
+/// What became of a connection an accept loop accepted.
+enum Accepted {
+    /// Within the listener's caps: the connection, its client, and its places in the caps, held for as long as
+    /// the connection lives.
+    Open(tokio::net::TcpStream, SocketAddr, caps::Admission),
+    /// Past the listener's connection limit, or its client address's: closed at once.
+    Refused,
+    /// The accept failed (after a short back-off, so that running out of descriptors does not spin).
+    Failed,
+}
+
+/// What an accept loop does with one accepted connection: it comes within the listener's caps, in all and per
+/// client address, or it is closed.
 async fn admit(
     accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
-    limit: &Arc<tokio::sync::Semaphore>,
+    caps: &caps::ConnectionCaps,
     addr: SocketAddr,
-) -> Option<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+) -> Accepted {
     let (stream, client) = match accepted {
         Ok(pair) => pair,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "Accept failed.");
             tokio::time::sleep(Duration::from_millis(50)).await;
-            return None;
+            return Accepted::Failed;
         }
     };
-    let Ok(permit) = limit.clone().try_acquire_owned() else {
-        tracing::debug!(%addr, %client, "Connection limit reached: a new connection is closed.");
-        return None;
+    let admission = match caps.admit(client.ip()) {
+        Ok(admission) => admission,
+        Err(refused) => {
+            tracing::debug!(%addr, %client, reason = %refused, "A connection past a cap is closed.");
+            return Accepted::Refused;
+        }
     };
     let _ = stream.set_nodelay(true);
-    Some((stream, client, permit))
+    Accepted::Open(stream, client, admission)
+}
+
+/// The caps on a TCP listener's connections.
+fn connection_caps(settings: &ProxySettings) -> caps::ConnectionCaps {
+    caps::ConnectionCaps::new(settings.max_connections_per_listener, settings.max_connections_per_client)
 }
 
 /// The accept queue of each listener.

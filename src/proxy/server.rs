@@ -37,15 +37,23 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     closed: oneshot::Sender<()>,
 ) {
-    let max = proxy.settings.max_connections_per_listener.min(u32::MAX as usize);
-    let connections = Arc::new(tokio::sync::Semaphore::new(max));
+    let caps = super::connection_caps(&proxy.settings);
     let (phase, phases) = watch::channel(Phase::Serving);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let Some((stream, client, slot)) = super::admit(accepted, &connections, addr).await else { continue };
+        let (stream, client, slot) = match super::admit(accepted, &caps, addr).await {
+            super::Accepted::Open(stream, client, slot) => (stream, client, slot),
+            super::Accepted::Refused => {
+                if let Some(routes) = proxy.snapshots.current().http_listeners.get(&addr) {
+                    routes.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            super::Accepted::Failed => continue,
+        };
         let proxy = proxy.clone();
         let phase = phases.clone();
         tokio::spawn(async move {
@@ -85,8 +93,7 @@ pub async fn serve(
     drop(listener);
     let _ = closed.send(());
     let _ = phase.send(Phase::Draining);
-    let drained = connections.acquire_many(max as u32);
-    if tokio::time::timeout(proxy.settings.drain_timeout, drained).await.is_err() {
+    if tokio::time::timeout(proxy.settings.drain_timeout, caps.closed()).await.is_err() {
         tracing::debug!(%addr, "Connections still open after the drain period were cut.");
         let _ = phase.send(Phase::Cut);
     }

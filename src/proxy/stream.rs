@@ -19,7 +19,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     closed: oneshot::Sender<()>,
 ) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(proxy.settings.max_connections_per_listener));
+    let caps = super::connection_caps(&proxy.settings);
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -28,7 +28,7 @@ pub async fn serve(
             // Finished connections are collected as they go.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let Some((stream, client, slot)) = super::admit(accepted, &limit, addr).await else { continue };
+        let super::Accepted::Open(stream, client, slot) = super::admit(accepted, &caps, addr).await else { continue };
         let proxy = proxy.clone();
         connections.spawn(async move {
             let _slot = slot;

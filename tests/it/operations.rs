@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::harness::{TestApp, eventually, get, request};
 
 /// The value of one sample of a metric (`name{labels}`), or 0 when it is not there.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))

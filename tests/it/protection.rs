@@ -1,5 +1,5 @@
-//! The listener's protections: slow clients, oversized heads and bodies, the connection limit. None of them is
-//! a crash or a hang, and the listener serves others throughout.
+//! The listener's protections: slow clients, oversized heads and bodies, the connection limits (in all and per
+//! client address). None of them is a crash or a hang, and the listener serves others throughout.
 
 use std::time::{Duration, Instant};
 
@@ -216,4 +216,74 @@ async fn requests_with_two_hosts_or_none_are_400_as_rfc_9112_says() {
     // Only the HTTP/1.0 request and the one with one Host reached the function.
     let logs = app.scf("GetFunctionLogs", json!({"FunctionName": "hosted"})).await.unwrap();
     assert_eq!(logs["TotalCount"], 2, "{logs}");
+}
+
+/// An open client connection to `addr` that sends requests one after another, and the task driving it.
+async fn open(
+    addr: &str,
+) -> (hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>, tokio::task::JoinHandle<()>) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    (
+        sender,
+        tokio::spawn(async move {
+            let _ = connection.await;
+        }),
+    )
+}
+
+/// A `GET /` on an open connection: its status.
+async fn get_on(sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>) -> u16 {
+    let request = http::Request::get("/").header("Host", "fnlb.test").body(http_body_util::Empty::new()).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request)).await.unwrap().unwrap();
+    let status = response.status().as_u16();
+    http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_of_one_client_address_are_closed() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--max-connections-per-client", "5"]);
+    let backend = crate::servers::Backend::start("capped").await;
+    let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
+    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener,
+        "Rules": [{"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]});
+    let location = app.clb("CreateRule", rule).await.unwrap()["LocationIds"][0].as_str().unwrap().to_string();
+    let targets = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "Targets": [{"EniIp": "127.0.0.1", "Port": backend.addr.port()}]});
+    app.clb("RegisterTargets", targets).await.unwrap();
+    let addr = format!("{vip}:{port}");
+
+    // Five connections from 127.0.0.1 are held open and served.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let (mut sender, task) = open(&addr).await;
+        assert_eq!(get_on(&mut sender).await, 200);
+        held.push((sender, task));
+    }
+    // A sixth from the same address is closed unanswered; another address is not held to its cap.
+    let request = b"GET / HTTP/1.1\r\nHost: fnlb.test\r\nConnection: close\r\n\r\n";
+    let (answer, _) = exchange(&addr, request, Duration::from_secs(10)).await;
+    assert_eq!(answer, "", "the sixth connection is closed unanswered");
+    let other = crate::harness::post_from([127, 0, 0, 2], addr.parse().unwrap(), "/", &[], "").await;
+    assert_eq!(other.0, 200, "another client address is served");
+    // The five stay usable.
+    for (sender, _) in &mut held {
+        assert_eq!(get_on(sender).await, 200);
+    }
+    let metrics = crate::harness::get(&format!("http://{}/metrics", app.admin_addr)).await.text();
+    let refused = [("listener", listener.as_str())];
+    assert_eq!(crate::operations::sample(&metrics, "fnlb_listener_connections_refused_total", &refused), 1.0);
+
+    // Once one closes, a new connection is accepted.
+    let (sender, task) = held.pop().unwrap();
+    drop(sender);
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("the connection closes").unwrap();
+    crate::harness::eventually("a freed place serves again", Duration::from_secs(10), || async {
+        let (answer, _) = exchange(&addr, request, Duration::from_secs(10)).await;
+        (status(&answer) == "200").then_some(())
+    })
+    .await;
 }
