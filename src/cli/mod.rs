@@ -369,6 +369,9 @@ pub struct Connection {
     /// Region of the request.
     #[arg(long, global = true, env = "TENCENTCLOUD_REGION", default_value = config::DEFAULT_REGION)]
     pub region: String,
+    /// A PEM file of certificate authorities trusted for an https:// endpoint, besides the system's.
+    #[arg(long, global = true, env = "FNLB_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Data directory whose credentials.json to use when TENCENTCLOUD_SECRET_ID/KEY are not set.
     #[arg(long, global = true, env = "FNLB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -407,7 +410,8 @@ impl Connection {
                 }
             }
         };
-        Ok(Client::new(&self.endpoint, credentials, &self.region)?)
+        let trust = crate::client::Trust::System { extra: self.ca_cert.clone() };
+        Ok(Client::with_trust(&self.endpoint, credentials, &self.region, trust)?)
     }
 }
 
