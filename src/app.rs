@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{Api, Service};
-use crate::client::{Client, ClientError, Credentials};
+use crate::client::{Client, ClientError, Credentials, Trust};
 use crate::config::Config;
 use crate::control::Control;
 use crate::functions::Engine;
@@ -33,6 +33,11 @@ pub const EXAMPLE_NAME: &str = "hello-clb";
 
 /// Runs fnlb until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    // The API's certificate is checked before anything starts.
+    let tls = match &config.api.tls {
+        Some(files) => Some(files.load()?),
+        None => None,
+    };
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -138,9 +143,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         guard: crate::api::guard::Guard::new(config.api.guard.clone()),
         replays: Default::default(),
         backoff: Default::default(),
+        tls: tls.as_ref().map(|t| t.acceptor.clone()),
     });
     let api_task = tokio::spawn(api.clone().serve(listener, stop_rx.clone()));
-    println!("fnlb: API listening on http://{api_addr}");
+    let api_url = format!("{}://{api_addr}", if tls.is_some() { "https" } else { "http" });
+    println!("fnlb: API listening on {api_url}");
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on {} (the admin address)", config.admin_addr))?;
@@ -159,7 +166,12 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
     if let Some(port) = config.example_port {
         let credentials = Credentials { secret_id: account.secret_id.clone(), secret_key: account.secret_key.clone() };
-        let client = Client::new(&format!("http://{api_addr}"), credentials, &config.region)?;
+        // This node's own certificate is trusted whatever names it holds: the example is deployed to itself.
+        let trust = match &tls {
+            Some(tls) => Trust::Exactly(tls.certificate.clone()),
+            None => Trust::System { extra: None },
+        };
+        let client = Client::with_trust(&api_url, credentials, &config.region, trust)?;
         match deploy_example(&client, port).await {
             Ok(path) => println!("fnlb: example {EXAMPLE_NAME} deployed; open {path}"),
             Err(e) => eprintln!("fnlb: the example could not be deployed: {e}"),

@@ -70,6 +70,8 @@ pub enum ConfigError {
         "--store takes a PostgreSQL URL, postgres://USER@HOST:PORT/DB (without it the state is kept in SQLite in the data directory)"
     )]
     Store,
+    #[error("--api-tls-cert and --api-tls-key go together: give both (HTTPS) or neither (plain HTTP)")]
+    ApiTls,
 }
 
 /// The host's name: a cluster node's default name.

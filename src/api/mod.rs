@@ -14,6 +14,7 @@ mod params;
 pub mod replay;
 pub mod scf;
 pub mod tc3;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct ApiSettings {
     pub guard: guard::GuardSettings,
     /// Refuse TC3 requests that do not sign `x-tc-action` (the SDKs sign only `content-type` and `host`).
     pub require_signed_action: bool,
+    /// The certificate and key the API is served with over TLS; `None`: plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// TC3 POST bodies are limited to 10 MB (contract 3.1).
@@ -102,6 +105,7 @@ impl Default for ApiSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             guard: guard::GuardSettings::default(),
             require_signed_action: false,
+            tls: None,
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct Api {
     pub replays: replay::Replays,
     /// Failed sign-ins and signatures, per client address and SecretId.
     pub backoff: backoff::Backoff,
+    /// TLS for every connection (`--api-tls-cert`); `None`: plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The largest body the console's own endpoints take (sign-in).
@@ -192,51 +198,18 @@ impl Api {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let api = self.clone();
-            let admitted = Arc::new(admitted);
-            let busy = admitted.clone();
-            let service = service_fn(move |req| {
-                let api = api.clone();
-                let busy = busy.busy();
-                async move {
-                    let response = api.handle(req, client).await;
-                    drop(busy);
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-            let timeout = self.settings.guard.header_timeout;
-            let mut stop = shutdown.clone();
+            let (api, builder, stop) = (self.clone(), builder.clone(), shutdown.clone());
             connections.spawn(async move {
-                tokio::pin!(conn);
-                let mut closing = false;
-                // A closing connection that does not finish (its client reads nothing) is dropped.
-                let mut dropped_at = tokio::time::Instant::now();
-                loop {
-                    // A connection with no request being answered must send one within the header timeout, counted
-                    // from accept or from the end of its last request.
-                    let deadline = admitted.idle_deadline(timeout);
-                    let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + timeout);
-                    tokio::select! {
-                        ended = conn.as_mut() => {
-                            if let Err(e) = ended {
-                                tracing::debug!(error = %e, "API connection ended with an error.");
-                            }
-                            break;
-                        }
-                        _ = tokio::time::sleep_until(wake), if !closing => {
-                            if admitted.idle_deadline(timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
-                                tracing::debug!(%client, "An idle API connection is closed.");
-                                conn.as_mut().graceful_shutdown();
-                                (closing, dropped_at) = (true, tokio::time::Instant::now() + timeout);
-                            }
-                        }
-                        _ = stop.wait_for(|s| *s), if !closing => {
-                            conn.as_mut().graceful_shutdown();
-                            (closing, dropped_at) = (true, tokio::time::Instant::now() + timeout);
-                        }
-                        _ = tokio::time::sleep_until(dropped_at), if closing => break,
-                    }
+                let admitted = Arc::new(admitted);
+                let Some(tls) = api.tls.clone() else {
+                    return api.connection(builder, TokioIo::new(stream), client, admitted, stop).await;
+                };
+                // The handshake counts against the header timeout from accept, and has a bound of its own.
+                let limit = tls::HANDSHAKE_TIMEOUT.min(api.settings.guard.header_timeout);
+                match tokio::time::timeout(limit, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => api.connection(builder, TokioIo::new(stream), client, admitted, stop).await,
+                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "An API TLS handshake failed."),
+                    Err(_) => tracing::debug!(%client, "An API TLS handshake did not finish in time."),
                 }
             });
             // Connections that ended are reaped as new ones come.
@@ -245,6 +218,63 @@ impl Api {
         let _ =
             tokio::time::timeout(Duration::from_secs(10), async { while connections.join_next().await.is_some() {} })
                 .await;
+    }
+
+    /// Serves one admitted connection (plain, or after its TLS handshake) until it ends, is idle past the header
+    /// timeout (counted from accept, then from each answer), or `shutdown` turns true.
+    async fn connection<I>(
+        self: Arc<Self>,
+        builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+        io: TokioIo<I>,
+        client: SocketAddr,
+        admitted: Arc<guard::Admitted>,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let busy = admitted.clone();
+        let api = self.clone();
+        let service = service_fn(move |req| {
+            let api = api.clone();
+            let busy = busy.busy();
+            async move {
+                let response = api.handle(req, client).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let conn = builder.serve_connection(io, service);
+        let timeout = self.settings.guard.header_timeout;
+        tokio::pin!(conn);
+        let mut closing = false;
+        // A closing connection that does not finish (its client reads nothing) is dropped.
+        let mut dropped_at = tokio::time::Instant::now();
+        loop {
+            // A connection with no request being answered must send one within the header timeout, counted from
+            // accept or from the end of its last request.
+            let deadline = admitted.idle_deadline(timeout);
+            let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "API connection ended with an error.");
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep_until(wake), if !closing => {
+                    if admitted.idle_deadline(timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        tracing::debug!(%client, "An idle API connection is closed.");
+                        conn.as_mut().graceful_shutdown();
+                        (closing, dropped_at) = (true, tokio::time::Instant::now() + timeout);
+                    }
+                }
+                _ = stop.wait_for(|s| *s), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    (closing, dropped_at) = (true, tokio::time::Instant::now() + timeout);
+                }
+                _ = tokio::time::sleep_until(dropped_at), if closing => break,
+            }
+        }
     }
 
     async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {

@@ -261,6 +261,12 @@ pub struct ServeArgs {
     /// Seconds an API connection may take to send a request, from accept or from its previous answer.
     #[arg(long, env = "FNLB_API_HEADER_TIMEOUT", default_value_t = crate::api::guard::DEFAULT_HEADER_TIMEOUT.as_secs())]
     pub api_header_timeout: u64,
+    /// The certificate chain (PEM) the API and the web console are served with over HTTPS; with --api-tls-key.
+    #[arg(long, env = "FNLB_API_TLS_CERT")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --api-tls-cert.
+    #[arg(long, env = "FNLB_API_TLS_KEY")]
+    pub api_tls_key: Option<PathBuf>,
     /// Where a cluster node's invocation logs go: `shared` (also to the database, so that every node's logs read
     /// on any node) or `local` (kept on the node that ran the invocation only, which costs the database nothing).
     #[arg(long, env = "FNLB_CLUSTER_LOGS", value_enum, default_value = "shared")]
@@ -312,6 +318,12 @@ impl ServeArgs {
             max_body_bytes_in_flight: self.api_max_body_in_flight.max(crate::api::DEFAULT_MAX_BODY_BYTES),
             header_timeout: Duration::from_secs(self.api_header_timeout.max(1)),
         };
+        config.api.tls = match (self.api_tls_cert, self.api_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(config::ConfigError::ApiTls),
+        };
+        config.console.secure_cookie = config.api.tls.is_some();
         config.cluster = match self.store.filter(|s| !s.is_empty()) {
             None => None,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {

@@ -31,6 +31,8 @@ pub struct ConsoleSettings {
     pub session_ttl: Duration,
     /// Sessions open at once; past it, the oldest is closed.
     pub max_sessions: usize,
+    /// Whether the session cookie is marked `Secure` (the console is served over HTTPS).
+    pub secure_cookie: bool,
 }
 
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
@@ -38,7 +40,7 @@ pub const DEFAULT_MAX_SESSIONS: usize = 1024;
 
 impl Default for ConsoleSettings {
     fn default() -> Self {
-        ConsoleSettings { session_ttl: DEFAULT_SESSION_TTL, max_sessions: DEFAULT_MAX_SESSIONS }
+        ConsoleSettings { session_ttl: DEFAULT_SESSION_TTL, max_sessions: DEFAULT_MAX_SESSIONS, secure_cookie: false }
     }
 }
 
@@ -185,8 +187,9 @@ impl Console {
                 let expires = now + self.settings.session_ttl;
                 sessions.insert(token.clone(), Session { uin: account.uin.clone(), csrf: csrf.clone(), expires });
                 let cookie = format!(
-                    "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                    self.settings.session_ttl.as_secs()
+                    "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                    self.settings.session_ttl.as_secs(),
+                    self.secure()
                 );
                 let mut reply = json_reply(StatusCode::OK, &who(account, &csrf));
                 set_cookie(&mut reply, &cookie);
@@ -205,11 +208,18 @@ impl Console {
                     self.sessions().remove(token);
                 }
                 let mut reply = json_reply(StatusCode::OK, &json!({}));
-                set_cookie(&mut reply, &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
+                let cookie =
+                    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", self.secure());
+                set_cookie(&mut reply, &cookie);
                 reply
             }
             _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         }
+    }
+
+    /// The cookie attribute that keeps the session off plain HTTP, when the console is served over HTTPS.
+    fn secure(&self) -> &'static str {
+        if self.settings.secure_cookie { "; Secure" } else { "" }
     }
 
     /// The account of a request's session, and the session's CSRF token (no token check: for reading the session

@@ -156,9 +156,7 @@ fn server_config(state: &State, settings: &TlsSettings, http2: bool) -> Result<A
     }
     // ECDSA first: clients that accept it get the smaller, faster handshake.
     keys.sort_by_key(|k| k.key.algorithm() != SignatureAlgorithm::ECDSA);
-    let builder = ServerConfig::builder_with_provider(server_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?;
+    let builder = server_builder();
     let builder = match (&settings.ca_cert_id, settings.mutual) {
         (Some(ca), true) => {
             let roots = client_roots(&stored(ca)?.cert_pem)?;
@@ -168,11 +166,29 @@ fn server_config(state: &State, settings: &TlsSettings, http2: bool) -> Result<A
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(ByAlgorithm(keys)));
+    let alpn = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    Ok(finish(builder.with_cert_resolver(Arc::new(ByAlgorithm(keys))), alpn))
+}
+
+/// A configuration serving one certificate chain with the listeners' versions and suites (the API's own, with
+/// `--api-tls-cert`), offering `alpn`.
+pub fn single_server_config(key: CertifiedKey, alpn: Vec<Vec<u8>>) -> Arc<ServerConfig> {
+    let config = server_builder().with_no_client_auth().with_cert_resolver(Arc::new(ByAlgorithm(vec![Arc::new(key)])));
+    finish(config, alpn)
+}
+
+/// TLS 1.3 and 1.2 with the suites of `server_provider`.
+fn server_builder() -> rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier> {
+    ServerConfig::builder_with_provider(server_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+}
+
+fn finish(mut config: ServerConfig, alpn: Vec<Vec<u8>>) -> Arc<ServerConfig> {
     // The server picks the suite: AES-128-GCM with SHA-256 first (`server_provider`).
     config.ignore_client_order = true;
-    config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
-    Ok(Arc::new(config))
+    config.alpn_protocols = alpn;
+    Arc::new(config)
 }
 
 /// Picks the first certificate whose key can sign with a scheme the client offers.

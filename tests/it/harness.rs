@@ -24,10 +24,14 @@ pub struct TestApp {
     _temp: Option<tempfile::TempDir>,
     child: Child,
     pub api_addr: SocketAddr,
+    /// The API's scheme as fnlb printed it: `http`, or `https` with `--api-tls-cert`.
+    pub api_scheme: &'static str,
     /// The admin listener (`/live`, `/ready`, `/metrics`, `/status`).
     pub admin_addr: SocketAddr,
     pub credentials: Credentials,
     pub region: String,
+    /// Certificate authorities `client` trusts besides the system's (for an API served over HTTPS).
+    pub ca_cert: Option<PathBuf>,
     stdout: mpsc::Receiver<String>,
 }
 
@@ -88,7 +92,7 @@ impl TestApp {
         });
         let deadline = Instant::now() + START_DEADLINE;
         let (mut api_addr, mut admin_addr) = (None, None);
-        let (api_addr, admin_addr) = loop {
+        let ((api_scheme, api_addr), admin_addr) = loop {
             if let (Some(api), Some(admin)) = (api_addr, admin_addr) {
                 break (api, admin);
             }
@@ -100,8 +104,12 @@ impl TestApp {
                     panic!("fnlb did not report its API and admin addresses within {START_DEADLINE:?}");
                 }
             };
-            if let Some(addr) = line.strip_prefix("fnlb: API listening on http://") {
-                api_addr = Some(addr.parse::<SocketAddr>().expect("a socket address"));
+            if let Some(url) = line.strip_prefix("fnlb: API listening on ") {
+                let (scheme, addr) = match url.strip_prefix("https://") {
+                    Some(addr) => ("https", addr),
+                    None => ("http", url.strip_prefix("http://").expect("an http or https URL")),
+                };
+                api_addr = Some((scheme, addr.parse::<SocketAddr>().expect("a socket address")));
             }
             if let Some(addr) = line.strip_prefix("fnlb: admin listening on http://") {
                 admin_addr = Some(addr.parse::<SocketAddr>().expect("a socket address"));
@@ -118,9 +126,11 @@ impl TestApp {
             _temp: None,
             child,
             api_addr,
+            api_scheme,
             admin_addr,
             credentials,
             region: "ap-guangzhou".to_string(),
+            ca_cert: None,
             stdout: rx,
         }
     }
@@ -156,11 +166,12 @@ impl TestApp {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.api_addr)
+        format!("{}://{}", self.api_scheme, self.api_addr)
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.endpoint(), self.credentials.clone(), &self.region).expect("a client")
+        let trust = fnlb::client::Trust::System { extra: self.ca_cert.clone() };
+        Client::with_trust(&self.endpoint(), self.credentials.clone(), &self.region, trust).expect("a client")
     }
 
     pub async fn scf(&self, action: &str, params: Value) -> Result<Value, ClientError> {

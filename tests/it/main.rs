@@ -1,6 +1,7 @@
 //! fnlb's integration tests: one binary, fnlb started as a real process per test.
 
 mod api;
+mod api_tls;
 mod apply;
 mod asynchronous;
 mod clb_trigger;

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::harness::{TestApp, free_addr};
 
 /// The Python that has the SDK: `FNLB_TEST_PYTHON`, else the project's `.venv` made by `scripts/test`.
-fn sdk_python() -> PathBuf {
+pub(crate) fn sdk_python() -> PathBuf {
     if let Ok(python) = std::env::var("FNLB_TEST_PYTHON") {
         return PathBuf::from(python);
     }
