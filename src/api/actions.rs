@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use Effect::{Change, Invoke, Read};
+
 use super::{ApiError, Ctx, clb, scf};
 
 #[cfg(test)]
@@ -39,23 +41,37 @@ impl Service {
     }
 }
 
+/// What carrying out an action does, which decides what a repeat of its signed request gets (`replay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// It reads: its signer may send it again and it runs again.
+    Read,
+    /// It runs a function: as a read, it runs again when its signer repeats it.
+    Invoke,
+    /// It changes the state: it is carried out once per signature, whoever repeats it; a repeat gets the first
+    /// answer.
+    Change,
+}
+
 /// An action and the request parameters Tencent documents for it (any other is `UnknownParameter`).
 pub struct ActionInfo {
     pub service: Service,
     pub name: &'static str,
+    pub effect: Effect,
     pub params: &'static [&'static str],
 }
 
-const fn scf(name: &'static str, params: &'static [&'static str]) -> ActionInfo {
-    ActionInfo { service: Service::Scf, name, params }
+const fn scf(effect: Effect, name: &'static str, params: &'static [&'static str]) -> ActionInfo {
+    ActionInfo { service: Service::Scf, name, effect, params }
 }
 
-const fn clb(name: &'static str, params: &'static [&'static str]) -> ActionInfo {
-    ActionInfo { service: Service::Clb, name, params }
+const fn clb(effect: Effect, name: &'static str, params: &'static [&'static str]) -> ActionInfo {
+    ActionInfo { service: Service::Clb, name, effect, params }
 }
 
 pub const ACTIONS: &[ActionInfo] = &[
     scf(
+        Change,
         "CreateFunction",
         &[
             "FunctionName",
@@ -91,12 +107,17 @@ pub const ACTIONS: &[ActionInfo] = &[
             "IntranetConfig",
         ],
     ),
-    scf("GetFunction", &["FunctionName", "Qualifier", "Namespace", "ShowCode"]),
-    scf("GetFunctionAddress", &["FunctionName", "Qualifier", "Namespace"]),
+    scf(Read, "GetFunction", &["FunctionName", "Qualifier", "Namespace", "ShowCode"]),
+    scf(Read, "GetFunctionAddress", &["FunctionName", "Qualifier", "Namespace"]),
     // fnlb extension: the console's charts.
-    scf("DescribeFunctionMetrics", &["FunctionName", "Namespace"]),
-    scf("ListFunctions", &["Order", "Orderby", "Offset", "Limit", "SearchKey", "Namespace", "Description", "Filters"]),
+    scf(Read, "DescribeFunctionMetrics", &["FunctionName", "Namespace"]),
     scf(
+        Read,
+        "ListFunctions",
+        &["Order", "Orderby", "Offset", "Limit", "SearchKey", "Namespace", "Description", "Filters"],
+    ),
+    scf(
+        Change,
         "UpdateFunctionCode",
         &[
             "FunctionName",
@@ -114,6 +135,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         ],
     ),
     scf(
+        Change,
         "UpdateFunctionConfiguration",
         &[
             "FunctionName",
@@ -142,14 +164,16 @@ pub const ACTIONS: &[ActionInfo] = &[
             "IgnoreSysLog",
         ],
     ),
-    scf("DeleteFunction", &["FunctionName", "Namespace", "Qualifier"]),
+    scf(Change, "DeleteFunction", &["FunctionName", "Namespace", "Qualifier"]),
     scf(
+        Invoke,
         "Invoke",
         &["FunctionName", "InvocationType", "Qualifier", "ClientContext", "LogType", "Namespace", "RoutingKey"],
     ),
-    scf("InvokeFunction", &["FunctionName", "Qualifier", "Event", "LogType", "Namespace", "RoutingKey"]),
-    scf("ListTriggers", &["FunctionName", "Namespace", "Offset", "Limit", "OrderBy", "Order", "Filters"]),
+    scf(Invoke, "InvokeFunction", &["FunctionName", "Qualifier", "Event", "LogType", "Namespace", "RoutingKey"]),
+    scf(Read, "ListTriggers", &["FunctionName", "Namespace", "Offset", "Limit", "OrderBy", "Order", "Filters"]),
     scf(
+        Change,
         "CreateTrigger",
         &[
             "FunctionName",
@@ -163,23 +187,32 @@ pub const ACTIONS: &[ActionInfo] = &[
             "Description",
         ],
     ),
-    scf("DeleteTrigger", &["FunctionName", "TriggerName", "Type", "Namespace", "TriggerDesc", "Qualifier"]),
-    scf("PublishVersion", &["FunctionName", "Description", "Namespace"]),
-    scf("ListVersionByFunction", &["FunctionName", "Namespace", "Offset", "Limit", "Order", "OrderBy"]),
-    scf("CreateAlias", &["Name", "FunctionName", "FunctionVersion", "Namespace", "RoutingConfig", "Description"]),
-    scf("GetAlias", &["FunctionName", "Name", "Namespace"]),
-    scf("UpdateAlias", &["FunctionName", "Name", "FunctionVersion", "Namespace", "RoutingConfig", "Description"]),
-    scf("DeleteAlias", &["FunctionName", "Name", "Namespace"]),
-    scf("ListAliases", &["FunctionName", "Namespace", "FunctionVersion", "Offset", "Limit"]),
-    scf("GetRequestStatus", &["FunctionName", "FunctionRequestId", "Namespace", "StartTime", "EndTime"]),
-    scf("CreateNamespace", &["Namespace", "Description", "ResourceEnv"]),
-    scf("ListNamespaces", &["Limit", "Offset", "Orderby", "Order", "SearchKey"]),
-    scf("UpdateNamespace", &["Namespace", "Description"]),
-    scf("DeleteNamespace", &["Namespace"]),
-    scf("PutReservedConcurrencyConfig", &["FunctionName", "ReservedConcurrencyMem", "Namespace"]),
-    scf("GetReservedConcurrencyConfig", &["FunctionName", "Namespace"]),
-    scf("DeleteReservedConcurrencyConfig", &["FunctionName", "Namespace"]),
+    scf(Change, "DeleteTrigger", &["FunctionName", "TriggerName", "Type", "Namespace", "TriggerDesc", "Qualifier"]),
+    scf(Change, "PublishVersion", &["FunctionName", "Description", "Namespace"]),
+    scf(Read, "ListVersionByFunction", &["FunctionName", "Namespace", "Offset", "Limit", "Order", "OrderBy"]),
     scf(
+        Change,
+        "CreateAlias",
+        &["Name", "FunctionName", "FunctionVersion", "Namespace", "RoutingConfig", "Description"],
+    ),
+    scf(Read, "GetAlias", &["FunctionName", "Name", "Namespace"]),
+    scf(
+        Change,
+        "UpdateAlias",
+        &["FunctionName", "Name", "FunctionVersion", "Namespace", "RoutingConfig", "Description"],
+    ),
+    scf(Change, "DeleteAlias", &["FunctionName", "Name", "Namespace"]),
+    scf(Read, "ListAliases", &["FunctionName", "Namespace", "FunctionVersion", "Offset", "Limit"]),
+    scf(Read, "GetRequestStatus", &["FunctionName", "FunctionRequestId", "Namespace", "StartTime", "EndTime"]),
+    scf(Change, "CreateNamespace", &["Namespace", "Description", "ResourceEnv"]),
+    scf(Read, "ListNamespaces", &["Limit", "Offset", "Orderby", "Order", "SearchKey"]),
+    scf(Change, "UpdateNamespace", &["Namespace", "Description"]),
+    scf(Change, "DeleteNamespace", &["Namespace"]),
+    scf(Change, "PutReservedConcurrencyConfig", &["FunctionName", "ReservedConcurrencyMem", "Namespace"]),
+    scf(Read, "GetReservedConcurrencyConfig", &["FunctionName", "Namespace"]),
+    scf(Change, "DeleteReservedConcurrencyConfig", &["FunctionName", "Namespace"]),
+    scf(
+        Change,
         "PutProvisionedConcurrencyConfig",
         &[
             "FunctionName",
@@ -193,9 +226,10 @@ pub const ACTIONS: &[ActionInfo] = &[
             "MaxCapacity",
         ],
     ),
-    scf("GetProvisionedConcurrencyConfig", &["FunctionName", "Namespace", "Qualifier"]),
-    scf("DeleteProvisionedConcurrencyConfig", &["FunctionName", "Qualifier", "Namespace"]),
+    scf(Read, "GetProvisionedConcurrencyConfig", &["FunctionName", "Namespace", "Qualifier"]),
+    scf(Change, "DeleteProvisionedConcurrencyConfig", &["FunctionName", "Qualifier", "Namespace"]),
     scf(
+        Read,
         "GetFunctionLogs",
         &[
             "FunctionName",
@@ -213,6 +247,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         ],
     ),
     clb(
+        Change,
         "CreateLoadBalancer",
         &[
             "LoadBalancerType",
@@ -250,6 +285,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         ],
     ),
     clb(
+        Read,
         "DescribeLoadBalancers",
         &[
             "LoadBalancerIds",
@@ -274,8 +310,9 @@ pub const ACTIONS: &[ActionInfo] = &[
             "AdditionalFields",
         ],
     ),
-    clb("DeleteLoadBalancer", &["LoadBalancerIds", "ForceDelete"]),
+    clb(Change, "DeleteLoadBalancer", &["LoadBalancerIds", "ForceDelete"]),
     clb(
+        Change,
         "CreateListener",
         &[
             "LoadBalancerId",
@@ -309,8 +346,9 @@ pub const ACTIONS: &[ActionInfo] = &[
             "RescheduleInterval",
         ],
     ),
-    clb("DescribeListeners", &["LoadBalancerId", "ListenerIds", "Protocol", "Port"]),
+    clb(Read, "DescribeListeners", &["LoadBalancerId", "ListenerIds", "Protocol", "Port"]),
     clb(
+        Change,
         "ModifyListener",
         &[
             "LoadBalancerId",
@@ -334,6 +372,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         ],
     ),
     clb(
+        Change,
         "ModifyDomainAttributes",
         &[
             "LoadBalancerId",
@@ -349,9 +388,10 @@ pub const ACTIONS: &[ActionInfo] = &[
             "MultiCertInfo",
         ],
     ),
-    clb("DeleteListener", &["LoadBalancerId", "ListenerId"]),
-    clb("CreateRule", &["LoadBalancerId", "ListenerId", "Rules"]),
+    clb(Change, "DeleteListener", &["LoadBalancerId", "ListenerId"]),
+    clb(Change, "CreateRule", &["LoadBalancerId", "ListenerId", "Rules"]),
     clb(
+        Change,
         "ModifyRule",
         &[
             "LoadBalancerId",
@@ -368,38 +408,56 @@ pub const ACTIONS: &[ActionInfo] = &[
             "CookieName",
         ],
     ),
-    clb("DeleteRule", &["LoadBalancerId", "ListenerId", "LocationIds", "Domain", "Url", "NewDefaultServerDomain"]),
-    clb("RegisterFunctionTargets", &["LoadBalancerId", "ListenerId", "FunctionTargets", "LocationId", "Domain", "Url"]),
     clb(
+        Change,
+        "DeleteRule",
+        &["LoadBalancerId", "ListenerId", "LocationIds", "Domain", "Url", "NewDefaultServerDomain"],
+    ),
+    clb(
+        Change,
+        "RegisterFunctionTargets",
+        &["LoadBalancerId", "ListenerId", "FunctionTargets", "LocationId", "Domain", "Url"],
+    ),
+    clb(
+        Change,
         "DeregisterFunctionTargets",
         &["LoadBalancerId", "ListenerId", "FunctionTargets", "LocationId", "Domain", "Url"],
     ),
-    clb("DescribeTargets", &["LoadBalancerId", "ListenerIds", "Protocol", "Port", "Filters"]),
-    clb("RegisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
-    clb("DeregisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
-    clb("ModifyTargetWeight", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Targets", "Weight"]),
-    clb("DescribeTargetHealth", &["LoadBalancerIds", "ListenerIds", "LocationIds"]),
-    clb("DescribeTaskStatus", &["TaskId", "DealName"]),
-    clb("ManualRewrite", &["LoadBalancerId", "SourceListenerId", "TargetListenerId", "RewriteInfos"]),
-    clb("DeleteRewrite", &["LoadBalancerId", "SourceListenerId", "TargetListenerId", "RewriteInfos"]),
-    clb("AutoRewrite", &["LoadBalancerId", "ListenerId", "Domains", "RewriteCodes", "TakeUrls"]),
-    clb("DescribeRewrite", &["LoadBalancerId", "SourceListenerIds", "SourceLocationIds"]),
-    // fnlb extensions (docs/decisions/0006-rule-fallback.md).
-    clb("SetRuleFallback", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Function"]),
-    clb("DescribeRuleFallbacks", &["LoadBalancerId", "ListenerIds"]),
-    clb("DescribeCertificates", &["CertIds"]),
-    clb("DescribeRuleMetrics", &["LoadBalancerId", "ListenerId", "LocationId"]),
+    clb(Read, "DescribeTargets", &["LoadBalancerId", "ListenerIds", "Protocol", "Port", "Filters"]),
+    clb(Change, "RegisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
+    clb(Change, "DeregisterTargets", &["LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"]),
     clb(
+        Change,
+        "ModifyTargetWeight",
+        &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Targets", "Weight"],
+    ),
+    clb(Read, "DescribeTargetHealth", &["LoadBalancerIds", "ListenerIds", "LocationIds"]),
+    clb(Read, "DescribeTaskStatus", &["TaskId", "DealName"]),
+    clb(Change, "ManualRewrite", &["LoadBalancerId", "SourceListenerId", "TargetListenerId", "RewriteInfos"]),
+    clb(Change, "DeleteRewrite", &["LoadBalancerId", "SourceListenerId", "TargetListenerId", "RewriteInfos"]),
+    clb(Change, "AutoRewrite", &["LoadBalancerId", "ListenerId", "Domains", "RewriteCodes", "TakeUrls"]),
+    clb(Read, "DescribeRewrite", &["LoadBalancerId", "SourceListenerIds", "SourceLocationIds"]),
+    // fnlb extensions (docs/decisions/0006-rule-fallback.md).
+    clb(Change, "SetRuleFallback", &["LoadBalancerId", "ListenerId", "LocationId", "Domain", "Url", "Function"]),
+    clb(Read, "DescribeRuleFallbacks", &["LoadBalancerId", "ListenerIds"]),
+    clb(Read, "DescribeCertificates", &["CertIds"]),
+    clb(Read, "DescribeRuleMetrics", &["LoadBalancerId", "ListenerId", "LocationId"]),
+    clb(
+        Change,
         "SetCustomizedConfigForLoadBalancer",
         &["OperationType", "UconfigId", "ConfigContent", "ConfigName", "LoadBalancerIds", "Tags"],
     ),
-    clb("AddCustomizedConfig", &["ConfigName", "ConfigType", "ConfigContent", "Tags"]),
-    clb("ModifyCustomizedConfig", &["ConfigName", "UconfigId", "ConfigContent"]),
-    clb("DeleteCustomizedConfig", &["UconfigIdList"]),
-    clb("AssociateCustomizedConfig", &["UconfigId", "BindList"]),
-    clb("DisassociateCustomizedConfig", &["UconfigId", "BindList"]),
-    clb("DescribeCustomizedConfigList", &["ConfigType", "Offset", "Limit", "ConfigName", "UconfigIds", "Filters"]),
-    clb("DescribeCustomizedConfigAssociateList", &["UconfigId", "Offset", "Limit", "Domain"]),
+    clb(Change, "AddCustomizedConfig", &["ConfigName", "ConfigType", "ConfigContent", "Tags"]),
+    clb(Change, "ModifyCustomizedConfig", &["ConfigName", "UconfigId", "ConfigContent"]),
+    clb(Change, "DeleteCustomizedConfig", &["UconfigIdList"]),
+    clb(Change, "AssociateCustomizedConfig", &["UconfigId", "BindList"]),
+    clb(Change, "DisassociateCustomizedConfig", &["UconfigId", "BindList"]),
+    clb(
+        Read,
+        "DescribeCustomizedConfigList",
+        &["ConfigType", "Offset", "Limit", "ConfigName", "UconfigIds", "Filters"],
+    ),
+    clb(Read, "DescribeCustomizedConfigAssociateList", &["UconfigId", "Offset", "Limit", "Domain"]),
 ];
 
 /// Runs an action found in `ACTIONS`.

@@ -56,3 +56,17 @@ fn api_coverage_lists_every_tencent_action() {
         assert!(rows.contains(&(service, action)), "{service} {action} has no row in docs/api-coverage.md");
     }
 }
+
+/// An action that reads is named as one (Get, List, Describe), the invocations are Invoke and InvokeFunction, and
+/// every other action changes the state: a repeat of its signed request is never carried out again.
+#[test]
+fn every_action_that_is_not_a_read_or_an_invocation_is_a_change() {
+    for action in ACTIONS {
+        let expected = match action.name {
+            "Invoke" | "InvokeFunction" => Effect::Invoke,
+            name if ["Get", "List", "Describe"].iter().any(|p| name.starts_with(p)) => Effect::Read,
+            _ => Effect::Change,
+        };
+        assert_eq!(action.effect, expected, "{} {}", action.service.name(), action.name);
+    }
+}
