@@ -126,6 +126,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         }
         let snapshots = control.snapshots().clone();
         tokio::spawn(crate::cluster::run(pg.clone(), engine.clone(), snapshots, stop_rx.clone()));
+        tokio::spawn(crate::api::replay::prune_shared(pg.clone(), stop_rx.clone()));
     }
 
     let listener =

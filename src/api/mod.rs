@@ -42,7 +42,7 @@ use crate::functions::queue::AsyncQueue;
 use crate::proxy::Sockets;
 use crate::snapshot::Snapshot;
 use crate::state::{Account, Command, Scope};
-use crate::store::Task;
+use crate::store::{Store, Task};
 
 /// The API's settings. Each is a documented setting (docs/configuration.md).
 #[derive(Clone, Debug)]
@@ -324,8 +324,8 @@ impl Api {
         };
         let body =
             Bytes::from(serde_json::to_vec(&serde_json::json!({ "Response": body })).expect("responses serialise"));
-        if let Some(slot) = first_use {
-            slot.keep(body.clone());
+        if let Some(first) = first_use {
+            first.keep(body.clone()).await;
         }
         json_response(body)
     }
@@ -335,7 +335,7 @@ impl Api {
         req: Request<Incoming>,
         request_id: &str,
         client: std::net::IpAddr,
-        first_use: &mut Option<replay::Slot<'a>>,
+        first_use: &mut Option<FirstUse<'a>>,
     ) -> Result<Answer, ApiError> {
         if req.method() != Method::POST {
             return Err(ApiError::new("UnsupportedProtocol", "Only POST requests with a JSON body are supported."));
@@ -389,30 +389,37 @@ impl Api {
         if let Some(unknown) = params.keys().find(|k| !info.params.contains(&k.as_str())) {
             return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
         }
-        // Another client may not use a signature but for the same request, which gets the first answer.
+        // A signature is good for what its signer meant: a change once, a read or an invocation again only from
+        // the signer's address; any other repeat gets the first answer, and any other use is refused (`replay`).
         if let Some((signature, timestamp)) = &signature {
             let used_for = (service.name(), action.to_string(), region.clone(), version.to_string());
             let now = crate::clock::now_ms() / 1000;
-            match self.replays.claim(signature, used_for, client, *timestamp, now) {
-                replay::Claim::First(slot) => *first_use = Some(slot),
+            match self.replays.claim(signature, used_for.clone(), info.effect, client, *timestamp, now) {
+                replay::Claim::First(slot) => {
+                    let shared = match (info.effect, self.control.store()) {
+                        (actions::Effect::Change, Store::Cluster(pg)) => Some(pg.clone()),
+                        _ => None,
+                    };
+                    let mut first = FirstUse { slot, shared: None };
+                    if let Some(pg) = shared {
+                        match replay::claim_shared(&pg, signature, &used_for, client, *timestamp).await? {
+                            replay::Shared::First => first.shared = Some((pg, signature.clone(), used_for)),
+                            replay::Shared::Repeat => {
+                                let answer = replay::wait_shared(&pg, signature, &used_for).await?;
+                                first.slot.keep(answer.clone());
+                                return repeated(answer);
+                            }
+                            replay::Shared::Other => return Err(used_by_another()),
+                        }
+                    }
+                    *first_use = Some(first);
+                }
                 replay::Claim::Repeat(mut first) => {
                     let answer = first.wait_for(Option::is_some).await.ok().and_then(|a| a.clone()).unwrap_or_default();
-                    if answer.is_empty() {
-                        return Err(ApiError::new(
-                            "AuthFailure.SignatureFailure",
-                            "This signed request was already received; sign each request anew.",
-                        ));
-                    }
-                    return Ok(Answer::Repeat(answer));
+                    return repeated(answer);
                 }
                 replay::Claim::Own => {}
-                replay::Claim::Other => {
-                    return Err(ApiError::new(
-                        "AuthFailure.SignatureFailure",
-                        "This signature was already used by another client for another request; sign each request \
-                         anew.",
-                    ));
-                }
+                replay::Claim::Other => return Err(used_by_another()),
                 replay::Claim::Full => {
                     return Err(ApiError::new(
                         "RequestLimitExceeded",
@@ -529,6 +536,41 @@ impl Api {
         }
         Ok((account, service))
     }
+}
+
+/// The first use of a signature for a request: its answer is kept for repeats on this node and, for a change in a
+/// cluster, recorded in the database for repeats on other nodes.
+struct FirstUse<'a> {
+    slot: replay::Slot<'a>,
+    shared: Option<(Arc<crate::store::Postgres>, String, replay::Use)>,
+}
+
+impl FirstUse<'_> {
+    async fn keep(self, answer: Bytes) {
+        if let Some((pg, signature, used_for)) = &self.shared {
+            replay::record_shared(pg, signature, used_for, &answer).await;
+        }
+        self.slot.keep(answer);
+    }
+}
+
+/// The answer to a repeat of a signed request: the first answer, or a refusal when there is none to give.
+fn repeated(answer: Bytes) -> Result<Answer, ApiError> {
+    if answer.is_empty() {
+        return Err(ApiError::new(
+            "AuthFailure.SignatureFailure",
+            "This signed request was already received and its answer is not available; sign each request anew.",
+        ));
+    }
+    Ok(Answer::Repeat(answer))
+}
+
+/// The refusal of a signature another address used for another request.
+fn used_by_another() -> ApiError {
+    ApiError::new(
+        "AuthFailure.SignatureFailure",
+        "This signature was already used by another client for another request; sign each request anew.",
+    )
 }
 
 /// What a request came to: the fields of its answer, or (a repeat of a signed request) the first answer whole.

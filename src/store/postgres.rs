@@ -140,6 +140,17 @@ CREATE TABLE fnlb.provisioned_warm (
 ",
     ),
     (4, "ALTER TABLE fnlb.code ADD COLUMN stored_ms BIGINT NOT NULL DEFAULT 0;"),
+    (
+        5,
+        "
+-- The signatures of changes within their window, with the first answer once there is one (api::replay).
+CREATE TABLE fnlb.signatures (
+    signature TEXT NOT NULL, used_for TEXT NOT NULL, client TEXT NOT NULL, node TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL, answer BYTEA, PRIMARY KEY (signature, used_for)
+);
+CREATE INDEX signatures_expires ON fnlb.signatures (expires_ms);
+",
+    ),
 ];
 
 pub struct Postgres {
@@ -170,6 +181,17 @@ pub enum Changes {
     Log(Vec<(EntityKey, Option<Entity>)>),
     /// The whole state: the node fell behind the log.
     Whole(Vec<Entity>),
+}
+
+/// A change's signature as claimed in `fnlb.signatures`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureClaim {
+    /// Nobody used it for this change: the claimer carries it out.
+    First,
+    /// It was used for this change (by any address, on any node): its answer is or will be recorded.
+    Used,
+    /// Another address used it for another change.
+    Other,
 }
 
 /// A node as the cluster sees it.
@@ -841,6 +863,78 @@ impl Postgres {
             })
             .await?;
         Ok(n as usize)
+    }
+
+    /// Claims a change's signature for `used_for` (service/action/region/version) from `client`, kept until
+    /// `expires_ms`.
+    pub async fn claim_signature(
+        &self,
+        signature: &str,
+        used_for: &str,
+        client: &str,
+        expires_ms: i64,
+    ) -> Result<SignatureClaim, StoreError> {
+        let node = self.node_id().to_string();
+        self.with(async |db| {
+            let tx = db.transaction().await?;
+            let rows =
+                tx.query("SELECT used_for, client FROM fnlb.signatures WHERE signature = $1", &[&signature]).await?;
+            if rows.iter().any(|row| row.get::<_, &str>(0) == used_for) {
+                return Ok(SignatureClaim::Used);
+            }
+            if rows.iter().any(|row| row.get::<_, &str>(1) != client) {
+                return Ok(SignatureClaim::Other);
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO fnlb.signatures (signature, used_for, client, node, expires_ms)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (signature, used_for) DO NOTHING",
+                    &[&signature, &used_for, &client, &node, &expires_ms],
+                )
+                .await?;
+            tx.commit().await?;
+            // Claimed by another node in between: its answer is the one.
+            Ok(if inserted == 1 { SignatureClaim::First } else { SignatureClaim::Used })
+        })
+        .await
+    }
+
+    /// The first answer recorded for a change's signature, once there is one.
+    pub async fn signature_answer(&self, signature: &str, used_for: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .with(async |db| {
+                db.query_opt(
+                    "SELECT answer FROM fnlb.signatures WHERE signature = $1 AND used_for = $2",
+                    &[&signature, &used_for],
+                )
+                .await
+            })
+            .await?;
+        // A row gone is a signature past its window: it has no answer to give.
+        Ok(row.map_or(Some(Vec::new()), |row| row.get(0)))
+    }
+
+    /// Records the first answer to a change this node claimed.
+    pub async fn record_signature_answer(
+        &self,
+        signature: &str,
+        used_for: &str,
+        answer: &[u8],
+    ) -> Result<(), StoreError> {
+        self.with(async |db| {
+            db.execute(
+                "UPDATE fnlb.signatures SET answer = $3 WHERE signature = $1 AND used_for = $2",
+                &[&signature, &used_for, &answer],
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the signatures whose window ended before `before_ms`.
+    pub async fn forget_signatures(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.with(async |db| db.execute("DELETE FROM fnlb.signatures WHERE expires_ms < $1", &[&before_ms]).await).await
     }
 
     pub async fn async_status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {

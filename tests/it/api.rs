@@ -4,7 +4,7 @@ use bytes::Bytes;
 use fnlb::api::tc3;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, request};
+use crate::harness::{TestApp, request, sdk_signed, send_from};
 
 /// Sends a signed API request with full control over what is signed.
 async fn raw_call(
@@ -135,44 +135,6 @@ async fn function_parameters_are_validated() {
     assert_eq!(err(app.create_fixture("ok-name", "echo", json!({})).await), "ResourceInUse.Function");
 }
 
-/// A request signed as the Tencent SDKs sign it (`content-type` and `host` only), as headers and body.
-fn sdk_signed(
-    app: &TestApp,
-    service: &str,
-    action: &str,
-    params: &serde_json::Value,
-) -> (Vec<(String, String)>, String) {
-    use fnlb::api::tc3;
-    let body = params.to_string();
-    let host = app.api_addr.to_string();
-    let timestamp = fnlb::clock::now_ms() / 1000;
-    let signed = tc3::Signed {
-        method: "POST",
-        query: "",
-        headers: vec![("content-type".to_string(), "application/json"), ("host".to_string(), host.as_str())],
-        payload_hash: tc3::sha256_hex(body.as_bytes()),
-        timestamp,
-        service,
-    };
-    let authorization = tc3::authorization(&app.credentials.secret_id, &app.credentials.secret_key, &signed);
-    let version = if service == "scf" { "2018-04-16" } else { "2018-03-17" };
-    let headers = vec![
-        ("content-type".to_string(), "application/json".to_string()),
-        ("authorization".to_string(), authorization),
-        ("x-tc-action".to_string(), action.to_string()),
-        ("x-tc-version".to_string(), version.to_string()),
-        ("x-tc-region".to_string(), "ap-guangzhou".to_string()),
-        ("x-tc-timestamp".to_string(), timestamp.to_string()),
-    ];
-    (headers, body)
-}
-
-/// Sends a request from the loopback address `from` (another client than 127.0.0.1); the answer's `Response`.
-async fn send_from(app: &TestApp, from: [u8; 4], headers: &[(String, String)], body: &str) -> serde_json::Value {
-    let (_, text) = crate::harness::post_from(from, app.api_addr, "/", headers, body).await;
-    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))["Response"].clone()
-}
-
 const SIGNER: [u8; 4] = [127, 0, 0, 1];
 const ELSEWHERE: [u8; 4] = [127, 0, 0, 2];
 
@@ -207,6 +169,31 @@ async fn a_signed_request_cannot_be_replayed_or_turned_into_another_by_another_c
     }
     let made = app.clb("DescribeLoadBalancers", serde_json::json!({"LoadBalancerName": "once"})).await.unwrap();
     assert_eq!(made["TotalCount"], 1);
+}
+
+#[tokio::test]
+async fn a_signed_change_repeated_from_its_signers_address_is_carried_out_once_and_a_read_runs_again() {
+    let app = TestApp::start();
+    // A captured CreateLoadBalancer replayed from the signer's own address (the same host, or the same NAT): one
+    // load balancer, and every repeat gets the first answer.
+    let params = json!({"LoadBalancerType": "OPEN", "LoadBalancerName": "once-here"});
+    let (headers, body) = sdk_signed(&app, "clb", "CreateLoadBalancer", &params);
+    let first = send_from(&app, SIGNER, &headers, &body).await;
+    assert!(first["LoadBalancerIds"][0].is_string(), "{first}");
+    for _ in 0..3 {
+        assert_eq!(send_from(&app, SIGNER, &headers, &body).await, first, "a repeat gets the first answer");
+    }
+    let made = app.clb("DescribeLoadBalancers", json!({"LoadBalancerName": "once-here"})).await.unwrap();
+    assert_eq!(made["TotalCount"], 1, "{made}");
+
+    // A read repeated by its signer runs again, and sees what changed in between.
+    let (headers, body) = sdk_signed(&app, "scf", "ListFunctions", &json!({}));
+    let before = send_from(&app, SIGNER, &headers, &body).await;
+    assert_eq!(before["TotalCount"], 0, "{before}");
+    app.create_fixture("made-between", "echo", json!({})).await.unwrap();
+    let after = send_from(&app, SIGNER, &headers, &body).await;
+    assert_eq!(after["TotalCount"], 1, "{after}");
+    assert_ne!(after["RequestId"], before["RequestId"]);
 }
 
 #[tokio::test]

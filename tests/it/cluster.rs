@@ -630,3 +630,35 @@ async fn nodes_reach_the_database_over_tls_and_check_its_certificate() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("cannot be reached") && said.contains("no copy"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_change_replayed_to_another_node_is_carried_out_once_and_answered_as_the_first() {
+    use crate::harness::{sdk_signed, send_from};
+    let pg = Pg::start();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), &["replay-a", "replay-b"]);
+    let (a, b) = (&nodes[0].app, &nodes[1].app);
+    // A CreateLoadBalancer signed for A (as the SDKs sign: the action is not signed), sent to A, then replayed to B
+    // with the same head and body, from the signer's address and from another.
+    let params = json!({"LoadBalancerType": "OPEN", "LoadBalancerName": "once-in-the-cluster"});
+    let (headers, body) = sdk_signed(a, "clb", "CreateLoadBalancer", &params);
+    let first = send_from(a, [127, 0, 0, 1], &headers, &body).await;
+    assert!(first["LoadBalancerIds"][0].is_string(), "{first}");
+    assert_eq!(send_from(b, [127, 0, 0, 1], &headers, &body).await, first, "B answers with A's answer");
+    assert_eq!(send_from(b, [127, 0, 0, 2], &headers, &body).await, first, "from another address too");
+    assert_eq!(send_from(a, [127, 0, 0, 1], &headers, &body).await, first, "and A again");
+
+    // One load balancer, on every node.
+    for node in [a, b] {
+        eventually("the load balancer shows", Duration::from_secs(10), || async {
+            let made = node.clb("DescribeLoadBalancers", json!({"LoadBalancerName": "once-in-the-cluster"})).await;
+            (made.ok()?["TotalCount"] == 1).then_some(())
+        })
+        .await;
+    }
+    // Every change is committed before it is answered: the database holds what each node made.
+    let stored =
+        "SELECT COUNT(*) FROM fnlb.entities WHERE kind = 'load_balancer' AND body LIKE '%once-in-the-cluster%'";
+    assert_eq!(pg.sql(stored), "1");
+    assert_eq!(pg.sql("SELECT COUNT(*) FROM fnlb.signatures WHERE used_for LIKE 'clb/CreateLoadBalancer/%'"), "1");
+}
