@@ -111,6 +111,7 @@ impl From<StateError> for ApiError {
             CertificateInUse { .. } => "FailedOperation.CertificateInUse",
             CertificateMissing(_) => "MissingParameter",
             CaMissing => "InvalidParameter",
+            RuleUnnamed => "MissingParameter",
             TlsNotApplicable(..) => "InvalidParameter",
             ConfigNotFound(_) => "ResourceNotFound",
             ConfigInUse { .. } => "FailedOperation.ResourceInUse",

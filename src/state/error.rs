@@ -121,6 +121,8 @@ pub enum StateError {
     CertificateMissing(String),
     #[error("mutual TLS needs a CA certificate (CertCaId or CertCaContent)")]
     CaMissing,
+    #[error("the parameter `LocationId` is missing (or name the rule by Domain and Url)")]
+    RuleUnnamed,
     #[error("listener {0}: {1}")]
     TlsNotApplicable(String, &'static str),
     #[error("custom configuration {0} does not exist")]

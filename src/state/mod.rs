@@ -1374,7 +1374,7 @@ impl State {
                     .values()
                     .find(|r| r.listener_id == listener.id && Some(r.domain.as_str()) == domain && &r.url == url)
             }
-            (None, _, None) => None,
+            (None, _, None) => return Err(StateError::RuleUnnamed),
         };
         let what = || match (&rule.location_id, &rule.domain, &rule.url) {
             (Some(id), _, _) => id.clone(),

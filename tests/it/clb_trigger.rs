@@ -525,3 +525,22 @@ async fn instances_start_at_most_so_many_at_once() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(2300), "the starts overlapped: {elapsed:?}");
 }
+
+#[tokio::test]
+async fn what_is_wrong_with_the_target_is_said_before_what_is_missing() {
+    let app = TestApp::start();
+    app.create_fixture("ordered", "echo", json!({})).await.unwrap();
+    let targets = json!([{"Function": {"FunctionName": "ordered"}}]);
+    // A TCP listener cannot take a function, however the rule is named, or if it is not named at all.
+    let (lb, tcp, _, _) = crate::harness::listener(&app, "TCP", json!({})).await;
+    for rule in [json!({}), json!({"LocationId": "loc-12345678"}), json!({"Domain": "a.test", "Url": "/"})] {
+        let mut params = json!({"LoadBalancerId": lb, "ListenerId": tcp, "FunctionTargets": targets});
+        params.as_object_mut().unwrap().extend(rule.as_object().unwrap().clone());
+        let code = api_code(app.clb("RegisterFunctionTargets", params).await);
+        assert_eq!(code, "InvalidParameter.ProtocolCheckFailed", "{rule}");
+    }
+    // On an HTTP listener the missing rule is what is wrong.
+    let (lb, http, _, _) = crate::harness::listener(&app, "HTTP", json!({})).await;
+    let params = json!({"LoadBalancerId": lb, "ListenerId": http, "FunctionTargets": targets});
+    assert_eq!(api_code(app.clb("RegisterFunctionTargets", params).await), "MissingParameter");
+}

@@ -200,7 +200,10 @@ async fn a_clb_trigger_made_from_the_scf_side_is_a_binding_on_both_sides() {
     let rule = &targets["Listeners"][0]["Rules"][0];
     assert_eq!(rule["LocationId"], location.as_str(), "{targets}");
     assert_eq!(rule["FunctionTargets"][0]["Function"]["FunctionName"], "echo");
-    let again = tccli(&app, "scf", "CreateTrigger", create).await.unwrap_err();
+    // (Another request: the same one signed within the same second would be a repeat, answered as the first.)
+    let mut another = create.clone();
+    another["TriggerDesc"] = json!(desc.to_string().replace("/from-scf", "/from-scf-too"));
+    let again = tccli(&app, "scf", "CreateTrigger", another).await.unwrap_err();
     assert!(again.stderr.contains("code:ResourceInUse.TriggerName"), "{again:?}");
 
     // Removed from the SCF side: the rule stays, unbound.

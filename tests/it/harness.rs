@@ -174,12 +174,22 @@ impl TestApp {
         Client::with_trust(&self.endpoint(), self.credentials.clone(), &self.region, trust).expect("a client")
     }
 
+    /// Calls an SCF action; an answer is checked against the SDK's declaration of it (`declared.rs`).
     pub async fn scf(&self, action: &str, params: Value) -> Result<Value, ClientError> {
-        self.client().call(Service::Scf, action, params).await
+        let answer = self.client().call(Service::Scf, action, params).await;
+        if let Ok(response) = &answer {
+            crate::declared::assert_declared("scf", action, response);
+        }
+        answer
     }
 
+    /// Calls a CLB action; an answer is checked against the SDK's declaration of it (`declared.rs`).
     pub async fn clb(&self, action: &str, params: Value) -> Result<Value, ClientError> {
-        self.client().call(Service::Clb, action, params).await
+        let answer = self.client().call(Service::Clb, action, params).await;
+        if let Ok(response) = &answer {
+            crate::declared::assert_declared("clb", action, response);
+        }
+        answer
     }
 
     /// The `fnlb` command line as a client of this node (its endpoint and credentials), ready for arguments.

@@ -11,6 +11,7 @@ mod conformance;
 mod console;
 mod custom_config;
 mod custom_runtime;
+mod declared;
 mod exhaustion;
 mod failover;
 mod failures;

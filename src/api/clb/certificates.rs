@@ -214,15 +214,20 @@ fn modes(ssl_mode: Option<&str>, verify: Option<&str>) -> Result<(bool, bool), A
     Ok((mutual, optional))
 }
 
-/// `CertificateOutput`: ids only, never a key.
+/// `CertificateOutput`: ids only, never a key. What does not apply is empty (the SDKs declare none of it null).
 pub fn output(settings: Option<&TlsSettings>) -> Value {
     let Some(s) = settings else { return Value::Null };
+    let verify = match (s.mutual, s.verify_optional) {
+        (false, _) => "",
+        (true, true) => "OPTIONAL",
+        (true, false) => "ON",
+    };
     json!({
         "SSLMode": if s.mutual { "MUTUAL" } else { "UNIDIRECTIONAL" },
-        "SSLVerifyClient": if !s.mutual { Value::Null } else if s.verify_optional { json!("OPTIONAL") } else { json!("ON") },
+        "SSLVerifyClient": verify,
         "CertId": s.cert_ids.first(),
-        "CertCaId": s.ca_cert_id,
-        "ExtCertIds": if s.cert_ids.len() > 1 { json!(s.cert_ids[1..]) } else { Value::Null },
+        "CertCaId": s.ca_cert_id.as_deref().unwrap_or(""),
+        "ExtCertIds": s.cert_ids.get(1..).unwrap_or_default(),
     })
 }
 

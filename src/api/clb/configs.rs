@@ -322,7 +322,7 @@ fn bind_detail(state: &State, id: &str, place: &ConfigPlace) -> Value {
         "LoadBalancerId": lb_id,
         "ListenerId": listener_id,
         "Domain": domain,
-        "LocationId": location_id,
+        "LocationId": location_id.map_or("", String::as_str),
         "ListenerName": listener.map(|l| l.name.clone()),
         "Protocol": listener.map(|l| l.protocol.as_api()),
         "Vport": listener.map(|l| l.port),

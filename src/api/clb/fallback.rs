@@ -34,9 +34,6 @@ struct SetRuleFallback {
 
 pub async fn set(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let req: SetRuleFallback = parse(p)?;
-    if req.location_id.is_none() && req.url.is_none() {
-        return Err(ApiError::missing("LocationId"));
-    }
     let fallback = req.function.map(|f| FunctionTarget {
         namespace: f.function_namespace.filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string()),
         name: f.function_name,

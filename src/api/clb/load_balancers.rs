@@ -277,7 +277,7 @@ fn output(ctx: &Ctx<'_>, lb: &LoadBalancer) -> Value {
         "LoadBalancerPassToTarget": false,
         "IsDDos": false,
         "ConfigId": lb.config_id.as_deref().unwrap_or(""),
-        "ExclusiveCluster": null,
+        "ExclusiveCluster": {"L4Clusters": null, "L7Clusters": null, "ClassicalCluster": null},
         "SnatPro": false,
         "SnatIps": [],
         "IsBlock": false,
@@ -296,8 +296,8 @@ fn output(ctx: &Ctx<'_>, lb: &LoadBalancer) -> Value {
         "Egress": "",
         "Exclusive": 0,
         "TargetCount": target_count,
-        "AssociateEndpoint": null,
-        "AvailableZoneAffinityInfo": null,
+        "AssociateEndpoint": "",
+        "AvailableZoneAffinityInfo": {"Enable": false, "ExitRatio": null, "ReentryRatio": null},
     })
 }
 

@@ -111,7 +111,8 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
     Ok(out)
 }
 
-/// A rule's `RewriteTarget` object (every field null when it does not redirect).
+/// A rule's `RewriteTarget` object (without a redirect: no target, and the other members empty, as the SDKs declare
+/// them never null).
 pub fn target_output(rule: &Rule) -> Value {
     match &rule.rewrite {
         Some(r) => json!({
@@ -122,7 +123,7 @@ pub fn target_output(rule: &Rule) -> Value {
             "RewriteType": if r.auto { "AUTO" } else { "MANUAL" },
         }),
         None => json!({
-            "TargetListenerId": null, "TargetLocationId": null, "RewriteCode": null, "TakeUrl": null, "RewriteType": null,
+            "TargetListenerId": null, "TargetLocationId": null, "RewriteCode": 0, "TakeUrl": false, "RewriteType": "",
         }),
     }
 }

@@ -68,9 +68,8 @@ fn function_targets(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<(RuleRef, Ve
     if req.function_targets.is_empty() {
         return Err(ApiError::missing("FunctionTargets"));
     }
-    if req.location_id.is_none() && req.url.is_none() {
-        return Err(ApiError::missing("LocationId"));
-    }
+    // A rule named by neither LocationId nor Domain + Url is refused by the state, after what is wrong with the
+    // listener, the load balancer, the region or the account (as Tencent orders its errors).
     let mut targets = Vec::with_capacity(req.function_targets.len());
     for t in req.function_targets {
         let weight = t.weight.map(weight).transpose()?.unwrap_or(10);
@@ -145,7 +144,7 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
                     .collect();
                 json!(rules)
             } else {
-                Value::Null
+                json!([])
             };
             json!({
                 "ListenerId": l.id,
@@ -153,7 +152,7 @@ pub fn describe(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Valu
                 "Port": l.port,
                 "Rules": rules,
                 "Targets": if l.protocol.is_layer7() {
-                    Value::Null
+                    json!([])
                 } else {
                     json!(l.servers.iter().filter(|t| by_ip(t)).map(|t| server_output(ctx, t)).collect::<Vec<_>>())
                 },
@@ -191,7 +190,7 @@ fn server_output(ctx: &Ctx<'_>, t: &ServerTarget) -> Value {
         "InstanceName": "",
         "RegisteredTime": ctx.time(t.add_time),
         "EniId": "",
-        "Tag": null,
+        "Tag": "",
         "Zone": "",
     })
 }
@@ -372,12 +371,12 @@ pub fn describe_health(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<Strin
                                     "HealthStatusDetail": health.as_api(),
                                     // The field under its historical misspelling, which Tencent still returns.
                                     "HealthStatusDetial": health.as_api(),
-                                    "TargetGroupId": null,
+                                    "TargetGroupId": "",
                                     "Weight": t.weight,
                                 })
                             })
                             .collect();
-                        json!({"LocationId": id, "Domain": domain, "Url": url, "RuleId": null, "Targets": targets})
+                        json!({"LocationId": id, "Domain": domain, "Url": url, "RuleId": "", "Targets": targets})
                     })
                     .collect();
                 json!({"ListenerId": l.id, "ListenerName": l.name, "Protocol": l.protocol.as_api(), "Port": l.port, "Rules": rules})

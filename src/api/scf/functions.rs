@@ -283,7 +283,8 @@ pub async fn get(ctx: &Ctx<'_>, p: Map<String, Value>) -> Result<Map<String, Val
         ("Type", json!(function.kind.as_api())),
         ("L5Enable", json!("FALSE")),
         ("Layers", json!([])),
-        ("DeadLetterConfig", Value::Null),
+        // No dead-letter queue: SCF answers its members empty.
+        ("DeadLetterConfig", json!({"Type": "", "Name": "", "FilterType": ""})),
         ("AddTime", json!(ctx.time(function.add_time))),
         (
             "PublicNetConfig",
