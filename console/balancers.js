@@ -96,6 +96,9 @@ export async function detail(view, id) {
     listenerForm(id, note, reload));
 }
 
+/** The protocols whose listeners terminate TLS, and so take a server certificate. */
+const TLS_PROTOCOLS = ['HTTPS', 'TCP_SSL'];
+
 function listenerForm(id, note, reload) {
   const protocol = select('Protocol', ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TCP_SSL'].map((p) => [p, p]), 'HTTP');
   const port = h('input', { type: 'number', min: 1, max: 65535, placeholder: '8080', required: true });
@@ -103,9 +106,17 @@ function listenerForm(id, note, reload) {
   const certName = h('input', { placeholder: 'site' });
   const certFile = h('input', { type: 'file', accept: '.crt,.pem' });
   const keyFile = h('input', { type: 'file', accept: '.key,.pem' });
-  const tls = h('div', { class: 'row', hidden: true },
+  // Shown, and required, only for the protocols that take a certificate.
+  const tls = h('fieldset', { class: 'row tls' },
+    h('legend', {}, 'Server certificate'),
     field('Certificate name', certName), field('Certificate (PEM)', certFile), field('Private key (PEM)', keyFile));
-  protocol.addEventListener('change', () => { tls.hidden = !['HTTPS', 'TCP_SSL'].includes(protocol.value); });
+  const showTls = () => {
+    tls.hidden = !TLS_PROTOCOLS.includes(protocol.value);
+    certFile.required = !tls.hidden;
+    keyFile.required = !tls.hidden;
+  };
+  showTls();
+  protocol.addEventListener('change', showTls);
   const create = h('button', { type: 'submit' }, 'Create listener');
   return h('form', {
     class: 'panel',

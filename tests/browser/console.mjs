@@ -1,14 +1,16 @@
 // Walks the seed's directions through fnlb's web console in Debian's headless Chromium, as a user would: sign in
 // (by keyboard), create the function with the seed's code, deploy, create a load balancer, an HTTP listener and a
 // rule, bind the function, open Trigger Management and follow the access path. Also: a test invocation, the logs,
-// the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Prints a JSON
-// report; saves a screenshot of each page.
+// the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Then what a new
+// user trips over (`report.checks`, each recorded whether it passes or not, the walk going on): the sign-in page
+// without navigation, certificate fields only for TLS listeners.
+// Prints a JSON report; saves a screenshot of each page.
 //
 //   node console.mjs BASE_URL SECRET_ID SECRET_KEY VIP PORT SCREENSHOT_DIR
 import { chromium } from 'playwright-core';
 
 const [base, secretId, secretKey, vip, port, shots] = process.argv.slice(2);
-const report = { steps: [], errors: [], loads: {} };
+const report = { steps: [], errors: [], loads: {}, checks: {} };
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
@@ -16,6 +18,7 @@ const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync'],
   timeout: 30_000,
 });
+
 let n = 0;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -36,15 +39,30 @@ try {
     await ready();
     report.loads[hash || 'sign-in'] = Date.now() - started;
   };
+  // A check that fails is recorded as {failed: why} and the walk goes on, so one run reports every check.
+  const check = async (name, step) => {
+    try {
+      report.checks[name] = await step();
+    } catch (error) {
+      report.checks[name] = { failed: String(error && error.message || error).split('\n')[0] };
+    }
+  };
+  const chromeShown = async () => ({
+    navigation: await page.getByRole('navigation', { name: 'Main' }).isVisible(),
+    signOut: await page.getByRole('button', { name: 'Sign out' }).isVisible(),
+    region: await page.locator('#region').isVisible(),
+  });
 
-  // Sign in with the keyboard alone.
+  // Sign in with the keyboard alone. Before signing in there is nothing to navigate to or sign out of.
   await visit('', () => page.getByLabel('SecretId').waitFor());
+  await check('signInChrome', chromeShown);
   await shot('sign-in');
   await page.keyboard.type(secretId); // the SecretId field has focus
   await page.keyboard.press('Tab');
   await page.keyboard.type(secretKey);
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Functions' }).waitFor();
+  await check('signedInChrome', chromeShown);
   await shot('functions-empty');
 
   // Create the function with the seed's code (the editor's template), and deploy it.
@@ -66,6 +84,17 @@ try {
   await page.getByLabel('VIP').fill(vip);
   await page.getByRole('button', { name: 'Create load balancer' }).click();
   await page.getByRole('heading', { name: 'seed-clb' }).waitFor();
+  // The certificate is asked for only by the protocols that terminate TLS.
+  await check('certificateShown', async () => {
+    const shown = {};
+    for (const protocol of ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TCP_SSL']) {
+      await page.getByLabel('Protocol').selectOption(protocol);
+      shown[protocol] = await page.getByLabel('Certificate (PEM)').isVisible();
+      if (protocol === 'HTTPS') await shot('listener-https');
+    }
+    return shown;
+  });
+  await page.getByLabel('Protocol').selectOption('HTTP');
   await page.getByLabel('Port').fill(port);
   await page.getByRole('button', { name: 'Create listener' }).click();
   await page.getByRole('heading', { name: `HTTP:${port}` }).waitFor();

@@ -117,6 +117,28 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
     assert_eq!(report["phoneOverflow"], false, "nothing wider than a phone's screen");
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 12, "{saved} screenshots");
+    first_steps(&report).await;
+}
+
+/// What a new user trips over in the walk above, every check reported at once.
+async fn first_steps(report: &Value) {
+    let checks = &report["checks"];
+    let mut failed = Vec::new();
+    let mut expect = |name: &str, ok: bool| {
+        if !ok {
+            failed.push(format!("{name}: {}", checks.get(name).unwrap_or(&report[name])));
+        }
+    };
+    // Before sign-in, no navigation and no sign-out (`hidden` wins over a `display` rule); after, both.
+    let shown = |on: bool| json!({"navigation": on, "signOut": on, "region": on});
+    expect("signInChrome", checks["signInChrome"] == shown(false));
+    expect("signedInChrome", checks["signedInChrome"] == shown(true));
+    expect(
+        "certificateShown",
+        checks["certificateShown"]
+            == json!({"HTTP": false, "HTTPS": true, "TCP": false, "UDP": false, "TCP_SSL": true}),
+    );
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 #[tokio::test]
