@@ -14,7 +14,7 @@ export async function list(view) {
   const vip = h('input', { name: 'Vip', placeholder: 'first free 127.x address' });
   const create = h('button', { type: 'submit' }, 'Create load balancer');
   const form = h('form', {
-    class: 'panel row',
+    class: 'panel',
     onsubmit: (event) => {
       event.preventDefault();
       act(create, note, async () => {
@@ -25,10 +25,11 @@ export async function list(view) {
         location.hash = balancerHref(created.LoadBalancerIds[0]);
       });
     },
-  }, field('Name', name), field('VIP', vip, 'An address of this host.'), create);
+  }, h('div', { class: 'row' }, field('Name', name), field('VIP', vip, 'An address of this host.'), create), note);
+  const listNote = notice();
   const remove = (lb) => {
-    const button = h('button', { type: 'button', class: 'danger' }, 'Delete');
-    button.addEventListener('click', () => act(button, note, async () => {
+    const button = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${lb.LoadBalancerName}` }, 'Delete');
+    button.addEventListener('click', () => act(button, listNote, async () => {
       if (!confirm(`Delete ${lb.LoadBalancerName} with its listeners and rules?`)) return;
       await clb('DeleteLoadBalancer', { LoadBalancerIds: [lb.LoadBalancerId] });
       await list(view);
@@ -38,7 +39,7 @@ export async function list(view) {
   show(view,
     heading('Load balancers'),
     form,
-    note,
+    listNote,
     table([
       ['Name', (lb) => h('a', { href: balancerHref(lb.LoadBalancerId) }, lb.LoadBalancerName)],
       ['ID', (lb) => h('code', {}, lb.LoadBalancerId)],
@@ -72,7 +73,6 @@ export async function detail(view, id) {
     clb('DescribeTargetHealth', { LoadBalancerIds: [id] }),
     bindableFunctions(),
   ]);
-  const note = notice();
   const reload = () => detail(view, id);
   const targetsOf = (listenerId) => (targets.Listeners || []).find((l) => l.ListenerId === listenerId) || {};
   const healthOf = (listenerId, locationId, ip, port) => {
@@ -84,25 +84,25 @@ export async function detail(view, id) {
   };
 
   const sections = (listeners.Listeners || []).map((l) => listenerPanel(l, {
-    id, note, reload, functions, targets: targetsOf(l.ListenerId), healthOf,
+    id, reload, functions, targets: targetsOf(l.ListenerId), healthOf,
   }));
   show(view,
     heading(lb.LoadBalancerName, h('a', { class: 'btn secondary', href: '#/balancers' }, 'All load balancers')),
     h('p', { class: 'muted' }, `${lb.LoadBalancerId} · VIP ${(lb.LoadBalancerVips || []).join(', ')}`),
-    note,
     h('h2', {}, 'Listeners'),
     sections.length ? sections : h('p', { class: 'empty' }, 'No listeners yet.'),
     h('h2', {}, 'Create a listener'),
-    listenerForm(id, note, reload));
+    listenerForm(id, reload));
 }
 
 /** The protocols whose listeners terminate TLS, and so take a server certificate. */
 const TLS_PROTOCOLS = ['HTTPS', 'TCP_SSL'];
 
-function listenerForm(id, note, reload) {
+function listenerForm(id, reload) {
+  const note = notice();
   const protocol = select('Protocol', ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TCP_SSL'].map((p) => [p, p]), 'HTTP');
-  const port = h('input', { type: 'number', min: 1, max: 65535, placeholder: '8080', required: true });
-  const name = h('input', { placeholder: 'optional' });
+  const port = h('input', { name: 'Ports', type: 'number', min: 1, max: 65535, placeholder: '8080', required: true });
+  const name = h('input', { name: 'ListenerNames', placeholder: 'optional' });
   const certName = h('input', { placeholder: 'site' });
   const certFile = h('input', { type: 'file', accept: '.crt,.pem' });
   const keyFile = h('input', { type: 'file', accept: '.key,.pem' });
@@ -141,12 +141,13 @@ function listenerForm(id, note, reload) {
         await reload();
       });
     },
-  }, h('div', { class: 'row' }, field('Protocol', protocol), field('Port', port), field('Name', name)), tls, h('div', { class: 'row' }, create));
+  }, h('div', { class: 'row' }, field('Protocol', protocol), field('Port', port), field('Name', name)), tls, h('div', { class: 'row' }, create), note);
 }
 
 function listenerPanel(l, ctx) {
-  const { id, note, reload } = ctx;
-  const remove = h('button', { type: 'button', class: 'danger' }, 'Delete listener');
+  const { id, reload } = ctx;
+  const note = notice();
+  const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete listener ${l.Protocol}:${l.Port}` }, 'Delete listener');
   remove.addEventListener('click', () => act(remove, note, async () => {
     if (!confirm(`Delete listener ${l.Protocol}:${l.Port}?`)) return;
     await clb('DeleteListener', { LoadBalancerId: id, ListenerId: l.ListenerId });
@@ -155,35 +156,37 @@ function listenerPanel(l, ctx) {
   const layer7 = l.Protocol === 'HTTP' || l.Protocol === 'HTTPS';
   return h('section', { class: 'panel', 'aria-label': `Listener ${l.Protocol}:${l.Port}` },
     h('div', { class: 'page-head' }, h('h3', {}, `${l.Protocol}:${l.Port}`, ' ', h('code', { class: 'muted' }, l.ListenerId)), remove),
-    layer7 ? rulesOf(l, ctx) : serversOf(l, null, ctx.targets.Targets || [], ctx));
+    note,
+    layer7 ? rulesOf(l, { ...ctx, note }) : serversOf(l, null, ctx.targets.Targets || [], ctx));
 }
 
 function rulesOf(l, ctx) {
   const { id, note, reload } = ctx;
+  const formNote = notice();
   const rules = l.Rules || [];
   const assigned = (rule) => (ctx.targets.Rules || []).find((r) => r.LocationId === rule.LocationId) || {};
-  const domain = h('input', { placeholder: rules.length ? 'the default domain' : 'the VIP' });
-  const url = h('input', { value: '/' });
+  const domain = h('input', { name: 'Domain', placeholder: rules.length ? 'the default domain' : 'the VIP' });
+  const url = h('input', { name: 'Url', value: '/' });
   const add = h('button', { type: 'submit' }, 'Create rule');
   const form = h('form', {
     class: 'row',
     onsubmit: (event) => {
       event.preventDefault();
-      act(add, note, async () => {
+      act(add, formNote, async () => {
         const rule = { Url: url.value.trim() };
         if (domain.value.trim()) rule.Domain = domain.value.trim();
         await clb('CreateRule', { LoadBalancerId: id, ListenerId: l.ListenerId, Rules: [rule] });
         await reload();
       });
     },
-  }, field('Domain', domain), field('URL', url), add);
+  }, h('div', { class: 'row' }, field('Domain', domain), field('URL', url), add), formNote);
   return [
     table([
       ['Domain', (r) => r.Domain + (r.DefaultServer ? ' (default)' : '')],
       ['URL', (r) => r.Url],
       ['Forwards to', (r) => forwardsTo(l, r, assigned(r), ctx)],
       ['', (r) => {
-        const remove = h('button', { type: 'button', class: 'danger' }, 'Delete rule');
+        const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete rule ${r.Domain}${r.Url}` }, 'Delete rule');
         remove.addEventListener('click', () => act(remove, note, async () => {
           await clb('DeleteRule', { LoadBalancerId: id, ListenerId: l.ListenerId, LocationIds: [r.LocationId] });
           await reload();
@@ -197,7 +200,8 @@ function rulesOf(l, ctx) {
 
 /** What a rule forwards to, with the controls to change it. */
 function forwardsTo(l, rule, assigned, ctx) {
-  const { id, note, reload } = ctx;
+  const { id, reload } = ctx;
+  const note = notice();
   const bound = (assigned.FunctionTargets || [])[0];
   const ruleRef = { LoadBalancerId: id, ListenerId: l.ListenerId, LocationId: rule.LocationId };
   if (bound) {
@@ -208,7 +212,7 @@ function forwardsTo(l, rule, assigned, ctx) {
       await reload();
     }));
     return h('div', {}, 'Function ', h('a', { href: `#/functions/${encodeURIComponent(f.FunctionNamespace)}/${encodeURIComponent(f.FunctionName)}/triggers` }, f.FunctionName),
-      ` (${f.FunctionQualifier}) `, unbind);
+      ` (${f.FunctionQualifier}) `, unbind, note);
   }
   const servers = assigned.Targets || [];
   const parts = [];
@@ -223,7 +227,7 @@ function forwardsTo(l, rule, assigned, ctx) {
       });
       await reload();
     }));
-    if (ctx.functions.length > 0) parts.push(h('div', { class: 'row' }, field('Function', fn), bind), h('p', { class: 'muted' }, 'or servers:'));
+    if (ctx.functions.length > 0) parts.push(h('div', { class: 'row' }, field('Function', fn), bind), note, h('p', { class: 'muted' }, 'or servers:'));
   }
   parts.push(serversOf(l, rule, servers, ctx));
   return h('div', {}, parts);
@@ -231,7 +235,8 @@ function forwardsTo(l, rule, assigned, ctx) {
 
 /** Server targets of a rule (or of a layer-4 listener when `rule` is null): weights, health, add and remove. */
 function serversOf(l, rule, servers, ctx) {
-  const { id, note, reload } = ctx;
+  const { id, reload } = ctx;
+  const note = notice();
   const ref = { LoadBalancerId: id, ListenerId: l.ListenerId };
   if (rule) ref.LocationId = rule.LocationId;
   const ip = h('input', { placeholder: '127.0.0.1', size: 12 });
@@ -247,7 +252,7 @@ function serversOf(l, rule, servers, ctx) {
         await reload();
       });
     },
-  }, field('Server IP', ip), field('Port', port), field('Weight', weight), add);
+  }, h('div', { class: 'row' }, field('Server IP', ip), field('Port', port), field('Weight', weight), add), note);
   const rows = servers.map((t) => ({ ip: t.PrivateIpAddresses[0], port: t.Port, weight: t.Weight }));
   return h('div', {},
     rows.length ? table([

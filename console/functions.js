@@ -178,39 +178,42 @@ export async function detail(view, ns, name, tab) {
 }
 
 async function codePage(body, ns, name, fn) {
-  const note = notice();
+  const deployNote = notice();
+  const saveNote = notice();
   const handler = h('input', { name: 'Handler', value: fn.Handler });
   const memory = select('MemorySize', MEMORY.map((m) => [String(m), `${m} MB`]), String(fn.MemorySize));
   const timeout = h('input', { name: 'Timeout', type: 'number', min: 1, max: 900, value: fn.Timeout });
-  const env = h('textarea', { rows: 3 });
+  const env = h('textarea', { name: 'Environment', rows: 3 });
   env.value = (fn.Environment?.Variables || []).map((v) => `${v.Key}=${v.Value}`).join('\n');
-  const description = h('input', { value: fn.Description || '' });
+  const description = h('input', { name: 'Description', value: fn.Description || '' });
   const code = codeInputs(() => fn.Runtime, () => handler.value, fn.CodeInfo || '');
   handler.addEventListener('input', code.update);
   const deploy = h('button', { type: 'button' }, 'Deploy');
-  deploy.addEventListener('click', () => act(deploy, note, async () => {
+  deploy.addEventListener('click', () => act(deploy, deployNote, async () => {
     if (!code.uploaded() && !confirm('Replace the function\'s package with the file in the editor?')) return;
     await scf('UpdateFunctionCode', { FunctionName: name, Namespace: ns, Handler: handler.value.trim(), ZipFile: await code.package() });
-    note.ok('Deployed: new requests run the new code.');
+    deployNote.ok('Deployed: new requests run the new code.');
   }));
   const save = h('button', { type: 'button', class: 'secondary' }, 'Save configuration');
-  save.addEventListener('click', () => act(save, note, async () => {
+  save.addEventListener('click', () => act(save, saveNote, async () => {
     await scf('UpdateFunctionConfiguration', {
       FunctionName: name, Namespace: ns, MemorySize: Number(memory.value), Timeout: Number(timeout.value),
       Description: description.value, Environment: environment(env.value),
     });
-    note.ok('Configuration saved.');
+    saveNote.ok('Configuration saved.');
   }));
   show(body,
-    h('div', { class: 'row' }, field('Handler', handler)),
-    code.elements,
-    h('div', { class: 'row' }, deploy),
+    h('div', { class: 'panel' },
+      h('div', { class: 'row' }, field('Handler', handler)),
+      code.elements,
+      h('div', { class: 'row' }, deploy),
+      deployNote),
     h('h2', {}, 'Configuration'),
     h('div', { class: 'panel' },
       h('div', { class: 'row' }, field('Memory', memory), field('Timeout (s)', timeout), field('Description', description)),
       field('Environment variables', env),
-      h('div', { class: 'row' }, save)),
-    note);
+      h('div', { class: 'row' }, save),
+      saveNote));
 }
 
 /** A CLB event as the function receives it (contract 1), for testing. */
@@ -255,26 +258,27 @@ async function testPage(body, ns, name) {
       h('h2', {}, 'Result'), h('pre', { class: 'result' }, r.InvokeResult === 0 ? r.RetMsg : r.ErrMsg),
       h('h2', {}, 'Log'), h('pre', {}, r.Log || ''));
   }));
-  show(body, h('div', { class: 'row' }, field('Template', template), run), event, note, output);
+  show(body, h('div', { class: 'row' }, field('Template', template), run), note, event, output);
 }
 
 async function versionsPage(body, ns, name) {
-  const note = notice();
+  const publishNote = notice();
+  const aliasNote = notice();
   const [versions, aliases] = await Promise.all([
     scf('ListVersionByFunction', { FunctionName: name, Namespace: ns, Limit: 100 }),
     scf('ListAliases', { FunctionName: name, Namespace: ns, Limit: 100 }),
   ]);
   const publish = h('button', { type: 'button' }, 'Publish version');
-  const description = h('input', { placeholder: 'What changed' });
-  publish.addEventListener('click', () => act(publish, note, async () => {
+  const description = h('input', { name: 'Description', placeholder: 'What changed' });
+  publish.addEventListener('click', () => act(publish, publishNote, async () => {
     await scf('PublishVersion', { FunctionName: name, Namespace: ns, Description: description.value });
     await versionsPage(body, ns, name);
   }));
-  const aliasName = h('input', { placeholder: 'prod' });
+  const aliasName = h('input', { name: 'Name', placeholder: 'prod' });
   const numbers = (versions.Versions || []).map((v) => v.Version);
-  const aliasVersion = select('version', numbers.map((v) => [v, v]), numbers[numbers.length - 1]);
+  const aliasVersion = select('FunctionVersion', numbers.map((v) => [v, v]), numbers[numbers.length - 1]);
   const addAlias = h('button', { type: 'button' }, 'Create alias');
-  addAlias.addEventListener('click', () => act(addAlias, note, async () => {
+  addAlias.addEventListener('click', () => act(addAlias, aliasNote, async () => {
     await scf('CreateAlias', { FunctionName: name, Namespace: ns, Name: aliasName.value.trim(), FunctionVersion: aliasVersion.value });
     await versionsPage(body, ns, name);
   }));
@@ -282,13 +286,13 @@ async function versionsPage(body, ns, name) {
     h('h2', {}, 'Versions'),
     table([['Version', (v) => v.Version], ['Description', (v) => v.Description || ''], ['Published', (v) => v.AddTime || '']],
       versions.Versions || []),
-    h('div', { class: 'row' }, field('Description', description), publish),
+    h('div', { class: 'panel' }, h('div', { class: 'row' }, field('Description', description), publish), publishNote),
     h('h2', {}, 'Aliases'),
     table([['Alias', (a) => a.Name], ['Version', (a) => a.FunctionVersion],
       ['Weights', (a) => (a.RoutingConfig?.AdditionalVersionWeights || []).map((w) => `${w.Version}: ${w.Weight}`).join(', ')]],
     aliases.Aliases || []),
-    h('div', { class: 'row' }, field('Alias name', aliasName), field('Version', aliasVersion), addAlias),
-    note);
+    h('div', { class: 'panel' },
+      h('div', { class: 'row' }, field('Alias name', aliasName), field('Version', aliasVersion), addAlias), aliasNote));
 }
 
 async function logsPage(body, ns, name) {

@@ -51,16 +51,50 @@ export function select(name, options, selected) {
   return h('select', { name }, options.map(([value, label]) => h('option', { value, selected: value === selected }, label)));
 }
 
-/** A message area whose content says how the last action went. */
+let noticeCount = 0;
+
+/**
+ * A message area whose content says how the last action went. Put it beside the controls whose action it reports.
+ * When a refusal's code names a parameter (`InvalidParameterValue.FunctionName`) and the same form or panel has a
+ * control of that name, the control is marked invalid, the API's message is shown under it (and describes it), and
+ * it takes the focus; otherwise the message is scrolled into view.
+ */
 export function notice() {
   const el = h('div', { class: 'notice', role: 'status', 'aria-live': 'polite' });
-  el.ok = (text) => { el.className = 'notice ok'; el.textContent = text; };
+  let marked = null;
+  const unmark = () => {
+    if (!marked) return;
+    marked.control.removeAttribute('aria-invalid');
+    marked.control.removeAttribute('aria-describedby');
+    marked.message.remove();
+    marked = null;
+  };
+  el.ok = (text) => { unmark(); el.className = 'notice ok'; el.textContent = text; };
   el.error = (error) => {
+    unmark();
     el.className = 'notice error';
     el.textContent = error && error.code ? `${error.code}: ${error.message}` : String(error && error.message || error);
+    const control = namedControl(el.closest('form, .panel'), error);
+    if (control) {
+      const message = h('small', { class: 'field-error', id: `field-error${++noticeCount}` }, error.message);
+      control.after(message);
+      control.setAttribute('aria-invalid', 'true');
+      control.setAttribute('aria-describedby', message.id);
+      marked = { control, message };
+      control.focus();
+    } else {
+      el.scrollIntoView({ block: 'nearest' });
+    }
   };
-  el.clear = () => { el.className = 'notice'; el.textContent = ''; };
+  el.clear = () => { unmark(); el.className = 'notice'; el.textContent = ''; };
   return el;
+}
+
+/** The control a refusal's code names (`InvalidParameterValue.Handler` → `[name=Handler]`) within `scope`. */
+function namedControl(scope, error) {
+  const parameter = error && typeof error.code === 'string' ? error.code.split('.').pop() : '';
+  if (!scope || !/^[A-Za-z]+$/.test(parameter)) return null;
+  return scope.querySelector(`[name="${parameter}"]`);
 }
 
 /** Runs an async action from a button, disabling it meanwhile and reporting a failure in `note`. */

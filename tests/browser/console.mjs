@@ -3,7 +3,7 @@
 // rule, bind the function, open Trigger Management and follow the access path. Also: a test invocation, the logs,
 // the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Then what a new
 // user trips over (`report.checks`, each recorded whether it passes or not, the walk going on): the sign-in page
-// without navigation, certificate fields only for TLS listeners.
+// without navigation, refusals shown beside the form that caused them, certificate fields only for TLS listeners.
 // Prints a JSON report; saves a screenshot of each page.
 //
 //   node console.mjs BASE_URL SECRET_ID SECRET_KEY VIP PORT SCREENSHOT_DIR
@@ -19,6 +19,12 @@ const browser = await chromium.launch({
   timeout: 30_000,
 });
 
+/** Where a refusal showed: its text, whether `form` holds it, and whether it is on screen. */
+const refusalIn = (form) => {
+  const note = form.querySelector('.notice.error');
+  const box = note && note.getBoundingClientRect();
+  return { text: note ? note.textContent : null, onScreen: Boolean(box && box.top >= 0 && box.bottom <= window.innerHeight) };
+};
 let n = 0;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -65,8 +71,32 @@ try {
   await check('signedInChrome', chromeShown);
   await shot('functions-empty');
 
-  // Create the function with the seed's code (the editor's template), and deploy it.
+  // Create the function with the seed's code (the editor's template), and deploy it. A name the API refuses
+  // first: its message shows beside the form, under the field it names, which takes the focus.
   await page.getByRole('link', { name: 'Create function' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('bad name');
+  await page.getByRole('button', { name: 'Create and deploy' }).click();
+  await check('badName', async () => {
+    const form = page.locator('form', { has: page.getByRole('button', { name: 'Create and deploy' }) });
+    await form.locator('.notice.error').waitFor({ timeout: 5_000 });
+    const name = page.getByLabel('Name', { exact: true });
+    return {
+      text: (await form.evaluate(refusalIn)).text,
+      invalid: await name.getAttribute('aria-invalid'),
+      focused: await name.evaluate((el) => el === document.activeElement),
+      // The message under the field, which describes it.
+      ...await name.evaluate((el) => {
+        const message = document.getElementById(el.getAttribute('aria-describedby') || '');
+        const box = message && message.getBoundingClientRect();
+        return {
+          description: message ? message.textContent : null,
+          inForm: Boolean(message && el.form.contains(message)),
+          onScreen: Boolean(box && box.top >= 0 && box.bottom <= window.innerHeight),
+        };
+      }),
+    };
+  });
+  await shot('create-function-refused');
   await page.getByLabel('Name', { exact: true }).fill('hello-clb');
   await page.getByLabel('Runtime').selectOption('Python3.6');
   await shot('create-function');
@@ -112,9 +142,17 @@ try {
   report.ruleChart = await page.locator('.chart svg').first().getAttribute('aria-label');
   await shot('rule-requests');
 
-  // A TCP listener, for the refusal below.
+  // A TCP listener, for the refusal below. On the HTTP listener's port first: refused, beside the listener form.
   const tcpPort = String(Number(port) + 1);
   await page.getByLabel('Protocol').selectOption('TCP');
+  await page.getByLabel('Port').fill(port);
+  await page.getByRole('button', { name: 'Create listener' }).click();
+  await check('listenerRefusal', async () => {
+    const form = page.locator('form', { has: page.getByRole('button', { name: 'Create listener' }) });
+    await form.locator('.notice.error').waitFor({ timeout: 5_000 });
+    return form.evaluate(refusalIn);
+  });
+  await shot('listener-refused');
   await page.getByLabel('Port').fill(tcpPort);
   await page.getByRole('button', { name: 'Create listener' }).click();
   await page.getByRole('heading', { name: `TCP:${tcpPort}` }).waitFor();

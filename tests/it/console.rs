@@ -123,6 +123,7 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
 /// What a new user trips over in the walk above, every check reported at once.
 async fn first_steps(report: &Value) {
     let checks = &report["checks"];
+    let text = |check: &Value, key: &str| check[key].as_str().unwrap_or_default().to_string();
     let mut failed = Vec::new();
     let mut expect = |name: &str, ok: bool| {
         if !ok {
@@ -133,6 +134,22 @@ async fn first_steps(report: &Value) {
     let shown = |on: bool| json!({"navigation": on, "signOut": on, "region": on});
     expect("signInChrome", checks["signInChrome"] == shown(false));
     expect("signedInChrome", checks["signedInChrome"] == shown(true));
+    // A refusal shows beside the form that caused it, at the field it names.
+    let bad = &checks["badName"];
+    expect(
+        "badName",
+        text(bad, "text").starts_with("InvalidParameterValue.FunctionName: ")
+            && bad["onScreen"] == true
+            && bad["inForm"] == true
+            && bad["invalid"] == "true"
+            && bad["focused"] == true
+            && text(bad, "description").contains("is not valid"),
+    );
+    let refused = &checks["listenerRefusal"];
+    expect(
+        "listenerRefusal",
+        text(refused, "text").starts_with("InvalidParameter.PortCheckFailed: ") && refused["onScreen"] == true,
+    );
     expect(
         "certificateShown",
         checks["certificateShown"]
