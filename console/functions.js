@@ -216,10 +216,24 @@ async function codePage(body, ns, name, fn) {
       saveNote));
 }
 
-/** A CLB event as the function receives it (contract 1), for testing. */
+/**
+ * A CLB event for testing, as a function receives it from a listener over HTTP/1.1 (contract 0.1): header names in
+ * title case as fnlb spells them (`Host`, `User-Agent`; docs/decisions/0001-event-header-case.md), the balancer's
+ * own headers included, so a handler reading `event['headers']['Host']` works the same here and behind a listener.
+ */
 function clbEvent() {
   return {
-    headers: { host: 'fnlb.test', 'user-agent': 'fnlb console', 'x-client-proto': 'http', 'x-forwarded-proto': 'http' },
+    headers: {
+      Host: '127.0.0.1:8080',
+      'User-Agent': 'fnlb-console',
+      Accept: '*/*',
+      'X-Stgw-Time': (Date.now() / 1000).toFixed(3),
+      'X-Client-Proto': 'http',
+      'X-Forwarded-Proto': 'http',
+      'X-Client-Proto-Ver': 'HTTP/1.1',
+      'X-Real-IP': '127.0.0.1',
+      'X-Forwarded-For': '127.0.0.1',
+    },
     payload: '',
     isBase64Encoded: 'false',
     httpMethod: 'GET',
@@ -227,7 +241,7 @@ function clbEvent() {
     queryString: {},
     requestContext: {
       requestId: 'console-test', sourceIp: '127.0.0.1', loadBalancerId: 'lb-console', listenerId: 'lbl-console',
-      locationId: 'loc-console', vip: '127.0.0.1', vport: 80, protocol: 'HTTP',
+      locationId: 'loc-console', vip: '127.0.0.1', vport: 8080, protocol: 'HTTP',
     },
   };
 }
@@ -256,7 +270,7 @@ async function testPage(body, ns, name) {
       h('h2', {}, r.InvokeResult === 0 ? 'Succeeded' : 'Failed'),
       h('p', {}, `Request ${r.FunctionRequestId} · ${r.Duration} ms · ${(r.MemUsage / 1048576).toFixed(1)} MB`),
       h('h2', {}, 'Result'), h('pre', { class: 'result' }, r.InvokeResult === 0 ? r.RetMsg : r.ErrMsg),
-      h('h2', {}, 'Log'), h('pre', {}, r.Log || ''));
+      h('h2', {}, 'Log'), h('pre', { class: 'log' }, r.Log || ''));
   }));
   show(body, h('div', { class: 'row' }, field('Template', template), run), note, event, output);
 }
@@ -311,7 +325,7 @@ async function logsPage(body, ns, name) {
       ['Duration', (l) => `${l.Duration} ms`],
       // In a cluster, the node that ran the invocation.
       ...((logs.Data || []).some((l) => l.Source) ? [['Node', (l) => l.Source]] : []),
-      ['Log', (l) => h('pre', {}, l.Log)],
+      ['Log', (l) => h('pre', { class: 'log' }, l.Log)],
     ], logs.Data || [], 'No invocations logged.'));
   });
   show(body, h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); load(); } }, field('Request id', requestId), search), note, output);

@@ -3,21 +3,45 @@
 // rule, bind the function, open Trigger Management and follow the access path. Also: a test invocation, the logs,
 // the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Then what a new
 // user trips over (`report.checks`, each recorded whether it passes or not, the walk going on): the sign-in page
-// without navigation, refusals shown beside the form that caused them, certificate fields only for TLS listeners.
+// without navigation, refusals shown beside the form that caused them, certificate fields only for TLS listeners,
+// a test event with the header names of live events, log lines that wrap.
 // Prints a JSON report; saves a screenshot of each page.
 //
 //   node console.mjs BASE_URL SECRET_ID SECRET_KEY VIP PORT SCREENSHOT_DIR
+//
+// DOMAIN (www.example.test) resolves to VIP in this browser, so a rule of that domain can be followed.
 import { chromium } from 'playwright-core';
 
 const [base, secretId, secretKey, vip, port, shots] = process.argv.slice(2);
+const DOMAIN = 'www.example.test';
 const report = { steps: [], errors: [], loads: {}, checks: {} };
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
+    '--disable-component-update', '--disable-sync', `--host-resolver-rules=MAP ${DOMAIN} ${vip}`,
+    '--disable-features=HttpsUpgrades'],
   timeout: 30_000,
 });
+
+/** A function that shows what it was given: the Host header and the header names, and a long log line. */
+const SHOW_HEADERS = `import json
+
+
+def main_handler(event, context):
+    headers = event["headers"]
+    print("event: " + json.dumps(event) + " " + "x" * 400)
+    return {
+        "isBase64Encoded": False,
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"host": headers["Host"], "names": sorted(headers)}),
+    }
+`;
+
+/** Whether every <pre> and table on the page, and the page itself, fits its width (long lines wrap). */
+const fitsWidth = () => [...document.querySelectorAll('pre, .table-wrap')].every((el) => el.scrollWidth <= el.clientWidth + 1)
+  && document.documentElement.scrollWidth <= window.innerWidth + 1;
 
 /** Where a refusal showed: its text, whether `form` holds it, and whether it is on screen. */
 const refusalIn = (form) => {
@@ -195,6 +219,46 @@ try {
   report.charts = await page.locator('.chart svg').count();
   report.chartLabels = await page.locator('.chart svg').evaluateAll((all) => all.map((s) => s.getAttribute('aria-label')));
   await shot('monitoring');
+
+  // A function reading event["headers"]["Host"]: tested with the CLB template, then reached through a rule of
+  // its own domain. Long log lines wrap.
+  await page.getByRole('link', { name: 'Functions' }).click();
+  await page.getByRole('link', { name: 'Create function' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('show-headers');
+  await page.getByLabel('Code of the entry file').fill(SHOW_HEADERS);
+  await page.getByRole('button', { name: 'Create and deploy' }).click();
+  await page.getByRole('heading', { name: 'show-headers' }).waitFor();
+  await page.getByRole('link', { name: 'Test', exact: true }).click();
+  await page.getByRole('button', { name: 'Test' }).waitFor();
+  report.templateHeaders = Object.keys(JSON.parse(await page.getByLabel('Event').inputValue()).headers);
+  await page.getByRole('button', { name: 'Test' }).click();
+  await page.getByRole('heading', { name: /^(Succeeded|Failed)$/ }).waitFor();
+  await check('templateTest', async () => ({
+    outcome: await page.getByRole('heading', { name: /^(Succeeded|Failed)$/ }).textContent(),
+    result: await page.locator('pre.result').textContent(),
+  }));
+  await check('testWraps', () => page.evaluate(fitsWidth));
+  await shot('test-headers');
+  await page.getByRole('link', { name: 'Trigger Management' }).click();
+  const http = await page.getByLabel('Listener').evaluate((select, prefix) =>
+    [...select.options].find((o) => o.textContent.startsWith(prefix)).value, `HTTP:${port} `);
+  await page.getByLabel('Listener').selectOption(http);
+  await page.getByLabel('Domain').fill(DOMAIN);
+  await page.getByLabel('URL').fill('/headers');
+  await page.getByRole('button', { name: 'Create CLB trigger' }).click();
+  const path = `http://${DOMAIN}:${port}/headers`;
+  await page.locator('a.access-path', { hasText: path }).waitFor();
+  await shot('trigger-domain');
+  const live = await context.newPage();
+  report.liveEvent = await (await live.goto(path)).json();
+  await live.close();
+  await page.goto(`${base}/console/#/functions/default/show-headers/logs`);
+  await page.getByRole('columnheader', { name: 'Log' }).waitFor();
+  await check('logsWrap', async () => ({
+    long: await page.locator('td pre', { hasText: 'x'.repeat(400) }).count(),
+    fits: await page.evaluate(fitsWidth),
+  }));
+  await shot('logs-wrapped');
 
   // Warm page loads, and a phone-sized screen.
   await visit('#/functions', () => page.getByRole('link', { name: 'hello-clb' }).waitFor());

@@ -117,11 +117,11 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
     assert_eq!(report["phoneOverflow"], false, "nothing wider than a phone's screen");
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 12, "{saved} screenshots");
-    first_steps(&report).await;
+    first_steps(&report, port).await;
 }
 
 /// What a new user trips over in the walk above, every check reported at once.
-async fn first_steps(report: &Value) {
+async fn first_steps(report: &Value, port: u16) {
     let checks = &report["checks"];
     let text = |check: &Value, key: &str| check[key].as_str().unwrap_or_default().to_string();
     let mut failed = Vec::new();
@@ -155,6 +155,18 @@ async fn first_steps(report: &Value) {
         checks["certificateShown"]
             == json!({"HTTP": false, "HTTPS": true, "TCP": false, "UDP": false, "TCP_SSL": true}),
     );
+    // The CLB template's header names are those of a live event: a handler reading `Host` works with both.
+    let test = &checks["templateTest"];
+    expect("templateTest", test["outcome"] == "Succeeded" && text(test, "result").contains("127.0.0.1:8080"));
+    let live = &report["liveEvent"];
+    expect("liveEvent", live["host"] == format!("www.example.test:{port}"));
+    let names: Vec<&Value> = live["names"].as_array().map(|n| n.iter().collect()).unwrap_or_default();
+    let template = report["templateHeaders"].as_array().cloned().unwrap_or_default();
+    expect("templateHeaders", !template.is_empty() && template.iter().all(|name| names.contains(&name)));
+    // Long log lines wrap.
+    expect("testWraps", checks["testWraps"] == true);
+    let logs = &checks["logsWrap"];
+    expect("logsWrap", logs["long"].as_u64().unwrap_or(0) >= 1 && logs["fits"] == true);
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
