@@ -84,7 +84,7 @@ export async function detail(view, id) {
   };
 
   const sections = (listeners.Listeners || []).map((l) => listenerPanel(l, {
-    id, reload, functions, targets: targetsOf(l.ListenerId), healthOf,
+    id, lb, reload, functions, targets: targetsOf(l.ListenerId), healthOf,
   }));
   show(view,
     heading(lb.LoadBalancerName, h('a', { class: 'btn secondary', href: '#/balancers' }, 'All load balancers')),
@@ -160,6 +160,25 @@ function listenerPanel(l, ctx) {
     layer7 ? rulesOf(l, { ...ctx, note }) : serversOf(l, null, ctx.targets.Targets || [], ctx));
 }
 
+/**
+ * The URL a browser opens to reach a rule, as fnlb gives it for a CLB trigger (`accessPath`, the CLI's and the
+ * example's; docs/decisions/0003-access-path.md): the rule's domain when it is a plain name other than the
+ * listener's default, otherwise the VIP; the port always; the URL without its match operator (`=`, `^~`), or `/`
+ * for a regular expression.
+ */
+function accessPath(lb, listener, rule) {
+  const scheme = listener.Protocol === 'HTTPS' ? 'https' : 'http';
+  const vip = (lb.LoadBalancerVips || [])[0] || '';
+  const pattern = rule.Domain.startsWith('~') || rule.Domain.startsWith('*') || rule.Domain.endsWith('*');
+  const host = !pattern && !rule.DefaultServer ? rule.Domain : vip.includes(':') ? `[${vip}]` : vip;
+  const url = rule.Url;
+  let path = url;
+  if (url.startsWith('^~')) path = url.slice(2).trimStart();
+  else if (url.startsWith('~')) path = '/';
+  else if (url.startsWith('=')) path = url.slice(1).trimStart();
+  return `${scheme}://${host}:${listener.Port}${path}`;
+}
+
 function rulesOf(l, ctx) {
   const { id, note, reload } = ctx;
   const formNote = notice();
@@ -182,6 +201,10 @@ function rulesOf(l, ctx) {
   }, h('div', { class: 'row' }, field('Domain', domain), field('URL', url), add), formNote);
   return [
     table([
+      ['Access path', (r) => {
+        const path = accessPath(ctx.lb, l, r);
+        return h('a', { href: path, target: '_blank', rel: 'noopener', class: 'rule-path' }, path);
+      }],
       ['Domain', (r) => r.Domain + (r.DefaultServer ? ' (default)' : '')],
       ['URL', (r) => r.Url],
       ['Forwards to', (r) => forwardsTo(l, r, assigned(r), ctx)],

@@ -4,7 +4,7 @@
 // the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Then what a new
 // user trips over (`report.checks`, each recorded whether it passes or not, the walk going on): the sign-in page
 // without navigation, refusals shown beside the form that caused them, certificate fields only for TLS listeners,
-// a test event with the header names of live events, log lines that wrap.
+// each rule's access path, a test event with the header names of live events, log lines that wrap.
 // Prints a JSON report; saves a screenshot of each page.
 //
 //   node console.mjs BASE_URL SECRET_ID SECRET_KEY VIP PORT SCREENSHOT_DIR
@@ -155,6 +155,8 @@ try {
   await page.getByLabel('URL').fill('/');
   await page.getByRole('button', { name: 'Create rule' }).click();
   await page.getByRole('button', { name: 'Bind function' }).waitFor();
+  // Each rule shows its access path, as its CLB trigger will.
+  await check('ruleAccessPath', () => page.locator('a.rule-path').first().textContent({ timeout: 5_000 }));
   await shot('rule');
   await page.getByLabel('Function').selectOption('default/hello-clb');
   await page.getByRole('button', { name: 'Bind function' }).click();
@@ -252,6 +254,11 @@ try {
   const live = await context.newPage();
   report.liveEvent = await (await live.goto(path)).json();
   await live.close();
+  // The load balancer's page shows the rule's access path as the trigger does.
+  await page.getByRole('link', { name: /^lb-/ }).first().click();
+  await page.getByRole('heading', { name: 'seed-clb' }).waitFor();
+  await check('ruleAccessPaths', () => page.locator('a.rule-path').allTextContents());
+  await shot('balancer-access-paths');
   await page.goto(`${base}/console/#/functions/default/show-headers/logs`);
   await page.getByRole('columnheader', { name: 'Log' }).waitFor();
   await check('logsWrap', async () => ({

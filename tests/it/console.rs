@@ -117,11 +117,11 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
     assert_eq!(report["phoneOverflow"], false, "nothing wider than a phone's screen");
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 12, "{saved} screenshots");
-    first_steps(&report, port).await;
+    first_steps(&report, &vip.to_string(), port).await;
 }
 
 /// What a new user trips over in the walk above, every check reported at once.
-async fn first_steps(report: &Value, port: u16) {
+async fn first_steps(report: &Value, vip: &str, port: u16) {
     let checks = &report["checks"];
     let text = |check: &Value, key: &str| check[key].as_str().unwrap_or_default().to_string();
     let mut failed = Vec::new();
@@ -155,6 +155,10 @@ async fn first_steps(report: &Value, port: u16) {
         checks["certificateShown"]
             == json!({"HTTP": false, "HTTPS": true, "TCP": false, "UDP": false, "TCP_SSL": true}),
     );
+    // Each rule's access path, the VIP's for the default domain and the domain's for another.
+    let domain_path = format!("http://www.example.test:{port}/headers");
+    expect("ruleAccessPath", checks["ruleAccessPath"] == format!("http://{vip}:{port}/"));
+    expect("ruleAccessPaths", checks["ruleAccessPaths"] == json!([format!("http://{vip}:{port}/"), domain_path]));
     // The CLB template's header names are those of a live event: a handler reading `Host` works with both.
     let test = &checks["templateTest"];
     expect("templateTest", test["outcome"] == "Succeeded" && text(test, "result").contains("127.0.0.1:8080"));
