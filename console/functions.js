@@ -332,8 +332,10 @@ async function logsPage(body, ns, name) {
   await load();
 }
 
-async function triggersPage(body, ns, name) {
-  const note = notice();
+/** Trigger Management; `done` says how the last removal went (the page is drawn again after it). */
+async function triggersPage(body, ns, name, _fn, done = '') {
+  const listNote = notice();
+  const createNote = notice();
   const listed = await scf('ListTriggers', { FunctionName: name, Namespace: ns, Limit: 100 });
   const triggers = (listed.Triggers || []).filter((t) => t.Type === 'clb').map((t) => ({ ...t, desc: JSON.parse(t.TriggerDesc) }));
   // Create a CLB trigger from here: a load balancer, one of its HTTP/HTTPS listeners, a domain and URL.
@@ -355,14 +357,32 @@ async function triggersPage(body, ns, name) {
   lb.addEventListener('change', loadListeners);
   await loadListeners();
   const url = h('input', { value: '/' });
-  const add = h('button', { type: 'button' }, 'Create CLB trigger');
-  add.addEventListener('click', () => act(add, note, async () => {
-    const desc = { loadBalanceId: lb.value, listenerId: listener.value, domain: domain.value.trim(), url: url.value.trim() };
-    await scf('CreateTrigger', {
-      FunctionName: name, Namespace: ns, Type: 'clb', TriggerName: `clb-${Date.now()}`, TriggerDesc: JSON.stringify(desc),
-    });
-    await triggersPage(body, ns, name);
-  }));
+  const add = h('button', { type: 'submit' }, 'Create CLB trigger');
+  const form = h('form', {
+    class: 'panel',
+    onsubmit: (event) => {
+      event.preventDefault();
+      act(add, createNote, async () => {
+        const desc = { loadBalanceId: lb.value, listenerId: listener.value, domain: domain.value.trim(), url: url.value.trim() };
+        await scf('CreateTrigger', {
+          FunctionName: name, Namespace: ns, Type: 'clb', TriggerName: `clb-${Date.now()}`, TriggerDesc: JSON.stringify(desc),
+        });
+        await triggersPage(body, ns, name);
+      });
+    },
+  }, h('div', { class: 'row' }, field('Load balancer', lb), field('Listener', listener), field('Domain', domain), field('URL', url), add), createNote);
+  // Removing a trigger unbinds the function from its rule; the rule stays on its load balancer.
+  const remove = (t) => {
+    const button = h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove trigger ${t.desc.accessPath}` }, 'Remove');
+    button.addEventListener('click', () => act(button, listNote, async () => {
+      if (!confirm(`Remove the CLB trigger ${t.desc.accessPath}? Its rule stays, with nothing bound to it.`)) return;
+      await scf('DeleteTrigger', {
+        FunctionName: name, Namespace: ns, Type: 'clb', TriggerName: t.TriggerName, TriggerDesc: t.TriggerDesc, Qualifier: t.Qualifier,
+      });
+      await triggersPage(body, ns, name, null, `Removed the trigger ${t.desc.accessPath}; its rule stays on ${t.desc.loadBalanceId}.`);
+    }));
+    return button;
+  };
   show(body,
     h('h2', {}, 'CLB triggers'),
     table([
@@ -371,12 +391,12 @@ async function triggersPage(body, ns, name) {
       ['Listener', (t) => `${t.desc.protocol}:${t.desc.port}`],
       ['Rule', (t) => `${t.desc.domain}${t.desc.url}`],
       ['Qualifier', (t) => t.Qualifier],
+      ['', remove],
     ], triggers, 'No CLB trigger yet: bind the function to a rule, here or from its load balancer.'),
+    listNote,
     h('h2', {}, 'Create a CLB trigger'),
-    balancers.length === 0
-      ? h('p', { class: 'empty' }, 'Create a load balancer first.')
-      : h('div', { class: 'panel' }, h('div', { class: 'row' }, field('Load balancer', lb), field('Listener', listener), field('Domain', domain), field('URL', url), add)),
-    note);
+    balancers.length === 0 ? h('p', { class: 'empty' }, 'Create a load balancer first.') : form);
+  if (done) listNote.ok(done);
 }
 
 async function monitorPage(body, ns, name) {

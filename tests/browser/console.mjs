@@ -4,8 +4,8 @@
 // the charts, a refused binding (a TCP listener) with the API's message, a phone-sized screen. Then what a new
 // user trips over (`report.checks`, each recorded whether it passes or not, the walk going on): the sign-in page
 // without navigation, refusals shown beside the form that caused them, certificate fields only for TLS listeners,
-// each rule's access path, a test event with the header names of live events, log lines that wrap.
-// Prints a JSON report; saves a screenshot of each page.
+// each rule's access path, a test event with the header names of live events, log lines that wrap, and a trigger
+// removed from its function's page. Prints a JSON report; saves a screenshot of each page.
 //
 //   node console.mjs BASE_URL SECRET_ID SECRET_KEY VIP PORT SCREENSHOT_DIR
 //
@@ -223,7 +223,7 @@ try {
   await shot('monitoring');
 
   // A function reading event["headers"]["Host"]: tested with the CLB template, then reached through a rule of
-  // its own domain. Long log lines wrap.
+  // its own domain. Long log lines wrap. Its trigger is then removed from its page.
   await page.getByRole('link', { name: 'Functions' }).click();
   await page.getByRole('link', { name: 'Create function' }).click();
   await page.getByLabel('Name', { exact: true }).fill('show-headers');
@@ -266,6 +266,14 @@ try {
     fits: await page.evaluate(fitsWidth),
   }));
   await shot('logs-wrapped');
+  // Removed from the function's page: gone from its triggers; its rule stays.
+  await page.getByRole('link', { name: 'Trigger Management' }).click();
+  await check('triggerRemoved', async () => {
+    await page.getByRole('button', { name: `Remove trigger ${path}` }).click({ timeout: 5_000 });
+    await page.getByText('No CLB trigger yet').waitFor({ timeout: 5_000 });
+    return page.locator('.notice.ok').textContent();
+  });
+  await shot('trigger-removed');
 
   // Warm page loads, and a phone-sized screen.
   await visit('#/functions', () => page.getByRole('link', { name: 'hello-clb' }).waitFor());

@@ -117,11 +117,11 @@ async fn the_seed_workflow_in_the_console_in_chromium() {
     assert_eq!(report["phoneOverflow"], false, "nothing wider than a phone's screen");
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 12, "{saved} screenshots");
-    first_steps(&report, &vip.to_string(), port).await;
+    first_steps(&app, &report, &vip.to_string(), port).await;
 }
 
 /// What a new user trips over in the walk above, every check reported at once.
-async fn first_steps(report: &Value, vip: &str, port: u16) {
+async fn first_steps(app: &TestApp, report: &Value, vip: &str, port: u16) {
     let checks = &report["checks"];
     let text = |check: &Value, key: &str| check[key].as_str().unwrap_or_default().to_string();
     let mut failed = Vec::new();
@@ -171,7 +171,25 @@ async fn first_steps(report: &Value, vip: &str, port: u16) {
     expect("testWraps", checks["testWraps"] == true);
     let logs = &checks["logsWrap"];
     expect("logsWrap", logs["long"].as_u64().unwrap_or(0) >= 1 && logs["fits"] == true);
+    // A trigger removed from its function's page: gone from the function, its rule kept.
+    expect(
+        "triggerRemoved",
+        text(checks, "triggerRemoved").starts_with("Removed the trigger http://www.example.test:"),
+    );
     assert!(failed.is_empty(), "{failed:#?}");
+
+    let triggers = app.scf("ListTriggers", json!({"FunctionName": "show-headers"})).await.unwrap();
+    assert_eq!(triggers["TotalCount"], 0, "{triggers}");
+    let balancers = app.clb("DescribeLoadBalancers", json!({})).await.unwrap();
+    let lb = balancers["LoadBalancerSet"][0]["LoadBalancerId"].clone();
+    let listeners = app.clb("DescribeListeners", json!({"LoadBalancerId": lb})).await.unwrap();
+    let rules: Vec<&Value> = listeners["Listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["Rules"].as_array().into_iter().flatten())
+        .collect();
+    assert!(rules.iter().any(|r| r["Url"] == "/headers"), "the rule stays: {listeners}");
 }
 
 #[tokio::test]
