@@ -530,7 +530,8 @@ async fn instances_start_at_most_so_many_at_once() {
 async fn what_is_wrong_with_the_target_is_said_before_what_is_missing() {
     let app = TestApp::start();
     app.create_fixture("ordered", "echo", json!({})).await.unwrap();
-    let targets = json!([{"Function": {"FunctionName": "ordered"}}]);
+    let function = json!({"FunctionNamespace": "default", "FunctionName": "ordered", "FunctionQualifier": "$LATEST"});
+    let targets = json!([{"Function": function}]);
     // A TCP listener cannot take a function, however the rule is named, or if it is not named at all.
     let (lb, tcp, _, _) = crate::harness::listener(&app, "TCP", json!({})).await;
     for rule in [json!({}), json!({"LocationId": "loc-12345678"}), json!({"Domain": "a.test", "Url": "/"})] {
