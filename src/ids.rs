@@ -3,6 +3,12 @@
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
+/// The id of a new function instance (unique while fnlb runs): it names the instance's cgroup and channel.
+pub fn next_instance_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A resource id such as `lb-6efswuxa`: the prefix, a dash and eight lowercase letters or digits.
 pub fn resource_id(prefix: &str) -> String {
     format!("{prefix}-{}", random_string(ID_ALPHABET, 8))

@@ -554,23 +554,29 @@ def next_frame(channel):
     return frame
 
 
-def run_instance(socket_path, wait_for_start=False):
+def run_instance(socket_path, confinement=None):
     """Connect to fnlb, load the handler, serve invocations until fnlb closes the channel.
 
-    A forked instance connects first and loads the function only when fnlb sends START: fnlb forks one ahead of
-    time, confines it, and starts it when a request needs it.
+    A zygote's child (``confinement`` given) connects first and takes on a function only when fnlb sends START with
+    the function (its package, environment and user): fnlb forks it ahead of time, puts it in its cgroup, and starts
+    it when a request needs it.
     """
-    spec = os.environ.get('_HANDLER', '')
-    code_dir = os.environ.get('USER_CODE_ROOT') or os.getcwd()
     try:
         channel = Channel(socket_path)
     except OSError as exc:
         die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
-    if wait_for_start:
-        frame = next_frame(channel)
-        if frame[0] != START:
-            die(None, 'protocol error: expected START, got frame kind %d' % frame[0], 2)
+    if confinement is not None:
+        kind, payload = next_frame(channel)
+        if kind != START:
+            die(None, 'protocol error: expected START, got frame kind %d' % kind, 2)
+        try:
+            confinement.take_on(_decode_json(payload.decode('utf-8')))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            die(None, 'cannot take on the function: %s' % exc, 2)
+        capture_raw_output(channel)
 
+    spec = os.environ.get('_HANDLER', '')
+    code_dir = os.environ.get('USER_CODE_ROOT') or os.getcwd()
     sink = install_log_capture(channel)
     setup_sys_path(code_dir)
     handler = init(channel, sink, spec)
@@ -578,28 +584,58 @@ def run_instance(socket_path, wait_for_start=False):
     serve(channel, sink, handler)
 
 
+def capture_raw_output(channel):
+    """What the instance's processes write to their standard output and error outside Python's ``sys.stdout``
+    (subprocesses, native code) comes to fnlb as LOG frames, read from a pipe in pieces of at most 64 KiB: a forked
+    instance's descriptors 1 and 2 would otherwise be its zygote's, shared by every function."""
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump():
+        while True:
+            data = os.read(read_end, 65536)
+            if not data:
+                return
+            channel.send(LOG, data)
+
+    threading.Thread(target=pump, name='fnlb-raw-output', daemon=True).start()
+
+
 # Confinement of a zygote's children (Linux).
 CLONE_NEWNS = 0x00020000
+MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
 
 class Confinement(object):
-    """What a zygote's child does to itself before it connects to fnlb, in this order: a mount namespace of its own
-    with a fresh tmpfs on ``/tmp`` of ``tmp_bytes`` (its pages are charged to the instance's memory cgroup and
-    freed with the instance); the function's user ``uid`` (which leaves no capability, and makes the process
-    undumpable, so that no other process of that user can read its memory); ``no_new_privs``; and the system-call
-    filter fnlb wrote (``filter_path``), which refuses every later namespace, mount or ``ptrace``. The zygote keeps
-    the capabilities the first two steps need (it runs none of the function's code); without a sandbox there is
-    neither step.
+    """How a zygote's child takes on a function when START names it (``take_on``), in this order:
+
+    * with ``tmp_bytes`` (fnlb runs as root, in a sandbox): a mount namespace of its own in which the function's
+      package is bound read-only at ``USER_CODE_ROOT`` and every other package (``code_root``) is unmounted, a fresh
+      tmpfs of ``tmp_bytes`` is mounted on ``/tmp`` (its pages are charged to the instance's memory cgroup and freed
+      with the instance), and a ``/proc`` of its own that shows only the processes of its user;
+    * the function's environment, in place of the zygote's, and its package as working directory;
+    * the function's user (which leaves no capability, and makes the process undumpable, so that no other process
+      of that user can read its memory);
+    * ``no_new_privs`` and the system-call filter fnlb wrote (``filter_path``), which refuses every later namespace,
+      mount or ``ptrace``.
+
+    The zygote keeps the capabilities the first and third steps need and runs none of the functions' code.
     """
 
-    def __init__(self, filter_path, tmp_bytes, uid):
+    def __init__(self, filter_path, tmp_bytes, code_root):
         import ctypes
         self._ctypes = ctypes
         self._libc = ctypes.CDLL(None, use_errno=True)
@@ -614,36 +650,73 @@ class Confinement(object):
         self._program = ctypes.create_string_buffer(program, len(program))
         self._fprog = SockFprog(len(program) // 8, ctypes.cast(self._program, ctypes.c_char_p))
         self._tmp_bytes = tmp_bytes
-        self._uid = uid
+        self._code_root = code_root
 
     def _check(self, result, what):
         if result != 0:
             err = self._ctypes.get_errno()
             raise OSError(err, '%s: %s' % (what, os.strerror(err)))
 
-    def apply(self):
-        ctypes, libc = self._ctypes, self._libc
+    def _mount(self, source, target, fstype, flags, options=None):
+        self._check(self._libc.mount(source.encode(), target.encode(), fstype and fstype.encode(), flags,
+                                     options and options.encode()), 'mount %s' % target)
+
+    def _show_environment(self, env):
+        """Writes the function's environment over the zygote's in the process's environment block, so that
+        ``/proc/<pid>/environ`` (and ``ps``) show the function's, as if the instance had been started with it. fnlb
+        gives the zygote room for it (``FNLB_ENVIRONMENT_ROOM``); what does not fit is left out there (the process's
+        own environment holds all of it)."""
+        with open('/proc/self/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        # Fields 50 and 51 of stat(5): env_start and env_end; the list starts at field 3.
+        start, end = int(fields[47]), int(fields[48])
+        size = end - start
+        block = b''
+        for key, value in env.items():
+            entry = ('%s=%s' % (key, value)).encode('utf-8', 'surrogateescape') + b'\0'
+            if len(block) + len(entry) > size:
+                break
+            block += entry
+        self._ctypes.memmove(start, block + b'\0' * (size - len(block)), size)
+
+    def take_on(self, start):
+        code = start['code']
+        if not code or '/' in code or code.startswith('.'):
+            raise ValueError('no code package named %r' % code)
+        package = os.path.join(self._code_root, code)
+        env = dict(start.get('env') or [])
+        code_dir = env.get('USER_CODE_ROOT') or package
         if self._tmp_bytes:
-            self._check(libc.unshare(CLONE_NEWNS), 'unshare')
-            self._check(libc.mount(b'none', b'/', None, MS_REC | MS_PRIVATE, None), 'mount --make-rprivate /')
-            options = ('size=%d,mode=1777' % self._tmp_bytes).encode('ascii')
-            self._check(libc.mount(b'tmpfs', b'/tmp', b'tmpfs', MS_NOSUID | MS_NODEV, options), 'mount /tmp')
-        if self._uid is not None:
+            self._check(self._libc.unshare(CLONE_NEWNS), 'unshare')
+            self._mount('none', '/', None, MS_REC | MS_PRIVATE)
+            self._mount('tmpfs', '/tmp', 'tmpfs', MS_NOSUID | MS_NODEV, 'size=%d,mode=1777' % self._tmp_bytes)
+            self._mount(package, code_dir, None, MS_BIND | MS_REC)
+            self._mount('none', code_dir, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+            self._check(self._libc.umount2(self._code_root.encode(), MNT_DETACH), 'umount %s' % self._code_root)
+            self._mount('proc', '/proc', 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, 'hidepid=2')
+        os.chdir(code_dir)
+        os.environ.clear()
+        os.environ.update(env)
+        self._show_environment(env)
+        uid = start.get('uid')
+        if uid is not None:
             os.setgroups([])
-            os.setresgid(self._uid, self._uid, self._uid)
-            os.setresuid(self._uid, self._uid, self._uid)
-        self._check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 'prctl(PR_SET_NO_NEW_PRIVS)')
-        self._check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        ctypes = self._ctypes
+        self._check(self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 'prctl(PR_SET_NO_NEW_PRIVS)')
+        self._check(self._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
                     'prctl(PR_SET_SECCOMP)')
 
 
 def run_zygote(socket_path, confinement):
     """Fork server: a template with the runtime loaded that forks instances on request.
 
-    Each FORK frame names the socket the new instance connects to. The child becomes the leader of a session and
-    process group of its own (fnlb kills instances by group), confines itself (``Confinement``), then runs as any
-    instance does: it imports the user's module itself, so the module's start-up code runs once per instance, as on
-    SCF. Exited children are reaped by the kernel (SIGCHLD ignored here, restored in the child).
+    One zygote serves every function of the runtime. Each FORK frame names the socket the new instance connects
+    to. The child becomes the leader of a session and process group of its own (fnlb kills instances by group),
+    connects, and waits for START to take on a function (``Confinement``); then it runs as any instance does: it
+    imports the user's module itself, so the module's start-up code runs once per instance, as on SCF. Exited
+    children are reaped by the kernel (SIGCHLD ignored here, restored in the child).
     """
     import signal
     try:
@@ -668,12 +741,7 @@ def run_zygote(socket_path, confinement):
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.setsid()
                 channel.close()
-                if confinement is not None:
-                    try:
-                        confinement.apply()
-                    except OSError as exc:
-                        die(None, 'cannot confine the instance: %s' % exc, 2)
-                run_instance(child_socket, wait_for_start=True)
+                run_instance(child_socket, confinement)
             finally:
                 os._exit(1)
         channel.send(FORKED, str(pid).encode('ascii'))
@@ -685,12 +753,13 @@ def main():
     zygote = os.environ.pop('FNLB_RUNTIME_ZYGOTE', '') == '1'
     filter_path = os.environ.pop('FNLB_SECCOMP_FILTER', '')
     tmp_bytes = int(os.environ.pop('FNLB_PRIVATE_TMP_BYTES', '0') or 0)
-    uid = os.environ.pop('FNLB_INSTANCE_UID', '')
+    code_root = os.environ.pop('FNLB_CODE_ROOT', '')
+    os.environ.pop('FNLB_ENVIRONMENT_ROOM', None)
     if not socket_path:
         die(None, 'FNLB_RUNTIME_SOCKET is not set', 2)
     if zygote:
         try:
-            confinement = Confinement(filter_path, tmp_bytes, int(uid) if uid else None) if filter_path else None
+            confinement = Confinement(filter_path, tmp_bytes, code_root)
         except (OSError, ValueError) as exc:
             die(None, 'cannot prepare the confinement of instances: %s' % exc, 2)
         run_zygote(socket_path, confinement)

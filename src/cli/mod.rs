@@ -132,7 +132,7 @@ pub struct ServeArgs {
     /// many processors (0: no limit, only a share in proportion to MemorySize under contention).
     #[arg(long, env = "FNLB_FUNCTION_MB_PER_CPU", default_value_t = crate::functions::limits::DEFAULT_MB_PER_CPU)]
     pub function_mb_per_cpu: u32,
-    /// Start Python instances by forking a pre-initialised zygote per function (false: start each interpreter).
+    /// Start Python instances by forking the Python runtime's pre-initialised zygote (false: start each interpreter).
     #[arg(long, env = "FNLB_ZYGOTE", default_value_t = true, action = clap::ArgAction::Set)]
     pub zygote: bool,
     /// Run function instances under the SCHED_BATCH scheduling policy, so that waking one never preempts fnlb
@@ -142,9 +142,6 @@ pub struct ServeArgs {
     /// Seconds between the attempts of a failed asynchronous invocation.
     #[arg(long, env = "FNLB_ASYNC_RETRY_INTERVAL", default_value_t = crate::functions::queue::DEFAULT_ASYNC_RETRY_INTERVAL.as_secs())]
     pub async_retry_interval: u64,
-    /// Seconds a function's zygote stays after its last instance stopped (cold starts within it are forks).
-    #[arg(long, env = "FNLB_ZYGOTE_IDLE_TIMEOUT", default_value_t = crate::functions::DEFAULT_ZYGOTE_IDLE_TIMEOUT.as_secs())]
-    pub zygote_idle_timeout: u64,
     /// Seconds an instance may stay idle before it is stopped (functions scale to zero).
     #[arg(long, env = "FNLB_IDLE_TIMEOUT", default_value_t = crate::functions::DEFAULT_IDLE_TIMEOUT.as_secs())]
     pub idle_timeout: u64,
@@ -286,7 +283,6 @@ impl ServeArgs {
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
         config.engine.zygote = self.zygote;
         config.engine.batch_scheduling = self.batch_scheduling;
-        config.engine.zygote_idle_timeout = Duration::from_secs(self.zygote_idle_timeout);
         config.queue.retry_interval = Duration::from_secs(self.async_retry_interval);
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);
         config.engine.queue_timeout = Duration::from_secs(self.queue_timeout);

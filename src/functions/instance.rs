@@ -51,6 +51,8 @@ pub struct Launch {
     pub network: Option<Arc<FunctionNetwork>>,
     /// The system-call filter's program: on the host, and as the instance sees it.
     pub seccomp_filter: (PathBuf, PathBuf),
+    /// The runtime's zygote, which forks instances when `forks`.
+    pub zygote: Option<Arc<super::runtimes::ZygoteSlot>>,
     /// Run the instance under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
     pub batch_scheduling: bool,
     /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
@@ -176,21 +178,44 @@ struct Spawned {
     runtime_pid: Option<rustix::process::Pid>,
 }
 
-/// A runtime's zygote: a pre-initialised template process that forks new instances (docs/function-protocol.md).
+/// A runtime's zygote: a pre-initialised template process that forks instances of any function of the runtime
+/// (docs/function-protocol.md). Its children wait, connected and in cgroups of their own, until `START` tells one
+/// which function it is.
 pub struct Zygote {
     /// Kept for `kill_on_drop`.
     _child: Child,
     pgid: Option<i32>,
     runtime_pid: Option<rustix::process::Pid>,
-    stray: Arc<Mutex<String>>,
     /// The zygote's channel; one fork request at a time.
     channel: tokio::sync::Mutex<(BufReader<OwnedReadHalf>, OwnedWriteHalf)>,
     /// Where the zygote's children connect: (host directory, the same directory as the instance sees it).
     dir: (PathBuf, PathBuf),
     _group: Option<InstanceGroup>,
-    /// An instance forked ahead of time, waiting for `START`.
-    spare: Mutex<Option<Instance>>,
+    /// How the zygote was started (the limits its children wait under, the code root).
+    launch: Launch,
+    /// Instances forked ahead of time, waiting for `START`.
+    spares: Mutex<Vec<Instance>>,
+    /// Spares being forked now.
+    forking: AtomicUsize,
     _dir: DirGuard,
+}
+
+/// Instances a zygote keeps forked ahead of time: a burst of cold starts takes them all before it waits for a fork.
+pub const ZYGOTE_SPARES: usize = 2;
+/// The room a zygote's environment leaves for a function's (SCF allows 4 KB of variables; the SCF ones and the
+/// runtime's come on top).
+const ENVIRONMENT_ROOM_BYTES: usize = 32 * 1024;
+/// The memory a zygote (and a spare, until it takes on a function) may use.
+pub const ZYGOTE_MEMORY_MB: u32 = 256;
+
+/// What a forked instance is told with `START` to take on (docs/function-protocol.md).
+#[derive(serde::Serialize)]
+struct Start<'a> {
+    /// The code package's directory name, under the zygote's code root.
+    code: &'a str,
+    env: &'a [(String, String)],
+    /// The function's user (when fnlb runs as root).
+    uid: Option<u32>,
 }
 
 // === impl Instance ===
@@ -384,11 +409,12 @@ impl Instance {
 // === impl Zygote ===
 
 impl Zygote {
-    /// Starts a zygote for a launch (Python runtimes): it loads the runtime, then waits for fork requests.
-    pub async fn start(id: u64, launch: &Launch) -> Result<Zygote, StartError> {
+    /// Starts a runtime's zygote (Python): it loads the runtime, then forks instances on request. `launch` is the
+    /// runtime's own (`Runtimes::zygote_launch`): its code directory is the root of every package.
+    pub async fn start(id: u64, launch: &Launch) -> Result<Arc<Zygote>, StartError> {
         let host_dir = launch.socket_dir.join(format!("zygote-{id}"));
         std::fs::create_dir_all(&host_dir).map_err(StartError::Spawn)?;
-        // The function's user must reach the sockets in it (nothing else of the host sees the directory).
+        // The functions' users must reach the sockets in it (nothing else of the host sees the directory).
         std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o711)).map_err(StartError::Spawn)?;
         let dir_guard = DirGuard(host_dir.clone());
         let inside_dir =
@@ -396,14 +422,25 @@ impl Zygote {
         let socket = SocketFile(host_dir.join("zygote.sock"));
         let listener = listen(&socket.0).map_err(StartError::Spawn)?;
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
-        // Its children confine themselves (docs/function-protocol.md): the zygote runs none of the function's code,
-        // and keeps what they need to make their own `/tmp` and take the function's user.
+        // Its children confine themselves when they take on a function (docs/function-protocol.md): the zygote runs
+        // none of the functions' code, and keeps what they need to take their package, `/tmp`, `/proc` and user.
         let filter = launch.seccomp_filter.1.display().to_string();
+        let code_root = if launch.sandbox.is_isolated() {
+            sandbox::ZYGOTE_CODE_ROOT.to_string()
+        } else {
+            launch.code_dir.display().to_string()
+        };
         let scratch = SCRATCH_BYTES.to_string();
-        let uid = launch.uid.map(|uid| uid.to_string()).unwrap_or_default();
-        let mut extra = vec![("FNLB_RUNTIME_ZYGOTE", "1"), ("FNLB_SECCOMP_FILTER", filter.as_str())];
-        if launch.uid.is_some() {
-            extra.extend([("FNLB_INSTANCE_UID", uid.as_str()), ("FNLB_PRIVATE_TMP_BYTES", scratch.as_str())]);
+        // Room in the process's environment block for a child to write its function's environment over it.
+        let room = " ".repeat(ENVIRONMENT_ROOM_BYTES);
+        let mut extra = vec![
+            ("FNLB_RUNTIME_ZYGOTE", "1"),
+            ("FNLB_SECCOMP_FILTER", filter.as_str()),
+            ("FNLB_CODE_ROOT", code_root.as_str()),
+            ("FNLB_ENVIRONMENT_ROOM", room.as_str()),
+        ];
+        if launch.sandbox.drops_user() {
+            extra.push(("FNLB_PRIVATE_TMP_BYTES", scratch.as_str()));
         }
         let socket_inside = inside_dir.join("zygote.sock");
         let mut spawned =
@@ -418,61 +455,79 @@ impl Zygote {
                 return Err(StartError::Exited { log });
             }
         }
-        Ok(Zygote {
+        // What the zygote itself prints (it runs no function) goes to fnlb's log.
+        tokio::spawn(forward_stray(spawned.stray.clone()));
+        Ok(Arc::new(Zygote {
             _child: spawned.child,
             pgid: spawned.pgid,
             runtime_pid: spawned.runtime_pid,
-            stray: spawned.stray,
             channel: tokio::sync::Mutex::new((spawned.reader, spawned.writer)),
             dir: (host_dir, inside_dir),
             _group: spawned.group,
-            spare: Mutex::new(None),
+            launch: launch.clone(),
+            spares: Mutex::new(Vec::new()),
+            forking: AtomicUsize::new(0),
             _dir: dir_guard,
-        })
+        }))
     }
 
     pub fn is_alive(&self) -> bool {
         self.runtime_pid.is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
     }
 
-    /// A new instance from the zygote: the spare one when there is one (forked, connected and confined ahead of
-    /// time, so that only the import of the user's module is left), otherwise forked now. A new spare is then
-    /// prepared in the background.
-    pub async fn instance(self: &Arc<Self>, id: u64, spare_id: u64, launch: &Launch) -> Result<Instance, StartError> {
+    /// An instance of `launch`'s function: a spare when there is one (forked, connected and in its cgroup ahead of
+    /// time, so that only taking on the function and importing its module are left), otherwise forked now. It takes
+    /// the function's limits, then `START` tells it the function. Spares are replenished in the background.
+    pub async fn instance(self: &Arc<Self>, id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let started = std::time::Instant::now();
-        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take().filter(|s| s.is_running());
-        let mut instance = match spare {
-            Some(mut spare) => {
-                spare.id = id;
-                spare
-            }
-            None => self.fork(id, launch).await?,
+        let spare = {
+            let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+            spares.retain(Instance::is_running);
+            spares.pop()
         };
+        self.replenish();
+        let mut instance = match spare {
+            Some(spare) => spare,
+            None => self.fork(crate::ids::next_instance_id()).await?,
+        };
+        instance.id = id;
+        if let Some(group) = &instance.group {
+            group.set_limits(&launch.instance_limits()).map_err(StartError::Spawn)?;
+        }
+        let code = launch.code_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let start = Start { code, env: &launch.env, uid: launch.uid };
+        let payload = serde_json::to_vec(&start).expect("the start message serialises");
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
-        protocol::write_frame(&mut instance.writer, protocol::START, &[])
+        protocol::write_frame(&mut instance.writer, protocol::START, &[&payload])
             .await
             .map_err(|e| StartError::Exited { log: format!("the forked instance is gone: {e}\n") })?;
         instance.handshake(deadline).await?;
         instance.init_duration = started.elapsed();
-        let zygote = self.clone();
-        let launch = launch.clone();
-        tokio::spawn(async move {
-            match zygote.fork(spare_id, &launch).await {
-                Ok(spare) => {
-                    let mut slot = zygote.spare.lock().unwrap_or_else(|p| p.into_inner());
-                    if slot.is_none() {
-                        *slot = Some(spare);
-                    }
-                }
-                Err(e) => tracing::debug!(error = ?e, "Could not prepare a spare instance."),
-            }
-        });
         Ok(instance)
     }
 
-    /// Forks an instance, accepts its connection and confines it; it waits for `START` before loading the
-    /// function.
-    async fn fork(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
+    /// Forks spares in the background until there are `ZYGOTE_SPARES` (counting those being forked).
+    pub fn replenish(self: &Arc<Self>) {
+        let have = self.spares.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let forking = self.forking.load(Ordering::Relaxed);
+        for _ in have + forking..ZYGOTE_SPARES {
+            self.forking.fetch_add(1, Ordering::Relaxed);
+            let zygote = self.clone();
+            tokio::spawn(async move {
+                let forked = zygote.fork(crate::ids::next_instance_id()).await;
+                zygote.forking.fetch_sub(1, Ordering::Relaxed);
+                match forked {
+                    Ok(spare) => zygote.spares.lock().unwrap_or_else(|p| p.into_inner()).push(spare),
+                    Err(e) => tracing::debug!(error = ?e, "Could not prepare a spare instance."),
+                }
+            });
+        }
+    }
+
+    /// Forks an instance, accepts its connection and puts it in a cgroup of its own (with the zygote's limits
+    /// until it takes on a function); it waits for `START`.
+    async fn fork(&self, id: u64) -> Result<Instance, StartError> {
+        let launch = &self.launch;
         let name = socket_name(id);
         let socket = SocketFile(self.dir.0.join(&name));
         let listener = listen(&socket.0).map_err(StartError::Spawn)?;
@@ -501,11 +556,11 @@ impl Zygote {
         let (stream, peer) = match accepted {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(StartError::Spawn(e)),
-            Err(_) => return Err(StartError::TimedOut { log: take(&self.stray) }),
+            Err(_) => return Err(StartError::TimedOut { log: String::new() }),
         };
         let peer_pid = peer.as_raw_nonzero().get() as u32;
-        // Moving a process between cgroups waits for the kernel (an RCU grace period): one reason the spare is
-        // made ahead of time.
+        // Moving a process between cgroups waits for the kernel (an RCU grace period): one reason spares are made
+        // ahead of time.
         let group = launch.limits.instance(id, &launch.instance_limits()).map_err(StartError::Spawn)?;
         confine(peer_pid, group.as_ref(), launch.max_open_files);
         let (read_half, writer) = stream.into_split();
@@ -516,7 +571,8 @@ impl Zygote {
             pgid: Some(peer_pid as i32),
             reader: BufReader::with_capacity(64 * 1024, read_half),
             writer,
-            stray: self.stray.clone(),
+            // Its raw output comes as log frames once it has taken on a function.
+            stray: Arc::new(Mutex::new(String::new())),
             group,
             _scratch: Scratch(PathBuf::new()),
             init_log: String::new(),
@@ -524,6 +580,19 @@ impl Zygote {
             detached_channel: false,
             tally: None,
         })
+    }
+}
+
+/// Logs what a zygote prints (it runs no function, so this is the runtime's own trouble).
+async fn forward_stray(stray: Arc<Mutex<String>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Until the zygote is gone (the buffer's only other holder is its output readers).
+    while Arc::strong_count(&stray) > 1 {
+        tick.tick().await;
+        let text = take(&stray);
+        if !text.is_empty() {
+            tracing::warn!(output = %text.trim_end(), "The Python zygote wrote to its output.");
+        }
     }
 }
 

@@ -55,6 +55,14 @@ const WEIGHT_UNIT_MB: u64 = 128;
 pub struct InstanceGroup {
     dirs: Vec<PathBuf>,
     events: Option<PathBuf>,
+    layout: Layout,
+}
+
+/// Where an instance's limits are written.
+#[derive(Debug)]
+enum Layout {
+    V1 { memory: PathBuf, pids: Option<PathBuf>, cpu: Option<PathBuf> },
+    V2(PathBuf),
 }
 
 // === impl Cgroups ===
@@ -117,52 +125,49 @@ impl Cgroups {
 
     /// Creates the cgroup of one instance with its limits.
     pub fn instance(&self, id: u64, limits: &InstanceLimits) -> std::io::Result<Option<InstanceGroup>> {
-        let bytes = u64::from(limits.memory_mb) * 1024 * 1024;
-        let quota = limits.cpu_quota_us();
         let name = format!("instance-{id}");
-        match self {
-            Cgroups::Unavailable => Ok(None),
+        let make = |parent: &Path| -> std::io::Result<PathBuf> {
+            let dir = parent.join(&name);
+            fs::create_dir_all(&dir)?;
+            Ok(dir)
+        };
+        let group = match self {
+            Cgroups::Unavailable => return Ok(None),
             Cgroups::V1 { memory, pids, cpu } => {
-                let mem = memory.join(&name);
-                fs::create_dir_all(&mem)?;
-                let mut group = InstanceGroup { dirs: vec![mem.clone()], events: Some(mem.join("memory.oom_control")) };
-                fs::write(mem.join("memory.limit_in_bytes"), bytes.to_string())?;
-                // Without swap accounting the file is absent; the machine's swap then is what bounds it.
-                let _ = fs::write(mem.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                let memory = make(memory)?;
+                let mut group = InstanceGroup {
+                    dirs: vec![memory.clone()],
+                    events: Some(memory.join("memory.oom_control")),
+                    layout: Layout::V1 { memory, pids: None, cpu: None },
+                };
+                // Each directory joins the group as it is made, so that a failure removes what was made.
                 if let Some(pids) = pids {
-                    let dir = pids.join(&name);
-                    fs::create_dir_all(&dir)?;
+                    let dir = make(pids)?;
                     group.dirs.push(dir.clone());
-                    fs::write(dir.join("pids.max"), limits.max_processes.to_string())?;
-                }
-                if let Some(cpu) = cpu {
-                    let dir = cpu.join(&name);
-                    fs::create_dir_all(&dir)?;
-                    group.dirs.push(dir.clone());
-                    let shares = (1024 * u64::from(limits.memory_mb) / WEIGHT_UNIT_MB).clamp(2, 262_144);
-                    fs::write(dir.join("cpu.shares"), shares.to_string())?;
-                    if let Some(quota) = quota {
-                        fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
-                        fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                    if let Layout::V1 { pids, .. } = &mut group.layout {
+                        *pids = Some(dir);
                     }
                 }
-                Ok(Some(group))
+                if let Some(cpu) = cpu {
+                    let dir = make(cpu)?;
+                    group.dirs.push(dir.clone());
+                    if let Layout::V1 { cpu, .. } = &mut group.layout {
+                        *cpu = Some(dir);
+                    }
+                }
+                group
             }
             Cgroups::V2 { base } => {
-                let dir = base.join(&name);
-                fs::create_dir_all(&dir)?;
-                let group = InstanceGroup { dirs: vec![dir.clone()], events: Some(dir.join("memory.events")) };
-                fs::write(dir.join("memory.max"), bytes.to_string())?;
-                let _ = fs::write(dir.join("memory.swap.max"), "0");
-                let _ = fs::write(dir.join("pids.max"), limits.max_processes.to_string());
-                let weight = (100 * u64::from(limits.memory_mb) / WEIGHT_UNIT_MB).clamp(1, 10_000);
-                let _ = fs::write(dir.join("cpu.weight"), weight.to_string());
-                if let Some(quota) = quota {
-                    let _ = fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"));
+                let dir = make(base)?;
+                InstanceGroup {
+                    dirs: vec![dir.clone()],
+                    events: Some(dir.join("memory.events")),
+                    layout: Layout::V2(dir),
                 }
-                Ok(Some(group))
             }
-        }
+        };
+        group.set_limits(limits)?;
+        Ok(Some(group))
     }
 }
 
@@ -341,6 +346,43 @@ pub fn apply_at_exec(command: &mut tokio::process::Command, limits: AtExec) {
 // === impl InstanceGroup ===
 
 impl InstanceGroup {
+    /// Writes the instance's limits (again: an instance forked ahead of time takes its function's limits when it
+    /// takes on the function).
+    pub fn set_limits(&self, limits: &InstanceLimits) -> std::io::Result<()> {
+        let bytes = (u64::from(limits.memory_mb) * 1024 * 1024).to_string();
+        let quota = limits.cpu_quota_us();
+        match &self.layout {
+            Layout::V1 { memory, pids, cpu } => {
+                // The memory and swap limit may not be below the memory limit: raised first when it grows, set
+                // again when it shrinks. Without swap accounting the file is absent; the machine's swap then is
+                // what bounds it.
+                let memsw = memory.join("memory.memsw.limit_in_bytes");
+                let _ = fs::write(&memsw, &bytes);
+                fs::write(memory.join("memory.limit_in_bytes"), &bytes)?;
+                let _ = fs::write(&memsw, &bytes);
+                if let Some(pids) = pids {
+                    fs::write(pids.join("pids.max"), limits.max_processes.to_string())?;
+                }
+                if let Some(cpu) = cpu {
+                    let shares = (1024 * u64::from(limits.memory_mb) / WEIGHT_UNIT_MB).clamp(2, 262_144);
+                    fs::write(cpu.join("cpu.shares"), shares.to_string())?;
+                    fs::write(cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+                    fs::write(cpu.join("cpu.cfs_quota_us"), quota.map_or("-1".to_string(), |q| q.to_string()))?;
+                }
+            }
+            Layout::V2(dir) => {
+                fs::write(dir.join("memory.max"), &bytes)?;
+                let _ = fs::write(dir.join("memory.swap.max"), "0");
+                let _ = fs::write(dir.join("pids.max"), limits.max_processes.to_string());
+                let weight = (100 * u64::from(limits.memory_mb) / WEIGHT_UNIT_MB).clamp(1, 10_000);
+                let _ = fs::write(dir.join("cpu.weight"), weight.to_string());
+                let max = quota.map_or("max".to_string(), |q| q.to_string());
+                let _ = fs::write(dir.join("cpu.max"), format!("{max} {CPU_PERIOD_US}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The file listing the group's processes.
     pub fn procs_file(&self) -> Option<PathBuf> {
         self.dirs.first().map(|dir| dir.join("cgroup.procs"))

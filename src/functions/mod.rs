@@ -17,7 +17,7 @@ mod seccomp;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 pub use code::{CodeError, check_zip, sha256_hex, unpack, zip_dir, zip_files};
+pub use instance::ZYGOTE_SPARES;
 use logs::{LogRecord, LogStore};
 use pool::{Pool, PoolSpec};
 use reserve::{Reservation, Reserved};
@@ -65,8 +66,6 @@ pub struct EngineSettings {
     pub total_concurrency_mb: u32,
     /// How long an instance may stay idle before it is stopped.
     pub idle_timeout: Duration,
-    /// How long a function's zygote stays after its last instance: cold starts within it are forks.
-    pub zygote_idle_timeout: Duration,
     pub max_queue_per_function: usize,
     pub queue_timeout: Duration,
     /// Instances of one function version that may be starting at once.
@@ -86,7 +85,7 @@ pub struct EngineSettings {
     pub max_open_files_per_instance: u64,
     /// The memory, in MB, that buys an instance one processor (`limits::InstanceLimits`); 0: no quota.
     pub mb_per_cpu: u32,
-    /// Start Python instances by forking a pre-initialised zygote per function.
+    /// Start Python instances by forking the Python runtime's pre-initialised zygote.
     pub zygote: bool,
     /// Run instances under the `SCHED_BATCH` policy: waking one never preempts fnlb on its processor (the
     /// instance's share of processor time is unchanged; it waits for fnlb's time slice instead).
@@ -97,7 +96,6 @@ pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
 /// Tencent's regional concurrency quota for the large regions (contract 2.9).
 pub const DEFAULT_TOTAL_CONCURRENCY_MB: u32 = 128_000;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_ZYGOTE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STARTING_PER_FUNCTION: usize = 4;
@@ -130,7 +128,6 @@ impl Default for EngineSettings {
             max_instances_per_function: DEFAULT_MAX_INSTANCES_PER_FUNCTION,
             total_concurrency_mb: DEFAULT_TOTAL_CONCURRENCY_MB,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            zygote_idle_timeout: DEFAULT_ZYGOTE_IDLE_TIMEOUT,
             max_queue_per_function: DEFAULT_MAX_QUEUE_PER_FUNCTION,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_starting_per_function: DEFAULT_MAX_STARTING_PER_FUNCTION,
@@ -224,7 +221,7 @@ pub struct Invocation {
 
 pub struct Engine {
     settings: EngineSettings,
-    runtimes: Runtimes,
+    pub runtimes: Runtimes,
     code_root: PathBuf,
     store: Store,
     /// One pool per function version (`$LATEST` or a number).
@@ -239,7 +236,6 @@ pub struct Engine {
     spread: Mutex<(usize, usize)>,
     /// The engine-wide concurrency budget in MB (`total_concurrency_mb`).
     budget: Arc<tokio::sync::Semaphore>,
-    next_instance: AtomicU64,
     pub logs: LogStore,
     /// Per-minute counts of each function's invocations, for the console.
     stats: Mutex<HashMap<FunctionKey, Arc<crate::stats::FunctionStats>>>,
@@ -248,7 +244,8 @@ pub struct Engine {
 // === impl Engine ===
 
 impl Engine {
-    pub fn new(settings: EngineSettings, runtimes: Runtimes, data_dir: &Path, store: Store) -> Engine {
+    pub fn new(settings: EngineSettings, mut runtimes: Runtimes, data_dir: &Path, store: Store) -> Engine {
+        runtimes.prepare_zygote(&data_dir.join("code"), &settings);
         Engine {
             logs: LogStore::new(settings.logs_per_function, settings.log_bytes_per_function),
             budget: Arc::new(tokio::sync::Semaphore::new(settings.total_concurrency_mb as usize)),
@@ -261,7 +258,6 @@ impl Engine {
             clustered: Default::default(),
             demand: Default::default(),
             spread: Mutex::new((0, 1)),
-            next_instance: AtomicU64::new(1),
             stats: Mutex::default(),
         }
     }
@@ -320,10 +316,7 @@ impl Engine {
             let engine = self.clone();
             tokio::spawn(async move {
                 match engine.pool(&spec, &version).await {
-                    Ok(pool) => {
-                        let ids = engine.clone();
-                        pool.provision(count, move || ids.next_instance.fetch_add(1, Ordering::Relaxed));
-                    }
+                    Ok(pool) => pool.provision(count, crate::ids::next_instance_id),
                     Err(e) => tracing::warn!(error = ?e, "A provisioned version cannot be prepared."),
                 }
             });
@@ -535,7 +528,7 @@ impl Engine {
                 Ok(pool) => pool,
                 Err(e) => return (Err(e), 0),
             };
-            let next_id = || self.next_instance.fetch_add(1, Ordering::Relaxed);
+            let next_id = crate::ids::next_instance_id;
             let ran = pool.invoke(event, &request_id, &mut log, limit, next_id, &stats).await;
             if let Some(init) = ran.cold_start {
                 tracing::debug!(init_ms = init.as_millis() as u64, "Started a new instance.");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
-use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Tally, Zygote, append_bounded};
+use super::instance::{Instance, InvokeFailure, Launch, Reply, StartError, Tally, append_bounded};
 use super::reserve::{Reservation, ReservedPermit};
 use super::{EngineSettings, FunctionError, status};
 use crate::snapshot::Revision;
@@ -45,10 +45,6 @@ pub struct Pool {
     min_warm: AtomicUsize,
     /// A provisioning task is running.
     provisioning: AtomicBool,
-    /// When an instance last went idle (the zygote is stopped after the idle timeout without instances).
-    last_used: Mutex<Instant>,
-    /// The function's zygote, started with the first cold start when the runtime forks.
-    zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
     /// One permit per instance that may be starting at once (the scale-out rate), of `start_slots`.
     starting: Semaphore,
     start_slots: usize,
@@ -189,8 +185,6 @@ impl Pool {
             epoch: Instant::now(),
             min_warm: AtomicUsize::new(0),
             provisioning: AtomicBool::new(false),
-            last_used: Mutex::new(Instant::now()),
-            zygote: tokio::sync::Mutex::new(None),
             starting: Semaphore::new(settings_starts),
             start_slots: settings_starts,
             instances: Arc::new(AtomicUsize::new(0)),
@@ -383,8 +377,8 @@ impl Pool {
         start.min(self.settings.warm_wait_limit)
     }
 
-    /// Starts a new instance: forked from the function's zygote when the runtime allows (the zygote is started
-    /// the first time, and again if it died), otherwise as a process of its own.
+    /// Starts a new instance: forked from its runtime's zygote when the runtime allows (the zygote is started again
+    /// if it died), otherwise as a process of its own.
     async fn start_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
         let mut instance = self.launch_instance(next_id).await?;
         instance.tally = Some(Tally::new(&self.instances));
@@ -392,31 +386,23 @@ impl Pool {
     }
 
     async fn launch_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
-        if !self.launch.forks {
-            return Instance::start(next_id(), &self.launch).await;
-        }
-        let zygote = {
-            let mut slot = self.zygote.lock().await;
-            match slot.as_ref().filter(|z| z.is_alive()) {
-                Some(zygote) => Some(zygote.clone()),
-                None => match Zygote::start(next_id(), &self.launch).await {
-                    Ok(zygote) => {
-                        let zygote = Arc::new(zygote);
-                        *slot = Some(zygote.clone());
-                        Some(zygote)
-                    }
+        if let Some(zygotes) = self.launch.zygote.as_ref().filter(|_| self.launch.forks) {
+            // A zygote that died since it was last used is replaced, once, before the instance is started directly.
+            for _ in 0..2 {
+                let zygote = match zygotes.running().await {
+                    Ok(zygote) => zygote,
                     Err(e) => {
-                        tracing::warn!(error = ?e, "The zygote could not start; starting instances directly.");
-                        *slot = None;
-                        None
+                        tracing::warn!(error = ?e, "The zygote could not start; starting the instance directly.");
+                        break;
                     }
-                },
+                };
+                match zygote.instance(next_id(), &self.launch).await {
+                    Err(_) if !zygote.is_alive() => continue,
+                    forked => return forked,
+                }
             }
-        };
-        match zygote {
-            Some(zygote) => zygote.instance(next_id(), next_id(), &self.launch).await,
-            None => Instance::start(next_id(), &self.launch).await,
         }
+        Instance::start(next_id(), &self.launch).await
     }
 
     /// Waits for room: a place in the function's limit, its reservation and the engine's budget, within the queue
@@ -482,7 +468,6 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
         let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // The caller waiting longest gets it; a caller served before and back already queues behind the others.
         let mut instance = instance;
@@ -503,26 +488,6 @@ impl Pool {
     /// An instant as microseconds since the pool was made.
     fn micros(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Stops the zygote (and its spare) once the pool has had no instance for the zygote idle timeout, so that an unused
-    /// function holds no process at all; returns when that will be due while a zygote is kept.
-    async fn reap_zygote(&self, now: Instant) -> Option<Instant> {
-        let unused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).ready.is_empty()
-            && self.capacity.available_permits() == self.limit
-            && self.min_warm.load(Ordering::Relaxed) == 0;
-        let mut slot = self.zygote.lock().await;
-        slot.as_ref()?;
-        if !unused {
-            return None;
-        }
-        let due = *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) + self.settings.zygote_idle_timeout;
-        if now >= due {
-            tracing::debug!("Stopped an unused zygote.");
-            *slot = None;
-            return None;
-        }
-        Some(due)
     }
 
     /// Stops instances idle for the idle timeout; returns when the next one will be due.
@@ -597,9 +562,7 @@ async fn reap(pool: Arc<Pool>) {
         // While it looks, any instance going idle wakes it again (a stored permit): it may have looked too early.
         pool.reaper_due.store(u64::MAX, Ordering::SeqCst);
         let now = Instant::now();
-        let instance_due = pool.reap_expired(now);
-        let zygote_due = pool.reap_zygote(now).await;
-        let due = instance_due.into_iter().chain(zygote_due).min();
+        let due = pool.reap_expired(now);
         pool.reaper_due.store(due.map_or(u64::MAX, |due| pool.micros(due)), Ordering::SeqCst);
         match due {
             Some(due) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::EngineSettings;
-use super::instance::Launch;
+use super::instance::{Launch, StartError, Zygote};
 use super::limits::Cgroups;
 use super::network::FunctionNetwork;
 use super::sandbox::{self, Sandbox, Uids};
@@ -69,7 +69,12 @@ pub struct Runtimes {
     uids: std::sync::Mutex<Uids>,
     /// The system-call filter's program (`seccomp.rs`), on the host, under `bootstrap_dir`.
     seccomp_filter: PathBuf,
+    /// The Python runtime's zygote (`prepare_zygote`), where Python instances are forked.
+    python_zygote: Option<Arc<ZygoteSlot>>,
 }
+
+/// How long a zygote may take to load the runtime.
+const ZYGOTE_INIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -159,7 +164,77 @@ impl Runtimes {
             network: network.map(Arc::new),
             uids: std::sync::Mutex::new(Uids::new(uid_base)),
             seccomp_filter,
+            python_zygote: None,
         })
+    }
+
+    /// Prepares the Python zygote, where the host has Python and the settings ask for forks: every package under
+    /// `code_root` is its to hand to its children. A forked instance gets a `/tmp` and a user of its own only from a
+    /// zygote that may give them (fnlb as root): in a sandbox without it, each instance is a sandbox of its own.
+    pub fn prepare_zygote(&mut self, code_root: &Path, settings: &EngineSettings) {
+        // The zygote's sandbox binds it: it must be there before the first package is.
+        if let Err(e) = std::fs::create_dir_all(code_root) {
+            tracing::warn!(error = %e, dir = %code_root.display(), "Cannot make the code directory: no zygote.");
+            return;
+        }
+        let privileged = self.sandbox.drops_user();
+        let (Some(python), true) = (&self.python, settings.zygote && (!self.sandbox.is_isolated() || privileged))
+        else {
+            return;
+        };
+        let isolated = self.sandbox.is_isolated();
+        let runtime_root = if isolated { PathBuf::from(sandbox::RUNTIME_ROOT) } else { self.bootstrap_dir.clone() };
+        let mut env: Vec<(String, String)> =
+            [("PATH", INSTANCE_PATH), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8"), ("PYTHONDONTWRITEBYTECODE", "x")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        if isolated {
+            env.extend([
+                ("HOME".to_string(), sandbox::SCRATCH.to_string()),
+                ("TMPDIR".to_string(), sandbox::SCRATCH.to_string()),
+            ]);
+        }
+        let launch = Launch {
+            program: python.clone(),
+            args: vec![
+                "-I".to_string(),
+                "-B".to_string(),
+                runtime_root.join("python/bootstrap.py").display().to_string(),
+            ],
+            sandbox: self.sandbox.clone(),
+            code_dir: code_root.to_path_buf(),
+            runtime_dir: self.bootstrap_dir.clone(),
+            socket_dir: self.socket_dir.clone(),
+            env,
+            init_timeout: ZYGOTE_INIT_TIMEOUT,
+            stray_output_limit: settings.max_log_bytes,
+            forks: true,
+            runtime_api: false,
+            limits: self.limits.clone(),
+            memory_mb: super::instance::ZYGOTE_MEMORY_MB,
+            max_processes: settings.max_processes_per_instance,
+            max_open_files: settings.max_open_files_per_instance,
+            mb_per_cpu: settings.mb_per_cpu,
+            uid: None,
+            network: self.network.clone(),
+            seccomp_filter: (self.seccomp_filter.clone(), runtime_root.join(SECCOMP_FILTER_FILE)),
+            zygote: None,
+            batch_scheduling: settings.batch_scheduling,
+            scratch_root: (!isolated).then(|| self.scratch_root.clone()),
+        };
+        self.python_zygote = Some(Arc::new(ZygoteSlot { launch, zygote: tokio::sync::Mutex::new(None) }));
+    }
+
+    /// Starts the runtimes' zygotes now rather than at the first cold start.
+    pub fn start_zygotes(&self) {
+        if let Some(slot) = self.python_zygote.clone() {
+            tokio::spawn(async move {
+                if let Err(e) = slot.running().await {
+                    tracing::warn!(error = ?e, "The Python zygote could not start: Python instances start on their own.");
+                }
+            });
+        }
     }
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
@@ -246,9 +321,7 @@ impl Runtimes {
             env,
             init_timeout: Duration::from_secs(u64::from(version.config.init_timeout_s)),
             stray_output_limit: settings.max_log_bytes,
-            // A forked instance gets a `/tmp` of its own only from a zygote that may give it one (fnlb as root):
-            // otherwise each instance is a sandbox of its own.
-            forks: family == Family::Python && settings.zygote && (!isolated || uid.is_some()),
+            forks: family == Family::Python && self.python_zygote.is_some(),
             runtime_api: family == Family::Custom,
             limits: self.limits.clone(),
             memory_mb: version.config.memory_mb,
@@ -257,6 +330,7 @@ impl Runtimes {
             uid,
             network: self.network.clone(),
             seccomp_filter: (self.seccomp_filter.clone(), seccomp_inside),
+            zygote: (family == Family::Python).then(|| self.python_zygote.clone()).flatten(),
             max_open_files: settings.max_open_files_per_instance,
             batch_scheduling: settings.batch_scheduling,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
@@ -267,6 +341,37 @@ impl Runtimes {
 impl Drop for Runtimes {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.socket_dir);
+    }
+}
+
+/// A runtime's zygote: started with fnlb, and again whenever it is found dead.
+pub struct ZygoteSlot {
+    /// How the zygote starts: the runtime, no function.
+    launch: Launch,
+    zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+}
+
+impl std::fmt::Debug for ZygoteSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZygoteSlot").field("program", &self.launch.program).finish_non_exhaustive()
+    }
+}
+
+// === impl ZygoteSlot ===
+
+impl ZygoteSlot {
+    /// The zygote, started now if it is not running; its spares are forked in the background.
+    pub async fn running(&self) -> Result<Arc<Zygote>, StartError> {
+        let mut slot = self.zygote.lock().await;
+        if let Some(zygote) = slot.as_ref().filter(|z| z.is_alive()) {
+            return Ok(zygote.clone());
+        }
+        *slot = None;
+        let zygote = Zygote::start(crate::ids::next_instance_id(), &self.launch).await?;
+        zygote.replenish();
+        tracing::info!("The Python zygote is ready.");
+        *slot = Some(zygote.clone());
+        Ok(zygote)
     }
 }
 

@@ -26,6 +26,8 @@ pub const DEFAULT_FUNCTION_UID_BASE: u32 = 2_000_000_000;
 /// How many users functions are given: a function keeps its user for as long as fnlb runs, and past this many
 /// functions the user of the one that ran least recently is given again.
 pub const FUNCTION_UIDS: u32 = 65_536;
+/// Where a runtime's zygote sees every code package (its children unmount it).
+pub const ZYGOTE_CODE_ROOT: &str = "/var/code";
 /// The descriptor bubblewrap reads the system-call filter from.
 pub const SECCOMP_FD: i32 = 200;
 
@@ -59,8 +61,9 @@ pub struct Confinement {
     pub uid: Option<u32>,
     /// bubblewrap installs the system-call filter it reads from `SECCOMP_FD`.
     pub seccomp: bool,
-    /// A zygote: it stays root with only the capabilities its children need to confine themselves (a mount
-    /// namespace of their own and the function's user), and runs none of the function's code.
+    /// A runtime's zygote: it sees every code package, stays root with only the capabilities its children need to
+    /// take on a function (a mount namespace of their own with their package, `/tmp` and `/proc`, and the
+    /// function's user), and runs none of the functions' code.
     pub zygote: bool,
 }
 
@@ -151,7 +154,14 @@ impl Sandbox {
         // Directories bubblewrap creates are root's and private unless told otherwise: /var (made for the code
         // and runtime mounts) must be traversable, /tmp writable by the function.
         out.extend(["--perms", "0755", "--dir", "/var"].map(str::to_string));
-        ro_bind(&mut out, code_dir, Path::new(CODE_ROOT));
+        if confinement.zygote {
+            // Every package, for each child to take its own from (and unmount the rest) when it takes on a
+            // function; `/var/user` is where it puts it.
+            ro_bind(&mut out, code_dir, Path::new(ZYGOTE_CODE_ROOT));
+            out.extend(["--perms", "0755", "--dir", CODE_ROOT].map(str::to_string));
+        } else {
+            ro_bind(&mut out, code_dir, Path::new(CODE_ROOT));
+        }
         ro_bind(&mut out, runtime_dir, Path::new(RUNTIME_ROOT));
         if let Some((host, inside)) = channel {
             out.extend(

@@ -395,13 +395,13 @@ async fn a_listener_on_a_port_that_cannot_be_bound_is_refused() {
 #[tokio::test]
 async fn idle_instances_are_stopped_down_to_zero() {
     let temp = tempfile::tempdir().unwrap();
-    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1", "--zygote-idle-timeout", "1"]);
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1"]);
     app.create_fixture("idle-echo", "echo", json!({})).await.unwrap();
     let base = app.route_to("idle-echo").await.base;
     let first = get(&format!("{base}/")).await.header("x-instance").to_string();
     let running = crate::harness::instance_processes("idle-echo").len();
     assert!(running > 0, "the instance runs");
-    // The instance goes, then the function's zygote and spare: nothing of the function runs.
+    // The instance goes: nothing of the function runs.
     eventually("the function scales to zero", Duration::from_secs(15), || async {
         crate::harness::instance_processes("idle-echo").is_empty().then_some(())
     })
@@ -413,36 +413,69 @@ async fn idle_instances_are_stopped_down_to_zero() {
 }
 
 #[tokio::test]
-async fn idle_instances_stop_while_the_zygote_stays() {
+async fn an_idle_node_holds_one_zygote_whatever_the_number_of_functions() {
     let temp = tempfile::tempdir().unwrap();
-    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1", "--zygote-idle-timeout", "600"]);
-    app.create_fixture("idle-fork", "echo", json!({})).await.unwrap();
-    let base = app.route_to("idle-fork").await.base;
-    let mut seen = std::collections::HashSet::new();
-    for round in 0..2 {
-        let reply = get(&format!("{base}/")).await;
-        assert!(seen.insert(reply.header("x-instance").to_string()), "round {round}: a fresh instance");
-        // The instance, the zygote and the spare (forked in the background) run...
-        eventually("the instance, the zygote and the spare run", Duration::from_secs(10), || async {
-            (interpreters("idle-fork") == 3).then_some(())
-        })
-        .await;
-        // ...and each time the instance goes after its idle timeout; the zygote and the spare stay.
-        eventually("the idle instance stops", Duration::from_secs(10), || async {
-            (interpreters("idle-fork") == 2).then_some(())
-        })
-        .await;
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1"]);
+    // 100 functions (a namespace holds at most 50), ten of them run once.
+    app.scf("CreateNamespace", json!({"Namespace": "more"})).await.unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("many-{i}")).collect();
+    let namespace = |i: usize| if i < 50 { "default" } else { "more" };
+    for (i, name) in names.iter().enumerate() {
+        app.create_fixture(name, "echo", json!({"Namespace": namespace(i)})).await.unwrap();
     }
+    for (i, name) in names.iter().enumerate().step_by(10) {
+        let invoked = app.scf("Invoke", json!({"FunctionName": name, "Namespace": namespace(i)})).await.unwrap();
+        assert_eq!(invoked["Result"]["InvokeResult"], 0, "{invoked}");
+    }
+    eventually("every instance is stopped", Duration::from_secs(20), || async {
+        names.iter().all(|name| crate::harness::instance_processes(name).is_empty()).then_some(())
+    })
+    .await;
+    // The Python runtime's zygote and its spares stay, one zygote for every function.
+    let (zygotes, spares) = zygote_processes(app.pid());
+    assert_eq!(zygotes, 1, "one zygote");
+    assert!(spares <= fnlb::functions::ZYGOTE_SPARES, "{spares} spares");
 }
 
-/// The function's Python processes (not the sandbox's own).
-fn interpreters(function: &str) -> usize {
-    let python = |pid: &u32| {
+/// The zygotes among fnlb's descendants (their environment says so, and their parent is not a zygote), and their
+/// spares (children of a zygote that took on no function).
+fn zygote_processes(fnlb: u32) -> (usize, usize) {
+    let is_zygote_env = |pid: u32| {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        environ.split(|b| *b == 0).any(|v| v == b"FNLB_RUNTIME_ZYGOTE=1")
+    };
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    };
+    let descends = |mut pid: u32| {
+        for _ in 0..16 {
+            match parent(pid) {
+                Some(p) if p == fnlb => return true,
+                Some(p) if p > 1 => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let is_python = |pid: u32| {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
         String::from_utf8_lossy(program).contains("python")
     };
-    crate::harness::instance_processes(function).iter().filter(|pid| python(pid)).count()
+    let is_zygote = |pid: u32| is_python(pid) && is_zygote_env(pid);
+    let (mut zygotes, mut spares) = (0, 0);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if !is_zygote(pid) || !descends(pid) {
+            continue;
+        }
+        match parent(pid).is_some_and(is_zygote) {
+            true => spares += 1,
+            false => zygotes += 1,
+        }
+    }
+    (zygotes, spares)
 }
 
 #[tokio::test]

@@ -34,3 +34,4 @@ mod serve;
 mod servers;
 mod versions;
 mod wire;
+mod zygote;

@@ -98,7 +98,7 @@ async fn metrics_count_the_traffic_sent() {
 async fn a_config_file_sets_what_flags_do_not() {
     let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("fnlb.toml");
-    std::fs::write(&file, "idle-timeout = 1\nzygote-idle-timeout = 1\nqueue-timeout = 2\n").unwrap();
+    std::fs::write(&file, "idle-timeout = 1\nqueue-timeout = 2\n").unwrap();
     let app = TestApp::start_in(&temp.path().join("data"), &["--config", file.to_str().unwrap()]);
     app.create_fixture("configured", "echo", json!({})).await.unwrap();
     let route = app.route_to("configured").await;

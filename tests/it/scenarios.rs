@@ -172,7 +172,7 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 #[tokio::test]
 async fn a_flash_sale_burst_scales_the_function_and_spares_the_daily_business() {
     let temp = tempfile::tempdir().unwrap();
-    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1", "--zygote-idle-timeout", "1"]);
+    let app = TestApp::start_in(&temp.path().join("data"), &["--idle-timeout", "1"]);
     let example = Deployed::new(&app, "flash-sale");
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(example.dir.join("tls/ca.crt")).unwrap();
