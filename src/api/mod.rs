@@ -15,6 +15,7 @@ pub mod replay;
 pub mod scf;
 pub mod tc3;
 pub mod tls;
+pub mod v1;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -70,3 +70,13 @@ fn every_action_that_is_not_a_read_or_an_invocation_is_a_change() {
         assert_eq!(action.effect, expected, "{} {}", action.service.name(), action.name);
     }
 }
+
+/// Flattened requests carry the common parameters among the action's: no action has a parameter of their names.
+#[test]
+fn no_action_parameter_is_a_common_parameter() {
+    for action in ACTIONS {
+        for param in action.params {
+            assert!(!crate::api::v1::COMMON_PARAMS.contains(param), "{}.{param}", action.name);
+        }
+    }
+}
