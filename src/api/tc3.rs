@@ -1,5 +1,9 @@
 //! TC3-HMAC-SHA256, TencentCloud API 3.0's request signature (contract 3.2): signing for clients, verifying
 //! for the server.
+//!
+//! The server verifies over the credential scope exactly as sent, whatever service it names: the SDKs that take
+//! the service from the endpoint's first label (Node.js, Java, .NET) sign `127` for `127.0.0.1:9000`. The host is
+//! tried in the forms the SDKs sign it in (`host_forms`): as sent, and without or with its port.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -145,6 +149,36 @@ pub fn verify(auth: &Authorization<'_>, secret_key: &str, req: &Signed<'_>, now:
     Err(AuthError::SignatureFailure)
 }
 
+/// The forms of a request's host a client may have signed, the host as sent first: without its port when it has
+/// one (the Node.js SDK signs the host name alone), or with the port the request came to or the default ports when
+/// it has none (a client may sign `name:443` and send `name`). At most `MAX_HOST_FORMS`.
+pub fn host_forms(host: &str, local_port: u16) -> Vec<String> {
+    let mut forms = vec![host.to_string()];
+    match split_port(host) {
+        Some((name, _)) => forms.push(name.to_string()),
+        None => {
+            for port in [local_port, 80, 443] {
+                let form = format!("{host}:{port}");
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
+    }
+    forms
+}
+
+/// The most forms of a host `host_forms` gives.
+pub const MAX_HOST_FORMS: usize = 4;
+
+/// A host's name and port, when it carries a port (`name:port`, `[v6]:port`).
+fn split_port(host: &str) -> Option<(&str, &str)> {
+    let (name, port) = host.rsplit_once(':')?;
+    let bracketed = name.starts_with('[') && name.ends_with(']');
+    let plain = !name.contains(':');
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && (bracketed || plain)).then_some((name, port))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -181,6 +215,107 @@ mod tests {
             signature("Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &req),
             "5da7a33f6993f0614b047e5df4582db9e9bf4672ba50567dba16c6ccf174c474"
         );
+    }
+
+    /// The example of Tencent's "Signature v3" page as first published (SignedHeaders `content-type;host`).
+    #[test]
+    fn documented_post_example() {
+        let body = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+        let req = Signed {
+            method: "POST",
+            query: "",
+            headers: vec![
+                ("content-type".to_string(), "application/json; charset=utf-8"),
+                ("host".to_string(), "cvm.tencentcloudapi.com"),
+            ],
+            payload_hash: sha256_hex(body.as_bytes()),
+            timestamp: 1551113065,
+            service: "cvm",
+        };
+        assert_eq!(req.payload_hash, "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064");
+        assert_eq!(
+            authorization("AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &req),
+            "TC3-HMAC-SHA256 Credential=AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE/2019-02-25/cvm/tc3_request, \
+             SignedHeaders=content-type;host, Signature=72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
+        );
+    }
+
+    /// The same example as the page has it now: `x-tc-action` signed too, its value lower-cased, the keys masked as
+    /// the page prints them (32 asterisks). The request sends `X-TC-Action: DescribeInstances`: verification tries
+    /// the lower-cased values.
+    #[test]
+    fn documented_post_example_signing_the_action() {
+        let body = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+        let sent = Signed {
+            method: "POST",
+            query: "",
+            headers: vec![
+                ("content-type".to_string(), "application/json; charset=utf-8"),
+                ("host".to_string(), "cvm.tencentcloudapi.com"),
+                ("x-tc-action".to_string(), "DescribeInstances"),
+            ],
+            payload_hash: sha256_hex(body.as_bytes()),
+            timestamp: 1551113065,
+            service: "cvm",
+        };
+        let secret_key = "*".repeat(32);
+        let header = "TC3-HMAC-SHA256 Credential=AKID********************************/2019-02-25/cvm/tc3_request, \
+                      SignedHeaders=content-type;host;x-tc-action, \
+                      Signature=10b1a37a7301a02ca19a647ad722d5e43b4b3cff309d421d85b46093f6ab6c4f";
+        let auth = parse_authorization(header).unwrap();
+        assert_eq!(verify(&auth, &secret_key, &sent, 1551113065), Ok(()));
+        assert_eq!(
+            verify(&auth, "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &sent, 1551113065),
+            Err(AuthError::SignatureFailure)
+        );
+    }
+
+    /// The Node.js SDK pointed at `127.0.0.1:9000`: the scope names the service `127`, the host is signed without
+    /// its port and sent with it.
+    #[test]
+    fn any_service_label_and_the_host_without_its_port() {
+        let signed_as = Signed {
+            method: "POST",
+            query: "",
+            headers: vec![("content-type".to_string(), "application/json"), ("host".to_string(), "127.0.0.1")],
+            payload_hash: sha256_hex(b"{}"),
+            timestamp: 1551113065,
+            service: "127",
+        };
+        let header =
+            authorization("AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &signed_as);
+        let auth = parse_authorization(&header).unwrap();
+        assert_eq!(auth.service, "127");
+        let forms = host_forms("127.0.0.1:9000", 9000);
+        assert_eq!(forms, vec!["127.0.0.1:9000", "127.0.0.1"]);
+        let verified: Vec<bool> = forms
+            .iter()
+            .map(|host| {
+                let mut sent = Signed {
+                    headers: signed_as.headers.clone(),
+                    payload_hash: signed_as.payload_hash.clone(),
+                    ..signed_as
+                };
+                sent.headers[1].1 = host;
+                verify(&auth, "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE", &sent, 1551113065).is_ok()
+            })
+            .collect();
+        assert_eq!(verified, vec![false, true]);
+    }
+
+    #[test]
+    fn host_forms_with_and_without_ports() {
+        assert_eq!(
+            host_forms("example.com", 9000),
+            vec!["example.com", "example.com:9000", "example.com:80", "example.com:443"]
+        );
+        assert_eq!(host_forms("example.com", 80), vec!["example.com", "example.com:80", "example.com:443"]);
+        assert_eq!(host_forms("[::1]:9000", 9000), vec!["[::1]:9000", "[::1]"]);
+        assert_eq!(host_forms("[::1]", 443), vec!["[::1]", "[::1]:443", "[::1]:80"]);
+        assert_eq!(host_forms("example.com:", 9000).len(), MAX_HOST_FORMS);
+        for host in ["a", "a:1", "[::1]", "[::1]:2", "::1"] {
+            assert!(host_forms(host, 9).len() <= MAX_HOST_FORMS, "{host}");
+        }
     }
 
     #[test]
