@@ -1,7 +1,9 @@
 //! What keeps the API from being exhausted before anybody is authenticated: a cap on its connections, in all and
 //! per client address (`caps`); a budget of request-body bytes read at once; a deadline for a connection to send a request
 //! (from accept, and again whenever it is idle between requests). Bodies are read only after the request's head
-//! has been authenticated as far as a head can be (`Api::authenticate_head`), and hashed as they arrive.
+//! has been authenticated as far as a head can be (`Api::authenticate_head`), and hashed as they arrive; the one
+//! exception is the form body of a request signed with signature v1, which carries its signature and is read
+//! first, up to `MAX_FORM_BODY_BYTES` (1 MB).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

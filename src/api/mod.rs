@@ -1,5 +1,15 @@
-//! The TencentCloud API 3.0 endpoint (contract 3): `POST /` with a JSON body, signed with TC3-HMAC-SHA256,
-//! answered with HTTP 200 and `{"Response": {…, "RequestId"}}` whether it succeeded or not.
+//! The TencentCloud API 3.0 endpoint (contract 3), answered with HTTP 200 and `{"Response": {…, "RequestId"}}`
+//! whether it succeeded or not. A request comes in one of the forms the SDKs send (`Form`; docs/api-coverage.md,
+//! "Signing"):
+//!
+//! * TC3-HMAC-SHA256 (`tc3`): `POST /` with a JSON body, or `GET /` with the parameters flattened into the query
+//!   string; the action, version and region in `X-TC-*` headers.
+//! * Signature v1 (`v1`, HmacSHA1 or HmacSHA256): every parameter, common and the action's, flattened into the
+//!   query string (`GET`) or an `application/x-www-form-urlencoded` body (`POST`).
+//! * A console request: `POST /` with the console's session and CSRF token.
+//!
+//! Whatever service a TC3 credential scope names, the action (each in one service) decides which service handles
+//! the call. Flattened parameters are unflattened into the JSON an action takes (`flat`).
 //!
 //! Handlers translate: they parse and check a request's shape, build a `Command`, apply it through the
 //! control plane and render the result. The rules live in `state`.
@@ -8,6 +18,7 @@ mod actions;
 pub mod backoff;
 pub mod clb;
 pub mod error;
+mod flat;
 pub mod guard;
 mod monitor;
 mod params;
@@ -67,6 +78,11 @@ pub struct ApiSettings {
 
 /// TC3 POST bodies are limited to 10 MB (contract 3.1).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// The longest query string a request may carry: Tencent's limit for GET requests (contract 3.1).
+pub const MAX_QUERY_BYTES: usize = 32 * 1024;
+/// The largest form body of a request signed with signature v1: Tencent's limit (contract 3.1). Such a body is
+/// read before its signature can be checked, since the signature is in it.
+pub const MAX_FORM_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sync `Invoke` calls time out at 300 s (contract 1.4), plus room to answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(310);
@@ -199,16 +215,22 @@ impl Api {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else {
+                tracing::debug!(%client, "An API connection without a local address is closed.");
+                continue;
+            };
             let (api, builder, stop) = (self.clone(), builder.clone(), shutdown.clone());
             connections.spawn(async move {
                 let admitted = Arc::new(admitted);
                 let Some(tls) = api.tls.clone() else {
-                    return api.connection(builder, TokioIo::new(stream), client, admitted, stop).await;
+                    return api.connection(builder, TokioIo::new(stream), (client, local), admitted, stop).await;
                 };
                 // The handshake counts against the header timeout from accept, and has a bound of its own.
                 let limit = tls::HANDSHAKE_TIMEOUT.min(api.settings.guard.header_timeout);
                 match tokio::time::timeout(limit, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => api.connection(builder, TokioIo::new(stream), client, admitted, stop).await,
+                    Ok(Ok(stream)) => {
+                        api.connection(builder, TokioIo::new(stream), (client, local), admitted, stop).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%client, error = %e, "An API TLS handshake failed."),
                     Err(_) => tracing::debug!(%client, "An API TLS handshake did not finish in time."),
                 }
@@ -221,13 +243,13 @@ impl Api {
                 .await;
     }
 
-    /// Serves one admitted connection (plain, or after its TLS handshake) until it ends, is idle past the header
-    /// timeout (counted from accept, then from each answer), or `shutdown` turns true.
+    /// Serves one admitted connection (plain, or after its TLS handshake) from `client` to `local` until it ends,
+    /// is idle past the header timeout (counted from accept, then from each answer), or `shutdown` turns true.
     async fn connection<I>(
         self: Arc<Self>,
         builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
         io: TokioIo<I>,
-        client: SocketAddr,
+        (client, local): (SocketAddr, SocketAddr),
         admitted: Arc<guard::Admitted>,
         mut stop: watch::Receiver<bool>,
     ) where
@@ -239,7 +261,7 @@ impl Api {
             let api = api.clone();
             let busy = busy.busy();
             async move {
-                let response = api.handle(req, client).await;
+                let response = api.handle(req, client, local).await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
@@ -278,7 +300,7 @@ impl Api {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr, local: SocketAddr) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         if path == "/console" || path.starts_with("/console/") {
             let (parts, body) = req.into_parts();
@@ -298,11 +320,11 @@ impl Api {
             return response;
         }
         let request_id = crate::ids::request_id();
-        let action = header_str(req.headers(), "x-tc-action").unwrap_or_default().to_string();
-        let span = tracing::info_span!("api", %action, %request_id, %client);
+        let span = tracing::info_span!("api", action = tracing::field::Empty, %request_id, %client);
         let mut first_use = None;
-        let call = self.call(req, &request_id, client.ip(), &mut first_use).instrument(span.clone());
-        let result = tokio::time::timeout(self.settings.request_timeout, call)
+        let mut action = String::new();
+        let call = self.call(req, &request_id, client.ip(), local.port(), &mut action, &mut first_use);
+        let result = tokio::time::timeout(self.settings.request_timeout, call.instrument(span.clone()))
             .await
             .unwrap_or_else(|_| Err(ApiError::new("InternalError", "The request did not finish in time.")));
         let result = match result {
@@ -331,69 +353,62 @@ impl Api {
         json_response(body)
     }
 
+    /// Authenticates a request in whichever form it comes (`Form`), then carries out its action. The action's name
+    /// is left in `action` as soon as it is known.
     async fn call<'a>(
         &'a self,
         req: Request<Incoming>,
         request_id: &str,
         client: std::net::IpAddr,
+        local_port: u16,
+        action_seen: &mut String,
         first_use: &mut Option<FirstUse<'a>>,
     ) -> Result<Answer, ApiError> {
-        if req.method() != Method::POST {
-            return Err(ApiError::new("UnsupportedProtocol", "Only POST requests with a JSON body are supported."));
-        }
         let (parts, body) = req.into_parts();
-        let headers = &parts.headers;
-        let authority = parts.uri.authority().map(|a| a.as_str());
-        // Nothing of the body is read before its head is authenticated as far as a head can be.
-        let head = self.authenticate_head(headers, client)?;
-        let declared = header_str(headers, "content-length").and_then(|n| n.parse::<u64>().ok());
-        let read = self.guard.read_body(body, declared, self.settings.max_body_bytes).await.map_err(|e| match e {
-            guard::BodyError::TooLarge => ApiError::new(
+        let query = parts.uri.query().unwrap_or("");
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(ApiError::new(
                 "RequestSizeLimitExceeded",
-                format!("The request body exceeds {} bytes.", self.settings.max_body_bytes),
-            ),
-            guard::BodyError::Busy => {
-                ApiError::new("RequestLimitExceeded", "Too many request bodies are being received; try again.")
-            }
-            guard::BodyError::Broken => ApiError::new("InvalidParameter", "The request body could not be read."),
-        })?;
-        let body = &read.bytes;
-        let signature = head.tc3.as_ref().map(|(auth, timestamp)| (auth.signature.to_string(), *timestamp));
-        let (account, service) = self.verify_body(head, headers, authority, &read.sha256, client)?;
-        let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
-        let info = ACTIONS.iter().find(|a| a.service == service && a.name == action).ok_or_else(|| {
-            ApiError::new("InvalidAction", format!("The action `{action}` does not exist for {}.", service.name()))
-        })?;
-        let version = header_str(headers, "x-tc-version").ok_or_else(|| ApiError::missing("X-TC-Version"))?;
+                format!("The query string exceeds {MAX_QUERY_BYTES} bytes; send the parameters with POST."),
+            ));
+        }
+        let request = match Form::of(&parts.method, &parts.headers) {
+            Some(Form::Tc3) | Some(Form::Console) => self.authenticate_tc3(&parts, body, client, local_port).await?,
+            Some(Form::V1) => self.authenticate_v1(&parts, body, client, local_port).await?,
+            None if parts.method == Method::POST => return Err(auth_error(tc3::AuthError::InvalidAuthorization)),
+            None => return Err(ApiError::new("UnsupportedProtocol", "Only GET and POST requests are supported.")),
+        };
+        let Authenticated { account, service, signature, action, version, region, params } = request;
+        tracing::Span::current().record("action", action.as_str());
+        action_seen.clone_from(&action);
+        let info =
+            ACTIONS.iter().find(|a| a.name == action && service.is_none_or(|s| s == a.service)).ok_or_else(|| {
+                let service = service.map_or(String::new(), |s| format!(" for {}", s.name()));
+                ApiError::new("InvalidAction", format!("The action `{action}` does not exist{service}."))
+            })?;
+        let service = info.service;
         if version != service.version() {
             return Err(ApiError::new(
                 "NoSuchVersion",
                 format!("The version `{version}` does not exist for {}; use {}.", service.name(), service.version()),
             ));
         }
-        let region = match header_str(headers, "x-tc-region") {
-            Some(r) if !r.is_empty() => r.to_string(),
+        let region = match region {
+            Some(r) if !r.is_empty() => r,
             _ => self.settings.default_region.clone(),
         };
         if !self.settings.regions.contains(&region) {
             return Err(ApiError::new("UnsupportedRegion", format!("The region `{region}` is not supported.")));
         }
-        let params: Value = if body.is_empty() {
-            Value::Object(Map::new())
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| ApiError::new("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?
-        };
-        let Value::Object(params) = params else {
-            return Err(ApiError::new("InvalidParameter", "The request body must be a JSON object."));
-        };
+        let flattened = matches!(params, Params::Flat(_));
+        let params = params.into_object()?;
         if let Some(unknown) = params.keys().find(|k| !info.params.contains(&k.as_str())) {
             return Err(ApiError::new("UnknownParameter", format!("The parameter `{unknown}` is not recognized.")));
         }
         // A signature is good for what its signer meant: a change once, a read or an invocation again only from
         // the signer's address; any other repeat gets the first answer, and any other use is refused (`replay`).
         if let Some((signature, timestamp)) = &signature {
-            let used_for = (service.name(), action.to_string(), region.clone(), version.to_string());
+            let used_for = (service.name(), action.clone(), region.clone(), version.clone());
             let now = crate::clock::now_ms() / 1000;
             match self.replays.claim(signature, used_for.clone(), info.effect, client, *timestamp, now) {
                 replay::Claim::First(slot) => {
@@ -436,26 +451,76 @@ impl Api {
             request_id: request_id.to_string(),
             snapshot: self.control.snapshot(),
         };
-        actions::dispatch(&ctx, service, action, params).await.map(Answer::Fields)
+        let dispatched = actions::dispatch(&ctx, service, &action, params);
+        let fields = match flattened {
+            true => params::flattened(dispatched).await?,
+            false => dispatched.await?,
+        };
+        Ok(Answer::Fields(fields))
+    }
+
+    /// Authenticates a TC3-signed request (POST with a JSON body, or GET with its parameters in the query string)
+    /// or a console request: its head as far as a head can be before the body is read, then the signature over the
+    /// body's hash (or over the empty body's, for GET).
+    async fn authenticate_tc3(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+        client: std::net::IpAddr,
+        local_port: u16,
+    ) -> Result<Authenticated, ApiError> {
+        let headers = &parts.headers;
+        // Nothing of the body is read before its head is authenticated as far as a head can be.
+        let head = self.authenticate_head(headers, client)?;
+        let (params, body_sha256) = match parts.method {
+            Method::GET => (Params::Flat(form_pairs(parts.uri.query().unwrap_or("").as_bytes())), tc3::sha256_hex(b"")),
+            _ => {
+                let read = self.read_body(headers, body, self.settings.max_body_bytes).await?;
+                let sha256 = read.sha256.clone();
+                (Params::Json(read), sha256)
+            }
+        };
+        let host = request_host(parts);
+        let hosts = tc3::host_forms(host, local_port);
+        let Head { account, service, tc3 } = head;
+        let signature = self.verify_tc3(&account, tc3, parts, &hosts, &body_sha256, client)?;
+        let action = header_str(headers, "x-tc-action").ok_or_else(|| ApiError::missing("X-TC-Action"))?;
+        let version = header_str(headers, "x-tc-version").ok_or_else(|| ApiError::missing("X-TC-Version"))?;
+        Ok(Authenticated {
+            account,
+            service,
+            signature,
+            action: action.to_string(),
+            version: version.to_string(),
+            region: header_str(headers, "x-tc-region").map(str::to_string),
+            params,
+        })
+    }
+
+    /// Reads a request's body of at most `limit` bytes within the body budget.
+    async fn read_body(&self, headers: &HeaderMap, body: Incoming, limit: usize) -> Result<guard::ReadBody, ApiError> {
+        let declared = header_str(headers, "content-length").and_then(|n| n.parse::<u64>().ok());
+        self.guard.read_body(body, declared, limit).await.map_err(|e| match e {
+            guard::BodyError::TooLarge => {
+                ApiError::new("RequestSizeLimitExceeded", format!("The request body exceeds {limit} bytes."))
+            }
+            guard::BodyError::Busy => {
+                ApiError::new("RequestLimitExceeded", "Too many request bodies are being received; try again.")
+            }
+            guard::BodyError::Broken => ApiError::new("InvalidParameter", "The request body could not be read."),
+        })
     }
 
     /// What can be checked of a request before its body is read: a console session, or a TC3 `Authorization`
-    /// header that parses, a service served here, a timestamp within the window, a known SecretId and a signature
-    /// of the right shape.
+    /// header that parses, a timestamp within the window, a known SecretId and a signature of the right shape.
     fn authenticate_head<'h>(&self, headers: &'h HeaderMap, client: std::net::IpAddr) -> Result<Head<'h>, ApiError> {
         use tc3::AuthError;
         if header_str(headers, "authorization").is_none() && crate::console::Console::carries_session(headers) {
             let (account, service) = self.console_account(headers)?;
-            return Ok(Head { account, service, tc3: None });
+            return Ok(Head { account, service: Some(service), tc3: None });
         }
         let header = header_str(headers, "authorization").ok_or(AuthError::InvalidAuthorization).map_err(auth_error)?;
         let auth = tc3::parse_authorization(header).map_err(auth_error)?;
-        let service = Service::parse(auth.service).ok_or_else(|| {
-            ApiError::new(
-                "InvalidAction",
-                format!("The service `{}` is not served here; fnlb serves scf and clb.", auth.service),
-            )
-        })?;
         let timestamp: i64 = header_str(headers, "x-tc-timestamp").and_then(|t| t.parse().ok()).ok_or_else(|| {
             ApiError::new("AuthFailure.InvalidAuthorization", "The X-TC-Timestamp header is missing or not a number.")
         })?;
@@ -466,18 +531,9 @@ impl Api {
         if let Some(wait) = self.backoff.wait(client, Some(auth.secret_id)) {
             return Err(too_many_failures(wait));
         }
-        let snapshot = self.control.snapshot();
-        let account = snapshot.state.account_by_secret_id(auth.secret_id).cloned().ok_or_else(|| {
-            ApiError::new(
-                "AuthFailure.SecretIdNotFound",
-                "The SecretId is not found; check that it is correct and active.",
-            )
-        })?;
+        let account = self.account_of(auth.secret_id)?;
         if header_str(headers, "x-tc-token").is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::new(
-                "AuthFailure.TokenFailure",
-                "Temporary credentials (X-TC-Token) are not issued by this server.",
-            ));
+            return Err(token_refused());
         }
         if !auth.signed_headers.contains(&"content-type") || !auth.signed_headers.contains(&"host") {
             return Err(ApiError::new(
@@ -495,38 +551,54 @@ impl Api {
         if auth.signature.len() != 64 || !auth.signature.bytes().all(hex) {
             return Err(auth_error(AuthError::SignatureFailure));
         }
-        Ok(Head { account, service, tc3: Some((auth, timestamp)) })
+        Ok(Head { account, service: None, tc3: Some((auth, timestamp)) })
     }
 
-    /// Verifies a TC3 signature over the head and the body's SHA-256 (a console request has none to verify).
-    fn verify_body(
+    /// Verifies a TC3 signature (`None` for a console request: there is none to verify) with `account`'s key over
+    /// the head and the body's SHA-256, with the host in each of `hosts`' forms; the signature and its timestamp.
+    fn verify_tc3(
         &self,
-        head: Head<'_>,
-        headers: &HeaderMap,
-        authority: Option<&str>,
+        account: &Account,
+        tc3: Option<(tc3::Authorization<'_>, i64)>,
+        parts: &http::request::Parts,
+        hosts: &[String],
         body_sha256: &str,
         client: std::net::IpAddr,
-    ) -> Result<(Account, Service), ApiError> {
-        let Head { account, service, tc3 } = head;
-        let Some((auth, timestamp)) = tc3 else { return Ok((account, service)) };
-        let mut signed = Vec::with_capacity(auth.signed_headers.len());
-        for name in &auth.signed_headers {
-            // HTTP/2 carries the host in the request's authority.
-            let value = match (header_str(headers, name), *name) {
-                (Some(value), _) => value,
-                (None, "host") => authority.unwrap_or(""),
-                (None, _) => "",
-            };
-            signed.push((name.to_string(), value));
-        }
+    ) -> Result<Option<SignedAt>, ApiError> {
+        let Some((auth, timestamp)) = tc3 else { return Ok(None) };
+        let headers = &parts.headers;
         let payload_hash = match header_str(headers, "x-tc-content-sha256") {
             Some(tc3::UNSIGNED_PAYLOAD) => tc3::sha256_hex(tc3::UNSIGNED_PAYLOAD.as_bytes()),
             _ => body_sha256.to_string(),
         };
-        let request =
-            tc3::Signed { method: "POST", query: "", headers: signed, payload_hash, timestamp, service: auth.service };
         let now = crate::clock::now_ms() / 1000;
-        match tc3::verify(&auth, &account.secret_key, &request, now) {
+        let mut outcome = Err(tc3::AuthError::SignatureFailure);
+        for host in hosts {
+            let signed = auth
+                .signed_headers
+                .iter()
+                .map(|name| {
+                    let value = match *name {
+                        "host" => host.as_str(),
+                        _ => header_str(headers, name).unwrap_or(""),
+                    };
+                    (name.to_string(), value)
+                })
+                .collect();
+            let request = tc3::Signed {
+                method: parts.method.as_str(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: signed,
+                payload_hash: payload_hash.clone(),
+                timestamp,
+                service: auth.service,
+            };
+            outcome = tc3::verify(&auth, &account.secret_key, &request, now);
+            if !matches!(outcome, Err(tc3::AuthError::SignatureFailure)) {
+                break;
+            }
+        }
+        match outcome {
             Ok(()) => self.backoff.succeeded(client),
             Err(e) => {
                 if matches!(e, tc3::AuthError::SignatureFailure) {
@@ -535,7 +607,82 @@ impl Api {
                 return Err(auth_error(e));
             }
         }
-        Ok((account, service))
+        Ok(Some((auth.signature.to_string(), timestamp)))
+    }
+
+    /// Authenticates a request signed with signature v1: its parameters (from the query string, or from a form
+    /// body of at most `MAX_FORM_BODY_BYTES`, read before anything can be checked but the address's failures), the
+    /// common ones present, the timestamp within the window, a known SecretId, and the signature.
+    async fn authenticate_v1(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+        client: std::net::IpAddr,
+        local_port: u16,
+    ) -> Result<Authenticated, ApiError> {
+        if let Some(wait) = self.backoff.wait(client, None) {
+            return Err(too_many_failures(wait));
+        }
+        let pairs = match parts.method {
+            Method::GET => form_pairs(parts.uri.query().unwrap_or("").as_bytes()),
+            _ => form_pairs(&self.read_body(&parts.headers, body, MAX_FORM_BODY_BYTES).await?.bytes),
+        };
+        let mut common = std::collections::BTreeMap::new();
+        for (name, value) in &pairs {
+            let Some(name) = v1::COMMON_PARAMS.iter().find(|c| **c == name) else { continue };
+            if common.insert(*name, value.as_str()).is_some() {
+                return Err(ApiError::new(
+                    "InvalidParameter",
+                    format!("The parameter `{name}` is given more than once."),
+                ));
+            }
+        }
+        let required = |name: &str| common.get(name).copied().ok_or_else(|| ApiError::missing(name));
+        let (action, version) = (required("Action")?, required("Version")?);
+        let (secret_id, signature) = (required("SecretId")?, required(v1::SIGNATURE)?);
+        let (timestamp, _nonce) = (required("Timestamp")?, required("Nonce")?);
+        let timestamp: i64 = timestamp.parse().map_err(|_| {
+            ApiError::new("InvalidParameter", "The parameter `Timestamp` is not valid: Unix seconds are expected.")
+        })?;
+        let now = crate::clock::now_ms() / 1000;
+        if now.abs_diff(timestamp) > tc3::MAX_SKEW_SECONDS.unsigned_abs() {
+            return Err(auth_error(tc3::AuthError::SignatureExpire));
+        }
+        if let Some(wait) = self.backoff.wait(client, Some(secret_id)) {
+            return Err(too_many_failures(wait));
+        }
+        let account = self.account_of(secret_id)?;
+        if common.get("Token").is_some_and(|t| !t.is_empty()) {
+            return Err(token_refused());
+        }
+        let algorithm = v1::Algorithm::of(common.get("SignatureMethod").copied());
+        let hosts = tc3::host_forms(request_host(parts), local_port);
+        let method = parts.method.as_str();
+        if !v1::verify(&account.secret_key, algorithm, signature, method, &hosts, parts.uri.path(), &pairs) {
+            self.backoff.failed(client, Some(secret_id));
+            return Err(auth_error(tc3::AuthError::SignatureFailure));
+        }
+        self.backoff.succeeded(client);
+        Ok(Authenticated {
+            signature: Some((signature.to_string(), timestamp)),
+            action: action.to_string(),
+            version: version.to_string(),
+            region: common.get("Region").map(|r| r.to_string()),
+            service: None,
+            account,
+            params: Params::Flat(pairs),
+        })
+    }
+
+    /// The enabled account a SecretId belongs to.
+    fn account_of(&self, secret_id: &str) -> Result<Account, ApiError> {
+        let snapshot = self.control.snapshot();
+        snapshot.state.account_by_secret_id(secret_id).cloned().ok_or_else(|| {
+            ApiError::new(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found; check that it is correct and active.",
+            )
+        })
     }
 }
 
@@ -588,12 +735,107 @@ fn json_response(body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
-/// A request's head as authenticated before its body is read: the account, the service, and for a TC3 request
-/// its `Authorization` and timestamp, to verify over the body.
+/// A request's head as authenticated before its body is read: the account, the service a console request names,
+/// and for a TC3 request its `Authorization` and timestamp, to verify over the body.
 struct Head<'h> {
     account: Account,
-    service: Service,
+    service: Option<Service>,
     tc3: Option<(tc3::Authorization<'h>, i64)>,
+}
+
+/// The forms an API request comes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// An `Authorization` header: TC3-HMAC-SHA256, `POST` with a JSON body or `GET` with a query string.
+    Tc3,
+    /// A console session, `POST` with a JSON body.
+    Console,
+    /// Signature v1: `GET` with a query string, or `POST` with a form body.
+    V1,
+}
+
+/// A request authenticated: who signed it, with what, and what it asks for.
+struct Authenticated {
+    account: Account,
+    /// The service a console request names; `None`: the action's.
+    service: Option<Service>,
+    /// `None` for a console request.
+    signature: Option<SignedAt>,
+    action: String,
+    version: String,
+    region: Option<String>,
+    params: Params,
+}
+
+/// A signature (TC3's hex or v1's Base64) and the Unix time it was made at.
+type SignedAt = (String, i64);
+
+/// An action's parameters as they came.
+enum Params {
+    /// A JSON body (holding its part of the body budget while it is used).
+    Json(guard::ReadBody),
+    /// Flattened name and value pairs (`flat`), common parameters among them.
+    Flat(Vec<(String, String)>),
+}
+
+// === impl Form ===
+
+impl Form {
+    /// The form of a request with this method and these headers; `None` when it is none of them.
+    fn of(method: &Method, headers: &HeaderMap) -> Option<Form> {
+        let form_body = header_str(headers, "content-type").is_some_and(|t| {
+            t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case(FORM_CONTENT_TYPE))
+        });
+        match (method, header_str(headers, "authorization").is_some()) {
+            (&Method::GET | &Method::POST, true) => Some(Form::Tc3),
+            (&Method::GET, false) => Some(Form::V1),
+            (&Method::POST, false) if form_body => Some(Form::V1),
+            (&Method::POST, false) if crate::console::Console::carries_session(headers) => Some(Form::Console),
+            _ => None,
+        }
+    }
+}
+
+/// The content type of a form body.
+const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+// === impl Params ===
+
+impl Params {
+    /// The JSON object of the parameters, without the common ones of a flattened request.
+    fn into_object(self) -> Result<Map<String, Value>, ApiError> {
+        match self {
+            Params::Json(read) if read.bytes.is_empty() => Ok(Map::new()),
+            Params::Json(read) => match serde_json::from_slice(&read.bytes) {
+                Ok(Value::Object(params)) => Ok(params),
+                Ok(_) => Err(ApiError::new("InvalidParameter", "The request body must be a JSON object.")),
+                Err(e) => Err(ApiError::new("InvalidParameter", format!("The request body is not valid JSON: {e}."))),
+            },
+            Params::Flat(pairs) => {
+                let own = pairs.iter().filter(|(name, _)| !v1::COMMON_PARAMS.contains(&name.as_str()));
+                flat::unflatten(own.map(|(name, value)| (name.as_str(), value.as_str())))
+                    .map_err(|e| ApiError::new("InvalidParameter", error::sentence(&e.to_string())))
+            }
+        }
+    }
+}
+
+/// The name and value pairs of a query string or form body, decoded.
+fn form_pairs(encoded: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(encoded).into_owned().collect()
+}
+
+/// The host a request was sent to: its `Host` header, or (HTTP/2) its authority.
+fn request_host(parts: &http::request::Parts) -> &str {
+    header_str(&parts.headers, "host").or_else(|| parts.uri.authority().map(|a| a.as_str())).unwrap_or("")
+}
+
+/// The refusal of temporary credentials.
+fn token_refused() -> ApiError {
+    ApiError::new(
+        "AuthFailure.TokenFailure",
+        "Temporary credentials (X-TC-Token, Token) are not issued by this server.",
+    )
 }
 
 /// The answer to an address that failed too often.

@@ -1,16 +1,37 @@
 //! Reading request parameters into typed structs, with Tencent's errors for missing and malformed ones.
+//!
+//! Parameters come as JSON (TC3 POST) or flattened into a query string or form (TC3 GET, signature v1), where
+//! every value is a string. The handlers of a flattened request run within `flattened`, and there `parse` reads a
+//! string as the number or boolean its field asks for (`flat::Lenient`); a JSON request's types are kept as sent.
+
+use std::future::Future;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::ApiError;
+use super::{ApiError, flat};
+
+tokio::task_local! {
+    /// Whether the parameters being handled came flattened (all strings).
+    static FLATTENED: bool;
+}
+
+/// Runs the handling of a request whose parameters came flattened: its `parse` calls read strings as the numbers
+/// and booleans their fields ask for.
+pub async fn flattened<F: Future>(handling: F) -> F::Output {
+    FLATTENED.scope(true, handling).await
+}
 
 /// Deserialises an action's parameters: a missing required one is `MissingParameter`, a value of the wrong type
 /// `InvalidParameter`, both naming the parameter.
 pub fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, ApiError> {
     let value = Value::Object(params);
-    serde_path_to_error::deserialize(&value).map_err(|e| {
+    let parsed = match FLATTENED.try_with(|flattened| *flattened).unwrap_or(false) {
+        true => serde_path_to_error::deserialize(flat::Lenient(value)),
+        false => serde_path_to_error::deserialize(value),
+    };
+    parsed.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         if let Some(rest) = inner.strip_prefix("missing field `") {

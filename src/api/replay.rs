@@ -1,8 +1,9 @@
-//! A signed request is carried out as its signer meant, and a change once. The SDKs sign only `content-type` and
-//! `host` (and the body), so a captured request could be sent again, or with another `X-TC-Action`, `X-TC-Region`
-//! or `X-TC-Version`, for as long as its timestamp is within the 5-minute window. Each signature seen within its
-//! window is remembered with the client address that used it first and what it was used for (the service, action,
-//! region and version), with the answer it got.
+//! A signed request is carried out as its signer meant, and a change once. The SDKs' TC3 signatures sign only
+//! `content-type` and `host` (and the body, or a GET's query string), so a captured request could be sent again, or
+//! with another `X-TC-Action`, `X-TC-Region` or `X-TC-Version`, for as long as its timestamp is within the 5-minute
+//! window; a v1 signature (its `Signature` parameter) signs every parameter, but could be sent again as well. Each
+//! signature seen within its window, of either kind, is remembered with the client address that used it first and
+//! what it was used for (the service, action, region and version), with the answer it got.
 //!
 //! * A change (an action of `Effect::Change`) is carried out once per signature and use, whoever repeats it: a
 //!   repeat, from the signer's address too, gets the first answer, waiting for it while the first is running.

@@ -378,11 +378,24 @@ pub async fn post_from(
     headers: &[(String, String)],
     body: &str,
 ) -> (u16, String) {
+    request_from(from, to, "POST", path, headers, body).await
+}
+
+/// A raw HTTP/1.1 request from the loopback address `from` (a client other than 127.0.0.1) for `target` (a path
+/// and query): the status and the body.
+pub async fn request_from(
+    from: [u8; 4],
+    to: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind((Ipv4Addr::from(from), 0).into()).unwrap();
     let mut stream = socket.connect(to).await.unwrap();
-    let mut head = format!("POST {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut head = format!("{method} {target} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     // The request's own Host when it has one (a replay carries the host it was signed for), else the address.
     if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: {to}\r\n"));

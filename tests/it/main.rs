@@ -32,6 +32,7 @@ mod scenarios;
 mod sdk;
 mod serve;
 mod servers;
+mod signing;
 mod versions;
 mod wire;
 mod zygote;

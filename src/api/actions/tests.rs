@@ -71,6 +71,16 @@ fn every_action_that_is_not_a_read_or_an_invocation_is_a_change() {
     }
 }
 
+/// The action alone names the service that handles a call (whatever a TC3 credential scope says), so no action is
+/// served by two services.
+#[test]
+fn each_action_is_served_by_one_service() {
+    for action in ACTIONS {
+        let services: Vec<Service> = ACTIONS.iter().filter(|a| a.name == action.name).map(|a| a.service).collect();
+        assert_eq!(services, vec![action.service], "{}", action.name);
+    }
+}
+
 /// Flattened requests carry the common parameters among the action's: no action has a parameter of their names.
 #[test]
 fn no_action_parameter_is_a_common_parameter() {
