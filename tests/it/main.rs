@@ -30,6 +30,7 @@ mod protection;
 mod reload;
 mod scenarios;
 mod sdk;
+mod sdk_node;
 mod serve;
 mod servers;
 mod signing;
