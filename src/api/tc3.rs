@@ -2,7 +2,7 @@
 //! for the server.
 //!
 //! The server verifies over the credential scope exactly as sent, whatever service it names: the SDKs that take
-//! the service from the endpoint's first label (Node.js, Java, .NET) sign `127` for `127.0.0.1:9000`. The host is
+//! the service from the endpoint's first label (Node.js, Java) sign `127` for `127.0.0.1:9000`. The host is
 //! tried in the forms the SDKs sign it in (`host_forms`): as sent, and without or with its port.
 
 use hmac::{Hmac, KeyInit, Mac};
