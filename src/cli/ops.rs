@@ -1,6 +1,8 @@
 //! `fnlb status` (the running node at a glance, from the admin listener's `/status`) and `fnlb logs` (a function's
 //! invocation logs through GetFunctionLogs, optionally followed).
 
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 use std::time::Duration;
 
 use clap::Args;
@@ -11,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{CliError, Connection};
 use crate::api::Service;
+use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -30,20 +33,45 @@ pub struct LogsArgs {
     /// Only this invocation.
     #[arg(long)]
     pub request_id: Option<String>,
-    /// Keep printing new invocations as they end (until interrupted).
+    /// Keep printing new invocations as they end, each once (until interrupted).
     #[arg(long)]
     pub follow: bool,
-    /// Invocations shown at first.
+    /// Invocations shown at first, the newest (0: all the node keeps).
     #[arg(long, default_value_t = 20)]
-    pub limit: u32,
+    pub limit: usize,
     #[command(flatten)]
     pub conn: Connection,
+}
+
+/// One invocation as GetFunctionLogs reports it.
+struct Entry {
+    request_id: String,
+    /// When it started, in seconds on the node's clock; `None` when that cannot be read.
+    start: Option<i64>,
+    value: Value,
+}
+
+/// What `--follow` has shown: the request ids of the invocations that started within the look-back window before
+/// the newest start seen, so that each invocation is shown once however often it is read.
+#[derive(Debug, Default)]
+struct Shown {
+    /// Request ids and their starts.
+    ids: HashMap<String, i64>,
+    newest: Option<i64>,
 }
 
 /// How long `fnlb status` waits for the node.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `fnlb logs --follow` asks for new invocations.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// How far `--follow` looks back before the newest start it has seen, besides the function's timeout, in
+/// seconds: an invocation is logged when it ends, after it may have waited for an instance; start times are
+/// given to the second; in a cluster a record reaches the database a moment after the invocation ends.
+const LOOK_BACK_MARGIN: i64 = 15;
+/// Invocations one GetFunctionLogs call asks for.
+const LOGS_PAGE: usize = 100;
+/// The longest timeout a function may have, in seconds (when GetFunction does not say).
+const MAX_FUNCTION_TIMEOUT: i64 = 900;
 
 pub async fn status(args: StatusArgs) -> Result<(), CliError> {
     let url = format!("{}/status", args.admin.trim_end_matches('/'));
@@ -144,52 +172,157 @@ fn render(s: &Value) -> String {
 pub async fn logs(args: LogsArgs) -> Result<(), CliError> {
     let client = args.conn.client()?;
     let mut params = json!({
-        "FunctionName": args.function, "Namespace": args.namespace, "Limit": args.limit,
-        "Order": "desc", "OrderBy": "start_time",
+        "FunctionName": args.function, "Namespace": args.namespace, "Order": "desc", "OrderBy": "start_time",
     });
     if let Some(id) = &args.request_id {
         params["FunctionRequestId"] = json!(id);
     }
-    let first = client.call(Service::Scf, "GetFunctionLogs", params.clone()).await?;
-    let mut shown: Vec<String> = Vec::new();
-    let mut data = first["Data"].as_array().cloned().unwrap_or_default();
-    data.reverse();
-    for entry in &data {
-        print_entry(entry);
-        shown.push(entry["RequestId"].as_str().unwrap_or_default().to_string());
+    let mut look_back = if args.follow { look_back(&client, &args).await? } else { 0 };
+    // At first the newest `--limit`; when following, also every invocation within the look-back window, so that
+    // none of those counts as new later.
+    let limit = args.limit;
+    let read = read_back(&client, &params, |read| {
+        let counted = limit > 0 && read.len() >= limit;
+        let window = read.first().and_then(|e| e.start).map(|newest| newest - look_back);
+        counted && (!args.follow || reached(read, window))
+    })
+    .await?;
+    let first = if limit > 0 { &read[..limit.min(read.len())] } else { &read[..] };
+    if print_entries(first.iter().rev()).is_err() {
+        return Ok(()); // the reader has gone
     }
     if !args.follow {
         return Ok(());
     }
+    let mut shown = Shown::default();
+    shown.remember(&read, look_back);
     loop {
         tokio::time::sleep(FOLLOW_INTERVAL).await;
-        let page = client.call(Service::Scf, "GetFunctionLogs", params.clone()).await?;
-        let mut data = page["Data"].as_array().cloned().unwrap_or_default();
-        data.reverse();
-        for entry in data {
-            let id = entry["RequestId"].as_str().unwrap_or_default().to_string();
-            if !shown.contains(&id) {
-                print_entry(&entry);
-                shown.push(id);
-            }
-        }
-        // Remembering the ids of one page back is enough: older ones never come again.
-        let keep = (args.limit as usize) * 2;
-        if shown.len() > keep {
-            shown.drain(..shown.len() - keep);
+        look_back = self::look_back(&client, &args).await?;
+        let horizon = shown.horizon(look_back);
+        let read = read_back(&client, &params, |read| reached(read, horizon)).await?;
+        if print_entries(shown.fresh(read, look_back).iter()).is_err() {
+            return Ok(());
         }
     }
 }
 
-fn print_entry(entry: &Value) {
-    // In a cluster, the node that ran the invocation.
-    let node = entry["Source"].as_str().filter(|n| !n.is_empty()).map(|n| format!(" on {n}")).unwrap_or_default();
-    println!(
-        "== {} {} code {} {} ms{node}",
-        entry["StartTime"].as_str().unwrap_or(""),
-        entry["RequestId"].as_str().unwrap_or(""),
-        entry["RetCode"],
-        entry["Duration"],
-    );
-    print!("{}", entry["Log"].as_str().unwrap_or(""));
+// === impl Entry ===
+
+impl Entry {
+    fn new(value: Value) -> Entry {
+        let request_id = value["RequestId"].as_str().unwrap_or_default().to_string();
+        let start = value["StartTime"].as_str().and_then(start_seconds);
+        Entry { request_id, start, value }
+    }
 }
+
+// === impl Shown ===
+
+impl Shown {
+    /// The earliest start an invocation not seen yet can have: one that started before it ended before the
+    /// previous read (`None`: any start, nothing has been seen).
+    fn horizon(&self, look_back: i64) -> Option<i64> {
+        self.newest.map(|newest| newest - look_back)
+    }
+
+    /// Of the invocations read (newest first), those not shown yet, oldest first; they count as shown from now on.
+    /// Those that started before the horizon were there at an earlier read: shown then, or older than what was
+    /// asked for.
+    fn fresh(&mut self, read: Vec<Entry>, look_back: i64) -> Vec<Entry> {
+        let horizon = self.horizon(look_back);
+        let mut fresh: Vec<Entry> = read
+            .into_iter()
+            .filter(|e| !self.ids.contains_key(&e.request_id))
+            .filter(|e| e.start.zip(horizon).is_none_or(|(start, horizon)| start >= horizon))
+            .collect();
+        fresh.reverse();
+        self.remember(&fresh, look_back);
+        fresh
+    }
+
+    /// Counts invocations as shown; forgets those that started before the window.
+    fn remember(&mut self, entries: &[Entry], look_back: i64) {
+        self.newest = entries.iter().filter_map(|e| e.start).chain(self.newest).max();
+        for e in entries {
+            self.ids.insert(e.request_id.clone(), e.start.or(self.newest).unwrap_or(0));
+        }
+        if let Some(horizon) = self.horizon(look_back) {
+            self.ids.retain(|_, start| *start >= horizon);
+        }
+    }
+}
+
+/// How far `--follow` looks back, in seconds: the function's timeout and the margin.
+async fn look_back(client: &Client, args: &LogsArgs) -> Result<i64, CliError> {
+    let params = json!({"FunctionName": args.function, "Namespace": args.namespace});
+    let function = client.call(Service::Scf, "GetFunction", params).await?;
+    Ok(function["Timeout"].as_i64().unwrap_or(MAX_FUNCTION_TIMEOUT) + LOOK_BACK_MARGIN)
+}
+
+/// Reads invocations newest first, a page at a time, until `enough` says what was read is enough or none are
+/// left. An invocation read twice (a page moved on by invocations that ended meanwhile) is kept once.
+async fn read_back(
+    client: &Client,
+    params: &Value,
+    mut enough: impl FnMut(&[Entry]) -> bool,
+) -> Result<Vec<Entry>, CliError> {
+    let mut read = Vec::new();
+    let mut ids = HashSet::new();
+    let mut offset = 0;
+    loop {
+        let mut params = params.clone();
+        params["Offset"] = json!(offset);
+        params["Limit"] = json!(LOGS_PAGE);
+        let mut page = client.call(Service::Scf, "GetFunctionLogs", params).await?;
+        let data = match page["Data"].take() {
+            Value::Array(data) => data,
+            _ => Vec::new(),
+        };
+        let got = data.len();
+        offset += got;
+        for entry in data.into_iter().map(Entry::new) {
+            if ids.insert(entry.request_id.clone()) {
+                read.push(entry);
+            }
+        }
+        if got < LOGS_PAGE || enough(&read) {
+            return Ok(read);
+        }
+    }
+}
+
+/// Whether invocations read newest first reach back before `since` (`None`: they never do).
+fn reached(read: &[Entry], since: Option<i64>) -> bool {
+    matches!((read.last().and_then(|e| e.start), since), (Some(start), Some(since)) if start < since)
+}
+
+/// A `StartTime` (`YYYY-MM-DD HH:MM:SS` in the node's zone) as seconds: comparable with the node's other start
+/// times, and differences are durations.
+fn start_seconds(text: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(text, &format).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
+/// Prints invocations; an error when stdout is closed.
+fn print_entries<'a>(entries: impl Iterator<Item = &'a Entry>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for entry in entries {
+        let e = &entry.value;
+        // In a cluster, the node that ran the invocation.
+        let node = e["Source"].as_str().filter(|n| !n.is_empty()).map(|n| format!(" on {n}")).unwrap_or_default();
+        writeln!(
+            out,
+            "== {} {} code {} {} ms{node}",
+            e["StartTime"].as_str().unwrap_or(""),
+            entry.request_id,
+            e["RetCode"],
+            e["Duration"],
+        )?;
+        out.write_all(e["Log"].as_str().unwrap_or("").as_bytes())?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests;

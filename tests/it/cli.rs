@@ -1,9 +1,12 @@
 //! The `fnlb` command line as a client of the API.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{TestApp, free_addr, get};
 
@@ -85,4 +88,80 @@ async fn any_action_can_be_called_with_json_parameters() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("InvalidAction"), "{refused:?}");
     assert!(!fnlb(&app, &["call", "cvm", "DescribeInstances"]).status.success());
+}
+
+/// A command running in the background whose stdout lines are collected; killed when dropped.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(command: &mut Command) -> Running {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("fnlb runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Collects lines until `done` holds for those printed so far; panics at the deadline.
+    fn wait_for(&mut self, what: &str, deadline: Duration, done: impl Fn(&[String]) -> bool) {
+        let end = Instant::now() + deadline;
+        while !done(&self.seen) {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("{what}: not printed within {deadline:?}; printed:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The request ids of `fnlb logs` output, in the order printed (`== DATE TIME ID code …`).
+fn logged_ids(lines: &[String]) -> Vec<String> {
+    lines.iter().filter_map(|l| l.strip_prefix("== ")?.split_whitespace().nth(2).map(str::to_string)).collect()
+}
+
+#[tokio::test]
+async fn logs_follow_shows_every_invocation_once_in_order() {
+    let app = TestApp::start();
+    app.create_fixture("followed", "echo", json!({})).await.unwrap();
+    let invoke = || async {
+        let invoked = app.scf("Invoke", json!({"FunctionName": "followed"})).await.unwrap();
+        invoked["Result"]["FunctionRequestId"].as_str().unwrap().to_string()
+    };
+    let before = invoke().await;
+    let mut follower = Running::spawn(app.cli().args(["logs", "followed", "--follow", "--limit", "5"]));
+    follower
+        .wait_for("the invocation made before", Duration::from_secs(30), |lines| logged_ids(lines).contains(&before));
+
+    // Many more than --limit between two reads.
+    let mut expected = vec![before];
+    for _ in 0..30 {
+        expected.push(invoke().await);
+    }
+    follower.wait_for("all 31 invocations", Duration::from_secs(60), |lines| {
+        expected.iter().all(|id| logged_ids(lines).contains(id))
+    });
+    assert_eq!(logged_ids(&follower.seen), expected, "each invocation once, in order");
+
+    // --limit 0 is no limit.
+    let all = fnlb(&app, &["logs", "followed", "--limit", "0"]);
+    let printed: Vec<String> = String::from_utf8_lossy(&all.stdout).lines().map(str::to_string).collect();
+    assert_eq!(logged_ids(&printed), expected);
 }
