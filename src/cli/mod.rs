@@ -6,7 +6,7 @@ pub mod config_file;
 mod function;
 mod ops;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -371,9 +371,10 @@ pub fn parse() -> Result<Cli, config_file::ConfigFileError> {
 /// How a client subcommand reaches the API.
 #[derive(Debug, Args)]
 pub struct Connection {
-    /// The fnlb API endpoint.
-    #[arg(long, global = true, env = "FNLB_ENDPOINT", default_value = "http://127.0.0.1:9000")]
-    pub endpoint: String,
+    /// The fnlb API endpoint [default: where `serve` listens by FNLB_API_ADDR (https with FNLB_API_TLS_CERT),
+    /// else http://127.0.0.1:9000].
+    #[arg(long, global = true, env = "FNLB_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// Region of the request.
     #[arg(long, global = true, env = "TENCENTCLOUD_REGION", default_value = config::DEFAULT_REGION)]
     pub region: String,
@@ -384,6 +385,10 @@ pub struct Connection {
     #[arg(long, global = true, env = "FNLB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 }
+
+/// The variables `serve` takes its API's address and certificate from.
+const API_ADDR_VAR: &str = "FNLB_API_ADDR";
+const API_TLS_CERT_VAR: &str = "FNLB_API_TLS_CERT";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -419,8 +424,33 @@ impl Connection {
             }
         };
         let trust = crate::client::Trust::System { extra: self.ca_cert.clone() };
-        Ok(Client::with_trust(&self.endpoint, credentials, &self.region, trust)?)
+        Ok(Client::with_trust(&self.endpoint()?, credentials, &self.region, trust)?)
     }
+
+    /// `--endpoint` (`FNLB_ENDPOINT`), else where `serve` listens with the same environment.
+    fn endpoint(&self) -> Result<String, CliError> {
+        if let Some(endpoint) = self.endpoint.as_ref().filter(|e| !e.is_empty()) {
+            return Ok(endpoint.clone());
+        }
+        let tls = std::env::var_os(API_TLS_CERT_VAR).is_some_and(|cert| !cert.is_empty());
+        let scheme = if tls { "https" } else { "http" };
+        let addr = std::env::var(API_ADDR_VAR).ok().filter(|a| !a.is_empty());
+        let addr = addr.as_deref().unwrap_or(config::DEFAULT_API_ADDR);
+        local_url(scheme, addr).map_err(|reason| CliError::Usage(format!("{API_ADDR_VAR}: {reason}")))
+    }
+}
+
+/// The URL this host reaches a listener at, from the address it binds (`127.0.0.1:9000`; an unspecified address
+/// such as `0.0.0.0:9000` or `[::]:9000` is reached on the loopback address).
+pub fn local_url(scheme: &str, addr: &str) -> Result<String, String> {
+    let addr: SocketAddr =
+        addr.parse().map_err(|_| format!("`{addr}` is not an address and port, such as 127.0.0.1:9000"))?;
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(format!("{scheme}://{}", SocketAddr::new(ip, addr.port())))
 }
 
 /// Runs a client subcommand; prints its result as JSON.
@@ -476,6 +506,16 @@ mod tests {
     use clap::CommandFactory;
 
     use super::Cli;
+
+    #[test]
+    fn a_bound_address_is_reached_on_itself_or_on_loopback() {
+        assert_eq!(super::local_url("http", "127.0.0.1:9000").unwrap(), "http://127.0.0.1:9000");
+        assert_eq!(super::local_url("https", "0.0.0.0:9443").unwrap(), "https://127.0.0.1:9443");
+        assert_eq!(super::local_url("http", "[::]:9001").unwrap(), "http://[::1]:9001");
+        assert_eq!(super::local_url("http", "[fd00::1]:80").unwrap(), "http://[fd00::1]:80");
+        let refused = super::local_url("http", "localhost").unwrap_err();
+        assert!(refused.contains("`localhost` is not an address and port"), "{refused}");
+    }
 
     /// docs/configuration.md names every flag of `fnlb serve` (and so every key of the config file).
     #[test]

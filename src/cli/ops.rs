@@ -17,9 +17,10 @@ use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The admin listener of the node.
-    #[arg(long, env = "FNLB_ADMIN_URL", default_value = "http://127.0.0.1:9001")]
-    pub admin: String,
+    /// The admin listener of the node, a URL or an address [default: where `serve` listens by FNLB_ADMIN_ADDR,
+    /// else http://127.0.0.1:9001].
+    #[arg(long, env = "FNLB_ADMIN_URL")]
+    pub admin: Option<String>,
     /// Print the status as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -60,6 +61,9 @@ struct Shown {
     newest: Option<i64>,
 }
 
+/// The variable `serve` takes its admin listener's address from.
+const ADMIN_ADDR_VAR: &str = "FNLB_ADMIN_ADDR";
+
 /// How long `fnlb status` waits for the node.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `fnlb logs --follow` asks for new invocations.
@@ -74,7 +78,7 @@ const LOGS_PAGE: usize = 100;
 const MAX_FUNCTION_TIMEOUT: i64 = 900;
 
 pub async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let url = format!("{}/status", args.admin.trim_end_matches('/'));
+    let url = format!("{}/status", admin_url(args.admin.as_deref())?.trim_end_matches('/'));
     let unreachable = |reason: String| CliError::Usage(format!("cannot read {url}: {reason}"));
     let uri: http::Uri = url.parse().map_err(|_| unreachable("not a URL".into()))?;
     let client: HttpClient<_, Empty<bytes::Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
@@ -90,6 +94,20 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         print!("{}", render(&status));
     }
     Ok(())
+}
+
+/// The admin listener's URL: `--admin` (`FNLB_ADMIN_URL`: a URL, or an address), else where `serve` listens with
+/// the same environment (`FNLB_ADMIN_ADDR`).
+fn admin_url(admin: Option<&str>) -> Result<String, CliError> {
+    let (given, source) = match admin.filter(|a| !a.is_empty()) {
+        Some(admin) if admin.contains("://") => return Ok(admin.to_string()),
+        Some(admin) => (admin.to_string(), "--admin (FNLB_ADMIN_URL)"),
+        None => match std::env::var(ADMIN_ADDR_VAR).ok().filter(|a| !a.is_empty()) {
+            Some(addr) => (addr, ADMIN_ADDR_VAR),
+            None => (crate::admin::DEFAULT_ADMIN_ADDR.to_string(), "the default"),
+        },
+    };
+    super::local_url("http", &given).map_err(|reason| CliError::Usage(format!("{source}: {reason}")))
 }
 
 /// The store: where the state is kept, the version served, and in a cluster its nodes.

@@ -165,3 +165,41 @@ async fn logs_follow_shows_every_invocation_once_in_order() {
     let printed: Vec<String> = String::from_utf8_lossy(&all.stdout).lines().map(str::to_string).collect();
     assert_eq!(logged_ids(&printed), expected);
 }
+
+#[tokio::test]
+async fn client_commands_find_the_node_by_the_variables_serve_uses() {
+    let app = TestApp::start();
+    let status = |env: &[(&str, String)]| {
+        let mut command = app.cli();
+        command.args(["status", "--json"]).env_remove("FNLB_ADMIN_URL").env_remove("FNLB_ADMIN_ADDR");
+        let out = command.envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+        assert!(out.status.success(), "{env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // The admin listener: serve's FNLB_ADMIN_ADDR, an unspecified address reached on loopback.
+    assert_eq!(status(&[("FNLB_ADMIN_ADDR", app.admin_addr.to_string())])["ready"], true);
+    let any = format!("0.0.0.0:{}", app.admin_addr.port());
+    assert_eq!(status(&[("FNLB_ADMIN_ADDR", any)])["ready"], true);
+    // FNLB_ADMIN_URL still works, and wins.
+    let url = format!("http://{}", app.admin_addr);
+    assert_eq!(status(&[("FNLB_ADMIN_URL", url), ("FNLB_ADMIN_ADDR", "127.0.0.1:1".into())])["ready"], true);
+
+    // The API: serve's FNLB_API_ADDR when FNLB_ENDPOINT is not set.
+    let listed = app
+        .cli()
+        .args(["call", "scf", "ListFunctions"])
+        .env_remove("FNLB_ENDPOINT")
+        .env("FNLB_API_ADDR", app.api_addr.to_string())
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let refused = app
+        .cli()
+        .args(["call", "scf", "ListFunctions"])
+        .env_remove("FNLB_ENDPOINT")
+        .env("FNLB_API_ADDR", "nowhere")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.starts_with("error: FNLB_API_ADDR: `nowhere` is not an address"), "{stderr}");
+}
