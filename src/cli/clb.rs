@@ -1,9 +1,10 @@
 //! `fnlb clb …`: load balancers, listeners, rules, function bindings.
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{CliError, Connection};
+use super::{CliError, Connection, LISTENER_PROTOCOLS};
 use crate::api::Service;
 
 #[derive(Debug, Subcommand)]
@@ -57,7 +58,7 @@ pub struct CreateListenerArgs {
     pub load_balancer_id: String,
     #[arg(long)]
     pub port: u16,
-    #[arg(long, default_value = "HTTP")]
+    #[arg(long, default_value = "HTTP", value_parser = PossibleValuesParser::new(LISTENER_PROTOCOLS.iter().copied()))]
     pub protocol: String,
     #[arg(long)]
     pub name: Option<String>,

@@ -1,17 +1,21 @@
-//! `fnlb function …`, `fnlb invoke`, `fnlb triggers`.
+//! `fnlb function …`, `fnlb invoke`, `fnlb triggers`. Functions and invocations are printed as a short summary, or
+//! with `--json` as the API answered.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{CliError, Connection};
+use super::{CliError, Connection, size};
 use crate::api::Service;
+use crate::client::Client;
+use crate::functions::runtimes;
 
 #[derive(Debug, Subcommand)]
 pub enum FunctionCommand {
-    /// Create a function from a directory or a zip file.
+    /// Create a function from a directory, a zip file or one source file.
     Create(CreateArgs),
     /// Replace a function's code and/or change its configuration.
     Update(UpdateArgs),
@@ -29,6 +33,8 @@ pub struct NameArgs {
     #[arg(long, default_value = "default")]
     pub namespace: String,
     #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
     pub conn: Connection,
 }
 
@@ -37,7 +43,17 @@ pub struct ListArgs {
     #[arg(long, default_value = "default")]
     pub namespace: String,
     #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
     pub conn: Connection,
+}
+
+/// How a result is printed.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print the API's answer as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,11 +74,12 @@ pub struct ConfigArgs {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     pub name: String,
-    /// A directory (packed as a zip) or a .zip file.
+    /// A directory (packed as a zip), a .zip file, or one source file (.py, .js: packed alone, at the root).
     #[arg(long)]
     pub code: PathBuf,
-    #[arg(long, default_value = "Python3.9")]
+    #[arg(long, default_value = "Python3.9", value_parser = PossibleValuesParser::new(runtimes::supported()))]
     pub runtime: String,
+    /// FILE.FUNCTION: the function in FILE.py or FILE.js that handles events.
     #[arg(long, default_value = "index.main_handler")]
     pub handler: String,
     #[arg(long, default_value = "default")]
@@ -70,21 +87,26 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
     pub conn: Connection,
 }
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     pub name: String,
-    /// New code: a directory or a .zip file.
+    /// New code: a directory, a .zip file or one source file.
     #[arg(long)]
     pub code: Option<PathBuf>,
+    /// FILE.FUNCTION, with new code.
     #[arg(long)]
     pub handler: Option<String>,
     #[arg(long, default_value = "default")]
     pub namespace: String,
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub output: Output,
     #[command(flatten)]
     pub conn: Connection,
 }
@@ -101,6 +123,8 @@ pub struct InvokeArgs {
     #[arg(long, default_value = "default")]
     pub namespace: String,
     #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
     pub conn: Connection,
 }
 
@@ -113,22 +137,21 @@ pub struct TriggersArgs {
     pub conn: Connection,
 }
 
-pub async fn run(command: FunctionCommand) -> Result<Value, CliError> {
+pub async fn run(command: FunctionCommand) -> Result<(), CliError> {
     match command {
         FunctionCommand::Create(a) => {
             let client = a.conn.client()?;
+            let code = code_zip(&a.code, Some(&a.handler), Some(&a.runtime))?;
             let mut params = json!({
                 "FunctionName": a.name,
                 "Namespace": a.namespace,
                 "Runtime": a.runtime,
                 "Handler": a.handler,
-                "Code": {"ZipFile": zip_base64(&a.code)?},
+                "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(code)},
             });
             add_config(&mut params, &a.config)?;
             client.call(Service::Scf, "CreateFunction", params).await?;
-            Ok(client
-                .call(Service::Scf, "GetFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
-                .await?)
+            show_function(&client, &a.name, &a.namespace, &a.output).await
         }
         FunctionCommand::Update(a) => {
             let client = a.conn.client()?;
@@ -136,8 +159,8 @@ pub async fn run(command: FunctionCommand) -> Result<Value, CliError> {
                 return Err(CliError::Usage("--handler changes with new code: give --code too".to_string()));
             }
             if let Some(code) = &a.code {
-                let mut params =
-                    json!({"FunctionName": a.name, "Namespace": a.namespace, "ZipFile": zip_base64(code)?});
+                let zip = base64::engine::general_purpose::STANDARD.encode(code_zip(code, a.handler.as_deref(), None)?);
+                let mut params = json!({"FunctionName": a.name, "Namespace": a.namespace, "ZipFile": zip});
                 if let Some(handler) = &a.handler {
                     params["Handler"] = json!(handler);
                 }
@@ -148,30 +171,30 @@ pub async fn run(command: FunctionCommand) -> Result<Value, CliError> {
             if params.as_object().is_some_and(|o| o.len() > 2) {
                 client.call(Service::Scf, "UpdateFunctionConfiguration", params).await?;
             }
-            Ok(client
-                .call(Service::Scf, "GetFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
-                .await?)
+            show_function(&client, &a.name, &a.namespace, &a.output).await
         }
         FunctionCommand::List(a) => {
             let client = a.conn.client()?;
-            Ok(client.call(Service::Scf, "ListFunctions", json!({"Namespace": a.namespace, "Limit": 1000})).await?)
+            let listed =
+                client.call(Service::Scf, "ListFunctions", json!({"Namespace": a.namespace, "Limit": 1000})).await?;
+            print(&a.output, &listed, || render_list(&listed, &a.namespace));
+            Ok(())
         }
         FunctionCommand::Get(a) => {
             let client = a.conn.client()?;
-            Ok(client
-                .call(Service::Scf, "GetFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
-                .await?)
+            show_function(&client, &a.name, &a.namespace, &a.output).await
         }
         FunctionCommand::Delete(a) => {
             let client = a.conn.client()?;
-            Ok(client
-                .call(Service::Scf, "DeleteFunction", json!({"FunctionName": a.name, "Namespace": a.namespace}))
-                .await?)
+            let params = json!({"FunctionName": a.name, "Namespace": a.namespace});
+            let deleted = client.call(Service::Scf, "DeleteFunction", params).await?;
+            print(&a.output, &deleted, || format!("Deleted function {}/{}.\n", a.namespace, a.name));
+            Ok(())
         }
     }
 }
 
-pub async fn invoke(a: InvokeArgs) -> Result<Value, CliError> {
+pub async fn invoke(a: InvokeArgs) -> Result<(), CliError> {
     let client = a.conn.client()?;
     let event = match a.event.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {path}: {e}")))?,
@@ -183,7 +206,9 @@ pub async fn invoke(a: InvokeArgs) -> Result<Value, CliError> {
         "ClientContext": event,
         "LogType": if a.log { "Tail" } else { "None" },
     });
-    Ok(client.call(Service::Scf, "Invoke", params).await?)
+    let invoked = client.call(Service::Scf, "Invoke", params).await?;
+    print(&a.output, &invoked, || render_invocation(&invoked["Result"]));
+    Ok(())
 }
 
 pub async fn triggers(a: TriggersArgs) -> Result<Value, CliError> {
@@ -195,8 +220,7 @@ pub async fn triggers(a: TriggersArgs) -> Result<Value, CliError> {
         .into_iter()
         .flatten()
         .map(|t| {
-            let desc: Value =
-                t["TriggerDesc"].as_str().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
+            let desc = trigger_desc(t);
             json!({
                 "Type": t["Type"],
                 "TriggerName": t["TriggerName"],
@@ -207,6 +231,108 @@ pub async fn triggers(a: TriggersArgs) -> Result<Value, CliError> {
         })
         .collect();
     Ok(json!({"Triggers": triggers}))
+}
+
+/// Reads a function and prints it.
+async fn show_function(client: &Client, name: &str, namespace: &str, output: &Output) -> Result<(), CliError> {
+    let function =
+        client.call(Service::Scf, "GetFunction", json!({"FunctionName": name, "Namespace": namespace})).await?;
+    print(output, &function, || render_function(&function));
+    Ok(())
+}
+
+/// Prints the API's answer as JSON with `--json`, otherwise as `summary` renders it.
+fn print(output: &Output, answer: &Value, summary: impl FnOnce() -> String) {
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(answer).expect("JSON values serialise"));
+    } else {
+        print!("{}", summary());
+    }
+}
+
+/// A trigger's `TriggerDesc`, a JSON text, as a value.
+fn trigger_desc(trigger: &Value) -> Value {
+    trigger["TriggerDesc"].as_str().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null)
+}
+
+/// A `GetFunction` answer as a few lines.
+fn render_function(f: &Value) -> String {
+    let text = |key: &str| f[key].as_str().unwrap_or_default().to_string();
+    let mut out = format!("Function {}/{} ({})\n", text("Namespace"), text("FunctionName"), text("Status"));
+    let mut line = |label: &str, value: String| out.push_str(&format!("  {label:<12} {value}\n"));
+    line("runtime", format!("{}, handler {}", text("Runtime"), text("Handler")));
+    line("memory", format!("{} MB, timeout {} s", f["MemorySize"], f["Timeout"]));
+    line("code", size(f["CodeSize"].as_u64().unwrap_or(0) as usize));
+    if !text("Description").is_empty() {
+        line("description", text("Description"));
+    }
+    let variables = f["Environment"]["Variables"].as_array().cloned().unwrap_or_default();
+    if !variables.is_empty() {
+        let pairs: Vec<String> = variables
+            .iter()
+            .map(|v| format!("{}={}", v["Key"].as_str().unwrap_or(""), v["Value"].as_str().unwrap_or("")))
+            .collect();
+        line("environment", pairs.join(" "));
+    }
+    for trigger in f["Triggers"].as_array().into_iter().flatten() {
+        let desc = trigger_desc(trigger);
+        let path = desc["accessPath"].as_str().unwrap_or_default();
+        line("trigger", format!("{} {path}", trigger["Type"].as_str().unwrap_or("")));
+    }
+    line("modified", text("ModTime"));
+    out
+}
+
+/// A `ListFunctions` answer as a table.
+fn render_list(listed: &Value, namespace: &str) -> String {
+    let functions = listed["Functions"].as_array().cloned().unwrap_or_default();
+    if functions.is_empty() {
+        return format!("No functions in namespace {namespace}.\n");
+    }
+    let text = |f: &Value, key: &str| f[key].as_str().unwrap_or_default().to_string();
+    let width = functions.iter().map(|f| text(f, "FunctionName").chars().count()).max().unwrap_or(0).max(4);
+    let mut out = format!("{:<width$}  {:<12} {:<8} {:<19}  DESCRIPTION\n", "NAME", "RUNTIME", "STATUS", "MODIFIED");
+    for f in &functions {
+        out.push_str(&format!(
+            "{:<width$}  {:<12} {:<8} {:<19}  {}\n",
+            text(f, "FunctionName"),
+            text(f, "Runtime"),
+            text(f, "Status"),
+            text(f, "ModTime"),
+            text(f, "Description"),
+        ));
+    }
+    out
+}
+
+/// An `Invoke` answer's `Result`: how it went, the return value (or the error) and the log, as lines.
+fn render_invocation(result: &Value) -> String {
+    let succeeded = result["InvokeResult"] == 0;
+    let mut out = format!(
+        "{} in {} ms (billed {} ms), memory {}, request {}\n",
+        if succeeded { "Succeeded" } else { "Failed" },
+        result["Duration"],
+        result["BillDuration"],
+        size(result["MemUsage"].as_u64().unwrap_or(0) as usize),
+        result["FunctionRequestId"].as_str().unwrap_or(""),
+    );
+    let returned = result["RetMsg"].as_str().unwrap_or_default();
+    // The return value is JSON: shown indented; anything else as it is.
+    let returned = serde_json::from_str::<Value>(returned)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| returned.to_string());
+    out.push_str(if succeeded { "Returned:\n" } else { "Error:\n" });
+    out.push_str(&returned);
+    out.push('\n');
+    if let Some(log) = result["Log"].as_str().filter(|l| !l.is_empty()) {
+        out.push_str("Log:\n");
+        out.push_str(log);
+        if !log.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn add_config(params: &mut Value, config: &ConfigArgs) -> Result<(), CliError> {
@@ -231,13 +357,52 @@ fn add_config(params: &mut Value, config: &ConfigArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A directory is packed as a zip; a file is sent as it is (it must be a zip).
-fn zip_base64(path: &Path) -> Result<String, CliError> {
-    let data = if path.is_dir() {
-        eprintln!("Packing {} …", path.display());
-        crate::functions::zip_dir(path).map_err(|e| CliError::Usage(format!("cannot pack {}: {e}", path.display())))?
-    } else {
-        std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?
+/// Source files `--code` packs alone, and the runtimes that run them.
+const SOURCE_FILES: &[(&str, &[&str])] = &[
+    ("py", runtimes::PYTHON_RUNTIMES),
+    ("js", runtimes::NODE_RUNTIMES),
+    ("mjs", runtimes::NODE_RUNTIMES),
+    ("cjs", runtimes::NODE_RUNTIMES),
+];
+
+/// The code `--code` names as a zip: a directory packed, a zip as it is, or one source file packed alone at the
+/// root under its own name. A source file must be the one the handler names, in the runtime's language, when they
+/// are known.
+fn code_zip(path: &Path, handler: Option<&str>, runtime: Option<&str>) -> Result<Vec<u8>, CliError> {
+    let shown = path.display();
+    if path.is_dir() {
+        eprintln!("Packing {shown} …");
+        return crate::functions::zip_dir(path).map_err(|e| CliError::Usage(format!("cannot pack {shown}: {e}")));
+    }
+    let data = std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read {shown}: {e}")))?;
+    if is_zip(&data) {
+        return Ok(data);
+    }
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let Some((_, languages)) = SOURCE_FILES.iter().find(|(ext, _)| *ext == extension) else {
+        return Err(CliError::Usage(format!(
+            "--code {shown} is neither a zip nor a source file (.py, .js): give a directory or a .zip"
+        )));
     };
-    Ok(base64::engine::general_purpose::STANDARD.encode(data))
+    if let Some(runtime) = runtime.filter(|r| !languages.contains(r)) {
+        return Err(CliError::Usage(format!("--code {shown}: runtime {runtime} does not run .{extension} files")));
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if let Some(handler) = handler
+        && handler.split_once('.').is_none_or(|(module, _)| module != stem)
+    {
+        return Err(CliError::Usage(format!(
+            "--code {shown}: the handler {handler} is not in {file_name}; give --handler {stem}.FUNCTION"
+        )));
+    }
+    Ok(crate::functions::zip_files(&[(file_name, &data)]))
 }
+
+/// Whether data starts as a zip archive does (a local file header, or the end record of an empty archive).
+fn is_zip(data: &[u8]) -> bool {
+    data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06")
+}
+
+#[cfg(test)]
+mod tests;

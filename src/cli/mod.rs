@@ -368,6 +368,9 @@ pub fn parse() -> Result<Cli, config_file::ConfigFileError> {
     Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
 }
 
+/// The protocols of the listeners the command line creates.
+pub const LISTENER_PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TCP", "TCP_SSL", "UDP"];
+
 /// How a client subcommand reaches the API.
 #[derive(Debug, Args)]
 pub struct Connection {
@@ -453,12 +456,12 @@ pub fn local_url(scheme: &str, addr: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}", SocketAddr::new(ip, addr.port())))
 }
 
-/// Runs a client subcommand; prints its result as JSON.
+/// Runs a client subcommand; prints its result (as JSON, unless the command has a summary of its own).
 pub async fn run_client(command: Command) -> Result<(), CliError> {
     let output = match command {
         Command::Serve(_) => unreachable!("serve is not a client command"),
-        Command::Function(cmd) => function::run(cmd).await?,
-        Command::Invoke(args) => function::invoke(args).await?,
+        Command::Function(cmd) => return function::run(cmd).await,
+        Command::Invoke(args) => return function::invoke(args).await,
         Command::Triggers(args) => function::triggers(args).await?,
         Command::Clb(cmd) => clb::run(cmd).await?,
         Command::Apply(args) => return apply::run(args).await,
@@ -475,6 +478,15 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
     };
     println!("{}", serde_json::to_string_pretty(&output).expect("JSON values serialise"));
     Ok(())
+}
+
+/// A byte count as people read it.
+pub fn size(bytes: usize) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
 }
 
 /// `fnlb store copy`: prints what was copied and verified.

@@ -23,6 +23,11 @@ pub const NODE_RUNTIMES: &[&str] = &["Nodejs10.15", "Nodejs12.16", "Nodejs14.18"
 
 pub const CUSTOM_RUNTIME: &str = "CustomRuntime";
 
+/// Every `Runtime` value fnlb runs (each given the host's interpreter).
+pub fn supported() -> impl Iterator<Item = &'static str> {
+    PYTHON_RUNTIMES.iter().chain(NODE_RUNTIMES).copied().chain([CUSTOM_RUNTIME])
+}
+
 /// The system-call filter's program, in the runtime directory (`/var/runtime` in a sandbox).
 const SECCOMP_FILTER_FILE: &str = "seccomp.bpf";
 
@@ -239,7 +244,6 @@ impl Runtimes {
 
     /// Whether a `Runtime` value can run on this host; `Err` says why not.
     pub fn check(&self, runtime: &str) -> Result<(), String> {
-        let supported = || PYTHON_RUNTIMES.iter().chain(NODE_RUNTIMES).copied().collect::<Vec<_>>().join(", ");
         match Family::of(runtime) {
             Some(Family::Python) if self.python.is_none() => {
                 Err(format!("runtime {runtime} needs python3, which this host does not have"))
@@ -249,8 +253,8 @@ impl Runtimes {
             }
             Some(_) => Ok(()),
             None => Err(format!(
-                "runtime {runtime} is not supported by this fnlb; supported: {}, {CUSTOM_RUNTIME}",
-                supported()
+                "runtime {runtime} is not supported by this fnlb; supported: {}",
+                supported().collect::<Vec<_>>().join(", ")
             )),
         }
     }

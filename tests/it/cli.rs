@@ -24,12 +24,12 @@ fn ok(app: &TestApp, args: &[&str]) -> Value {
 async fn the_seed_workflow_from_the_command_line() {
     let app = TestApp::start();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb");
-    let created =
-        ok(&app, &["function", "create", "hello", "--code", example.to_str().unwrap(), "--runtime", "Python3.6"]);
+    let code = example.to_str().unwrap();
+    let created = ok(&app, &["function", "create", "hello", "--code", code, "--runtime", "Python3.6", "--json"]);
     assert_eq!(created["Status"], "Active");
-    let listed = ok(&app, &["function", "list"]);
+    let listed = ok(&app, &["function", "list", "--json"]);
     assert_eq!(listed["Functions"][0]["FunctionName"], "hello");
-    let invoked = ok(&app, &["invoke", "hello", "--event", "{}"]);
+    let invoked = ok(&app, &["invoke", "hello", "--event", "{}", "--json"]);
     assert!(invoked["Result"]["RetMsg"].as_str().unwrap().contains("Hello CLB"));
 
     let (vip, port) = free_addr();
@@ -46,7 +46,7 @@ async fn the_seed_workflow_from_the_command_line() {
 
     ok(&app, &["clb", "unbind", &lb_id, &listener_id, "--url", "/", "--function", "hello"]);
     assert_eq!(ok(&app, &["triggers", "hello"])["Triggers"], serde_json::json!([]));
-    ok(&app, &["function", "delete", "hello"]);
+    ok(&app, &["function", "delete", "hello", "--json"]);
     ok(&app, &["clb", "delete-lb", &lb_id]);
 }
 
@@ -88,6 +88,64 @@ async fn any_action_can_be_called_with_json_parameters() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("InvalidAction"), "{refused:?}");
     assert!(!fnlb(&app, &["call", "cvm", "DescribeInstances"]).status.success());
+}
+
+/// What a command printed on stdout; panics when it fails.
+fn printed(app: &TestApp, args: &[&str]) -> String {
+    let out = fnlb(app, args);
+    assert!(out.status.success(), "fnlb {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a command said on stderr; panics when it succeeds.
+fn refused(app: &TestApp, args: &[&str]) -> String {
+    let out = fnlb(app, args);
+    assert!(!out.status.success(), "fnlb {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn functions_and_invocations_read_as_summaries_and_one_source_file_is_code() {
+    let app = TestApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("index.py");
+    std::fs::write(&source, "def main_handler(event, context):\n    print('line one')\n    print('line two')\n    return {'greeting': 'hi'}\n").unwrap();
+    let source = source.to_str().unwrap();
+
+    // The valid values are in --help, and a wrong one is refused here, naming them.
+    let help = printed(&app, &["function", "create", "--help"]);
+    for runtime in ["Python3.6", "Python3.10", "Nodejs18.15", "CustomRuntime"] {
+        assert!(help.contains(runtime), "{runtime} in {help}");
+    }
+    assert!(printed(&app, &["clb", "create-listener", "--help"]).contains("HTTP, HTTPS, TCP, TCP_SSL, UDP"));
+    let wrong = refused(&app, &["function", "create", "f1", "--code", source, "--runtime", "python3.9"]);
+    assert!(wrong.contains("python3.9") && wrong.contains("Python3.9, Python3.10, Nodejs10.15"), "{wrong}");
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not code").unwrap();
+    let wrong = refused(&app, &["function", "create", "f1", "--code", notes.to_str().unwrap()]);
+    assert!(wrong.contains("neither a zip nor a source file") && wrong.contains("give a directory or a .zip"));
+    assert_eq!(app.scf("ListFunctions", json!({})).await.unwrap()["TotalCount"], 0, "nothing was created");
+
+    // One source file is the code: packed alone, at the root.
+    let created = printed(&app, &["function", "create", "single", "--code", source]);
+    assert!(created.starts_with("Function default/single (Active)\n"), "{created}");
+    assert!(created.contains("runtime      Python3.9, handler index.main_handler"), "{created}");
+    assert!(created.contains("memory       128 MB, timeout 3 s"), "{created}");
+    let table = printed(&app, &["function", "list"]);
+    assert!(table.starts_with("NAME") && table.lines().nth(1).unwrap().starts_with("single  Python3.9"), "{table}");
+
+    // An invocation: how it went, the return value, and the log as lines.
+    let invoked = printed(&app, &["invoke", "single", "--log"]);
+    assert!(invoked.starts_with("Succeeded in "), "{invoked}");
+    assert!(invoked.contains("Returned:\n{\n  \"greeting\": \"hi\"\n}\n"), "{invoked}");
+    let log: Vec<&str> = invoked.split("Log:\n").nth(1).unwrap_or_default().lines().collect();
+    assert!(log.first().is_some_and(|l| l.starts_with("START RequestId:")), "{invoked}");
+    assert!(log.contains(&"line one") && log.contains(&"line two"), "{invoked}");
+
+    // --json is the API's answer.
+    let got = ok(&app, &["function", "get", "single", "--json"]);
+    assert_eq!(got["Handler"], "index.main_handler");
+    assert_eq!(printed(&app, &["function", "delete", "single"]), "Deleted function default/single.\n");
 }
 
 /// A command running in the background whose stdout lines are collected; killed when dropped.

@@ -114,7 +114,7 @@ impl Step {
     async fn run(&self, api: &Api<'_>, stack: &Stack, plan: &Plan, ids: &mut plan::Ids) -> Result<(), ApplyError> {
         let (service, action, params) = self.action.request(stack, plan, ids);
         if let Some(code) = self.action.upload(plan) {
-            eprintln!("  uploading the code of {} ({})…", self.text, plan::size(code.len()));
+            eprintln!("  uploading the code of {} ({})…", self.text, super::size(code.len()));
         }
         let answer = api.call(service, action, params, &self.place).await?;
         self.action.record(&answer, ids);

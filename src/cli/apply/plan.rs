@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::observe::{self, Observed};
 use super::stack::{FunctionRef, HealthCheckSpec, ListenerSpec, STACK_TAG, Stack, TargetSpec};
 use crate::api::Service;
+use crate::cli::size;
 
 /// Ids of what the stack names, by position in the file: known for what exists, learned as steps create.
 #[derive(Clone, Debug, Default)]
@@ -596,15 +597,6 @@ fn parts(f: &FunctionRef) -> FunctionParts {
 fn show(f: &FunctionRef) -> String {
     let (namespace, name, qualifier) = f.parts();
     format!("function {namespace}/{name}:{qualifier}")
-}
-
-/// A byte count as people read it.
-pub fn size(bytes: usize) -> String {
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
-        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
-    }
 }
 
 /// Whether a health-check field of the file equals what the API reports (it keeps methods upper-case and domains
