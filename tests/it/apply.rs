@@ -162,19 +162,36 @@ async fn errors_name_the_file_the_resource_and_the_field() {
         failure("name: s\nloadBalancers:\n  - name: lb\n    listeners:\n      - {protocol: HTTP, port: eighty}\n");
     assert!(wrong_type.contains(&name) && wrong_type.contains("loadBalancers[0].listeners[0].port"), "{wrong_type}");
     let unknown = failure("name: s\nfunctions:\n  - {name: f, code: ., memroy: 128}\n");
-    assert!(unknown.contains("functions[0]") && unknown.contains("memroy"), "{unknown}");
-    let no_code = failure("name: s\nfunctions:\n  - {name: f, code: missing}\n");
-    assert!(no_code.contains("functions[0] (f).code") && no_code.contains("not a directory"), "{no_code}");
+    assert!(unknown.contains(&format!("{name}: functions[0].memroy: unknown field `memroy`")), "{unknown}");
+    assert_eq!(unknown.matches("functions[0]").count(), 1, "the place is named once: {unknown}");
+    let no_code = failure("name: s\nfunctions:\n  - {name: f1, code: missing}\n");
+    assert!(no_code.contains("functions[0] (f1).code") && no_code.contains("not a directory"), "{no_code}");
     let no_cert =
         failure("name: s\nloadBalancers:\n  - name: lb\n    listeners:\n      - {protocol: HTTPS, port: 443}\n");
     assert!(no_cert.contains("listeners[0] (HTTPS 443).certificate"), "{no_cert}");
 
-    // What only the API can refuse is named too: a memory size it does not take.
+    // What the API would refuse is found before any change, by --dry-run too.
     std::fs::create_dir(dir.path().join("code")).unwrap();
     std::fs::write(dir.path().join("code/index.py"), HANDLER).unwrap();
-    let refused = failure("name: s\nfunctions:\n  - {name: fn1, code: code, memory: 100}\n");
+    let refused_early = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let out = apply(&app, &file, &["--dry-run"]);
+        assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let memory = refused_early("name: s\nfunctions:\n  - {name: fn1, code: code, memory: 100}\n");
+    assert!(memory.contains("functions[0] (fn1).memory: 100 MB is not a memory size: 64, or 128"), "{memory}");
+    let runtime = refused_early("name: s\nfunctions:\n  - {name: fn1, code: code, runtime: Python2.7}\n");
+    assert!(runtime.contains("functions[0] (fn1).runtime: Python2.7 is not one of Python3.6"), "{runtime}");
+    let port =
+        refused_early("name: s\nloadBalancers:\n  - name: lb\n    listeners:\n      - {protocol: HTTP, port: 70000}\n");
+    assert!(port.contains("listeners[0].port: invalid value: integer `70000`, expected a port, 1 to 65535"), "{port}");
+    assert_eq!(app.scf("ListFunctions", json!({})).await.unwrap()["TotalCount"], 0, "nothing was changed");
+
+    // What only the API can refuse is named too: a VIP that is not an address of this host.
+    let refused = failure("name: s\nloadBalancers:\n  - {name: lb, vip: 192.0.2.1}\n");
     assert!(
-        refused.contains(&name) && refused.contains("functions[0] (fn1)") && refused.contains("MemorySize"),
+        refused.contains(&name) && refused.contains("loadBalancers[0] (lb)") && refused.contains("192.0.2.1"),
         "{refused}"
     );
 }

@@ -5,7 +5,7 @@ pub mod functions;
 pub mod invoke;
 pub mod namespaces;
 pub mod triggers;
-mod validate;
+pub mod validate;
 pub mod versions;
 
 use serde::Deserialize;

@@ -1,5 +1,6 @@
 //! SCF parameter formats and ranges (contract 2.4, 2.9), checked before a command is built.
 
+use std::ops::RangeInclusive;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -63,23 +64,37 @@ pub fn namespace(namespace: &str) -> Result<(), ApiError> {
     ))
 }
 
+/// The memory sizes a function may have, as people read them (what `memory_allowed` takes).
+pub const MEMORY_SIZES: &str = "64, or 128 to 3072 in steps of 128 (MB)";
+/// The timeouts a function may have, in seconds.
+pub const TIMEOUT_SECONDS: RangeInclusive<i64> = 1..=900;
+
+/// Whether a function may have `mb` MB of memory (`MEMORY_SIZES`).
+pub fn memory_allowed(mb: i64) -> bool {
+    mb == 64 || ((128..=3072).contains(&mb) && mb % 128 == 0)
+}
+
 pub fn memory(mb: i64) -> Result<u32, ApiError> {
-    if mb == 64 || ((128..=3072).contains(&mb) && mb % 128 == 0) {
+    if memory_allowed(mb) {
         return Ok(mb as u32);
     }
     Err(ApiError::new(
         "InvalidParameterValue.MemorySize",
-        format!("MemorySize {mb} is not valid: it must be 64, or 128 to 3072 in steps of 128 (MB)."),
+        format!("MemorySize {mb} is not valid: it must be {MEMORY_SIZES}."),
     ))
 }
 
 pub fn timeout(seconds: i64) -> Result<u32, ApiError> {
-    if (1..=900).contains(&seconds) {
+    if TIMEOUT_SECONDS.contains(&seconds) {
         return Ok(seconds as u32);
     }
     Err(ApiError::new(
         "LimitExceeded.Timeout",
-        format!("Timeout {seconds} is not valid: it must be 1 to 900 (seconds)."),
+        format!(
+            "Timeout {seconds} is not valid: it must be {} to {} (seconds).",
+            TIMEOUT_SECONDS.start(),
+            TIMEOUT_SECONDS.end()
+        ),
     ))
 }
 

@@ -2,9 +2,15 @@
 //! docs/apply.md describes every field.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::de::{self, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::api::scf::validate;
+use crate::cli::LISTENER_PROTOCOLS;
+use crate::functions::runtimes;
 
 /// The tag on what a stack creates (load balancers and functions), with the stack's name as its value: `--prune`
 /// removes only resources that carry it.
@@ -64,6 +70,7 @@ pub struct LoadBalancerSpec {
 pub struct ListenerSpec {
     /// `HTTP`, `HTTPS`, `TCP`, `TCP_SSL` or `UDP`; with `port`, identifies the listener.
     pub protocol: String,
+    #[serde(deserialize_with = "port")]
     pub port: u16,
     pub name: Option<String>,
     /// HTTPS and TCP_SSL listeners.
@@ -139,6 +146,7 @@ impl FunctionRef {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TargetSpec {
     pub ip: String,
+    #[serde(deserialize_with = "port")]
     pub port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -149,6 +157,7 @@ pub struct TargetSpec {
 pub struct RedirectSpec {
     /// The target listener.
     pub protocol: String,
+    #[serde(deserialize_with = "port")]
     pub port: u16,
     /// 301, 302 or 307.
     #[serde(default = "default_redirect_code")]
@@ -177,6 +186,27 @@ pub struct HealthCheckSpec {
     pub unhealthy: Option<u32>,
     /// Status classes that count as healthy: 1 = 1xx, 2 = 2xx, 4 = 3xx, 8 = 4xx, 16 = 5xx, added.
     pub http_codes: Option<u32>,
+}
+
+/// A port: 1 to 65535.
+fn port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    struct Port;
+    impl Visitor<'_> for Port {
+        type Value = u16;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a port, 1 to 65535")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u16, E> {
+            u16::try_from(v).ok().filter(|p| *p != 0).ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u16, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self)).and_then(|v| self.visit_u64(v))
+        }
+    }
+    deserializer.deserialize_u64(Port)
 }
 
 fn default_namespace() -> String {
@@ -228,8 +258,10 @@ impl Stack {
         let deserializer = yaml_serde::Deserializer::from_str(&text);
         let mut stack: Stack = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let place = e.path().to_string();
+            let reason = e.into_inner().to_string();
+            let reason = without_place(&reason, &place).to_string();
             let place = if place == "." { "the top level".to_string() } else { place };
-            error(&place, e.into_inner().to_string())
+            error(&place, reason)
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         stack.check(base).map_err(|(place, reason)| error(&place, reason))?;
@@ -248,6 +280,25 @@ impl Stack {
             if !seen.insert((f.namespace.clone(), f.name.clone())) {
                 return Err((place, "the function is named twice".into()));
             }
+            // What the API would refuse, found before any change.
+            let refused = |field: &str, e: crate::api::ApiError| {
+                (format!("{place}.{field}"), e.message.trim_end_matches('.').to_string())
+            };
+            validate::function_name(&f.name).map_err(|e| refused("name", e))?;
+            validate::namespace(&f.namespace).map_err(|e| refused("namespace", e))?;
+            validate::handler(&f.handler, &f.runtime).map_err(|e| refused("handler", e))?;
+            if !runtimes::supported().any(|r| r == f.runtime) {
+                let supported = runtimes::supported().collect::<Vec<_>>().join(", ");
+                return Err((format!("{place}.runtime"), format!("{} is not one of {supported}", f.runtime)));
+            }
+            if !validate::memory_allowed(i64::from(f.memory)) {
+                let reason = format!("{} MB is not a memory size: {}", f.memory, validate::MEMORY_SIZES);
+                return Err((format!("{place}.memory"), reason));
+            }
+            if !validate::TIMEOUT_SECONDS.contains(&i64::from(f.timeout)) {
+                let (least, most) = (validate::TIMEOUT_SECONDS.start(), validate::TIMEOUT_SECONDS.end());
+                return Err((format!("{place}.timeout"), format!("{} s is not {least} to {most} s", f.timeout)));
+            }
             f.code = base.join(&f.code);
             if !f.code.is_dir() {
                 return Err((format!("{place}.code"), format!("{} is not a directory", f.code.display())));
@@ -264,8 +315,9 @@ impl Stack {
             for (j, listener) in lb.listeners.iter_mut().enumerate() {
                 let place = format!("{place}.listeners[{j}] ({} {})", listener.protocol, listener.port);
                 let layer7 = matches!(listener.protocol.as_str(), "HTTP" | "HTTPS");
-                if !matches!(listener.protocol.as_str(), "HTTP" | "HTTPS" | "TCP" | "TCP_SSL" | "UDP") {
-                    return Err((format!("{place}.protocol"), "HTTP, HTTPS, TCP, TCP_SSL or UDP".into()));
+                if !LISTENER_PROTOCOLS.contains(&listener.protocol.as_str()) {
+                    let reason = format!("{} is not one of {}", listener.protocol, LISTENER_PROTOCOLS.join(", "));
+                    return Err((format!("{place}.protocol"), reason));
                 }
                 if !ports.insert((listener.protocol == "UDP", listener.port)) {
                     return Err((place, "the port is used by another listener of the load balancer".into()));
@@ -322,3 +374,19 @@ impl Stack {
         Ok(())
     }
 }
+
+/// A message of the YAML parser without the place it starts with (`functions[0]: unknown field …`), which the
+/// error names already, more exactly.
+fn without_place<'a>(message: &'a str, place: &str) -> &'a str {
+    match message.split_once(": ") {
+        Some((prefix, rest))
+            if place.strip_prefix(prefix).is_some_and(|more| more.is_empty() || more.starts_with(['.', '['])) =>
+        {
+            rest
+        }
+        _ => message,
+    }
+}
+
+#[cfg(test)]
+mod tests;
