@@ -91,6 +91,22 @@ loadBalancers:
     let out = apply(&app, &file, &[]);
     let (first, progress) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(first.contains("Applied 13 changes"), "{first}{progress}");
+    // Each rule's access path, with the Host it needs.
+    let paths = first.split("Access paths:\n").nth(1).unwrap_or_default();
+    let paths: Vec<&str> = paths.lines().collect();
+    assert_eq!(
+        paths,
+        [
+            format!("  http://{vip}:{redirecting}/ (Host: fn.test) → redirect to HTTP {port}"),
+            format!("  http://{vip}:{port}/ (Host: fn.test) → function default/web:$LATEST"),
+            format!(
+                "  http://{vip}:{port}/ (Host: servers.test) → 127.0.0.1:{}, fallback function default/web:$LATEST",
+                a.addr.port()
+            ),
+            format!("  http://{vip}:{port}/ (Host: extra.test) → function default/web:$LATEST"),
+        ],
+        "{first}"
+    );
     // The long steps say what they do: packing the code, then uploading it.
     assert!(progress.contains("packed function web from") && progress.contains(" B)"), "{progress}");
     assert!(progress.contains("uploading the code of function default/web"), "{progress}");
@@ -132,6 +148,7 @@ loadBalancers:
     // --prune removes what the file no longer names: the rule, then (the file emptied) everything tagged.
     let pruned = applied(&app, &file, &["--prune"]);
     assert_eq!(steps(&pruned), vec!["- rule extra.test/ on HTTP ".to_string() + &format!("{port} of apply-lb")]);
+    assert!(pruned.contains("Applied 1 change in "), "{pruned}");
     std::fs::write(&file, "name: apply-test\n").unwrap();
     let emptied = applied(&app, &file, &["--prune"]);
     assert!(emptied.contains("0 to add, 0 to change, 2 to remove."), "{emptied}");

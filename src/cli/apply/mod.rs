@@ -8,17 +8,19 @@ mod observe;
 mod plan;
 pub mod stack;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{CliError, Connection};
 use crate::api::Service;
 use crate::client::{Client, ClientError};
+use crate::snapshot::router::{DomainPattern, UrlPattern, parse_domain, parse_url};
 use plan::{Plan, Step};
-use stack::Stack;
+use stack::{FunctionRef, RuleSpec, Stack};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -58,18 +60,105 @@ pub async fn run(args: ApplyArgs) -> Result<(), CliError> {
         reason,
     })?;
     print!("{}", plan.render(&stack.name, &file));
-    if args.dry_run || plan.steps.is_empty() {
+    if args.dry_run {
         return Ok(());
     }
-    let started = Instant::now();
     let mut ids = plan.ids.clone();
-    for step in &plan.steps {
-        let began = Instant::now();
-        step.run(&api, &stack, &plan, &mut ids).await?;
-        println!("  done: {} {} ({} ms)", step.sign, step.text, began.elapsed().as_millis());
+    if !plan.steps.is_empty() {
+        let started = Instant::now();
+        for step in &plan.steps {
+            let began = Instant::now();
+            step.run(&api, &stack, &plan, &mut ids).await?;
+            println!("  done: {} {} ({} ms)", step.sign, step.text, began.elapsed().as_millis());
+        }
+        let count = plan.steps.len();
+        let changes = if count == 1 { "change" } else { "changes" };
+        println!("Applied {count} {changes} in {:.1} s.", started.elapsed().as_secs_f64());
     }
-    println!("Applied {} changes in {:.1} s.", plan.steps.len(), started.elapsed().as_secs_f64());
+    let vips = vips(&api, &ids).await?;
+    print!("{}", access_paths(&stack, &vips));
     Ok(())
+}
+
+/// The VIPs of the stack's load balancers, by position in the file.
+async fn vips(api: &Api<'_>, ids: &plan::Ids) -> Result<HashMap<usize, String>, ApplyError> {
+    let mut vips = HashMap::new();
+    let wanted: Vec<&String> = ids.lbs.values().collect();
+    // DescribeLoadBalancers takes 20 ids at most.
+    for some in wanted.chunks(20) {
+        let params = json!({"LoadBalancerIds": some, "Limit": some.len()});
+        let described = api.call(Service::Clb, "DescribeLoadBalancers", params, "loadBalancers").await?;
+        for lb in described["LoadBalancerSet"].as_array().into_iter().flatten() {
+            let (Some(id), Some(vip)) = (lb["LoadBalancerId"].as_str(), lb["LoadBalancerVips"][0].as_str()) else {
+                continue;
+            };
+            if let Some((i, _)) = ids.lbs.iter().find(|(_, known)| known.as_str() == id) {
+                vips.insert(*i, vip.to_string());
+            }
+        }
+    }
+    Ok(vips)
+}
+
+/// Where each rule of the stack is reached (`http://VIP:PORT/url`, with the Host it needs), and what answers
+/// there.
+fn access_paths(stack: &Stack, vips: &HashMap<usize, String>) -> String {
+    let mut lines = Vec::new();
+    for (i, lb) in stack.load_balancers.iter().enumerate() {
+        let vip = vips.get(&i).map_or("VIP", String::as_str);
+        for listener in &lb.listeners {
+            for rule in &listener.rules {
+                let path = access_path(&listener.protocol, vip, listener.port, &rule.domain, &rule.url);
+                lines.push(format!("  {path} → {}\n", serves(rule)));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("Access paths:\n{}", lines.concat())
+}
+
+/// The URL a client opens to reach a rule: the VIP and the port, the rule's URL (`/` for a regular expression),
+/// and in parentheses the Host the request needs when the rule's domain is not the VIP.
+fn access_path(protocol: &str, vip: &str, port: u16, domain: &str, url: &str) -> String {
+    let scheme = if protocol == "HTTPS" { "https" } else { "http" };
+    let host = if vip.contains(':') { format!("[{vip}]") } else { vip.to_string() };
+    let mut notes = Vec::new();
+    let path = match parse_url(url) {
+        UrlPattern::Exact(path) | UrlPattern::Prefix(path) | UrlPattern::PrefixNoRegex(path) => path.to_string(),
+        UrlPattern::Regex(_) | UrlPattern::RegexCaseless(_) => {
+            notes.push(format!("URL matching {url}"));
+            "/".to_string()
+        }
+    };
+    if !domain.eq_ignore_ascii_case(vip) {
+        notes.push(match parse_domain(domain) {
+            DomainPattern::Exact(name) => format!("Host: {name}"),
+            _ => format!("Host matching {domain}"),
+        });
+    }
+    let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+    format!("{scheme}://{host}:{port}{path}{notes}")
+}
+
+/// What answers at a rule.
+fn serves(rule: &RuleSpec) -> String {
+    let function = |f: &FunctionRef| {
+        let (namespace, name, qualifier) = f.parts();
+        format!("function {namespace}/{name}:{qualifier}")
+    };
+    if let Some(f) = &rule.function {
+        return function(f);
+    }
+    if let Some(redirect) = &rule.redirect {
+        return format!("redirect to {} {}", redirect.protocol, redirect.port);
+    }
+    let mut answers: Vec<String> = rule.targets.iter().map(|t| format!("{}:{}", t.ip, t.port)).collect();
+    if let Some(f) = &rule.fallback {
+        answers.push(format!("fallback {}", function(f)));
+    }
+    if answers.is_empty() { "nothing yet".to_string() } else { answers.join(", ") }
 }
 
 /// The API as the steps use it: failures name the file and the place in it.
@@ -121,3 +210,6 @@ impl Step {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
