@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{CliError, Connection, size};
 use crate::api::Service;
+use crate::api::scf::validate;
 use crate::client::Client;
 use crate::functions::runtimes;
 
@@ -335,11 +336,19 @@ fn render_invocation(result: &Value) -> String {
     out
 }
 
+/// Adds the configuration given to an action's parameters; what the API would refuse is refused here.
 fn add_config(params: &mut Value, config: &ConfigArgs) -> Result<(), CliError> {
     if let Some(m) = config.memory {
+        if !validate::memory_allowed(m) {
+            return Err(CliError::Usage(format!("--memory {m}: a memory size is {}", validate::MEMORY_SIZES)));
+        }
         params["MemorySize"] = json!(m);
     }
     if let Some(t) = config.timeout {
+        if !validate::TIMEOUT_SECONDS.contains(&t) {
+            let (least, most) = (validate::TIMEOUT_SECONDS.start(), validate::TIMEOUT_SECONDS.end());
+            return Err(CliError::Usage(format!("--timeout {t}: a timeout is {least} to {most} seconds")));
+        }
         params["Timeout"] = json!(t);
     }
     if let Some(d) = &config.description {

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{code_zip, is_zip, render_function, render_invocation, render_list};
+use super::{ConfigArgs, add_config, code_zip, is_zip, render_function, render_invocation, render_list};
 
 #[test]
 fn an_invocation_reads_as_lines() {
@@ -83,4 +83,16 @@ fn code_that_cannot_work_is_refused_with_what_to_give() {
     let text = refused("index.js", Some("index.main_handler"), Some("Python3.9"));
     assert!(text.ends_with("runtime Python3.9 does not run .js files"), "{text}");
     assert!(code_zip(Path::new("/no/such/file.py"), None, None).unwrap_err().to_string().contains("cannot read"));
+}
+
+#[test]
+fn a_memory_size_or_timeout_the_api_refuses_is_refused_here() {
+    let config = |memory, timeout| ConfigArgs { memory, timeout, description: None, env: Vec::new() };
+    let mut params = json!({});
+    add_config(&mut params, &config(Some(256), Some(900))).unwrap();
+    assert_eq!(params, json!({"MemorySize": 256, "Timeout": 900}));
+    let memory = add_config(&mut params, &config(Some(100), None)).unwrap_err().to_string();
+    assert_eq!(memory, "--memory 100: a memory size is 64, or 128 to 3072 in steps of 128 (MB)");
+    let timeout = add_config(&mut params, &config(None, Some(0))).unwrap_err().to_string();
+    assert_eq!(timeout, "--timeout 0: a timeout is 1 to 900 seconds");
 }
