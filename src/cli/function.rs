@@ -159,6 +159,9 @@ pub async fn run(command: FunctionCommand) -> Result<(), CliError> {
             if a.code.is_none() && a.handler.is_some() {
                 return Err(CliError::Usage("--handler changes with new code: give --code too".to_string()));
             }
+            // Checked before anything changes.
+            let mut config = json!({"FunctionName": a.name, "Namespace": a.namespace});
+            add_config(&mut config, &a.config)?;
             if let Some(code) = &a.code {
                 let zip = base64::engine::general_purpose::STANDARD.encode(code_zip(code, a.handler.as_deref(), None)?);
                 let mut params = json!({"FunctionName": a.name, "Namespace": a.namespace, "ZipFile": zip});
@@ -167,10 +170,8 @@ pub async fn run(command: FunctionCommand) -> Result<(), CliError> {
                 }
                 client.call(Service::Scf, "UpdateFunctionCode", params).await?;
             }
-            let mut params = json!({"FunctionName": a.name, "Namespace": a.namespace});
-            add_config(&mut params, &a.config)?;
-            if params.as_object().is_some_and(|o| o.len() > 2) {
-                client.call(Service::Scf, "UpdateFunctionConfiguration", params).await?;
+            if config.as_object().is_some_and(|o| o.len() > 2) {
+                client.call(Service::Scf, "UpdateFunctionConfiguration", config).await?;
             }
             show_function(&client, &a.name, &a.namespace, &a.output).await
         }
