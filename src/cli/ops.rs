@@ -195,13 +195,13 @@ pub async fn logs(args: LogsArgs) -> Result<(), CliError> {
     if let Some(id) = &args.request_id {
         params["FunctionRequestId"] = json!(id);
     }
-    let mut look_back = if args.follow { look_back(&client, &args).await? } else { 0 };
+    let mut look_back = if args.follow { look_back_seconds(&client, &args).await? } else { 0 };
     // At first the newest `--limit`; when following, also every invocation within the look-back window, so that
     // none of those counts as new later.
     let limit = args.limit;
     let read = read_back(&client, &params, |read| {
         let counted = limit > 0 && read.len() >= limit;
-        let window = read.first().and_then(|e| e.start).map(|newest| newest - look_back);
+        let window = read.iter().filter_map(|e| e.start).max().map(|newest| newest - look_back);
         counted && (!args.follow || reached(read, window))
     })
     .await?;
@@ -216,7 +216,7 @@ pub async fn logs(args: LogsArgs) -> Result<(), CliError> {
     shown.remember(&read, look_back);
     loop {
         tokio::time::sleep(FOLLOW_INTERVAL).await;
-        look_back = self::look_back(&client, &args).await?;
+        look_back = look_back_seconds(&client, &args).await?;
         let horizon = shown.horizon(look_back);
         let read = read_back(&client, &params, |read| reached(read, horizon)).await?;
         if print_entries(shown.fresh(read, look_back).iter()).is_err() {
@@ -272,7 +272,7 @@ impl Shown {
 }
 
 /// How far `--follow` looks back, in seconds: the function's timeout and the margin.
-async fn look_back(client: &Client, args: &LogsArgs) -> Result<i64, CliError> {
+async fn look_back_seconds(client: &Client, args: &LogsArgs) -> Result<i64, CliError> {
     let params = json!({"FunctionName": args.function, "Namespace": args.namespace});
     let function = client.call(Service::Scf, "GetFunction", params).await?;
     Ok(function["Timeout"].as_i64().unwrap_or(MAX_FUNCTION_TIMEOUT) + LOOK_BACK_MARGIN)
