@@ -3,6 +3,7 @@
 # the load balancer, with the zygote (instances forked from a template) and without (an interpreter per instance),
 # and of a warm request for comparison. Instances are stopped as soon as they are idle (--idle-timeout 0), and the
 # client pauses between requests so that each one finds no warm instance.
+# The first request of a function just deployed, and the first after its code is updated, are measured too.
 # Usage: bench/cold_start.sh [requests, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ N=${1:-50}
 . bench/lib.sh
 
 cargo build --release --quiet
-echo "machine: $(nproc) cores, $(uname -r); $N requests each" >&2
+echo "machine: $(nproc) cores, $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $N requests each" >&2
 
 measure() { # label idle-timeout zygote pause-ms
     local api lb
@@ -50,3 +51,61 @@ PY
 measure "warm (instance reused)" 60 true 20
 measure "cold, forked from the zygote" 0 true 100
 measure "cold, new interpreter (no zygote)" 0 false 100
+
+# The first request of a function deployed a moment before, and the first after its code is updated: each sample
+# deploys (or updates) the seed's function through the API, binds it to a rule of its own on the example's listener,
+# then times one request through the load balancer.
+measure_deploys() { # label zygote
+    local api lb
+    api=$(free_port); lb=$(free_port)
+    ./target/release/fnlb serve --data-dir "$WORK/deploy-$2" --api-addr "127.0.0.1:$api" --example \
+        --example-port "$lb" --zygote "$2" >"$WORK/deploy-$2.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$lb/"
+    python3 - "$1" "$api" "$lb" "$N" "$WORK/deploy-$2" <<'PY'
+import base64, http.client, io, json, statistics, subprocess, sys, time, zipfile
+label, api, lb, n, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+def call(service, action, params):
+    out = subprocess.run(["./target/release/fnlb", "--endpoint", "http://127.0.0.1:" + api, "--data-dir", data,
+                          "call", service, action, json.dumps(params)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+def package(text):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.py", open("examples/hello-clb/index.py").read().replace("Hello CLB", text))
+    return base64.b64encode(buf.getvalue()).decode()
+lbs = call("clb", "DescribeLoadBalancers", {})["LoadBalancerSet"]
+lb_id = lbs[0]["LoadBalancerId"]
+listener = call("clb", "DescribeListeners", {"LoadBalancerId": lb_id})["Listeners"][0]["ListenerId"]
+def first_request(path):
+    c = http.client.HTTPConnection("127.0.0.1", lb, timeout=30); c.connect()
+    t = time.perf_counter(); c.request("GET", path); r = c.getresponse(); body = r.read()
+    took = (time.perf_counter() - t) * 1000
+    assert r.status == 200, (r.status, body); c.close()
+    return took, body
+new, updated = [], []
+for i in range(n):
+    name, path = "bench-%d" % i, "/bench-%d" % i
+    call("scf", "CreateFunction", {"FunctionName": name, "Runtime": "Python3.9", "Handler": "index.main_handler",
+                                   "Code": {"ZipFile": package("first %d" % i)}})
+    rule = call("clb", "CreateRule", {"LoadBalancerId": lb_id, "ListenerId": listener,
+                                      "Rules": [{"Domain": "127.0.0.1", "Url": path}]})["LocationIds"][0]
+    call("clb", "RegisterFunctionTargets", {"LoadBalancerId": lb_id, "ListenerId": listener, "LocationId": rule,
+         "FunctionTargets": [{"Function": {"FunctionNamespace": "default", "FunctionName": name,
+                                           "FunctionQualifier": "$LATEST"}}]})
+    took, body = first_request(path); new.append(took)
+    assert b"first %d" % i in body, body
+    call("scf", "UpdateFunctionCode", {"FunctionName": name, "ZipFile": package("second %d" % i)})
+    took, body = first_request(path); updated.append(took)
+    assert b"second %d" % i in body, body
+for what, samples in (("just deployed", new), ("after UpdateFunctionCode", updated)):
+    samples.sort()
+    print("%-36s median %7.2f ms   p99 %7.2f ms   min %7.2f ms" % (label + ", " + what, statistics.median(samples),
+          samples[max(0, int(len(samples) * 0.99) - 1)], samples[0]), file=sys.stderr)
+PY
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+measure_deploys "zygote" true
+measure_deploys "no zygote" false

@@ -34,7 +34,7 @@ if [ ! -x bench/.venv/bin/gunicorn ] || [ ! -x bench/.venv/bin/uvicorn ]; then
         httptools==0.9.0
 fi
 
-echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d$DURATION; $ROUNDS rounds" >&2
+echo "machine: $(nproc) cores, $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); wrk -t1 -c$CONNS -d$DURATION; $ROUNDS rounds" >&2
 
 # fnlb with the embedded example.
 API_PORT=$(free_port); LB_PORT=$(free_port)
