@@ -69,7 +69,7 @@ impl TargetState {
         self.status() != Status::Unhealthy
     }
 
-    fn set(&self, status: Status) {
+    pub(super) fn set(&self, status: Status) {
         self.status.store(status as u8, Ordering::Relaxed);
     }
 }

@@ -815,3 +815,6 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
         headers.remove(name);
     }
 }
+
+#[cfg(test)]
+mod tests;
