@@ -229,6 +229,27 @@ struct KeptTargets {
     next_prune: Option<Instant>,
 }
 
+impl KeptTargets {
+    /// The token of the target `client` got last on `listener`, while its time has not run out at `now`.
+    fn get(&self, listener: &str, client: IpAddr, now: Instant) -> Option<String> {
+        let (token, until) = self.clients.get(&(listener.to_string(), client))?;
+        (now < *until).then(|| token.clone())
+    }
+
+    /// Remembers the target `client` got on `listener` for `expiry` from `now` (expired entries make room when the
+    /// limit is reached; past it, new clients are not remembered).
+    fn keep(&mut self, listener: &str, client: IpAddr, token: &str, expiry: Duration, now: Instant) {
+        if self.clients.len() >= MAX_KEPT_CLIENTS && self.next_prune.is_none_or(|at| now >= at) {
+            self.clients.retain(|_, (_, until)| now < *until);
+            self.next_prune = Some(now + Duration::from_secs(1));
+        }
+        let key = (listener.to_string(), client);
+        if self.clients.len() < MAX_KEPT_CLIENTS || self.clients.contains_key(&key) {
+            self.clients.insert(key, (token.to_string(), now + expiry));
+        }
+    }
+}
+
 /// A pooled connection's target: its address and whether the connection is TLS (`ForwardType` `HTTPS`).
 type PoolKey = (SocketAddr, bool);
 
@@ -594,9 +615,7 @@ impl Upstreams {
         if target.session_expire_time == 0 {
             return None;
         }
-        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let (token, until) = kept.clients.get(&(target.location_id.clone(), client))?;
-        (Instant::now() < *until).then(|| token.clone())
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&target.location_id, client, Instant::now())
     }
 
     /// Remembers the target `client` got, for its session persistence time (expired entries make room when the
@@ -605,18 +624,9 @@ impl Upstreams {
         if target.session_expire_time == 0 {
             return;
         }
-        let now = Instant::now();
+        let expiry = Duration::from_secs(u64::from(target.session_expire_time));
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = &mut *kept;
-        if kept.clients.len() >= MAX_KEPT_CLIENTS && kept.next_prune.is_none_or(|at| now >= at) {
-            kept.clients.retain(|_, (_, until)| now < *until);
-            kept.next_prune = Some(now + Duration::from_secs(1));
-        }
-        let key = (target.location_id.clone(), client);
-        if kept.clients.len() < MAX_KEPT_CLIENTS || kept.clients.contains_key(&key) {
-            let until = now + Duration::from_secs(u64::from(target.session_expire_time));
-            kept.clients.insert(key, (backend.token.clone(), until));
-        }
+        kept.keep(&target.location_id, client, &backend.token, expiry, Instant::now());
     }
 
     /// Whether a request whose target could not be connected to goes to another one (counted on the target).

@@ -351,3 +351,119 @@ fn ip_hash_moves_the_clients_of_a_target_that_leaves_to_the_others_by_weight() {
         }
     }
 }
+
+// === Session persistence ===
+
+#[test]
+fn a_persistence_cookie_keeps_its_target_while_it_takes_traffic() {
+    let balancer = balancer(Scheduler::WeightedRoundRobin, &[1, 1, 1]);
+    let cookie = balancer.targets[2].token.clone();
+    for _ in 0..5 {
+        assert_eq!(balancer.pick_index(CLIENT, Some(&cookie), &[]), Some(2));
+    }
+    assert_eq!(balancer.pick_index(CLIENT, Some("0123456789abcdef"), &[]), Some(0), "an unknown cookie is scheduled");
+    let retried = balancer.pick_index(CLIENT, Some(&cookie), &[addr(2)]);
+    assert!(retried.is_some_and(|t| t != 2), "a retry is scheduled among the others: {retried:?}");
+    balancer.targets[2].state.set(Status::Unhealthy);
+    let left = balancer.pick_index(CLIENT, Some(&cookie), &[]);
+    assert!(left.is_some_and(|t| t != 2), "an unhealthy target is left for the others: {left:?}");
+}
+
+const LISTENER: &str = "lbl-1";
+
+/// A new layer-4 session (a TCP connection, or UDP datagrams from a new address) from `client` at `now`, as
+/// `Upstreams::choose` and `Upstreams::connect` make it: the target the client kept while it takes traffic, else the
+/// scheduler's; remembered for `expiry` from `now`.
+fn session(balancer: &Balancer, kept: &mut KeptTargets, client: IpAddr, expiry: Duration, now: Instant) -> usize {
+    let token = kept.get(LISTENER, client, now);
+    let (backend, _in_flight) = balancer.next(client, token.as_deref(), &mut Vec::new()).expect("a target");
+    kept.keep(LISTENER, client, &backend.token, expiry, now);
+    balancer.targets.iter().position(|t| t.addr == backend.addr).expect("one of the rule's")
+}
+
+#[test]
+fn a_kept_target_lasts_until_its_expiry_from_the_clients_last_session() {
+    let (mut kept, t0, expiry) = (KeptTargets::default(), Instant::now(), Duration::from_secs(30));
+    kept.keep(LISTENER, CLIENT, "aaaa", expiry, t0);
+    assert_eq!(kept.get(LISTENER, CLIENT, t0 + Duration::from_secs(29)).as_deref(), Some("aaaa"));
+    assert_eq!(kept.get(LISTENER, CLIENT, t0 + expiry), None, "it ends at its expiry");
+    assert_eq!(kept.get("lbl-2", CLIENT, t0), None, "each listener keeps its own");
+    let other: IpAddr = "192.0.2.2".parse().unwrap();
+    assert_eq!(kept.get(LISTENER, other, t0), None);
+    kept.keep(LISTENER, CLIENT, "aaaa", expiry, t0 + Duration::from_secs(20));
+    assert_eq!(
+        kept.get(LISTENER, CLIENT, t0 + Duration::from_secs(49)).as_deref(),
+        Some("aaaa"),
+        "a session renews it"
+    );
+    assert_eq!(kept.get(LISTENER, CLIENT, t0 + Duration::from_secs(50)), None);
+}
+
+#[test]
+fn a_layer4_client_keeps_its_target_within_the_expiry_and_is_rebalanced_after_it() {
+    let balancer = balancer(Scheduler::WeightedRoundRobin, &[1, 1, 1]);
+    let (mut kept, t0, expiry) = (KeptTargets::default(), Instant::now(), Duration::from_secs(30));
+    assert_eq!(session(&balancer, &mut kept, CLIENT, expiry, t0), 0);
+    // The rotation has moved on to target 1; the client stays on 0, its sessions renewing the expiry.
+    for seconds in [10, 39, 68] {
+        assert_eq!(
+            session(&balancer, &mut kept, CLIENT, expiry, t0 + Duration::from_secs(seconds)),
+            0,
+            "at {seconds} s"
+        );
+    }
+    assert_eq!(session(&balancer, &mut kept, CLIENT, expiry, t0 + Duration::from_secs(98)), 1, "expired: scheduled");
+    assert_eq!(session(&balancer, &mut kept, CLIENT, expiry, t0 + Duration::from_secs(99)), 1, "and kept again");
+    balancer.targets[1].state.set(Status::Unhealthy);
+    assert_eq!(session(&balancer, &mut kept, CLIENT, expiry, t0 + Duration::from_secs(100)), 2, "unhealthy: scheduled");
+}
+
+#[test]
+fn layer4_clients_keep_their_targets_exactly_while_they_come_back_within_the_expiry() {
+    for case in 0..CASES {
+        let mut rng = Rng::new(case);
+        let weights: Vec<i64> = (0..rng.within(2..=10)).map(|_| rng.within(1..=100) as i64).collect();
+        let scheduler = if rng.one_in(2) { Scheduler::WeightedRoundRobin } else { Scheduler::LeastConnections };
+        let balancer = balancer(scheduler, &weights);
+        let expiry = Duration::from_secs(rng.within(30..=3600));
+        let clients: Vec<IpAddr> = (0..5).map(|_| rng.client()).collect();
+        let (mut kept, mut now) = (KeptTargets::default(), Instant::now());
+        let mut last: HashMap<IpAddr, (usize, Instant)> = HashMap::new();
+        for step in 0..100 {
+            now += Duration::from_secs(rng.within(0..=expiry.as_secs() / 2));
+            let client = clients[rng.within(0..=4) as usize];
+            let target = session(&balancer, &mut kept, client, expiry, now);
+            if let Some(&(before, at)) = last.get(&client)
+                && now < at + expiry
+            {
+                assert_eq!(target, before, "case {case} step {step}: {client} came back within {expiry:?}");
+            }
+            last.insert(client, (target, now));
+            for (&client, &(target, at)) in &last {
+                let token = (now < at + expiry).then(|| balancer.targets[target].token.clone());
+                assert_eq!(kept.get(LISTENER, client, now), token, "case {case} step {step}: {client}");
+            }
+        }
+    }
+}
+
+#[test]
+fn past_the_limit_new_clients_are_not_kept_until_expired_ones_make_room() {
+    let (mut kept, t0, expiry) = (KeptTargets::default(), Instant::now(), Duration::from_secs(30));
+    let client = |i: usize| IpAddr::V6(Ipv6Addr::from(i as u128));
+    for i in 0..MAX_KEPT_CLIENTS {
+        kept.keep(LISTENER, client(i), "aaaa", expiry, t0);
+    }
+    let late = client(MAX_KEPT_CLIENTS);
+    kept.keep(LISTENER, late, "bbbb", expiry, t0 + Duration::from_secs(1));
+    assert_eq!(kept.get(LISTENER, late, t0 + Duration::from_secs(1)), None, "none has expired yet");
+    kept.keep(LISTENER, client(0), "cccc", expiry, t0 + Duration::from_secs(2));
+    assert_eq!(
+        kept.get(LISTENER, client(0), t0 + Duration::from_secs(2)).as_deref(),
+        Some("cccc"),
+        "one kept is renewed"
+    );
+    kept.keep(LISTENER, late, "bbbb", expiry, t0 + expiry);
+    assert_eq!(kept.get(LISTENER, late, t0 + expiry).as_deref(), Some("bbbb"), "expired ones made room");
+    assert_eq!(kept.clients.len(), 2, "the renewed one and the late one");
+}
