@@ -25,6 +25,7 @@ use super::Proxy;
 use super::bridge::{self, BALANCER_HEADERS};
 use super::h1::{self, Chunked, Framing};
 use super::respond::{self, Body};
+use super::retry::{self, Failure, Path};
 use super::server::{Peer, Phase, Routed, Served, run_function};
 use crate::snapshot::custom::Settings;
 use crate::snapshot::router::Route;
@@ -324,7 +325,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         head: head_length,
         length,
         head_request,
-        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
+        idempotent: retry::idempotent(method),
         close,
         logged,
         started,
@@ -403,12 +404,15 @@ where
     let waits = upstreams.waits(target);
     let mut close = plan.close || last;
     let mut tried = Vec::new();
+    let again = |failure, tried: &mut Vec<SocketAddr>| {
+        retry::decide(Path::Direct, failure, tried.len(), upstreams.max_tries()).retries(tried)
+    };
     let failed = loop {
         let Some((backend, in_flight)) = balancer.next(peer.client.ip(), None, &mut tried) else {
             break if tried.is_empty() { respond::no_target() } else { respond::bad_gateway() };
         };
         let addr = backend.addr;
-        let connection = upstreams.plain_connection(backend, target.keepalive, &tried, waits.connect).await;
+        let connection = upstreams.plain_connection(backend, target.keepalive, &mut tried, waits.connect).await;
         let (mut stream, pooled) = match connection {
             Ok(Some(connection)) => connection,
             Ok(None) => continue,
@@ -419,10 +423,7 @@ where
         // is not tried twice.
         match tokio::time::timeout(waits.send, stream.write_all(out)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) if pooled => {
-                tried.pop();
-                continue;
-            }
+            Ok(Err(_)) if again(Failure::Unsent { pooled }, &mut tried) => continue,
             Ok(Err(_)) => break respond::bad_gateway(),
             Err(_) => break respond::gateway_timeout(),
         }
@@ -431,12 +432,17 @@ where
         let answering = Answering { head_request: plan.head_request, custom: &target.custom, close };
         let head = match read_head(proxy, &mut stream, answer, waits.read, &answering, out).await {
             Ok(head) => head,
-            Err(HeadError::Closed) if pooled && plan.idempotent => {
-                tried.pop();
-                continue;
-            }
             Err(HeadError::TimedOut) => break respond::gateway_timeout(),
-            Err(_) => break respond::bad_gateway(),
+            Err(error) => {
+                let failure = match error {
+                    HeadError::Closed => Failure::Unanswered { pooled, resendable: plan.idempotent },
+                    HeadError::Bad | HeadError::TimedOut => Failure::Broken,
+                };
+                if again(failure, &mut tried) {
+                    continue;
+                }
+                break respond::bad_gateway();
+            }
         };
         let Head { length: head_length, status, framing, reusable } = head;
         close |= framing == Framing::UntilClose;

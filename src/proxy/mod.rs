@@ -8,6 +8,7 @@ mod h1;
 pub mod health;
 mod keepalive;
 pub mod respond;
+mod retry;
 mod server;
 mod stream;
 mod tls;

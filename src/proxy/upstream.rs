@@ -29,6 +29,7 @@ use rustls::pki_types::ServerName;
 
 use super::health::{Health, TargetState};
 use super::respond::{self, Body};
+use super::retry::{self, Failure, Path};
 use super::upload::{Progress, Upload};
 use crate::snapshot::FastMap;
 use crate::snapshot::{RouteTarget, Snapshot};
@@ -433,9 +434,8 @@ impl Upstreams {
         }
         let cookie = balancer.persistence.and_then(|_| super::bridge::cookie(request.headers(), PERSISTENCE_COOKIE));
         let cookie = cookie.map(str::to_string);
-        let replayable = rule.fallback.is_some()
-            && request.body().is_end_stream()
-            && matches!(*request.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        let replayable =
+            rule.fallback.is_some() && retry::to_fallback(request.method().as_str(), request.body().is_end_stream());
         if !rule.keepalive {
             request.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -444,9 +444,9 @@ impl Upstreams {
             let Some((backend, in_flight)) = balancer.next(client, cookie.as_deref(), &mut tried) else {
                 return Forwarded::Unsent { request, tried: !tried.is_empty() };
             };
-            let mut link = match self.link(backend.addr, tls.clone(), rule.keepalive, waits.connect).await {
+            let (mut link, pooled) = match self.link(backend.addr, tls.clone(), rule.keepalive, waits.connect).await {
                 Ok(link) => link,
-                Err(e) if self.retry(backend, &e, &tried) => continue,
+                Err(e) if self.retry(backend, &e, Path::General, &mut tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             *served = Some(backend.addr);
@@ -462,14 +462,19 @@ impl Upstreams {
                 (Err(_), Some(failure)) => return Forwarded::Answered(respond::body_failure(failure)),
                 (Err(mut e), None) => match e.take_message() {
                     // Not sent (a kept-alive connection the server had closed): try again, on a new connection.
-                    Some(unsent) if tried.len() < self.settings.max_tries => {
+                    Some(unsent) => {
+                        let failure = Failure::Unsent { pooled };
+                        let decision = retry::decide(Path::General, failure, tried.len(), self.settings.max_tries);
+                        if !decision.retries(&mut tried) {
+                            return Forwarded::Unsent { request: unsent, tried: true };
+                        }
                         tracing::debug!(target = %backend.addr, error = %e.error(), "A pooled connection failed.");
                         request = unsent;
-                        tried.pop();
                         self.idle.lock().remove(&(backend.addr, tls.is_some()));
                         continue;
                     }
-                    Some(unsent) => return Forwarded::Unsent { request: unsent, tried: true },
+                    // Written: hyper has taken the request, which cannot be resent from here (`retry::decide` gives up
+                    // on `Failure::Unanswered` when it is not `resendable`).
                     None => {
                         tracing::debug!(target = %backend.addr, error = %e.error(), "Forwarding failed.");
                         return if replayable { Forwarded::Lost } else { Forwarded::Answered(respond::bad_gateway()) };
@@ -520,7 +525,7 @@ impl Upstreams {
             };
             let mut sender = match self.h2_sender(backend.addr, tls.clone(), waits.connect).await {
                 Ok(sender) => sender,
-                Err(e) if self.retry(backend, &e, &tried) => continue,
+                Err(e) if self.retry(backend, &e, Path::General, &mut tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             *served = Some(backend.addr);
@@ -630,10 +635,10 @@ impl Upstreams {
     }
 
     /// Whether a request whose target could not be connected to goes to another one (counted on the target).
-    fn retry(&self, backend: &Backend, error: &std::io::Error, tried: &[SocketAddr]) -> bool {
+    fn retry(&self, backend: &Backend, error: &std::io::Error, path: Path, tried: &mut Vec<SocketAddr>) -> bool {
         tracing::debug!(target = %backend.addr, %error, "Cannot connect to a target; trying another.");
         backend.state.connect_errors.fetch_add(1, Ordering::Relaxed);
-        let retry = tried.len() < self.settings.max_tries;
+        let retry = retry::decide(path, Failure::Connect, tried.len(), self.settings.max_tries).retries(tried);
         if retry {
             backend.state.retries.fetch_add(1, Ordering::Relaxed);
         }
@@ -641,36 +646,41 @@ impl Upstreams {
     }
 
     /// A ready pooled connection to `addr` (when connections are reused; over TLS when `tls` is given: `Some(None)`
-    /// names the target by its address), or a new one.
+    /// names the target by its address), or a new one; `true` with a pooled one.
     async fn link(
         &self,
         addr: SocketAddr,
         tls: Option<Option<ServerName<'static>>>,
         reuse: bool,
         connect_timeout: Duration,
-    ) -> std::io::Result<Link> {
+    ) -> std::io::Result<(Link, bool)> {
         // The most recently used first: it is the likeliest to be open; closed ones on the way are dropped.
         while reuse && let Some(mut link) = self.idle.take(&(addr, tls.is_some())) {
             // Let it notice a close by the server, and be ready for the next request.
             let open = std::future::poll_fn(|cx| Poll::Ready(link.drive(cx))).await;
             if open && link.sender.is_ready() {
-                return Ok(link);
+                return Ok((link, true));
             }
         }
         let stream = connect(addr, connect_timeout).await?;
-        let Some(name) = tls else { return handshake(addr, stream).await };
+        let Some(name) = tls else { return Ok((handshake(addr, stream).await?, false)) };
         let name = name.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
         let connector = tokio_rustls::TlsConnector::from(self.tls_client.clone());
         let stream = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        handshake(addr, stream).await
+        Ok((handshake(addr, stream).await?, false))
     }
 }
 
 /// What the direct path (`direct.rs`) needs of the targets: the same schedulers, counts, retries and timeouts as
 /// `forward`, with plain TCP connections it speaks HTTP/1.1 on itself.
 impl Upstreams {
+    /// Targets tried for one request when trying fails.
+    pub(super) fn max_tries(&self) -> usize {
+        self.settings.max_tries
+    }
+
     /// The waits of a request to the rule's servers.
     pub(super) fn waits(&self, rule: &RouteTarget) -> Waits {
         Waits {
@@ -687,7 +697,7 @@ impl Upstreams {
         &self,
         backend: &Backend,
         reuse: bool,
-        tried: &[SocketAddr],
+        tried: &mut Vec<SocketAddr>,
         connect_timeout: Duration,
     ) -> Result<Option<(tokio::net::TcpStream, bool)>, ()> {
         while reuse && let Some(stream) = self.idle_plain(backend.addr) {
@@ -699,7 +709,7 @@ impl Upstreams {
         }
         match connect(backend.addr, connect_timeout).await {
             Ok(stream) => Ok(Some((stream, false))),
-            Err(error) if self.retry(backend, &error, tried) => Ok(None),
+            Err(error) if self.retry(backend, &error, Path::Direct, tried) => Ok(None),
             Err(_) => Err(()),
         }
     }

@@ -467,3 +467,42 @@ fn past_the_limit_new_clients_are_not_kept_until_expired_ones_make_room() {
     assert_eq!(kept.get(LISTENER, late, t0 + expiry).as_deref(), Some("bbbb"), "expired ones made room");
     assert_eq!(kept.clients.len(), 2, "the renewed one and the late one");
 }
+
+// === Retries ===
+
+/// The loop of both paths for a request whose every connect fails: the scheduler's next target, until the decision
+/// gives up or no target is left.
+fn targets_tried_when_no_connect_succeeds(balancer: &Balancer, path: retry::Path, limit: usize) -> Vec<SocketAddr> {
+    let mut tried = Vec::new();
+    while let Some((_, _in_flight)) = balancer.next(CLIENT, None, &mut tried) {
+        if !retry::decide(path, Failure::Connect, tried.len(), limit).retries(&mut tried) {
+            break;
+        }
+    }
+    tried
+}
+
+#[test]
+fn failed_connects_try_distinct_targets_up_to_the_limit_or_the_targets_taking_traffic() {
+    for case in 0..CASES {
+        let mut rng = Rng::new(case);
+        let weights = rng.weights();
+        let scheduler =
+            [Scheduler::WeightedRoundRobin, Scheduler::LeastConnections, Scheduler::IpHash][case as usize % 3];
+        let balancer = balancer(scheduler, &weights);
+        for target in &balancer.targets {
+            if rng.one_in(4) {
+                target.state.set(Status::Unhealthy);
+            }
+        }
+        let taking = balancer.targets.iter().filter(|t| t.weight > 0 && t.state.takes_traffic()).count();
+        let limit = rng.within(1..=5) as usize;
+        for path in [retry::Path::Direct, retry::Path::General] {
+            let tried = targets_tried_when_no_connect_succeeds(&balancer, path, limit);
+            assert_eq!(tried.len(), taking.min(limit), "case {case}: weights {weights:?}, limit {limit}, {path:?}");
+            let distinct: std::collections::HashSet<_> = tried.iter().collect();
+            assert_eq!(distinct.len(), tried.len(), "case {case}: weights {weights:?}, {path:?}: {tried:?}");
+        }
+        assert_eq!(balancer.active(), vec![0; weights.len()], "case {case}: no try is left in flight");
+    }
+}
