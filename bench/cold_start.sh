@@ -67,8 +67,8 @@ measure_deploys() { # label zygote
 import base64, http.client, io, json, statistics, subprocess, sys, time, zipfile
 label, api, lb, n, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 def call(service, action, params):
-    out = subprocess.run(["./target/release/fnlb", "--endpoint", "http://127.0.0.1:" + api, "--data-dir", data,
-                          "call", service, action, json.dumps(params)], check=True, capture_output=True, text=True)
+    out = subprocess.run(["./target/release/fnlb", "call", "--endpoint", "http://127.0.0.1:" + api, "--data-dir", data,
+                          service, action, json.dumps(params)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 def package(text):
     buf = io.BytesIO()

@@ -566,6 +566,11 @@ def run_instance(socket_path, confinement=None):
     except OSError as exc:
         die(None, 'cannot connect to %s: %s' % (socket_path, exc), 2)
     if confinement is not None:
+        try:
+            confinement.prepare()
+        except OSError as exc:
+            die(None, 'cannot prepare the instance: %s' % exc, 2)
+        capture_raw_output(channel)
         kind, payload = next_frame(channel)
         if kind != START:
             die(None, 'protocol error: expected START, got frame kind %d' % kind, 2)
@@ -573,7 +578,6 @@ def run_instance(socket_path, confinement=None):
             confinement.take_on(_decode_json(payload.decode('utf-8')))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             die(None, 'cannot take on the function: %s' % exc, 2)
-        capture_raw_output(channel)
 
     spec = os.environ.get('_HANDLER', '')
     code_dir = os.environ.get('USER_CODE_ROOT') or os.getcwd()
@@ -613,24 +617,27 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
-MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
-PR_SET_SECCOMP = 22
-SECCOMP_MODE_FILTER = 2
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+# seccomp(2)'s number: the filter is installed on every thread of the process at once (the thread that forwards
+# raw output was started before it).
+_SYS_SECCOMP = {'x86_64': 317, 'aarch64': 277}.get(os.uname().machine)
 
 
 class Confinement(object):
     """How a zygote's child takes on a function when START names it (``take_on``), in this order:
 
-    * with ``tmp_bytes`` (fnlb runs as root, in a sandbox): a mount namespace of its own in which the function's
-      package is bound read-only at ``USER_CODE_ROOT`` and every other package (``code_root``) is unmounted, a fresh
-      tmpfs of ``tmp_bytes`` is mounted on ``/tmp`` (its pages are charged to the instance's memory cgroup and freed
-      with the instance), and a ``/proc`` of its own that shows only the processes of its user;
+    * with ``tmp_bytes`` (fnlb runs as root, in a sandbox): a mount namespace of its own (made while it waits as a
+      spare, ``prepare``) with a fresh tmpfs of ``tmp_bytes`` on ``/tmp`` (its pages are charged to the instance's
+      memory cgroup and freed with the instance) and a ``/proc`` of its own that shows only the processes of its
+      user; at START, the function's package bound read-only at ``USER_CODE_ROOT`` and every other package
+      (``code_root``) covered by an empty file system;
     * the function's environment, in place of the zygote's, and its package as working directory;
     * the function's user (which leaves no capability, and makes the process undumpable, so that no other process
       of that user can read its memory);
-    * ``no_new_privs`` and the system-call filter fnlb wrote (``filter_path``), which refuses every later namespace,
-      mount or ``ptrace``.
+    * ``no_new_privs`` and the system-call filter fnlb wrote (``filter_path``), on every thread of the process (the
+      one forwarding raw output included), which refuses every later namespace, mount or ``ptrace``.
 
     The zygote keeps the capabilities the first and third steps need and runs none of the functions' code.
     """
@@ -679,6 +686,15 @@ class Confinement(object):
             block += entry
         self._ctypes.memmove(start, block + b'\0' * (size - len(block)), size)
 
+    def prepare(self):
+        """What does not depend on the function, done while the child waits as a spare: its mount namespace, its
+        ``/tmp`` and its ``/proc``."""
+        if self._tmp_bytes:
+            self._check(self._libc.unshare(CLONE_NEWNS), 'unshare')
+            self._mount('none', '/', None, MS_REC | MS_PRIVATE)
+            self._mount('tmpfs', '/tmp', 'tmpfs', MS_NOSUID | MS_NODEV, 'size=%d,mode=1777' % self._tmp_bytes)
+            self._mount('proc', '/proc', 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, 'hidepid=2')
+
     def take_on(self, start):
         code = start['code']
         if not code or '/' in code or code.startswith('.'):
@@ -687,13 +703,11 @@ class Confinement(object):
         env = dict(start.get('env') or [])
         code_dir = env.get('USER_CODE_ROOT') or package
         if self._tmp_bytes:
-            self._check(self._libc.unshare(CLONE_NEWNS), 'unshare')
-            self._mount('none', '/', None, MS_REC | MS_PRIVATE)
-            self._mount('tmpfs', '/tmp', 'tmpfs', MS_NOSUID | MS_NODEV, 'size=%d,mode=1777' % self._tmp_bytes)
             self._mount(package, code_dir, None, MS_BIND | MS_REC)
             self._mount('none', code_dir, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-            self._check(self._libc.umount2(self._code_root.encode(), MNT_DETACH), 'umount %s' % self._code_root)
-            self._mount('proc', '/proc', 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, 'hidepid=2')
+            # Every other package is covered by an empty read-only file system (mounting is cheap; unmounting waits
+            # for the kernel's grace period).
+            self._mount('none', self._code_root, 'tmpfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 'size=4k,mode=0')
         os.chdir(code_dir)
         os.environ.clear()
         os.environ.update(env)
@@ -704,9 +718,11 @@ class Confinement(object):
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
         ctypes = self._ctypes
+        if _SYS_SECCOMP is None:
+            raise OSError(0, 'no system-call filter for %s' % os.uname().machine)
         self._check(self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 'prctl(PR_SET_NO_NEW_PRIVS)')
-        self._check(self._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
-                    'prctl(PR_SET_SECCOMP)')
+        self._check(self._libc.syscall(_SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+                                       ctypes.byref(self._fprog)), 'seccomp(SECCOMP_SET_MODE_FILTER)')
 
 
 def run_zygote(socket_path, confinement):

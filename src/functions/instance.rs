@@ -477,15 +477,21 @@ impl Zygote {
 
     /// An instance of `launch`'s function: a spare when there is one (forked, connected and in its cgroup ahead of
     /// time, so that only taking on the function and importing its module are left), otherwise forked now. It takes
-    /// the function's limits, then `START` tells it the function. Spares are replenished in the background.
+    /// the function's limits, then `START` tells it the function. Spares are replenished in the background once it
+    /// is ready: moving a new spare into its cgroup holds up every fork and new thread on the host for a moment.
     pub async fn instance(self: &Arc<Self>, id: u64, launch: &Launch) -> Result<Instance, StartError> {
+        let started = self.take_on(id, launch).await;
+        self.replenish();
+        started
+    }
+
+    async fn take_on(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let started = std::time::Instant::now();
         let spare = {
             let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
             spares.retain(Instance::is_running);
             spares.pop()
         };
-        self.replenish();
         let mut instance = match spare {
             Some(spare) => spare,
             None => self.fork(crate::ids::next_instance_id()).await?,

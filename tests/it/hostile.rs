@@ -108,6 +108,8 @@ async fn instances_cannot_trace_or_make_namespaces_and_each_function_has_its_use
             app.create_fixture(&function, "hostile", json!({})).await.unwrap();
             let seen = probe(&app, &function, json!({"namespaces": true, "ptrace": true})).await;
             assert_eq!(seen["seccomp"], "2", "the instance runs under the filter: {seen}");
+            let threads = seen["seccomp_threads"].as_array().unwrap();
+            assert!(threads.iter().all(|t| t == "2"), "every thread runs under the filter: {seen}");
             for what in ["unshare_user", "unshare_mount", "mount", "ptrace_parent", "ptrace_pid_1"] {
                 denied(&seen, what);
             }
