@@ -432,50 +432,9 @@ async fn an_idle_node_holds_one_zygote_whatever_the_number_of_functions() {
     })
     .await;
     // The Python runtime's zygote and its spares stay, one zygote for every function.
-    let (zygotes, spares) = zygote_processes(app.pid());
-    assert_eq!(zygotes, 1, "one zygote");
-    assert!(spares <= fnlb::functions::ZYGOTE_SPARES, "{spares} spares");
-}
-
-/// The zygotes among fnlb's descendants (their environment says so, and their parent is not a zygote), and their
-/// spares (children of a zygote that took on no function).
-fn zygote_processes(fnlb: u32) -> (usize, usize) {
-    let is_zygote_env = |pid: u32| {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        environ.split(|b| *b == 0).any(|v| v == b"FNLB_RUNTIME_ZYGOTE=1")
-    };
-    let parent = |pid: u32| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
-    };
-    let descends = |mut pid: u32| {
-        for _ in 0..16 {
-            match parent(pid) {
-                Some(p) if p == fnlb => return true,
-                Some(p) if p > 1 => pid = p,
-                _ => return false,
-            }
-        }
-        false
-    };
-    let is_python = |pid: u32| {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        String::from_utf8_lossy(program).contains("python")
-    };
-    let is_zygote = |pid: u32| is_python(pid) && is_zygote_env(pid);
-    let (mut zygotes, mut spares) = (0, 0);
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        if !is_zygote(pid) || !descends(pid) {
-            continue;
-        }
-        match parent(pid).is_some_and(is_zygote) {
-            true => spares += 1,
-            false => zygotes += 1,
-        }
-    }
-    (zygotes, spares)
+    let (zygotes, spares) = crate::harness::zygote_processes(app.pid());
+    assert_eq!(zygotes.len(), 1, "one zygote: {zygotes:?}");
+    assert!(spares.len() <= fnlb::functions::ZYGOTE_SPARES, "spares: {spares:?}");
 }
 
 #[tokio::test]

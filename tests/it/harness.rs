@@ -524,3 +524,50 @@ pub fn instance_processes(function: &str) -> Vec<u32> {
     }
     pids
 }
+
+/// Invokes a function made from the `hostile` fixture with `probes`; what it saw.
+pub async fn probe(app: &TestApp, function: &str, probes: Value) -> Value {
+    let event = json!({"probes": probes});
+    let invoked =
+        app.scf("Invoke", json!({"FunctionName": function, "ClientContext": event.to_string()})).await.unwrap();
+    let ret: Value = serde_json::from_str(invoked["Result"]["RetMsg"].as_str().unwrap())
+        .unwrap_or_else(|_| panic!("{function} answered {invoked}"));
+    serde_json::from_str(ret["body"].as_str().unwrap()).unwrap()
+}
+
+/// The Python zygotes among fnlb's descendants (started with the zygote's environment, their parent not one) and
+/// their spares (children of a zygote that took on no function yet).
+pub fn zygote_processes(fnlb: u32) -> (Vec<u32>, Vec<u32>) {
+    let text = |pid: u32, file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    let is_zygote = |pid: u32| {
+        let program = text(pid, "cmdline").split(|b| *b == 0).next().map(<[u8]>::to_vec).unwrap_or_default();
+        String::from_utf8_lossy(&program).contains("python")
+            && text(pid, "environ").split(|b| *b == 0).any(|v| v == b"FNLB_RUNTIME_ZYGOTE=1")
+    };
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = String::from_utf8(text(pid, "stat")).ok()?;
+        stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    };
+    let descends = |mut pid: u32| {
+        for _ in 0..16 {
+            match parent(pid) {
+                Some(p) if p == fnlb => return true,
+                Some(p) if p > 1 => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let (mut zygotes, mut spares) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if !is_zygote(pid) || !descends(pid) {
+            continue;
+        }
+        match parent(pid).is_some_and(is_zygote) {
+            true => spares.push(pid),
+            false => zygotes.push(pid),
+        }
+    }
+    (zygotes, spares)
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, eventually, instance_processes};
+use crate::harness::{TestApp, eventually, instance_processes, probe};
 
 fn is_root() -> bool {
     let root = rustix::process::geteuid().is_root();
@@ -16,16 +16,6 @@ fn is_root() -> bool {
         eprintln!("skipped: isolation needs fnlb to run as root");
     }
     root
-}
-
-/// Invokes the hostile fixture with `probes`; returns what it saw.
-async fn probe(app: &TestApp, function: &str, probes: Value) -> Value {
-    let event = json!({"probes": probes});
-    let invoked =
-        app.scf("Invoke", json!({"FunctionName": function, "ClientContext": event.to_string()})).await.unwrap();
-    let ret: Value = serde_json::from_str(invoked["Result"]["RetMsg"].as_str().unwrap())
-        .unwrap_or_else(|_| panic!("{function} answered {invoked}"));
-    serde_json::from_str(ret["body"].as_str().unwrap()).unwrap()
 }
 
 fn denied(seen: &Value, what: &str) {

@@ -7,17 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, eventually};
-
-/// Invokes a function with the hostile fixture's probes; what it saw.
-async fn probe(app: &TestApp, function: &str, probes: Value) -> Value {
-    let event = json!({"probes": probes});
-    let invoked =
-        app.scf("Invoke", json!({"FunctionName": function, "ClientContext": event.to_string()})).await.unwrap();
-    let ret: Value = serde_json::from_str(invoked["Result"]["RetMsg"].as_str().unwrap())
-        .unwrap_or_else(|_| panic!("{function} answered {invoked}"));
-    serde_json::from_str(ret["body"].as_str().unwrap()).unwrap()
-}
+use crate::harness::{TestApp, eventually, probe, zygote_processes};
 
 fn package(body: &str) -> String {
     let code = format!("def main_handler(event, context):\n    return {body:?}\n");
@@ -94,31 +84,6 @@ async fn a_dead_zygote_is_replaced_and_the_request_does_not_fail() {
     assert_ne!(replaced, zygote);
 }
 
-/// The Python zygote among fnlb's descendants: a Python process started with the zygote's environment whose parent
-/// is not one.
 fn zygote_of(fnlb: u32) -> Option<u32> {
-    let text = |pid: u32, file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    let is_zygote = |pid: u32| {
-        let program = text(pid, "cmdline").split(|b| *b == 0).next().map(<[u8]>::to_vec).unwrap_or_default();
-        String::from_utf8_lossy(&program).contains("python")
-            && text(pid, "environ").split(|b| *b == 0).any(|v| v == b"FNLB_RUNTIME_ZYGOTE=1")
-    };
-    let parent = |pid: u32| -> Option<u32> {
-        let stat = String::from_utf8(text(pid, "stat")).ok()?;
-        stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
-    };
-    let descends = |mut pid: u32| {
-        for _ in 0..16 {
-            match parent(pid) {
-                Some(p) if p == fnlb => return true,
-                Some(p) if p > 1 => pid = p,
-                _ => return false,
-            }
-        }
-        false
-    };
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-        (is_zygote(pid) && !parent(pid).is_some_and(is_zygote) && descends(pid)).then_some(pid)
-    })
+    zygote_processes(fnlb).0.first().copied()
 }
