@@ -3,7 +3,8 @@
 # the load balancer, with the zygote (instances forked from a template) and without (an interpreter per instance),
 # and of a warm request for comparison. Instances are stopped as soon as they are idle (--idle-timeout 0), and the
 # client pauses between requests so that each one finds no warm instance.
-# The first request of a function just deployed, and the first after its code is updated, are measured too.
+# The first request of a function just deployed, and the first after its code is updated, are measured too, for
+# Python (with and without the zygote) and for Node.js (an interpreter per instance).
 # Usage: bench/cold_start.sh [requests, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,17 +56,22 @@ measure "cold, new interpreter (no zygote)" 0 false 100
 # The first request of a function deployed a moment before, and the first after its code is updated: each sample
 # deploys (or updates) the seed's function through the API, binds it to a rule of its own on the example's listener,
 # then times one request through the load balancer.
-measure_deploys() { # label zygote
+measure_deploys() { # label zygote runtime (Python3.9, or Nodejs18.15 for a Node.js port of the seed's function)
     local api lb
     api=$(free_port); lb=$(free_port)
-    ./target/release/fnlb serve --data-dir "$WORK/deploy-$2" --api-addr "127.0.0.1:$api" --example \
-        --example-port "$lb" --zygote "$2" >"$WORK/deploy-$2.log" 2>&1 &
+    ./target/release/fnlb serve --data-dir "$WORK/deploy-$3-$2" --api-addr "127.0.0.1:$api" --example \
+        --example-port "$lb" --zygote "$2" >"$WORK/deploy-$3-$2.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_http "http://127.0.0.1:$lb/"
-    python3 - "$1" "$api" "$lb" "$N" "$WORK/deploy-$2" <<'PY'
+    python3 - "$1" "$api" "$lb" "$N" "$WORK/deploy-$3-$2" "$3" <<'PY'
 import base64, http.client, io, json, statistics, subprocess, sys, time, zipfile
-label, api, lb, n, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+label, api, lb, n, data, runtime = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+NODE_HELLO = """exports.main_handler = async (event, context) => ({
+  isBase64Encoded: false, statusCode: 200, headers: {"Content-Type": "text/html"},
+  body: "<html><body><h1>Hello CLB</h1></body></html>",
+});
+"""
 def call(service, action, params):
     out = subprocess.run(["./target/release/fnlb", "call", "--endpoint", "http://127.0.0.1:" + api, "--data-dir", data,
                           service, action, json.dumps(params)], check=True, capture_output=True, text=True)
@@ -73,7 +79,10 @@ def call(service, action, params):
 def package(text):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("index.py", open("examples/hello-clb/index.py").read().replace("Hello CLB", text))
+        if runtime.startswith("Nodejs"):
+            z.writestr("index.js", NODE_HELLO.replace("Hello CLB", text))
+        else:
+            z.writestr("index.py", open("examples/hello-clb/index.py").read().replace("Hello CLB", text))
     return base64.b64encode(buf.getvalue()).decode()
 lbs = call("clb", "DescribeLoadBalancers", {})["LoadBalancerSet"]
 lb_id = lbs[0]["LoadBalancerId"]
@@ -87,7 +96,7 @@ def first_request(path):
 new, updated = [], []
 for i in range(n):
     name, path = "bench-%d" % i, "/bench-%d" % i
-    call("scf", "CreateFunction", {"FunctionName": name, "Runtime": "Python3.9", "Handler": "index.main_handler",
+    call("scf", "CreateFunction", {"FunctionName": name, "Runtime": runtime, "Handler": "index.main_handler",
                                    "Code": {"ZipFile": package("first %d" % i)}})
     rule = call("clb", "CreateRule", {"LoadBalancerId": lb_id, "ListenerId": listener,
                                       "Rules": [{"Domain": "127.0.0.1", "Url": path}]})["LocationIds"][0]
@@ -107,5 +116,6 @@ PY
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-measure_deploys "zygote" true
-measure_deploys "no zygote" false
+measure_deploys "zygote" true Python3.9
+measure_deploys "no zygote" false Python3.9
+measure_deploys "Node.js" true Nodejs18.15
