@@ -246,9 +246,9 @@ async fn show_function(client: &Client, name: &str, namespace: &str, output: &Ou
 /// Prints the API's answer as JSON with `--json`, otherwise as `summary` renders it.
 fn print(output: &Output, answer: &Value, summary: impl FnOnce() -> String) {
     if output.json {
-        println!("{}", serde_json::to_string_pretty(answer).expect("JSON values serialise"));
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(answer).expect("JSON values serialise")));
     } else {
-        print!("{}", summary());
+        super::emit(&summary());
     }
 }
 

@@ -476,7 +476,7 @@ pub async fn run_client(command: Command) -> Result<(), CliError> {
             args.connection.client()?.call(service, &args.action, params).await?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&output).expect("JSON values serialise"));
+    emit(&format!("{}\n", serde_json::to_string_pretty(&output).expect("JSON values serialise")));
     Ok(())
 }
 
@@ -503,15 +503,29 @@ async fn store_copy(args: StoreCopyArgs) -> Result<(), CliError> {
         logs: crate::store::ClusterLogs::Local,
     };
     let copied = crate::store::copy::copy(&args.from, settings).await?;
-    println!(
-        "Copied and verified: {} entities at version {}, {} code packages ({} bytes), {} tasks, {} asynchronous invocations.",
+    emit(&format!(
+        "Copied and verified: {} entities at version {}, {} code packages ({} bytes), {} tasks, {} asynchronous invocations.\n",
         copied.entities, copied.version, copied.code_packages, copied.code_bytes, copied.tasks, copied.invocations
-    );
+    ));
     Ok(())
 }
 
 /// How long `fnlb store copy` may take to write and read back a store.
 const STORE_COPY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Writes a command's output. A reader that went away (`fnlb … | head`) ends the command quietly, as other
+/// command-line tools do, rather than with an error for each line left.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("fnlb: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -89,9 +89,9 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
     let body = response.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
     let status: Value = serde_json::from_slice(&body).map_err(|e| unreachable(e.to_string()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status).expect("JSON values serialise"));
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(&status).expect("JSON values serialise")));
     } else {
-        print!("{}", render(&status));
+        super::emit(&render(&status));
     }
     Ok(())
 }

@@ -261,3 +261,18 @@ async fn client_commands_find_the_node_by_the_variables_serve_uses() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.starts_with("error: FNLB_API_ADDR: `nowhere` is not an address"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let app = TestApp::start();
+    app.create_fixture("piped", "echo", json!({})).await.unwrap();
+    for args in [&["function", "list"][..], &["function", "get", "piped", "--json"], &["call", "scf", "ListFunctions"]]
+    {
+        let mut child = app.cli().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // The reader is gone before the command writes a byte.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "{args:?}: {:?} {stderr}", output.status);
+    }
+}

@@ -59,7 +59,7 @@ pub async fn run(args: ApplyArgs) -> Result<(), CliError> {
         place,
         reason,
     })?;
-    print!("{}", plan.render(&stack.name, &file));
+    super::emit(&plan.render(&stack.name, &file));
     if args.dry_run {
         return Ok(());
     }
@@ -69,14 +69,14 @@ pub async fn run(args: ApplyArgs) -> Result<(), CliError> {
         for step in &plan.steps {
             let began = Instant::now();
             step.run(&api, &stack, &plan, &mut ids).await?;
-            println!("  done: {} {} ({} ms)", step.sign, step.text, began.elapsed().as_millis());
+            super::emit(&format!("  done: {} {} ({} ms)\n", step.sign, step.text, began.elapsed().as_millis()));
         }
         let count = plan.steps.len();
         let changes = if count == 1 { "change" } else { "changes" };
-        println!("Applied {count} {changes} in {:.1} s.", started.elapsed().as_secs_f64());
+        super::emit(&format!("Applied {count} {changes} in {:.1} s.\n", started.elapsed().as_secs_f64()));
     }
     let vips = vips(&api, &ids).await?;
-    print!("{}", access_paths(&stack, &vips));
+    super::emit(&access_paths(&stack, &vips));
     Ok(())
 }
 
