@@ -18,26 +18,29 @@ pub(crate) fn sdk_python() -> PathBuf {
     venv
 }
 
-/// Runs one of `tests/sdk/`'s scripts with warnings as errors (an unknown response field would be one) against a
-/// fresh fnlb, with the environment every script reads: the endpoint, the keys, a listener's address and the seed's
-/// code. Asserts it succeeds and prints `done`.
-async fn run_script(name: &str, done: &str) {
-    let app = TestApp::start();
+/// A script driving the seed's workflow gets the endpoint, the keys, a free address for its listener and the seed's
+/// code in its environment.
+pub(crate) fn seed_workflow_env(app: &TestApp, mut command: Command) -> Command {
     let (vip, port) = free_addr();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = tokio::process::Command::from(Command::new(sdk_python()))
-        .arg("-W")
-        .arg("error")
-        .arg(root.join("tests/sdk").join(name))
+    command
         .env("FNLB_ENDPOINT", app.api_addr.to_string())
         .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
         .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
         .env("FNLB_VIP", vip.to_string())
         .env("FNLB_PORT", port.to_string())
-        .env("FNLB_EXAMPLE", root.join("examples/hello-clb/index.py"))
-        .output()
-        .await
-        .expect("python runs");
+        .env("FNLB_EXAMPLE", Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-clb/index.py"));
+    command
+}
+
+/// Runs one of `tests/sdk/`'s scripts with warnings as errors (an unknown response field would be one) against a
+/// fresh fnlb, with the environment every script reads: the endpoint, the keys, a listener's address and the seed's
+/// code. Asserts it succeeds and prints `done`.
+async fn run_script(name: &str, done: &str) {
+    let app = TestApp::start();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new(sdk_python());
+    command.arg("-W").arg("error").arg(root.join("tests/sdk").join(name));
+    let out = tokio::process::Command::from(seed_workflow_env(&app, command)).output().await.expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{TestApp, free_addr};
+use crate::harness::TestApp;
 
 /// Runs `tests/sdk-node/hello_clb.js` (the seed's workflow) against a fresh fnlb with the SDK signing and sending
 /// in `form`; asserts it succeeds.
@@ -16,16 +16,9 @@ async fn hello_clb(form: &str) {
         "tencentcloud-sdk-nodejs is not installed: run scripts/test, or `npm ci` in tests/sdk-node"
     );
     let app = TestApp::start();
-    let (vip, port) = free_addr();
-    let out = tokio::process::Command::from(Command::new("node"))
-        .arg(dir.join("hello_clb.js"))
-        .current_dir(&dir)
-        .env("FNLB_ENDPOINT", app.api_addr.to_string())
-        .env("TENCENTCLOUD_SECRET_ID", &app.credentials.secret_id)
-        .env("TENCENTCLOUD_SECRET_KEY", &app.credentials.secret_key)
-        .env("FNLB_VIP", vip.to_string())
-        .env("FNLB_PORT", port.to_string())
-        .env("FNLB_EXAMPLE", root.join("examples/hello-clb/index.py"))
+    let mut command = Command::new("node");
+    command.arg(dir.join("hello_clb.js")).current_dir(&dir);
+    let out = tokio::process::Command::from(crate::sdk::seed_workflow_env(&app, command))
         .env("FNLB_FORM", form)
         .env("FNLB_FUNCTION", format!("hello-node-{form}"))
         .output()

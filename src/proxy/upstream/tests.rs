@@ -126,13 +126,7 @@ fn smooth_wrr_gives_each_target_exactly_its_weight_in_every_cycle_and_weight_0_n
 /// a target is picked twice in a row only when its weight is above every other target's.
 #[test]
 fn smooth_wrr_picks_a_target_twice_in_a_row_only_when_it_outweighs_every_other() {
-    for case in 0..CASES {
-        let mut rng = Rng::new(case);
-        let weights = rng.weights();
-        let cycle: i64 = weights.iter().sum();
-        if cycle == 0 {
-            continue;
-        }
+    for (case, _, weights, cycle) in weighted_cases() {
         let balancer = balancer(Scheduler::WeightedRoundRobin, &weights);
         // Two cycles, so that the seam between them is looked at too.
         let picks = balancer.picks(2 * cycle, &[]);
@@ -178,13 +172,7 @@ fn smooth_wrr_skips_unhealthy_and_tried_targets_as_if_they_were_not_registered()
 /// targets of weights up to 8, where it takes at most 0.62 of a cycle.)
 #[test]
 fn smooth_wrr_settles_to_the_others_exact_weights_after_a_target_drops_out() {
-    for case in 0..CASES {
-        let mut rng = Rng::new(case);
-        let weights = rng.weights();
-        let cycle: i64 = weights.iter().sum();
-        if cycle == 0 {
-            continue;
-        }
+    for (case, mut rng, weights, cycle) in weighted_cases() {
         let balancer = balancer(Scheduler::WeightedRoundRobin, &weights);
         balancer.picks(rng.within(0..=cycle as u64 - 1) as i64, &[]);
         let heavy: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0).collect();
@@ -505,4 +493,15 @@ fn failed_connects_try_distinct_targets_up_to_the_limit_or_the_targets_taking_tr
         }
         assert_eq!(balancer.active(), vec![0; weights.len()], "case {case}: no try is left in flight");
     }
+}
+
+/// The generated cases whose weights add up to more than 0: (case, its generator after the weights, the weights,
+/// their sum).
+fn weighted_cases() -> impl Iterator<Item = (u64, Rng, Vec<i64>, i64)> {
+    (0..CASES).filter_map(|case| {
+        let mut rng = Rng::new(case);
+        let weights = rng.weights();
+        let cycle: i64 = weights.iter().sum();
+        (cycle > 0).then_some((case, rng, weights, cycle))
+    })
 }
