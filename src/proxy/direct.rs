@@ -25,7 +25,7 @@ use super::Proxy;
 use super::bridge::{self, BALANCER_HEADERS};
 use super::h1::{self, Chunked, Framing};
 use super::respond::{self, Body};
-use super::retry::{self, Failure, Path};
+use super::retry::{self, Failure};
 use super::server::{Peer, Phase, Routed, Served, run_function};
 use crate::snapshot::custom::Settings;
 use crate::snapshot::router::Route;
@@ -405,7 +405,7 @@ where
     let mut close = plan.close || last;
     let mut tried = Vec::new();
     let again = |failure, tried: &mut Vec<SocketAddr>| {
-        retry::decide(Path::Direct, failure, tried.len(), upstreams.max_tries()).retries(tried)
+        retry::decide(failure, tried.len(), upstreams.max_tries()).retries(tried)
     };
     let failed = loop {
         let Some((backend, in_flight)) = balancer.next(peer.client.ip(), None, &mut tried) else {

@@ -1,19 +1,10 @@
 //! Whether a request that a server target failed goes again: to another target, or on another connection. Both
-//! HTTP/1.1 paths (`direct.rs`, and `Upstreams::forward` on the general path) ask `decide`; HTTP/2 targets retry
-//! failed connects the same way.
+//! HTTP/1.1 paths (`direct.rs`, and `Upstreams::forward` on the general path) ask `decide`, and so decide alike;
+//! HTTP/2 targets retry failed connects the same way.
 //!
 //! A timeout is never retried (504): the target may still be working on the request.
 
 use std::net::SocketAddr;
-
-/// Which HTTP/1.1 path a request is on. They differ on a request that could not be written (`Failure::Unsent`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Path {
-    /// `direct.rs`: fnlb writes the request itself, from its own buffer.
-    Direct,
-    /// `Upstreams::forward`: hyper writes the request.
-    General,
-}
 
 /// How one try of a request at a target failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,19 +36,17 @@ pub(super) enum Decision {
 
 /// After `failure` at the `tries`-th target tried for a request (the failed one included), of at most `limit`:
 ///
-/// * a failed connect goes to the next target while fewer than `limit` were tried;
-/// * a request that could not be written goes again, not counted: on the direct path when the connection was a
-///   pooled one (the pool is finite, and a new connection is not given a second chance), on the general path over
-///   any connection while fewer than `limit` targets were tried;
-/// * a request written on a pooled connection that ended without a byte of an answer goes again, not counted, when
-///   it can be resent (a kept-alive connection the target closed as the request came);
+/// * nothing reached the target over a new connection (a failed connect, or a request that could not be written
+///   on a connection just made): the next target, while fewer than `limit` were tried;
+/// * a request that could not be written on a pooled connection (one the target closed while it was idle): again,
+///   not counted, on another connection (the pool is finite, and a new connection's failure counts);
+/// * a request written on a pooled connection that ended without a byte of an answer: again, not counted, when it
+///   can be resent (a kept-alive connection the target closed as the request came);
 /// * nothing else goes again.
-pub(super) fn decide(path: Path, failure: Failure, tries: usize, limit: usize) -> Decision {
+pub(super) fn decide(failure: Failure, tries: usize, limit: usize) -> Decision {
     match failure {
-        Failure::Connect if tries < limit => Decision::Next,
-        Failure::Unsent { pooled: true } if path == Path::Direct => Decision::Again,
-        Failure::Unsent { .. } if path == Path::General && tries < limit => Decision::Again,
-        Failure::Unanswered { pooled: true, resendable: true } => Decision::Again,
+        Failure::Connect | Failure::Unsent { pooled: false } if tries < limit => Decision::Next,
+        Failure::Unsent { pooled: true } | Failure::Unanswered { pooled: true, resendable: true } => Decision::Again,
         Failure::Connect | Failure::Unsent { .. } | Failure::Unanswered { .. } | Failure::Broken => Decision::GiveUp,
     }
 }

@@ -29,7 +29,7 @@ use rustls::pki_types::ServerName;
 
 use super::health::{Health, TargetState};
 use super::respond::{self, Body};
-use super::retry::{self, Failure, Path};
+use super::retry::{self, Failure};
 use super::upload::{Progress, Upload};
 use crate::snapshot::FastMap;
 use crate::snapshot::{RouteTarget, Snapshot};
@@ -446,7 +446,7 @@ impl Upstreams {
             };
             let (mut link, pooled) = match self.link(backend.addr, tls.clone(), rule.keepalive, waits.connect).await {
                 Ok(link) => link,
-                Err(e) if self.retry(backend, &e, Path::General, &mut tried) => continue,
+                Err(e) if self.retry(backend, &e, &mut tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             *served = Some(backend.addr);
@@ -464,7 +464,7 @@ impl Upstreams {
                     // Not sent (a kept-alive connection the server had closed): try again, on a new connection.
                     Some(unsent) => {
                         let failure = Failure::Unsent { pooled };
-                        let decision = retry::decide(Path::General, failure, tried.len(), self.settings.max_tries);
+                        let decision = retry::decide(failure, tried.len(), self.settings.max_tries);
                         if !decision.retries(&mut tried) {
                             return Forwarded::Unsent { request: unsent, tried: true };
                         }
@@ -525,7 +525,7 @@ impl Upstreams {
             };
             let mut sender = match self.h2_sender(backend.addr, tls.clone(), waits.connect).await {
                 Ok(sender) => sender,
-                Err(e) if self.retry(backend, &e, Path::General, &mut tried) => continue,
+                Err(e) if self.retry(backend, &e, &mut tried) => continue,
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             *served = Some(backend.addr);
@@ -635,10 +635,10 @@ impl Upstreams {
     }
 
     /// Whether a request whose target could not be connected to goes to another one (counted on the target).
-    fn retry(&self, backend: &Backend, error: &std::io::Error, path: Path, tried: &mut Vec<SocketAddr>) -> bool {
+    fn retry(&self, backend: &Backend, error: &std::io::Error, tried: &mut Vec<SocketAddr>) -> bool {
         tracing::debug!(target = %backend.addr, %error, "Cannot connect to a target; trying another.");
         backend.state.connect_errors.fetch_add(1, Ordering::Relaxed);
-        let retry = retry::decide(path, Failure::Connect, tried.len(), self.settings.max_tries).retries(tried);
+        let retry = retry::decide(Failure::Connect, tried.len(), self.settings.max_tries).retries(tried);
         if retry {
             backend.state.retries.fetch_add(1, Ordering::Relaxed);
         }
@@ -709,7 +709,7 @@ impl Upstreams {
         }
         match connect(backend.addr, connect_timeout).await {
             Ok(stream) => Ok(Some((stream, false))),
-            Err(error) if self.retry(backend, &error, Path::Direct, tried) => Ok(None),
+            Err(error) if self.retry(backend, &error, tried) => Ok(None),
             Err(_) => Err(()),
         }
     }

@@ -1,6 +1,5 @@
 use super::*;
 use Decision::{Again, GiveUp, Next};
-use Path::{Direct, General};
 
 const LIMIT: usize = 3;
 
@@ -15,62 +14,52 @@ const FAILURES: [Failure; 8] = [
     Failure::Broken,
 ];
 
-/// Every (path, failure) with what comes after it at the second target of three, and at the third.
+/// Every failure with what comes after it at the second target of three, and at the third: the same on both
+/// HTTP/1.1 paths.
 #[rustfmt::skip]
-const TABLE: [(Path, Failure, Decision, Decision); 16] = [
-    (Direct,  Failure::Connect,                                           Next,   GiveUp),
-    (Direct,  Failure::Unsent { pooled: false },                          GiveUp, GiveUp),
-    (Direct,  Failure::Unsent { pooled: true },                           Again,  Again),
-    (Direct,  Failure::Unanswered { pooled: false, resendable: false },   GiveUp, GiveUp),
-    (Direct,  Failure::Unanswered { pooled: false, resendable: true },    GiveUp, GiveUp),
-    (Direct,  Failure::Unanswered { pooled: true, resendable: false },    GiveUp, GiveUp),
-    (Direct,  Failure::Unanswered { pooled: true, resendable: true },     Again,  Again),
-    (Direct,  Failure::Broken,                                            GiveUp, GiveUp),
-    (General, Failure::Connect,                                           Next,   GiveUp),
-    (General, Failure::Unsent { pooled: false },                          Again,  GiveUp),
-    (General, Failure::Unsent { pooled: true },                           Again,  GiveUp),
-    (General, Failure::Unanswered { pooled: false, resendable: false },   GiveUp, GiveUp),
-    (General, Failure::Unanswered { pooled: false, resendable: true },    GiveUp, GiveUp),
-    (General, Failure::Unanswered { pooled: true, resendable: false },    GiveUp, GiveUp),
-    (General, Failure::Unanswered { pooled: true, resendable: true },     Again,  Again),
-    (General, Failure::Broken,                                            GiveUp, GiveUp),
+const TABLE: [(Failure, Decision, Decision); 8] = [
+    (Failure::Connect,                                           Next,   GiveUp),
+    (Failure::Unsent { pooled: false },                          Next,   GiveUp),
+    (Failure::Unsent { pooled: true },                           Again,  Again),
+    (Failure::Unanswered { pooled: false, resendable: false },   GiveUp, GiveUp),
+    (Failure::Unanswered { pooled: false, resendable: true },    GiveUp, GiveUp),
+    (Failure::Unanswered { pooled: true, resendable: false },    GiveUp, GiveUp),
+    (Failure::Unanswered { pooled: true, resendable: true },     Again,  Again),
+    (Failure::Broken,                                            GiveUp, GiveUp),
 ];
 
 #[test]
-fn every_failure_on_either_path_is_decided_as_the_table_says() {
-    for path in [Direct, General] {
-        for failure in FAILURES {
-            let rows: Vec<_> = TABLE.iter().filter(|(p, f, ..)| *p == path && *f == failure).collect();
-            assert_eq!(rows.len(), 1, "{path:?} {failure:?} has one row");
-            let (_, _, second, third) = *rows[0];
-            assert_eq!(decide(path, failure, 2, LIMIT), second, "{path:?} {failure:?} at the second target of three");
-            assert_eq!(decide(path, failure, 3, LIMIT), third, "{path:?} {failure:?} at the third target of three");
-        }
+fn every_failure_is_decided_as_the_table_says() {
+    for failure in FAILURES {
+        let rows: Vec<_> = TABLE.iter().filter(|(f, ..)| *f == failure).collect();
+        assert_eq!(rows.len(), 1, "{failure:?} has one row");
+        let (_, second, third) = *rows[0];
+        assert_eq!(decide(failure, 2, LIMIT), second, "{failure:?} at the second target of three");
+        assert_eq!(decide(failure, 3, LIMIT), third, "{failure:?} at the third target of three");
     }
 }
 
 #[test]
-fn a_try_counts_toward_the_limit_only_when_the_next_target_is_taken() {
-    for path in [Direct, General] {
-        for failure in FAILURES {
-            for limit in 0..=6 {
-                for tries in 1..=8 {
-                    let decision = decide(path, failure, tries, limit);
-                    let what = format!("{path:?} {failure:?} at try {tries} of {limit}");
-                    match decision {
-                        Next => assert!(failure == Failure::Connect && tries < limit, "{what}"),
-                        // Nothing was sent; or a kept-alive connection ended as the request came.
-                        Again => {
-                            assert!(matches!(failure, Failure::Unsent { .. } | Failure::Unanswered { .. }), "{what}")
-                        }
-                        GiveUp => {}
-                    }
-                    if failure == Failure::Connect {
-                        assert_eq!(decision == Next, tries < limit, "{what}");
-                    }
-                    if failure == Failure::Broken {
-                        assert_eq!(decision, GiveUp, "{what}");
-                    }
+fn a_try_counts_toward_the_limit_unless_a_pooled_connection_failed() {
+    for failure in FAILURES {
+        for limit in 0..=6 {
+            for tries in 1..=8 {
+                let decision = decide(failure, tries, limit);
+                let what = format!("{failure:?} at try {tries} of {limit}");
+                let fresh = matches!(failure, Failure::Connect | Failure::Unsent { pooled: false });
+                match decision {
+                    // Nothing reached the target over a new connection: bounded by the limit.
+                    Next => assert!(fresh && tries < limit, "{what}"),
+                    // Only a kept-alive connection goes again uncounted: the pool is finite, so this is bounded
+                    // too (a new connection's failure counts).
+                    Again => assert!(
+                        matches!(failure, Failure::Unsent { pooled: true } | Failure::Unanswered { pooled: true, .. }),
+                        "{what}"
+                    ),
+                    GiveUp => assert!(!fresh || tries >= limit, "{what}"),
+                }
+                if failure == Failure::Broken {
+                    assert_eq!(decision, GiveUp, "{what}");
                 }
             }
         }

@@ -460,10 +460,10 @@ fn past_the_limit_new_clients_are_not_kept_until_expired_ones_make_room() {
 
 /// The loop of both paths for a request whose every connect fails: the scheduler's next target, until the decision
 /// gives up or no target is left.
-fn targets_tried_when_no_connect_succeeds(balancer: &Balancer, path: retry::Path, limit: usize) -> Vec<SocketAddr> {
+fn targets_tried_when_no_connect_succeeds(balancer: &Balancer, limit: usize) -> Vec<SocketAddr> {
     let mut tried = Vec::new();
     while let Some((_, _in_flight)) = balancer.next(CLIENT, None, &mut tried) {
-        if !retry::decide(path, Failure::Connect, tried.len(), limit).retries(&mut tried) {
+        if !retry::decide(Failure::Connect, tried.len(), limit).retries(&mut tried) {
             break;
         }
     }
@@ -485,12 +485,10 @@ fn failed_connects_try_distinct_targets_up_to_the_limit_or_the_targets_taking_tr
         }
         let taking = balancer.targets.iter().filter(|t| t.weight > 0 && t.state.takes_traffic()).count();
         let limit = rng.within(1..=5) as usize;
-        for path in [retry::Path::Direct, retry::Path::General] {
-            let tried = targets_tried_when_no_connect_succeeds(&balancer, path, limit);
-            assert_eq!(tried.len(), taking.min(limit), "case {case}: weights {weights:?}, limit {limit}, {path:?}");
-            let distinct: std::collections::HashSet<_> = tried.iter().collect();
-            assert_eq!(distinct.len(), tried.len(), "case {case}: weights {weights:?}, {path:?}: {tried:?}");
-        }
+        let tried = targets_tried_when_no_connect_succeeds(&balancer, limit);
+        assert_eq!(tried.len(), taking.min(limit), "case {case}: weights {weights:?}, limit {limit}");
+        let distinct: std::collections::HashSet<_> = tried.iter().collect();
+        assert_eq!(distinct.len(), tried.len(), "case {case}: weights {weights:?}: {tried:?}");
         assert_eq!(balancer.active(), vec![0; weights.len()], "case {case}: no try is left in flight");
     }
 }
