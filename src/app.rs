@@ -76,7 +76,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         config.function_uid_base,
     )?;
     let engine = Arc::new(Engine::new(config.engine.clone(), runtimes, data_dir, store.clone()));
-    engine.runtimes.start_zygotes();
+    engine.start_zygotes();
     if let Store::Cluster(_) = &store {
         engine.join_cluster();
     }

@@ -34,8 +34,6 @@ pub struct Launch {
     pub init_timeout: Duration,
     /// The most raw stdout/stderr output (outside the runtime's own log frames) kept between two reads.
     pub stray_output_limit: usize,
-    /// The runtime can serve as a zygote (docs/function-protocol.md): Python.
-    pub forks: bool,
     /// The runtime speaks the SCF Runtime API over HTTP (custom runtimes), which fnlb translates.
     pub runtime_api: bool,
     /// Memory and process limits (cgroups), and open files.
@@ -51,7 +49,7 @@ pub struct Launch {
     pub network: Option<Arc<FunctionNetwork>>,
     /// The system-call filter's program: on the host, and as the instance sees it.
     pub seccomp_filter: (PathBuf, PathBuf),
-    /// The runtime's zygote, which forks instances when `forks`.
+    /// The runtime's zygote, which forks its instances (Python, where the host allows one).
     pub zygote: Option<Arc<super::runtimes::ZygoteSlot>>,
     /// Run the instance under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
     pub batch_scheduling: bool,
@@ -410,7 +408,7 @@ impl Instance {
 
 impl Zygote {
     /// Starts a runtime's zygote (Python): it loads the runtime, then forks instances on request. `launch` is the
-    /// runtime's own (`Runtimes::zygote_launch`): its code directory is the root of every package.
+    /// runtime's own (`Runtimes::prepare_zygote`): its code directory is the root of every package.
     pub async fn start(id: u64, launch: &Launch) -> Result<Arc<Zygote>, StartError> {
         let host_dir = launch.socket_dir.join(format!("zygote-{id}"));
         std::fs::create_dir_all(&host_dir).map_err(StartError::Spawn)?;

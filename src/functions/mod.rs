@@ -221,7 +221,7 @@ pub struct Invocation {
 
 pub struct Engine {
     settings: EngineSettings,
-    pub runtimes: Runtimes,
+    runtimes: Runtimes,
     code_root: PathBuf,
     store: Store,
     /// One pool per function version (`$LATEST` or a number).
@@ -244,6 +244,7 @@ pub struct Engine {
 // === impl Engine ===
 
 impl Engine {
+    /// The engine, its runtimes' zygotes prepared (`start_zygotes` starts them).
     pub fn new(settings: EngineSettings, mut runtimes: Runtimes, data_dir: &Path, store: Store) -> Engine {
         runtimes.prepare_zygote(&data_dir.join("code"), &settings);
         Engine {
@@ -260,6 +261,11 @@ impl Engine {
             spread: Mutex::new((0, 1)),
             stats: Mutex::default(),
         }
+    }
+
+    /// Starts the runtimes' zygotes now rather than at the first cold start.
+    pub fn start_zygotes(&self) {
+        self.runtimes.start_zygotes();
     }
 
     /// A function's per-minute counts (made on first use).
@@ -307,7 +313,7 @@ impl Engine {
         // Versions no longer provisioned may scale down to zero again.
         for (key, pool) in self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if !provisioned.contains_key(key) {
-                pool.provision(0, || 0);
+                pool.provision(0);
             }
         }
         for ((key, label), count) in provisioned {
@@ -316,7 +322,7 @@ impl Engine {
             let engine = self.clone();
             tokio::spawn(async move {
                 match engine.pool(&spec, &version).await {
-                    Ok(pool) => pool.provision(count, crate::ids::next_instance_id),
+                    Ok(pool) => pool.provision(count),
                     Err(e) => tracing::warn!(error = ?e, "A provisioned version cannot be prepared."),
                 }
             });
@@ -528,8 +534,7 @@ impl Engine {
                 Ok(pool) => pool,
                 Err(e) => return (Err(e), 0),
             };
-            let next_id = crate::ids::next_instance_id;
-            let ran = pool.invoke(event, &request_id, &mut log, limit, next_id, &stats).await;
+            let ran = pool.invoke(event, &request_id, &mut log, limit, &stats).await;
             if let Some(init) = ran.cold_start {
                 tracing::debug!(init_ms = init.as_millis() as u64, "Started a new instance.");
                 stats.cold_start(init.as_secs_f64());

@@ -219,7 +219,6 @@ impl Pool {
         request_id: &str,
         log: &mut String,
         limit: Option<Duration>,
-        next_id: impl Fn() -> u64,
         stats: &crate::stats::FunctionStats,
     ) -> Ran {
         let fail = |result: FunctionError| Ran { result: Err(result), mem_bytes: 0, cold_start: None };
@@ -227,7 +226,7 @@ impl Pool {
             Ok(permits) => permits,
             Err(e) => return fail(e),
         };
-        let (mut instance, cold_start) = match self.instance(&next_id).await {
+        let (mut instance, cold_start) = match self.instance().await {
             Ok(pair) => pair,
             Err(e) => return fail(start_error(e, log, self.settings.max_log_bytes)),
         };
@@ -319,7 +318,7 @@ impl Pool {
     /// * at most `max_starting_per_function` instances start at once (Tencent limits a function's scale-out rate
     ///   too); a caller waiting for its turn still takes a released instance if one comes first, and looks again
     ///   whether to wait when its turn comes (others may have started enough meanwhile).
-    async fn instance(&self, next_id: &impl Fn() -> u64) -> Result<(Instance, Option<Duration>), StartError> {
+    async fn instance(&self) -> Result<(Instance, Option<Duration>), StartError> {
         let mut ticket = match self.take_idle_or_queue() {
             Ok(instance) => return Ok((instance, None)),
             Err(ticket) => ticket,
@@ -344,7 +343,7 @@ impl Pool {
                         if let Some(instance) = ticket.leave() {
                             return Ok((instance, None));
                         }
-                        let instance = self.start_instance(next_id).await?;
+                        let instance = self.start_instance().await?;
                         self.start_time.record(instance.init_duration);
                         let init = instance.init_duration;
                         return Ok((instance, Some(init)));
@@ -379,14 +378,15 @@ impl Pool {
 
     /// Starts a new instance: forked from its runtime's zygote when the runtime allows (the zygote is started again
     /// if it died), otherwise as a process of its own.
-    async fn start_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
-        let mut instance = self.launch_instance(next_id).await?;
+    async fn start_instance(&self) -> Result<Instance, StartError> {
+        let mut instance = self.launch_instance().await?;
         instance.tally = Some(Tally::new(&self.instances));
         Ok(instance)
     }
 
-    async fn launch_instance(&self, next_id: &impl Fn() -> u64) -> Result<Instance, StartError> {
-        if let Some(zygotes) = self.launch.zygote.as_ref().filter(|_| self.launch.forks) {
+    async fn launch_instance(&self) -> Result<Instance, StartError> {
+        let next_id = crate::ids::next_instance_id;
+        if let Some(zygotes) = &self.launch.zygote {
             // A zygote that died since it was last used is replaced, once, before the instance is started directly.
             for _ in 0..2 {
                 let zygote = match zygotes.running().await {
@@ -512,7 +512,7 @@ impl Pool {
     }
 
     /// Keeps at least `count` instances warm (provisioned concurrency): starts the missing ones in the background.
-    pub fn provision(self: &Arc<Self>, count: usize, next_id: impl Fn() -> u64 + Send + Sync + 'static) {
+    pub fn provision(self: &Arc<Self>, count: usize) {
         self.min_warm.store(count, Ordering::Relaxed);
         self.wake.notify_one();
         // One provisioning task at a time: it works towards whatever `min_warm` says when it looks.
@@ -525,7 +525,7 @@ impl Pool {
             // Counted busy or idle: an instance handed to a caller as soon as it is ready still counts.
             let missing = || pool.instances() < pool.min_warm.load(Ordering::Relaxed);
             while !pool.is_retired() && missing() {
-                match pool.start_instance(&next_id).await {
+                match pool.start_instance().await {
                     Ok(instance) => pool.put_idle(instance),
                     Err(e) => {
                         tracing::warn!(error = ?e, "A provisioned instance could not start.");

@@ -69,7 +69,7 @@ pub struct Runtimes {
     pub sandbox: Sandbox,
     pub limits: Arc<Cgroups>,
     /// The functions' network namespace, where the host allows one.
-    pub network: Option<Arc<FunctionNetwork>>,
+    network: Option<Arc<FunctionNetwork>>,
     /// The users functions run as (with a sandbox, when fnlb is root).
     uids: std::sync::Mutex<Uids>,
     /// The system-call filter's program (`seccomp.rs`), on the host, under `bootstrap_dir`.
@@ -177,36 +177,24 @@ impl Runtimes {
     /// `code_root` is its to hand to its children. A forked instance gets a `/tmp` and a user of its own only from a
     /// zygote that may give them (fnlb as root): in a sandbox without it, each instance is a sandbox of its own.
     pub fn prepare_zygote(&mut self, code_root: &Path, settings: &EngineSettings) {
-        // The zygote's sandbox binds it: it must be there before the first package is.
-        if let Err(e) = std::fs::create_dir_all(code_root) {
-            tracing::warn!(error = %e, dir = %code_root.display(), "Cannot make the code directory: no zygote.");
-            return;
-        }
         let privileged = self.sandbox.drops_user();
         let (Some(python), true) = (&self.python, settings.zygote && (!self.sandbox.is_isolated() || privileged))
         else {
             return;
         };
+        // The zygote's sandbox binds it: it must be there before the first package is.
+        if let Err(e) = std::fs::create_dir_all(code_root) {
+            tracing::warn!(error = %e, dir = %code_root.display(), "Cannot make the code directory: no zygote.");
+            return;
+        }
         let isolated = self.sandbox.is_isolated();
         let runtime_root = if isolated { PathBuf::from(sandbox::RUNTIME_ROOT) } else { self.bootstrap_dir.clone() };
-        let mut env: Vec<(String, String)> =
-            [("PATH", INSTANCE_PATH), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8"), ("PYTHONDONTWRITEBYTECODE", "x")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        if isolated {
-            env.extend([
-                ("HOME".to_string(), sandbox::SCRATCH.to_string()),
-                ("TMPDIR".to_string(), sandbox::SCRATCH.to_string()),
-            ]);
-        }
+        let mut env = pairs(&RUNTIME_ENV);
+        env.extend(pairs(&PYTHON_ENV));
+        env.extend(scratch_env(isolated));
         let launch = Launch {
             program: python.clone(),
-            args: vec![
-                "-I".to_string(),
-                "-B".to_string(),
-                runtime_root.join("python/bootstrap.py").display().to_string(),
-            ],
+            args: python_args(&runtime_root),
             sandbox: self.sandbox.clone(),
             code_dir: code_root.to_path_buf(),
             runtime_dir: self.bootstrap_dir.clone(),
@@ -214,7 +202,6 @@ impl Runtimes {
             env,
             init_timeout: ZYGOTE_INIT_TIMEOUT,
             stray_output_limit: settings.max_log_bytes,
-            forks: true,
             runtime_api: false,
             limits: self.limits.clone(),
             memory_mb: super::instance::ZYGOTE_MEMORY_MB,
@@ -285,12 +272,9 @@ impl Runtimes {
         let family = Family::of(&function.runtime).expect("checked above");
         let (program, args) = match family {
             Family::Python => {
-                env.extend([
-                    ("PYTHONPATH".to_string(), format!("{code_root}:/opt")),
-                    ("PYTHONDONTWRITEBYTECODE".to_string(), "x".to_string()),
-                ]);
-                let bootstrap = runtime_root.join("python/bootstrap.py").display().to_string();
-                (self.python.clone().expect("checked above"), vec!["-I".to_string(), "-B".to_string(), bootstrap])
+                env.push(("PYTHONPATH".to_string(), format!("{code_root}:/opt")));
+                env.extend(pairs(&PYTHON_ENV));
+                (self.python.clone().expect("checked above"), python_args(&runtime_root))
             }
             Family::Custom => (PathBuf::from(&code_root).join("bootstrap"), Vec::new()),
             Family::Node => {
@@ -302,12 +286,7 @@ impl Runtimes {
                 (self.node.clone().expect("checked above"), vec![bootstrap])
             }
         };
-        if isolated {
-            env.extend([
-                ("HOME".to_string(), sandbox::SCRATCH.to_string()),
-                ("TMPDIR".to_string(), sandbox::SCRATCH.to_string()),
-            ]);
-        }
+        env.extend(scratch_env(isolated));
         env.extend(version.config.environment.iter().cloned());
         let uid = self.sandbox.drops_user().then(|| {
             let key = &function.key;
@@ -325,7 +304,6 @@ impl Runtimes {
             env,
             init_timeout: Duration::from_secs(u64::from(version.config.init_timeout_s)),
             stray_output_limit: settings.max_log_bytes,
-            forks: family == Family::Python && self.python_zygote.is_some(),
             runtime_api: family == Family::Custom,
             limits: self.limits.clone(),
             memory_mb: version.config.memory_mb,
@@ -379,13 +357,30 @@ impl ZygoteSlot {
     }
 }
 
+/// What every process of a runtime gets, a zygote included.
+const RUNTIME_ENV: [(&str, &str); 3] = [("PATH", INSTANCE_PATH), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8")];
+/// What the Python runtime gets besides.
+const PYTHON_ENV: [(&str, &str); 1] = [("PYTHONDONTWRITEBYTECODE", "x")];
+
+/// The Python interpreter's arguments: isolated mode, no bytecode written, the bootstrap.
+fn python_args(runtime_root: &Path) -> Vec<String> {
+    vec!["-I".to_string(), "-B".to_string(), runtime_root.join("python/bootstrap.py").display().to_string()]
+}
+
+fn pairs(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// In a sandbox, `HOME` and `TMPDIR` are the instance's `/tmp`.
+fn scratch_env(isolated: bool) -> Vec<(String, String)> {
+    if isolated { pairs(&[("HOME", sandbox::SCRATCH), ("TMPDIR", sandbox::SCRATCH)]) } else { Vec::new() }
+}
+
 /// The SCF variables every instance gets (contract 2.4).
 fn base_env(spec: &FunctionSpec, version: &str) -> Vec<(String, String)> {
     let f = &spec.function;
-    [
-        ("PATH", INSTANCE_PATH),
-        ("LANG", "C.UTF-8"),
-        ("LC_ALL", "C.UTF-8"),
+    let mut env = pairs(&RUNTIME_ENV);
+    env.extend(pairs(&[
         ("TENCENTCLOUD_RUNENV", "SCF"),
         ("TENCENTCLOUD_TZ", "UTC"),
         ("SCF_RUNTIME", &f.runtime),
@@ -395,10 +390,8 @@ fn base_env(spec: &FunctionSpec, version: &str) -> Vec<(String, String)> {
         ("TENCENTCLOUD_REGION", &f.key.scope.region),
         ("TENCENTCLOUD_APPID", &spec.app_id),
         ("TENCENTCLOUD_UIN", &f.key.scope.uin),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ]));
+    env
 }
 
 /// The context members every invocation of this function shares (all but `request_id`), as JSON members.
