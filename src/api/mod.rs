@@ -524,17 +524,7 @@ impl Api {
         let timestamp: i64 = header_str(headers, "x-tc-timestamp").and_then(|t| t.parse().ok()).ok_or_else(|| {
             ApiError::new("AuthFailure.InvalidAuthorization", "The X-TC-Timestamp header is missing or not a number.")
         })?;
-        let now = crate::clock::now_ms() / 1000;
-        if now.abs_diff(timestamp) > tc3::MAX_SKEW_SECONDS.unsigned_abs() {
-            return Err(auth_error(AuthError::SignatureExpire));
-        }
-        if let Some(wait) = self.backoff.wait(client, Some(auth.secret_id)) {
-            return Err(too_many_failures(wait));
-        }
-        let account = self.account_of(auth.secret_id)?;
-        if header_str(headers, "x-tc-token").is_some_and(|t| !t.is_empty()) {
-            return Err(token_refused());
-        }
+        let account = self.signer(client, auth.secret_id, timestamp, header_str(headers, "x-tc-token"))?;
         if !auth.signed_headers.contains(&"content-type") || !auth.signed_headers.contains(&"host") {
             return Err(ApiError::new(
                 "AuthFailure.InvalidAuthorization",
@@ -644,17 +634,7 @@ impl Api {
         let timestamp: i64 = timestamp.parse().map_err(|_| {
             ApiError::new("InvalidParameter", "The parameter `Timestamp` is not valid: Unix seconds are expected.")
         })?;
-        let now = crate::clock::now_ms() / 1000;
-        if now.abs_diff(timestamp) > tc3::MAX_SKEW_SECONDS.unsigned_abs() {
-            return Err(auth_error(tc3::AuthError::SignatureExpire));
-        }
-        if let Some(wait) = self.backoff.wait(client, Some(secret_id)) {
-            return Err(too_many_failures(wait));
-        }
-        let account = self.account_of(secret_id)?;
-        if common.get("Token").is_some_and(|t| !t.is_empty()) {
-            return Err(token_refused());
-        }
+        let account = self.signer(client, secret_id, timestamp, common.get("Token").copied())?;
         let algorithm = v1::Algorithm::of(common.get("SignatureMethod").copied());
         let hosts = tc3::host_forms(request_host(parts), local_port);
         let method = parts.method.as_str();
@@ -672,6 +652,30 @@ impl Api {
             account,
             params: Params::Flat(pairs),
         })
+    }
+
+    /// What every signed request is checked for before its signature, in either form: a timestamp within the
+    /// window, an address and SecretId not waiting out failed guesses, a known SecretId, no temporary token. The
+    /// signer's account.
+    fn signer(
+        &self,
+        client: std::net::IpAddr,
+        secret_id: &str,
+        timestamp: i64,
+        token: Option<&str>,
+    ) -> Result<Account, ApiError> {
+        let now = crate::clock::now_ms() / 1000;
+        if now.abs_diff(timestamp) > tc3::MAX_SKEW_SECONDS.unsigned_abs() {
+            return Err(auth_error(tc3::AuthError::SignatureExpire));
+        }
+        if let Some(wait) = self.backoff.wait(client, Some(secret_id)) {
+            return Err(too_many_failures(wait));
+        }
+        let account = self.account_of(secret_id)?;
+        if token.is_some_and(|t| !t.is_empty()) {
+            return Err(token_refused());
+        }
+        Ok(account)
     }
 
     /// The enabled account a SecretId belongs to.
