@@ -90,12 +90,7 @@ async fn bodies_over_the_limit_are_413_and_connections_are_limited() {
     let listener =
         app.clb("CreateListener", json!({"LoadBalancerId": lb, "Ports": [port], "Protocol": "HTTP"})).await.unwrap();
     let listener = listener["ListenerIds"][0].as_str().unwrap().to_string();
-    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener,
-        "Rules": [{"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]});
-    let location = app.clb("CreateRule", rule).await.unwrap()["LocationIds"][0].as_str().unwrap().to_string();
-    let targets = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
-        "Targets": [{"EniIp": "127.0.0.1", "Port": backend.addr.port()}]});
-    app.clb("RegisterTargets", targets).await.unwrap();
+    serve_from(&app, &lb, &listener, backend.addr.port()).await;
     let base = format!("http://{vip}:{port}");
 
     let small = request("POST", &format!("{base}/"), &[], Bytes::from(vec![b'x'; 1000])).await;
@@ -248,12 +243,7 @@ async fn connections_past_the_cap_of_one_client_address_are_closed() {
     let app = TestApp::start_in(&temp.path().join("data"), &["--max-connections-per-client", "5"]);
     let backend = crate::servers::Backend::start("capped").await;
     let (lb, listener, vip, port) = crate::harness::listener(&app, "HTTP", json!({})).await;
-    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener,
-        "Rules": [{"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]});
-    let location = app.clb("CreateRule", rule).await.unwrap()["LocationIds"][0].as_str().unwrap().to_string();
-    let targets = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
-        "Targets": [{"EniIp": "127.0.0.1", "Port": backend.addr.port()}]});
-    app.clb("RegisterTargets", targets).await.unwrap();
+    serve_from(&app, &lb, &listener, backend.addr.port()).await;
     let addr = format!("{vip}:{port}");
 
     // Five connections from 127.0.0.1 are held open and served.
@@ -286,4 +276,14 @@ async fn connections_past_the_cap_of_one_client_address_are_closed() {
         (status(&answer) == "200").then_some(())
     })
     .await;
+}
+
+/// A rule on `/` of `fnlb.test` whose one target is the server on `port` (health checks off).
+async fn serve_from(app: &TestApp, lb: &str, listener: &str, port: u16) {
+    let rule = json!({"LoadBalancerId": lb, "ListenerId": listener,
+        "Rules": [{"Domain": "fnlb.test", "Url": "/", "HealthCheck": {"HealthSwitch": 0}}]});
+    let location = app.clb("CreateRule", rule).await.unwrap()["LocationIds"][0].as_str().unwrap().to_string();
+    let targets = json!({"LoadBalancerId": lb, "ListenerId": listener, "LocationId": location,
+        "Targets": [{"EniIp": "127.0.0.1", "Port": port}]});
+    app.clb("RegisterTargets", targets).await.unwrap();
 }
