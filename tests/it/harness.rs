@@ -571,3 +571,18 @@ pub fn zygote_processes(fnlb: u32) -> (Vec<u32>, Vec<u32>) {
     }
     (zygotes, spares)
 }
+
+/// The cgroup directory of a process for a controller (`memory`, `cpu`): v1's hierarchy of that controller, or the
+/// unified one.
+pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        if controllers.split(',').any(|c| c == controller) {
+            return Path::new("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/'));
+        }
+    }
+    let unified = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup");
+    Path::new("/sys/fs/cgroup").join(unified.trim_start_matches('/'))
+}

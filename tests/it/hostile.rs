@@ -3,12 +3,12 @@
 //! their memory. (These need fnlb to run as root, as CI does; elsewhere they say so and pass.)
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, eventually, instance_processes, probe};
+use crate::harness::{TestApp, cgroup_dir, eventually, instance_processes, probe};
 
 fn is_root() -> bool {
     let root = rustix::process::geteuid().is_root();
@@ -109,21 +109,6 @@ async fn instances_cannot_trace_or_make_namespaces_and_each_function_has_its_use
         }
         assert_ne!(uids[0], uids[1], "two functions run as two users (zygote {zygote})");
     }
-}
-
-/// The cgroup directory of a process for a controller (`memory`, `cpu`): v1's hierarchy of that controller, or the
-/// unified one.
-fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-        if controllers.split(',').any(|c| c == controller) {
-            return Path::new("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/'));
-        }
-    }
-    let unified = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup");
-    Path::new("/sys/fs/cgroup").join(unified.trim_start_matches('/'))
 }
 
 /// The host's pid of the instance of `function` that saw itself as `inner` (its sandbox's PID namespace).

@@ -94,11 +94,8 @@ async fn a_stopping_fnlb_removes_its_cgroups() {
     assert_eq!(get(&format!("{base}/")).await.status, 200);
     // Where the instance runs: …/fnlb-<pid>/instance-<id>.
     let process = function_processes("grouped").into_iter().next().expect("the instance runs");
-    let groups = std::fs::read_to_string(process.join("cgroup")).unwrap();
-    let line = groups.lines().find(|l| l.contains(":memory:") || l.starts_with("0::")).unwrap();
-    let path = line.rsplit(':').next().unwrap();
-    let controller = if line.contains(":memory:") { "memory" } else { "" };
-    let instance = std::path::Path::new("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/'));
+    let pid: u32 = process.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let instance = crate::harness::cgroup_dir(pid, "memory");
     let own = instance.parent().unwrap().to_path_buf();
     assert!(own.file_name().unwrap().to_string_lossy().starts_with("fnlb-"), "{own:?}");
     assert!(own.exists());
