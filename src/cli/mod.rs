@@ -193,6 +193,10 @@ pub struct ServeArgs {
     /// from that address are closed at once.
     #[arg(long, env = "FNLB_MAX_CONNECTIONS_PER_CLIENT", default_value_t = crate::proxy::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
     pub max_connections_per_client: usize,
+    /// Serve plain HTTP/1.1 exchanges on the direct path, written for them (false: every request on the general
+    /// path; the answers are the same).
+    #[arg(long, env = "FNLB_DIRECT_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub direct_path: bool,
     /// The largest request body, in bytes, forwarded to server targets (CLB's `client_max_body_size`).
     #[arg(long, env = "FNLB_MAX_BODY_SIZE", default_value_t = crate::proxy::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_size: u64,
@@ -299,6 +303,7 @@ impl ServeArgs {
         config.proxy.max_connections_per_listener = self.max_connections.max(1);
         config.proxy.max_connections_per_client = self.max_connections_per_client;
         config.proxy.max_body_bytes = self.max_body_size;
+        config.proxy.direct_path = self.direct_path;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
         if let Some(eager) = self.eager_instances_per_function {

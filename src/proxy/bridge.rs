@@ -1,6 +1,7 @@
 //! The CLB trigger's two conversions: an HTTP request into the function's event (contract 0.1), and the
 //! function's integration response into an HTTP response (contract 0.2).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -122,12 +123,10 @@ pub fn balancer_headers(
     scheme: &'static str,
     start_ms: i64,
 ) -> [HeaderValue; 6] {
-    let forwarded_for = match headers.get("x-forwarded-for") {
-        Some(prior) if !prior.is_empty() => {
-            let joined = [prior.as_bytes(), b", ", client_ip.as_bytes()].concat();
-            HeaderValue::from_maybe_shared(Bytes::from(joined)).unwrap_or_else(|_| client_ip.clone())
-        }
-        _ => client_ip.clone(),
+    let prior = headers.get("x-forwarded-for").map(HeaderValue::as_bytes);
+    let forwarded_for = match super::policy::forwarded_for(prior, client_ip.as_bytes()) {
+        Cow::Owned(joined) => HeaderValue::from_maybe_shared(Bytes::from(joined)).unwrap_or_else(|_| client_ip.clone()),
+        Cow::Borrowed(_) => client_ip.clone(),
     };
     [
         stgw_time(start_ms),

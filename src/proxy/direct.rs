@@ -24,11 +24,11 @@ use tokio::sync::watch;
 use super::Proxy;
 use super::bridge::{self, BALANCER_HEADERS};
 use super::h1::{self, Chunked, Framing};
+use super::policy::{self, Account, Action, Decoration};
 use super::respond::{self, Body};
 use super::retry::{self, Failure};
-use super::server::{Peer, Phase, Routed, Served, run_function};
+use super::server::{Peer, Phase, Routed, run_function};
 use crate::snapshot::custom::Settings;
-use crate::snapshot::router::Route;
 use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
 
 /// Header fields the direct path reads on its stack; a request with more goes to the general path, which keeps
@@ -69,7 +69,7 @@ where
         // Bytes before `unread` were looked at: a head ends only with a line, so it is parsed again only when a
         // line ended since (slowly sent heads cost linear time, not quadratic).
         let mut unread = 0;
-        let plan = loop {
+        let mut plan = loop {
             let parsed = if request[unread..].contains(&b'\n') {
                 plan(proxy, peer, &request, &mut out)
             } else {
@@ -100,6 +100,8 @@ where
         };
         let busy = keepalive.begin();
         let target = &plan.routes.rules[plan.rule];
+        // Counted and logged once, however the exchange ends.
+        let mut account = Account::new(proxy, peer, &plan.routes, Some(target), plan.started, plan.logged.take());
         let settings = &proxy.settings;
         keepalive.limit(
             target.custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
@@ -110,45 +112,41 @@ where
             request.reserve(plan.length - request.len());
             match tokio::time::timeout(body_wait, io.read_buf(&mut request)).await {
                 Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Left::Closed,
+                Ok(_) => {
+                    // A body cut short, as the general path answers it (to no one).
+                    account.answered(respond::bad_request().status().as_u16(), None);
+                    return Left::Closed;
+                }
                 Err(_) => {
                     let timed_out = respond::request_timeout();
-                    let _ = answer_own(&mut io, &mut out, timed_out, &target.custom, true, plan.head_request).await;
+                    let answering = Answering { head_request: plan.head_request, custom: &target.custom, close: true };
+                    let _ = answer_own(&mut io, &mut out, timed_out, &answering, &mut account).await;
                     return Left::Closed;
                 }
             }
         }
         // Draining: this is the connection's last exchange.
         let last = *phase.borrow() != Phase::Serving;
-        let exchanged = match &plan.function {
+        let closing = match &plan.function {
             None => {
                 out.extend_from_slice(&request[plan.head..plan.length]);
                 tokio::select! {
-                    exchanged = exchange(proxy, peer, &plan, last, &mut io, &mut out, &mut answer) => exchanged,
+                    closing = exchange(proxy, peer, &plan, last, &mut io, &mut out, &mut answer, &mut account) => closing,
                     _ = &mut cut => return Left::Closed,
                 }
             }
             Some(_) => {
                 tokio::select! {
-                    ended = run(proxy, peer, &plan, &request, last, &mut io, &mut out) => ended,
+                    closing = run(proxy, peer, &plan, &request, last, &mut io, &mut out, &mut account) => closing,
                     _ = &mut cut => return Left::Closed,
                 }
             }
         };
         request.advance(plan.length);
         drop(busy);
-        let Some(ended) = exchanged else { return Left::Closed };
-        let seconds = plan.started.elapsed().as_secs_f64();
-        target.stats.record(ended.status, seconds, ended.length);
-        if let Some(log) = &proxy.access_log {
-            let function = plan.function.as_ref().and(target.function.as_ref());
-            let served = Served { server: ended.server, function, request_id: ended.request_id };
-            let (method, path, host) = plan.logged.as_ref().map_or(("", "", ""), |(m, p, h)| (m, p, h));
-            let entry =
-                super::server::Logged { host, method, path, status: ended.status, length: ended.length, seconds };
-            super::server::log_access(log, peer, &plan.routes, Some(target), &entry, &served);
-        }
-        if ended.close {
+        drop(account);
+        let Some(close) = closing else { return Left::Closed };
+        if close {
             let _ = io.shutdown().await;
             return Left::Closed;
         }
@@ -170,8 +168,11 @@ struct Plan {
     head: usize,
     length: usize,
     head_request: bool,
-    /// The method allows the request to be sent again when a kept-alive connection turns out closed.
-    idempotent: bool,
+    /// The client takes trailer fields (`TE: trailers`); without it a chunked answer's trailers are left out, as
+    /// the general path (hyper) does.
+    trailers: bool,
+    /// The request may be sent again when a kept-alive connection turns out closed (`retry::resendable`).
+    resendable: bool,
     /// The client asked for the connection to close.
     close: bool,
     /// Method, path and host, when there is an access log.
@@ -220,6 +221,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     let mut host = None;
     let mut length = None;
     let mut forwarded_for = None;
+    let mut trailers = false;
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
@@ -237,6 +239,8 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
             }
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             forwarded_for = forwarded_for.or(Some(header.value));
+        } else if name.eq_ignore_ascii_case("te") {
+            trailers |= header.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
         } else if ["transfer-encoding", "expect", "upgrade"].iter().any(|n| name.eq_ignore_ascii_case(n))
             || (name.eq_ignore_ascii_case("cookie") && contains(header.value, b"fnlb_console="))
         {
@@ -247,7 +251,10 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     let snapshot = proxy.snapshots.current();
     let Some(routes) = snapshot.http_listeners.get(&peer.addr).cloned() else { return Parsed::Other };
     let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let Route::Rule(rule) = routes.router.route(host, path) else { return Parsed::Other };
+    let decision = policy::route(&routes, host, target);
+    let (Some(rule), Action::Servers | Action::Function(_)) = (decision.rule, decision.action) else {
+        return Parsed::Other;
+    };
     let rule_target = &routes.rules[rule];
     let Some(servers) = direct_rule(rule_target) else { return Parsed::Other };
     let body = length.unwrap_or(0);
@@ -274,7 +281,8 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
             head: head_length,
             length,
             head_request,
-            idempotent: false,
+            trailers,
+            resendable: false,
             close,
             logged,
             started,
@@ -290,14 +298,9 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for header in headers {
-        let name = header.name;
-        if h1::is_hop_by_hop(name)
-            || BALANCER_HEADERS.iter().any(|(balancer, _)| name.eq_ignore_ascii_case(balancer.as_str()))
-            || h1::connection_lists(headers, name)
-        {
-            continue;
+        if policy::forwards(header.name, h1::connection_lists(headers, header.name)) {
+            h1::push_header(out, header.name.as_bytes(), header.value);
         }
-        h1::push_header(out, name.as_bytes(), header.value);
     }
     let scheme: &[u8] = if peer.tls { b"https" } else { b"http" };
     let client_ip = peer.client_ip.as_bytes();
@@ -311,10 +314,7 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         h1::push_header(out, name.as_bytes(), value);
     }
     let (_, forwarded_name) = &BALANCER_HEADERS[5];
-    match forwarded_for.filter(|prior| !prior.is_empty()) {
-        Some(prior) => h1::push_header(out, forwarded_name.as_bytes(), &[prior, b", ", client_ip].concat()),
-        None => h1::push_header(out, forwarded_name.as_bytes(), client_ip),
-    }
+    h1::push_header(out, forwarded_name.as_bytes(), &policy::forwarded_for(forwarded_for, client_ip));
     if !rule_target.keepalive {
         out.extend_from_slice(b"Connection: close\r\n");
     }
@@ -325,7 +325,8 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
         head: head_length,
         length,
         head_request,
-        idempotent: retry::idempotent(method),
+        trailers,
+        resendable: retry::resendable(method, body == 0),
         close,
         logged,
         started,
@@ -372,20 +373,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// What an exchange came to, for the counts and the access log.
-pub struct Ended {
-    pub status: u16,
-    /// The body's length, when it was known before it was sent.
-    pub length: Option<u64>,
-    pub server: Option<SocketAddr>,
-    /// A function's invocation.
-    pub request_id: std::sync::OnceLock<String>,
-    /// The client connection ends here.
-    pub close: bool,
-}
-
-/// Sends the request in `out` to one of the rule's servers and its answer to the client. `None`: the client
-/// connection broke, or the answer could not be completed (its head already sent), and the connection ends.
+/// Sends the request in `out` to one of the rule's servers and its answer to the client; whether the client
+/// connection ends after it. `None`: the client connection broke, or the answer could not be completed (its head
+/// already sent), and the connection ends.
+#[allow(clippy::too_many_arguments)]
 async fn exchange<I>(
     proxy: &Proxy,
     peer: &Peer,
@@ -394,7 +385,8 @@ async fn exchange<I>(
     io: &mut I,
     out: &mut Vec<u8>,
     answer: &mut BytesMut,
-) -> Option<Ended>
+    account: &mut Account<'_>,
+) -> Option<bool>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -435,7 +427,7 @@ where
             Err(HeadError::TimedOut) => break respond::gateway_timeout(),
             Err(error) => {
                 let failure = match error {
-                    HeadError::Closed => Failure::Unanswered { pooled, resendable: plan.idempotent },
+                    HeadError::Closed => Failure::Unanswered { pooled, resendable: plan.resendable },
                     HeadError::Bad | HeadError::TimedOut => Failure::Broken,
                 };
                 if again(failure, &mut tried) {
@@ -452,7 +444,9 @@ where
             Framing::Length(n) => Some(n),
             Framing::Chunked | Framing::UntilClose => None,
         };
-        let relayed = relay(framing, &mut stream, answer, io, out, waits.read).await;
+        account.server(Some(addr));
+        account.answered(status, length);
+        let relayed = relay(framing, plan.trailers, &mut stream, answer, io, out, waits.read).await;
         drop(in_flight);
         match relayed {
             Ok(()) if target.keepalive && reusable && framing != Framing::UntilClose && answer.is_empty() => {
@@ -461,39 +455,41 @@ where
             Ok(()) => {}
             Err(_) => return None,
         }
-        return Some(Ended { status, length, server: Some(addr), close, request_id: Default::default() });
+        return Some(close);
     };
-    let status = failed.status().as_u16();
-    let length = hyper::body::Body::size_hint(failed.body()).exact();
-    answer_own(io, out, failed, &target.custom, close, plan.head_request).await.ok()?;
-    let server = tried.last().copied();
-    Some(Ended { status, length, server, close, request_id: Default::default() })
+    account.server(tried.last().copied());
+    let answering = Answering { head_request: plan.head_request, custom: &target.custom, close };
+    answer_own(io, out, failed, &answering, account).await.ok()?;
+    Some(close)
 }
 
-/// Runs the rule's function for a request (whole, at the start of `request`), and writes its answer.
-async fn run<I>(
+/// Runs the rule's function for a request (whole, at the start of `request`), and writes its answer; whether the
+/// client connection ends after it.
+#[allow(clippy::too_many_arguments)]
+async fn run<'a, I>(
     proxy: &Proxy,
     peer: &Peer,
-    plan: &Plan,
+    plan: &'a Plan,
     request: &[u8],
     last: bool,
     io: &mut I,
     out: &mut Vec<u8>,
-) -> Option<Ended>
+    account: &mut Account<'a>,
+) -> Option<bool>
 where
     I: AsyncWrite + Unpin,
 {
     let target = &plan.routes.rules[plan.rule];
     let (key, function) = (target.function.as_ref()?, plan.function.as_ref()?);
     let body = &request[plan.head..plan.length];
-    let request_id = crate::ids::request_id();
+    account.served.function = Some(key);
+    let request_id = account.served.request_id.get_or_init(crate::ids::request_id).as_str();
     let routed = Routed { routes: &plan.routes, target, peer, host: &function.host, start_ms: plan.start_ms };
-    let answer = run_function(proxy, &plan.snapshot, &routed, key, &function.parts, body, &request_id).await;
-    let status = answer.status().as_u16();
-    let length = hyper::body::Body::size_hint(answer.body()).exact();
+    let answer = run_function(proxy, &plan.snapshot, &routed, key, &function.parts, body, request_id).await;
     let close = plan.close || last || peer.keepalive.closing();
-    answer_own(io, out, answer, &target.custom, close, plan.head_request).await.ok()?;
-    Some(Ended { status, length, server: None, close, request_id: request_id.into() })
+    let answering = Answering { head_request: plan.head_request, custom: &target.custom, close };
+    answer_own(io, out, answer, &answering, account).await.ok()?;
+    Some(close)
 }
 
 /// What the answer's head for the client depends on besides the server's head.
@@ -585,12 +581,11 @@ fn write_answer_head(
     let (mut date, mut server) = (false, false);
     for header in response.headers.iter() {
         let name = header.name;
-        let framed = framing != Framing::Empty && name.eq_ignore_ascii_case("content-length");
-        if framed
-            || h1::is_hop_by_hop(name)
-            || h1::connection_lists(response.headers, name)
-            || custom.more_set_headers.iter().any(|(set, _)| name.eq_ignore_ascii_case(set.as_str()))
-        {
+        // The framing is the encoder's: the server's length when the body passes through otherwise, and `Trailer`
+        // only over the chunked coding (as hyper writes it).
+        let framed = (framing != Framing::Empty && name.eq_ignore_ascii_case("content-length"))
+            || (framing != Framing::Chunked && name.eq_ignore_ascii_case("trailer"));
+        if framed || !policy::keeps_answer_header(name, h1::connection_lists(response.headers, name), custom) {
             continue;
         }
         date |= name.eq_ignore_ascii_case("date");
@@ -602,16 +597,14 @@ fn write_answer_head(
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty | Framing::UntilClose => {}
     }
-    if !date {
+    let decoration = Decoration { custom, status };
+    if decoration.date(date) {
         h1::push_date(out);
     }
-    if !server {
-        h1::push_header(out, b"Server", custom.server().as_bytes());
+    if let Some(server) = decoration.server(server) {
+        h1::push_header(out, b"Server", server.as_bytes());
     }
-    for add in custom.added(status) {
-        h1::push_header(out, add.name.as_str().as_bytes(), add.value.as_bytes());
-    }
-    for (name, value) in &custom.more_set_headers {
+    for (name, value) in decoration.added() {
         h1::push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if close {
@@ -620,10 +613,11 @@ fn write_answer_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Passes an answer's body on as it comes (its head is in `out`, its first bytes in `buffer`); what is left in
-/// `buffer` after the body belongs to no answer.
+/// Passes an answer's body on as it comes (its head is in `out`, its first bytes in `buffer`), its trailers only
+/// when the client takes them; what is left in `buffer` after the body belongs to no answer.
 async fn relay<I>(
     framing: Framing,
+    trailers: bool,
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
     io: &mut I,
@@ -641,16 +635,30 @@ where
     let mut chunked = (framing == Framing::Chunked).then(Chunked::default);
     loop {
         let take = match &mut chunked {
-            Some(chunked) => match chunked.scan(buffer).map_err(|_| broken("a malformed chunked body"))? {
-                Some(end) => {
-                    left = 0;
-                    end
+            Some(chunked) => {
+                let end = chunked.scan(buffer).map_err(|_| broken("a malformed chunked body"))?;
+                let take = end.unwrap_or(buffer.len());
+                match chunked.trailers_at().filter(|_| !trailers) {
+                    // The trailer section left out: the body ends with the last chunk and an empty line.
+                    Some(from) => {
+                        out.extend_from_slice(&buffer[..from.min(take)]);
+                        if end.is_some() {
+                            out.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    None => out.extend_from_slice(&buffer[..take]),
                 }
-                None => buffer.len(),
-            },
-            None => buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX)),
+                if end.is_some() {
+                    left = 0;
+                }
+                take
+            }
+            None => {
+                let take = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                out.extend_from_slice(&buffer[..take]);
+                take
+            }
         };
-        out.extend_from_slice(&buffer[..take]);
         buffer.advance(take);
         if framing != Framing::Chunked && framing != Framing::UntilClose {
             left -= take as u64;
@@ -681,14 +689,14 @@ async fn answer_own<I>(
     io: &mut I,
     out: &mut Vec<u8>,
     mut response: http::Response<Body>,
-    custom: &Settings,
-    close: bool,
-    head_request: bool,
+    &Answering { head_request, custom, close }: &Answering<'_>,
+    account: &mut Account<'_>,
 ) -> std::io::Result<()>
 where
     I: AsyncWrite + Unpin,
 {
-    custom.decorate(&mut response);
+    policy::decorate(custom, &mut response);
+    account.answered(response.status().as_u16(), hyper::body::Body::size_hint(response.body()).exact());
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     out.clear();
@@ -723,7 +731,7 @@ pub struct Prefixed<I> {
 }
 
 impl<I> Prefixed<I> {
-    fn new(io: I, prefix: Bytes) -> Prefixed<I> {
+    pub fn new(io: I, prefix: Bytes) -> Prefixed<I> {
         Prefixed { prefix, io }
     }
 }

@@ -58,8 +58,7 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
 /// Whether a header describes one connection, not the message, and never crosses a proxy (RFC 9110 section
 /// 7.6.1).
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 7] =
-        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"];
+    const HOP: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"];
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
@@ -136,6 +135,8 @@ pub struct BadChunk;
 #[derive(Debug, Default)]
 pub struct Chunked {
     state: State,
+    /// Where in the input last scanned the trailer section (the part after the last chunk) starts, when it does.
+    trailers_at: Option<usize>,
     /// Bytes of chunk data left (in `Data`), or the size being read (in `Size`).
     size: u64,
     digits: u8,
@@ -164,6 +165,8 @@ impl Chunked {
     /// and more are needed.
     pub fn scan(&mut self, input: &[u8]) -> Result<Option<usize>, BadChunk> {
         let mut at = 0;
+        let in_trailers = matches!(self.state, State::TrailerStart | State::Trailer | State::TrailerLf | State::EndLf);
+        self.trailers_at = in_trailers.then_some(0);
         while at < input.len() {
             let byte = input[at];
             self.state = match self.state {
@@ -188,6 +191,7 @@ impl Chunked {
                 },
                 State::SizeLf if byte == b'\n' => {
                     if self.size == 0 {
+                        self.trailers_at = Some(at + 1);
                         State::TrailerStart
                     } else {
                         State::Data
@@ -225,6 +229,11 @@ impl Chunked {
         }
         Ok(if self.state == State::Done { Some(0) } else { None })
     }
+
+    /// Where the trailer section starts in the input last scanned (0 when it started before), if it has.
+    pub fn trailers_at(&self) -> Option<usize> {
+        self.trailers_at
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +242,17 @@ mod tests {
 
     fn ends(body: &[u8]) -> Result<Option<usize>, BadChunk> {
         Chunked::default().scan(body)
+    }
+
+    #[test]
+    fn the_trailer_section_is_found_across_pieces() {
+        let mut chunked = Chunked::default();
+        assert_eq!(chunked.scan(b"5\r\nhello\r\n0\r"), Ok(None));
+        assert_eq!(chunked.trailers_at(), None);
+        assert_eq!(chunked.scan(b"\nX-Sum: 5\r"), Ok(None));
+        assert_eq!(chunked.trailers_at(), Some(1));
+        assert_eq!(chunked.scan(b"\n\r\nnext"), Ok(Some(3)));
+        assert_eq!(chunked.trailers_at(), Some(0));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod direct;
 mod h1;
 pub mod health;
 mod keepalive;
+mod policy;
 pub mod respond;
 mod retry;
 mod server;
@@ -53,6 +54,9 @@ pub struct ProxySettings {
     pub keepalive_requests: u32,
     /// How long a UDP client's session (its target and relay socket) lasts without an answer from the target.
     pub udp_session_timeout: Duration,
+    /// Plain HTTP/1.1 exchanges take the direct path (docs/decisions/0009-direct-path.md); off, every request takes
+    /// the general path, with the same answers.
+    pub direct_path: bool,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,6 +92,7 @@ impl Default for ProxySettings {
             udp_session_timeout: DEFAULT_UDP_SESSION_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             keepalive_requests: DEFAULT_KEEPALIVE_REQUESTS,
+            direct_path: true,
         }
     }
 }

@@ -57,6 +57,12 @@ pub(super) fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
 }
 
+/// Whether a request may be sent again once written, when its connection ended before any answer: it had no body
+/// (so both paths still hold all of it) and its method is idempotent.
+pub(super) fn resendable(method: &str, bodiless: bool) -> bool {
+    bodiless && idempotent(method)
+}
+
 /// Whether a request written to a target that failed before answering may go to the rule's fallback function
 /// instead: it had no body (the function gets none) and its method only reads (GET, HEAD, OPTIONS).
 pub(super) fn to_fallback(method: &str, bodiless: bool) -> bool {

@@ -19,13 +19,13 @@ use tracing::Instrument;
 
 use super::bridge::{self, RequestInfo};
 use super::keepalive::{Expiry, KeepAlive};
+use super::policy::{self, Account, Action};
 use super::respond::{self, Body};
 use super::upload::{BodyFailure, Draining, Upload};
 use super::upstream::Forwarded;
 use super::{Proxy, ProxySettings};
 use crate::functions::status;
 use crate::snapshot::custom::{Settings, Var};
-use crate::snapshot::router::Route;
 use crate::snapshot::{ListenerRoutes, RouteTarget, Snapshot};
 use crate::state::FunctionKey;
 
@@ -149,9 +149,13 @@ async fn serve_connection<I>(
         tls,
         keepalive: keepalive.clone(),
     });
-    let io = match super::direct::serve(&proxy, &peer, io, &phase).await {
-        super::direct::Left::Closed => return,
-        super::direct::Left::HandedOver(io) => io,
+    let io = if !proxy.settings.direct_path {
+        super::direct::Prefixed::new(io, bytes::Bytes::new())
+    } else {
+        match super::direct::serve(&proxy, &peer, io, &phase).await {
+            super::direct::Left::Closed => return,
+            super::direct::Left::HandedOver(io) => io,
+        }
     };
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
@@ -230,61 +234,52 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
     let Some(routes) = snapshot.http_listeners.get(&peer.addr) else {
         return respond::not_found();
     };
-    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two Host lines or an unreadable one, is 400.
-    let mut hosts = req.headers().get_all(http::header::HOST).iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return respond::bad_request(),
-        (Some(host), None) => match host.to_str() {
-            Ok(host) => host.to_string(),
-            Err(_) => return respond::bad_request(),
-        },
-        (None, _) if req.version() == http::Version::HTTP_11 => return respond::bad_request(),
-        (None, _) => req.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
+    let host = request_host(&req);
+    // What the access log tells of the request, kept only when there is one.
+    let logged = proxy.access_log.as_ref().map(|_| {
+        let host = host.clone().unwrap_or_default();
+        (req.method().to_string(), req.uri().path().to_string(), host)
+    });
+    let Some(host) = host else {
+        let mut account = Account::new(proxy, peer, routes, None, started, logged);
+        return answer(&mut account, &routes.custom, respond::bad_request());
     };
-    let routed = routes.router.route(&host, req.uri().path());
-    let target = match &routed {
-        Route::Rule(index) => Some(&routes.rules[*index]),
-        _ => None,
-    };
+    let decision = policy::route(routes, &host, req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let target = decision.rule.map(|rule| &routes.rules[rule]);
     let custom = target.map_or(&routes.custom, |t| &t.custom);
     let settings = &proxy.settings;
     peer.keepalive.limit(
         custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
         custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
     );
-    // What the access log tells of the request, kept only when there is one.
-    let logged = proxy.access_log.as_ref().map(|_| (req.method().clone(), req.uri().path().to_string()));
-    let mut served = Served::default();
-    let mut response = match (routed, target) {
-        (Route::Redirect(path), _) => {
-            let location = match req.uri().query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path,
-            };
-            respond::moved(&location)
-        }
-        (_, Some(target)) if target.redirect.is_some() => {
-            let redirect = target.redirect.as_ref().expect("checked above");
-            let location = redirect.location(&host, req.uri().path_and_query().map_or("/", |p| p.as_str()));
-            respond::redirect(redirect.status, &location)
-        }
-        (_, Some(target)) => {
+    let mut account = Account::new(proxy, peer, routes, target, started, logged);
+    let response = match (decision.action, target) {
+        (Action::Redirect { status, location }, _) => respond::redirect(status, &location),
+        (Action::NotFound, _) | (_, None) => respond::not_found(),
+        (action, Some(target)) => {
             let request = Routed { routes, target, peer, host: &host, start_ms };
-            forward(proxy, &snapshot, &request, req, &mut served).await
+            forward(proxy, &snapshot, &request, action, req, &mut account.served).await
         }
-        _ => respond::not_found(),
     };
-    custom.decorate(&mut response);
-    let length = hyper::body::Body::size_hint(response.body()).exact();
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(target) = target {
-        target.stats.record(response.status().as_u16(), seconds, length);
+    answer(&mut account, custom, response)
+}
+
+/// A request's host (RFC 9112 section 3.2: an HTTP/1.1 request without `Host`, or any with two `Host` lines or an
+/// unreadable one, is 400); an HTTP/1.0 or HTTP/2 one may give it in its target.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => None,
+        (Some(host), None) => host.to_str().ok().map(str::to_string),
+        (None, _) if req.version() == http::Version::HTTP_11 => None,
+        (None, _) => Some(req.uri().authority().map(|a| a.to_string()).unwrap_or_default()),
     }
-    if let (Some(log), Some((method, path))) = (&proxy.access_log, logged) {
-        let status = response.status().as_u16();
-        let entry = Logged { host: &host, method: method.as_str(), path: &path, status, length, seconds };
-        log_access(log, peer, routes, target, &entry, &served);
-    }
+}
+
+/// The answer as the client gets it, decorated, and counted as begun.
+fn answer(account: &mut Account<'_>, custom: &Settings, mut response: Response<Body>) -> Response<Body> {
+    policy::decorate(custom, &mut response);
+    account.answered(response.status().as_u16(), hyper::body::Body::size_hint(response.body()).exact());
     response
 }
 
@@ -352,6 +347,7 @@ async fn forward<'a>(
     proxy: &Proxy,
     snapshot: &Snapshot,
     request: &Routed<'a>,
+    action: Action<'a>,
     req: Request<Incoming>,
     served: &mut Served<'a>,
 ) -> Response<Body> {
@@ -367,13 +363,12 @@ async fn forward<'a>(
     let body_gap = custom.client_body_timeout.unwrap_or(proxy.settings.body_read_timeout);
     // A function's event holds at most its own limit (6 MB) of body, whichever limit is lower.
     let max_event = proxy.functions.settings().max_event_bytes as u64;
-    let target = request.target;
-    let event_bound = target.servers.is_empty() && target.fallback.is_none() && max_event < max_body;
+    let event_bound = matches!(action, Action::Function(_)) && max_event < max_body;
     let limit = if event_bound { max_event } else { max_body };
     let version = req.version();
     let req = req.map(|body| Upload::new(body, body_gap, limit));
     let progress = req.body().progress();
-    let mut response = send(proxy, snapshot, request, req, event_bound, served).await;
+    let mut response = send(proxy, snapshot, request, action, req, event_bound, served).await;
     // An HTTP/1 connection whose request body could not be read cannot be read further: hyper closes it after the
     // answer, which says so (RFC 9112 section 9.6).
     let broken = progress.is_some_and(|p| p.failure() == Some(BodyFailure::Broken));
@@ -389,6 +384,7 @@ async fn send<'a>(
     proxy: &Proxy,
     snapshot: &Snapshot,
     request: &Routed<'a>,
+    action: Action<'a>,
     mut req: Request<Upload>,
     event_bound: bool,
     served: &mut Served<'a>,
@@ -404,10 +400,12 @@ async fn send<'a>(
     let request_id = &served.request_id;
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
     let extra = proxy_headers(custom, request, &req, request_id);
-    if target.servers.is_empty() && target.fallback.is_none() {
-        let Some(function) = &target.function else {
-            return respond::no_target();
-        };
+    let function = match action {
+        Action::Servers => None,
+        Action::Function(function) => Some(function),
+        Action::NotFound | Action::Redirect { .. } | Action::NoTarget => return respond::no_target(),
+    };
+    if let Some(function) = function {
         let (mut parts, body) = req.into_parts();
         parts.headers.extend(extra);
         let body = Event { body: Some(body), bounded: event_bound };
@@ -417,13 +415,9 @@ async fn send<'a>(
     }
     // The fallback gets the request as the client sent it, not as prepared for a server.
     let head = target.fallback.as_ref().map(|_| {
-        let mut head = Request::new(());
-        *head.method_mut() = req.method().clone();
-        *head.uri_mut() = req.uri().clone();
-        *head.version_mut() = req.version();
-        *head.headers_mut() = req.headers().clone();
-        head.headers_mut().extend(extra.clone());
-        head.into_parts().0
+        let mut head = super::upstream::head_of(&req);
+        head.headers.extend(extra.clone());
+        head
     });
     let headers = bridge::balancer_headers(req.headers(), req.version(), &peer.client_ip, scheme, start_ms);
     super::upstream::prepare(&mut req, headers);

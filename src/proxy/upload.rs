@@ -51,7 +51,8 @@ pub enum BodyFailure {
 }
 
 pub struct Upload {
-    inner: Incoming,
+    /// `None`: no body at all (a request sent again, which had none).
+    inner: Option<Incoming>,
     /// `None` for a request without a body: nothing to watch.
     watch: Option<Watch>,
 }
@@ -95,7 +96,12 @@ impl Upload {
                 finished: Notify::new(),
             }),
         });
-        Upload { inner, watch }
+        Upload { inner: Some(inner), watch }
+    }
+
+    /// No body: a request that had none, sent again.
+    pub fn empty() -> Upload {
+        Upload { inner: None, watch: None }
     }
 
     /// The body's progress; `None` when there is no body.
@@ -110,7 +116,8 @@ impl Body for Upload {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let polled = Pin::new(inner).poll_frame(cx);
         let Some(watch) = this.watch.as_mut() else {
             return polled.map_err(Into::into);
         };
@@ -139,7 +146,7 @@ impl Body for Upload {
                 watch.timer = None;
                 progress.waiting_on_client.store(false, Ordering::Relaxed);
                 progress.last_piece_ms.store(progress.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                if piece.is_none() || this.inner.is_end_stream() {
+                if piece.is_none() || this.inner.as_ref().is_none_or(Incoming::is_end_stream) {
                     progress.finish();
                 }
                 Poll::Ready(piece.map(|p| p.map_err(Into::into)))
@@ -148,11 +155,11 @@ impl Body for Upload {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 
@@ -176,17 +183,21 @@ pub struct Draining<R = Incoming> {
 impl Draining {
     /// `answer`, then the rest of `upload`'s body read and thrown away, within the bounds.
     pub fn new(answer: AnswerBody, upload: Upload) -> Draining {
-        Draining::after(answer, upload.inner)
+        Draining::of(answer, upload.inner)
     }
 }
 
 impl<R> Draining<R> {
     /// `answer`, then the rest of the body `rest` read and thrown away, within the bounds.
     pub fn after(answer: AnswerBody, rest: R) -> Draining<R> {
+        Draining::of(answer, Some(rest))
+    }
+
+    fn of(answer: AnswerBody, rest: Option<R>) -> Draining<R> {
         Draining {
             answer,
             answered: false,
-            rest: Some(rest),
+            rest,
             left: DRAIN_MAX_BYTES,
             deadline: Box::pin(tokio::time::sleep(DRAIN_TIMEOUT)),
         }

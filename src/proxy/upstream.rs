@@ -322,6 +322,8 @@ struct Returning {
     /// The connection may serve another request (`KeepaliveEnable`).
     keep: bool,
     done: Option<(Arc<Pool>, PoolKey, Link, InFlight)>,
+    /// The body broke: the error, held back one turn (`poll_frame`).
+    broken: Option<hyper::Error>,
 }
 
 impl Drop for Returning {
@@ -344,11 +346,21 @@ impl hyper::body::Body for Returning {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if let Some(error) = this.broken.take() {
+            return std::task::Poll::Ready(Some(Err(error)));
+        }
         // The connection brings the body in.
         if let Some((_, _, link, _)) = this.done.as_mut() {
             link.drive(cx);
         }
         let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        // A body that breaks reaches the client as far as it came, as on the direct path: the error waits one
+        // turn, so that the server connection writes out what it holds before the error ends it.
+        if let std::task::Poll::Ready(Some(Err(error))) = polled {
+            this.broken = Some(error);
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
         if matches!(polled, std::task::Poll::Ready(None)) {
             // The whole response has been read: the connection can serve the next request now.
             if let Some((pool, addr, mut link, _in_flight)) = this.done.take() {
@@ -450,6 +462,9 @@ impl Upstreams {
                 Err(_) => return Forwarded::Unsent { request, tried: true },
             };
             *served = Some(backend.addr);
+            // A request that may go again once written keeps its head for that (`retry::resendable`).
+            let bodiless = request.body().is_end_stream();
+            let resend = (pooled && retry::resendable(request.method().as_str(), bodiless)).then(|| head_of(&request));
             let send = link.sender.try_send_request(request);
             let sent = match driving(&mut link, exchange(send, progress.as_deref(), &waits)).await {
                 Ok(sent) => sent,
@@ -473,9 +488,22 @@ impl Upstreams {
                         self.idle.lock().remove(&(backend.addr, tls.is_some()));
                         continue;
                     }
-                    // Written: hyper has taken the request, which cannot be resent from here (`retry::decide` gives up
-                    // on `Failure::Unanswered` when it is not `resendable`).
+                    // Written: it goes again only when the connection ended before any answer and its head was
+                    // kept (a kept-alive connection the server closed as the request came).
                     None => {
+                        let failure = match e.error().is_incomplete_message() {
+                            true => Failure::Unanswered { pooled, resendable: resend.is_some() },
+                            false => Failure::Broken,
+                        };
+                        let decision = retry::decide(failure, tried.len(), self.settings.max_tries);
+                        if let Some(head) = resend
+                            && decision.retries(&mut tried)
+                        {
+                            tracing::debug!(target = %backend.addr, "A pooled connection closed before answering.");
+                            request = Request::from_parts(head, Upload::empty());
+                            self.idle.lock().remove(&(backend.addr, tls.is_some()));
+                            continue;
+                        }
                         tracing::debug!(target = %backend.addr, error = %e.error(), "Forwarding failed.");
                         return if replayable { Forwarded::Lost } else { Forwarded::Answered(respond::bad_gateway()) };
                     }
@@ -494,7 +522,8 @@ impl Upstreams {
             // The request counts as in flight, and its connection stays out of the pool, until its response body
             // is done.
             let key = (backend.addr, tls.is_some());
-            let body = Returning { body, keep: rule.keepalive, done: Some((self.idle.clone(), key, link, in_flight)) };
+            let done = Some((self.idle.clone(), key, link, in_flight));
+            let body = Returning { body, keep: rule.keepalive, done, broken: None };
             return Forwarded::Answered(Response::from_parts(parts, body.boxed()));
         }
     }
@@ -802,6 +831,16 @@ fn token(location: &str, addr: SocketAddr) -> String {
     hex::encode(&digest[..8])
 }
 
+/// A copy of a request's head.
+pub(super) fn head_of<B>(request: &Request<B>) -> http::request::Parts {
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.version_mut() = request.version();
+    *head.headers_mut() = request.headers().clone();
+    head.into_parts().0
+}
+
 /// The request as a server receives it from CLB: origin-form URI, no hop-by-hop headers, and the balancer's
 /// own headers (contract 1.2).
 pub fn prepare<B>(request: &mut Request<B>, balancer_headers: [HeaderValue; 6]) {
@@ -812,26 +851,32 @@ pub fn prepare<B>(request: &mut Request<B>, balancer_headers: [HeaderValue; 6]) 
     // HTTP/2 clients give the host as the authority; servers get it as Host.
     *request.version_mut() = http::Version::HTTP_11;
     let headers = request.headers_mut();
-    strip_hop_by_hop(headers);
+    retain(headers, super::policy::forwards);
     for ((name, _), value) in super::bridge::BALANCER_HEADERS.iter().zip(balancer_headers) {
         headers.insert(name, value);
     }
 }
 
+/// Takes a server's answer's hop-by-hop headers out (`policy::hop_by_hop`).
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    // Headers a `Connection` header names are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
+    retain(headers, |name, listed| !super::policy::hop_by_hop(name, listed));
+}
+
+/// Keeps the headers `keep` keeps, given their name and whether the message's `Connection` lists it.
+fn retain(headers: &mut http::HeaderMap, keep: impl Fn(&str, bool) -> bool) {
+    let listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(|name| name.trim().to_ascii_lowercase())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    let hop: Vec<HeaderName> = headers.keys().filter(|n| super::h1::is_hop_by_hop(n.as_str())).cloned().collect();
-    for name in hop {
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| !keep(name.as_str(), listed.iter().any(|l| l == name.as_str())))
+        .cloned()
+        .collect();
+    for name in dropped {
         headers.remove(name);
     }
 }

@@ -219,20 +219,9 @@ const SERVER: &str = "fnlb";
 const SERVER_WITH_VERSION: &str = concat!("fnlb/", env!("CARGO_PKG_VERSION"));
 
 impl Settings {
-    /// What the configuration does to an answer: `Server` (when the target set none), `add_header`,
-    /// `more_set_headers`.
-    pub fn decorate<B>(&self, response: &mut http::Response<B>) {
-        let status = response.status().as_u16();
-        let headers = response.headers_mut();
-        if !headers.contains_key(http::header::SERVER) {
-            headers.insert(http::header::SERVER, HeaderValue::from_static(self.server()));
-        }
-        for add in self.added(status) {
-            headers.append(add.name.clone(), add.value.clone());
-        }
-        for (name, value) in &self.more_set_headers {
-            headers.insert(name.clone(), value.clone());
-        }
+    /// Whether `more_set_headers` sets the header `name` (replacing whatever the answer had).
+    pub fn sets(&self, name: &str) -> bool {
+        self.more_set_headers.iter().any(|(set, _)| name.eq_ignore_ascii_case(set.as_str()))
     }
 
     /// The `Server` header of answers that have none (`server_tokens`).

@@ -17,11 +17,13 @@ use tokio::net::TcpStream;
 
 use crate::harness::{TestApp, request};
 
-/// A server answering each path with bytes written by hand; it counts the connections it accepted and, with
-/// `close_each`, closes every connection after its first answer (without saying so).
-struct Scripted {
-    addr: SocketAddr,
+/// A server answering each path (by its last segment) with bytes written by hand; it counts the connections it
+/// accepted and, with `close_each`, closes every connection after its first answer (without saying so).
+pub(crate) struct Scripted {
+    pub(crate) addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// Requests read, answered or not.
+    pub(crate) requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,70 +34,131 @@ impl Drop for Scripted {
 }
 
 impl Scripted {
-    async fn start(close_each: bool) -> Scripted {
+    pub(crate) async fn start(close_each: bool) -> Scripted {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
+        let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (count, read) = (connections.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(answer_requests(stream, close_each));
+                tokio::spawn(answer_requests(stream, close_each, read.clone()));
             }
         });
-        Scripted { addr, connections, task }
+        Scripted { addr, connections, requests, task }
     }
 }
 
-async fn answer_requests(mut stream: TcpStream, close_each: bool) {
+async fn answer_requests(mut stream: TcpStream, close_each: bool, requests: Arc<AtomicUsize>) {
     let mut buffer = Vec::new();
     loop {
-        let (head, method, path, length) = loop {
+        let (head, method, path, length, chunked) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut request = httparse::Request::new(&mut headers);
             if let Ok(httparse::Status::Complete(head)) = request.parse(&buffer) {
-                let length = request
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse::<usize>().unwrap());
-                break (head, request.method.unwrap().to_string(), request.path.unwrap().to_string(), length);
+                let header = |name: &str| request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name));
+                let length =
+                    header("content-length").map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse().unwrap());
+                let chunked = header("transfer-encoding").is_some();
+                let (method, path) = (request.method.unwrap().to_string(), request.path.unwrap().to_string());
+                break (head, method, path, length, chunked);
             }
             if !matches!(stream.read_buf(&mut buffer).await, Ok(n) if n > 0) {
                 return;
             }
         };
-        while buffer.len() < head + length {
+        // A chunked body ends where its last chunk and trailers do.
+        let length = loop {
+            let end = if chunked { chunked_end(&buffer[head..]) } else { Some(length) };
+            match end {
+                Some(length) if buffer.len() >= head + length => break length,
+                _ => {}
+            }
             if !matches!(stream.read_buf(&mut buffer).await, Ok(n) if n > 0) {
                 return;
             }
-        }
+        };
+        requests.fetch_add(1, Ordering::SeqCst);
         let request: Vec<u8> = buffer.drain(..head + length).collect();
         let path = path.split('?').next().unwrap_or_default();
-        let answer: Vec<u8> = match (method.as_str(), path) {
-            (_, "/length") => {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let answer: Vec<u8> = match (method.as_str(), name) {
+            (_, "drop") => return,
+            (_, "broken") => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".to_vec(),
+            (_, "dup") => {
+                b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nX-A: 3\r\nServer: backend\r\nConnection: X-Private\r\nX-Private: hidden\r\nContent-Length: 2\r\n\r\nok".to_vec()
+            }
+            (_, "204") => b"HTTP/1.1 204 No Content\r\nX-N: 1\r\n\r\n".to_vec(),
+            (_, "headers") => {
+                let text = received_headers(&request[..head], length);
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len()).into_bytes()
+            }
+            (_, "length") => {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, X-Private\r\nX-Private: secret\r\n\r\nhello".to_vec()
             }
-            (_, "/chunked") => {
+            (_, "chunked") => {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n".to_vec()
             }
-            (_, "/early") => {
+            (_, "early") => {
                 b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
             }
-            ("HEAD", "/head") => b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec(),
-            (_, "/echo") => {
+            ("HEAD", "head") => b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec(),
+            (_, "echo") => {
                 let mut answer = format!("HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n", request.len()).into_bytes();
                 answer.extend_from_slice(&request);
                 answer
             }
-            (_, "/close") => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec(),
+            (_, "close") => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec(),
             _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
         };
-        if stream.write_all(&answer).await.is_err() || close_each || path == "/close" {
+        if stream.write_all(&answer).await.is_err() || close_each || matches!(name, "close" | "broken") {
             return;
         }
     }
+}
+
+/// Where a chunked body at the start of `body` ends, once all of it is there.
+fn chunked_end(body: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line = body[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[at..at + line]).ok()?.split(';').next()?.trim();
+        let size = usize::from_str_radix(size, 16).ok()?;
+        at += line + 2;
+        if size == 0 {
+            // Trailers, each a line, up to an empty one.
+            loop {
+                let line = body[at..].windows(2).position(|w| w == b"\r\n")?;
+                at += line + 2;
+                if line == 0 {
+                    return Some(at);
+                }
+            }
+        }
+        at += size + 2;
+        if at > body.len() {
+            return None;
+        }
+    }
+}
+
+/// A request's headers as a server got them, apart from their case and the order of different names: one line
+/// each, by name, the values of a name in order (the start time aside), and the body's length.
+fn received_headers(head: &[u8], length: usize) -> String {
+    let mut storage = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut storage);
+    request.parse(head).unwrap();
+    let mut lines: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .filter(|h| !h.name.eq_ignore_ascii_case("x-stgw-time"))
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut text: String = lines.iter().map(|(name, value)| format!("{name}: {value}\n")).collect();
+    text.push_str(&format!("body: {length}\n"));
+    text
 }
 
 /// An HTTP listener keeping its server connections alive, with a rule for `wire.test` + `url` forwarding to
@@ -187,11 +250,16 @@ async fn answers_pass_through_in_every_framing_over_kept_connections() {
     assert_eq!(headers["server"], "fnlb");
     assert!(headers.contains_key("date"));
 
-    // The chunked coding passes through as it is, trailers too.
-    let (status, headers, body, trailers) = send(&mut sender, "GET", "/chunked", &[], b"").await;
+    // The chunked coding passes through, with its trailers for a client that takes them (`TE: trailers`).
+    let (status, headers, body, trailers) = send(&mut sender, "GET", "/chunked", &[("TE", "trailers")], b"").await;
     assert_eq!((status, &body[..]), (200, &b"hello world"[..]));
-    assert_eq!(headers["transfer-encoding"], "chunked");
+    assert_eq!(
+        (headers["transfer-encoding"].as_bytes(), headers["trailer"].as_bytes()),
+        (&b"chunked"[..], &b"X-Sum"[..])
+    );
     assert_eq!(trailers.expect("trailers")["x-sum"], "11");
+    let (_, _, body, trailers) = send(&mut sender, "GET", "/chunked", &[], b"").await;
+    assert_eq!((&body[..], trailers), (&b"hello world"[..], None));
 
     // An interim answer is not passed on; the final one is.
     let (status, _, body, _) = send(&mut sender, "GET", "/early", &[], b"").await;

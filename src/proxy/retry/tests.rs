@@ -98,3 +98,14 @@ fn a_try_that_does_not_count_leaves_its_target_free_to_be_picked_again() {
     assert!(!GiveUp.retries(&mut tried));
     assert_eq!(tried, [a]);
 }
+
+#[test]
+fn only_bodiless_requests_of_idempotent_methods_are_sent_again_once_written() {
+    for method in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"] {
+        assert!(resendable(method, true), "{method}");
+        assert!(!resendable(method, false), "{method} with a body");
+    }
+    for method in ["POST", "PATCH", "CONNECT"] {
+        assert!(!resendable(method, true), "{method}");
+    }
+}
