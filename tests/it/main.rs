@@ -12,6 +12,7 @@ mod console;
 mod custom_config;
 mod custom_runtime;
 mod declared;
+mod differential;
 mod exhaustion;
 mod failover;
 mod failures;
