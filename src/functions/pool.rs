@@ -33,7 +33,7 @@ pub struct Pool {
     /// The function's reserved concurrency (MB and its semaphore), shared by the pools of all its versions.
     reservation: Arc<Reservation>,
     waiting: AtomicUsize,
-    idle: Mutex<Shelf>,
+    idle: Mutex<Shelf<Instance>>,
     retired: AtomicBool,
     /// Wakes the reaper: an instance went idle that expires before the reaper would look again, the pool was
     /// retired, or the provisioned count changed.
@@ -75,8 +75,8 @@ pub struct PoolSpec {
     pub context_tail: String,
 }
 
-struct Idle {
-    instance: Instance,
+struct Idle<T> {
+    instance: T,
     since: Instant,
 }
 
@@ -115,11 +115,101 @@ impl Drop for Provisioning<'_> {
 }
 
 /// Idle instances, most recently used last, and the callers waiting for one, longest waiting first: under one lock,
-/// so that a released instance is either handed to a caller or kept idle, and no caller misses it.
-#[derive(Default)]
-struct Shelf {
-    ready: Vec<Idle>,
-    waiters: VecDeque<oneshot::Sender<Instance>>,
+/// so that a released instance is either handed to a caller or kept idle, and no caller misses it. Its decisions
+/// (which instance a caller takes, who gets a released one, which idle ones are stopped) take the time as an
+/// argument, so that they are tested without processes or clocks (`pool/tests.rs`).
+struct Shelf<T> {
+    ready: Vec<Idle<T>>,
+    waiters: VecDeque<oneshot::Sender<T>>,
+}
+
+impl<T> Default for Shelf<T> {
+    fn default() -> Self {
+        Shelf { ready: Vec::new(), waiters: VecDeque::new() }
+    }
+}
+
+impl<T> Shelf<T> {
+    /// The most recently used idle instance that is `alive` (those that are not are dropped), or else a place in
+    /// line for the next one released.
+    fn take_or_queue(&mut self, mut alive: impl FnMut(&mut T) -> bool) -> Result<T, oneshot::Receiver<T>> {
+        while let Some(mut entry) = self.ready.pop() {
+            if alive(&mut entry.instance) {
+                return Ok(entry.instance);
+            }
+        }
+        // Places given up (their callers started an instance or went away) leave the line here or at a release.
+        while self.waiters.front().is_some_and(|w| w.is_closed()) {
+            self.waiters.pop_front();
+        }
+        let (handover, receiver) = oneshot::channel();
+        self.waiters.push_back(handover);
+        Err(receiver)
+    }
+
+    /// A released instance goes to the caller waiting longest (a caller served before and back already queues
+    /// behind the others); with none waiting, it is kept idle from `now`.
+    fn release(&mut self, instance: T, now: Instant) {
+        let mut instance = instance;
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.send(instance) {
+                Ok(()) => return,
+                Err(back) => instance = back,
+            }
+        }
+        self.ready.push(Idle { instance, since: now });
+    }
+
+    /// Stops (drops) the instances idle for `timeout` at `now`, oldest first, keeping the `keep` most recently used
+    /// whatever their idle time (provisioned concurrency); returns how many were stopped and when the next one will
+    /// be due.
+    fn reap(&mut self, now: Instant, timeout: Duration, keep: usize) -> (usize, Option<Instant>) {
+        let removable = self.ready.len().saturating_sub(keep);
+        // Oldest first: the list is in the order instances went idle.
+        let expired =
+            self.ready.iter().take(removable).take_while(|entry| now.duration_since(entry.since) >= timeout).count();
+        self.ready.drain(..expired);
+        let next = (self.ready.len() > keep).then(|| self.ready.first().map(|entry| entry.since + timeout)).flatten();
+        (expired, next)
+    }
+}
+
+/// The pool's load, as `patience` weighs it.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    /// Instances alive (idle, busy, or on their way to a caller).
+    instances: usize,
+    /// Instances others are starting now.
+    starting: usize,
+    /// The moving averages of an instance's start and of an invocation (zero until measured).
+    start_time: Duration,
+    invoke_time: Duration,
+}
+
+/// How long a caller that found no idle instance waits for a running one to be released before it starts one:
+/// not at all below `eager` instances (counting those starting), nor when starts are not measured yet or are no
+/// longer than invocations; otherwise about one start time, at most `limit`.
+fn patience(load: Load, eager: usize, limit: Duration) -> Duration {
+    let Load { instances, starting, start_time, invoke_time } = load;
+    if instances + starting < eager || start_time.is_zero() || invoke_time >= start_time {
+        return Duration::ZERO;
+    }
+    start_time.min(limit)
+}
+
+/// Why an invocation is refused before it waits: the function may run no instance (a limit of 0, or a
+/// reservation smaller than one instance's memory), or its queue is full.
+fn refusal(
+    limit: usize,
+    reserved_mb: Option<u32>,
+    memory_mb: u32,
+    queued: usize,
+    max_queue: usize,
+) -> Option<&'static str> {
+    if limit == 0 || reserved_mb.is_some_and(|total| total < memory_mb) {
+        return Some("the function's reserved concurrency does not fit one instance");
+    }
+    (queued >= max_queue).then_some("the function's concurrency limit is reached and its queue is full")
 }
 
 /// A caller's place in line for a released instance (`Pool::instance`). Given up, it passes an instance handed to it
@@ -364,16 +454,13 @@ impl Pool {
     /// How long a caller waits for a running instance to be released before it starts one (`instance`); `mine` is
     /// the number of start permits the caller holds itself (not counted as others' starts).
     fn patience(&self, mine: usize) -> Duration {
-        let instances = self.instances.load(Ordering::Relaxed);
-        let starting = (self.start_slots - self.starting.available_permits()).saturating_sub(mine);
-        let start = self.start_time.get();
-        if instances + starting < self.settings.eager_instances_per_function
-            || start.is_zero()
-            || self.invoke_time.get() >= start
-        {
-            return Duration::ZERO;
-        }
-        start.min(self.settings.warm_wait_limit)
+        let load = Load {
+            instances: self.instances.load(Ordering::Relaxed),
+            starting: (self.start_slots - self.starting.available_permits()).saturating_sub(mine),
+            start_time: self.start_time.get(),
+            invoke_time: self.invoke_time.get(),
+        };
+        patience(load, self.settings.eager_instances_per_function, self.settings.warm_wait_limit)
     }
 
     /// Starts a new instance: forked from its runtime's zygote when the runtime allows (the zygote is started again
@@ -412,17 +499,10 @@ impl Pool {
         let _waiting = Waiting(&self.waiting);
         // The function's reservation, shared by all its versions (read now: it may have changed).
         let reservation = self.reservation.load();
-        if self.limit == 0 || reservation.as_ref().is_some_and(|r| r.total_mb < self.memory_mb) {
-            return Err(FunctionError::new(
-                status::CONCURRENCY,
-                "the function's reserved concurrency does not fit one instance",
-            ));
-        }
-        if queued >= self.settings.max_queue_per_function {
-            return Err(FunctionError::new(
-                status::CONCURRENCY,
-                "the function's concurrency limit is reached and its queue is full",
-            ));
+        let reserved_mb = reservation.as_ref().map(|r| r.total_mb);
+        let max_queue = self.settings.max_queue_per_function;
+        if let Some(why) = refusal(self.limit, reserved_mb, self.memory_mb, queued, max_queue) {
+            return Err(FunctionError::new(status::CONCURRENCY, why));
         }
         let deadline = Instant::now() + self.settings.queue_timeout;
         let too_long = || {
@@ -446,19 +526,14 @@ impl Pool {
     /// The most recently used idle instance that is still alive, or else a place in line for the next one released.
     fn take_idle_or_queue(&self) -> Result<Instance, Ticket<'_>> {
         let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut entry) = shelf.ready.pop() {
-            if entry.instance.is_alive() {
-                return Ok(entry.instance);
+        let alive = |instance: &mut Instance| {
+            let alive = instance.is_alive();
+            if !alive {
+                tracing::debug!(instance = instance.id, "An idle instance had exited; it is replaced.");
             }
-            tracing::debug!(instance = entry.instance.id, "An idle instance had exited; it is replaced.");
-        }
-        // Places given up (their callers started an instance or went away) leave the line here or at a release.
-        while shelf.waiters.front().is_some_and(|w| w.is_closed()) {
-            shelf.waiters.pop_front();
-        }
-        let (handover, receiver) = oneshot::channel();
-        shelf.waiters.push_back(handover);
-        Err(Ticket { pool: self, receiver })
+            alive
+        };
+        shelf.take_or_queue(alive).map_err(|receiver| Ticket { pool: self, receiver })
     }
 
     /// A healthy instance goes to the next caller (the one waiting longest, or the next to come), unless this revision
@@ -468,17 +543,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // The caller waiting longest gets it; a caller served before and back already queues behind the others.
-        let mut instance = instance;
-        while let Some(waiter) = shelf.waiters.pop_front() {
-            match waiter.send(instance) {
-                Ok(()) => return,
-                Err(back) => instance = back,
-            }
-        }
-        shelf.ready.push(Idle { instance, since: now });
-        drop(shelf);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).release(instance, now);
         // Under load the reaper already waits for an older idle instance, which expires first: no wake-up then.
         if self.reaper_due.load(Ordering::SeqCst) > self.micros(now + self.settings.idle_timeout) {
             self.wake.notify_one();
@@ -494,21 +559,11 @@ impl Pool {
     /// Provisioned instances (`min_warm`) are never stopped for being idle.
     fn reap_expired(&self, now: Instant) -> Option<Instant> {
         let mut shelf = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let idle = &mut shelf.ready;
-        let timeout = self.settings.idle_timeout;
-        let removable = idle.len().saturating_sub(self.min_warm.load(Ordering::Relaxed));
-        // Oldest first: the list is in the order instances went idle.
-        let expired =
-            idle.iter().take(removable).take_while(|entry| now.duration_since(entry.since) >= timeout).count();
-        if expired > 0 {
-            idle.drain(..expired);
-            tracing::debug!(stopped = expired, "Stopped idle instances.");
+        let (stopped, next) = shelf.reap(now, self.settings.idle_timeout, self.min_warm.load(Ordering::Relaxed));
+        if stopped > 0 {
+            tracing::debug!(stopped, "Stopped idle instances.");
         }
-        if idle.len() > self.min_warm.load(Ordering::Relaxed) {
-            idle.first().map(|entry| entry.since + timeout)
-        } else {
-            None
-        }
+        next
     }
 
     /// Keeps at least `count` instances warm (provisioned concurrency): starts the missing ones in the background.
@@ -605,3 +660,6 @@ fn start_error(e: StartError, log: &mut String, limit: usize) -> FunctionError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
