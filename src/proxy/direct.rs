@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::Proxy;
 use super::bridge::{self, BALANCER_HEADERS};
 use super::h1::{self, Chunked, Framing};
-use super::policy::{self, Account, Action, Decoration};
+use super::policy::{self, Account, Action, Counted, Decoration};
 use super::respond::{self, Body};
 use super::retry::{self, Failure};
 use super::server::{Peer, Phase, Routed, run_function};
@@ -99,9 +99,11 @@ where
             }
         };
         let busy = keepalive.begin();
+        let logged = plan.logged.take();
         let target = &plan.routes.rules[plan.rule];
         // Counted and logged once, however the exchange ends.
-        let mut account = Account::new(proxy, peer, &plan.routes, Some(target), plan.started, plan.logged.take());
+        let counted = Counted { routes: &plan.routes, target: Some(target), started: plan.started, logged };
+        let mut account = Account::new(proxy, peer, counted);
         let settings = &proxy.settings;
         keepalive.limit(
             target.custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),

@@ -147,30 +147,28 @@ pub(super) fn decorate<B>(custom: &Settings, response: &mut http::Response<B>) {
 pub(super) struct Account<'a> {
     proxy: &'a Proxy,
     peer: &'a Peer,
-    routes: &'a ListenerRoutes,
-    target: Option<&'a RouteTarget>,
-    started: Instant,
-    /// Method, path and host, when there is an access log.
-    logged: Option<(String, String, String)>,
+    request: Counted<'a>,
     status: u16,
     length: Option<u64>,
     pub served: Served<'a>,
+}
+
+/// A request as its count and log line tell it.
+pub(super) struct Counted<'a> {
+    pub routes: &'a ListenerRoutes,
+    /// Its rule, when one matched.
+    pub target: Option<&'a RouteTarget>,
+    pub started: Instant,
+    /// Method, path and host, when there is an access log.
+    pub logged: Option<(String, String, String)>,
 }
 
 /// nginx's status for a request whose client went away before its answer began.
 pub(super) const CLIENT_CLOSED: u16 = 499;
 
 impl<'a> Account<'a> {
-    pub fn new(
-        proxy: &'a Proxy,
-        peer: &'a Peer,
-        routes: &'a ListenerRoutes,
-        target: Option<&'a RouteTarget>,
-        started: Instant,
-        logged: Option<(String, String, String)>,
-    ) -> Account<'a> {
-        let served = Served::default();
-        Account { proxy, peer, routes, target, started, logged, status: CLIENT_CLOSED, length: None, served }
+    pub fn new(proxy: &'a Proxy, peer: &'a Peer, request: Counted<'a>) -> Account<'a> {
+        Account { proxy, peer, request, status: CLIENT_CLOSED, length: None, served: Served::default() }
     }
 
     /// The answer begun: its status, and its body's length when known before it is sent.
@@ -187,13 +185,14 @@ impl<'a> Account<'a> {
 
 impl Drop for Account<'_> {
     fn drop(&mut self) {
-        let seconds = self.started.elapsed().as_secs_f64();
-        if let Some(target) = self.target {
+        let Counted { routes, target, started, logged } = &self.request;
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(target) = target {
             target.stats.record(self.status, seconds, self.length);
         }
-        let (Some(log), Some((method, path, host))) = (&self.proxy.access_log, &self.logged) else { return };
+        let (Some(log), Some((method, path, host))) = (&self.proxy.access_log, logged) else { return };
         let entry = Logged { host, method, path, status: self.status, length: self.length, seconds };
-        log_access(log, self.peer, self.routes, self.target, &entry, &self.served);
+        log_access(log, self.peer, routes, *target, &entry, &self.served);
     }
 }
 

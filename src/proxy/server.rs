@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::bridge::{self, RequestInfo};
 use super::keepalive::{Expiry, KeepAlive};
-use super::policy::{self, Account, Action};
+use super::policy::{self, Account, Action, Counted};
 use super::respond::{self, Body};
 use super::upload::{BodyFailure, Draining, Upload};
 use super::upstream::Forwarded;
@@ -241,7 +241,7 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
         (req.method().to_string(), req.uri().path().to_string(), host)
     });
     let Some(host) = host else {
-        let mut account = Account::new(proxy, peer, routes, None, started, logged);
+        let mut account = Account::new(proxy, peer, Counted { routes, target: None, started, logged });
         return answer(&mut account, &routes.custom, respond::bad_request());
     };
     let decision = policy::route(routes, &host, req.uri().path_and_query().map_or("/", |p| p.as_str()));
@@ -252,7 +252,7 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
         custom.keepalive_timeout.unwrap_or(settings.keepalive_timeout),
         custom.keepalive_requests.unwrap_or(settings.keepalive_requests),
     );
-    let mut account = Account::new(proxy, peer, routes, target, started, logged);
+    let mut account = Account::new(proxy, peer, Counted { routes, target, started, logged });
     let response = match (decision.action, target) {
         (Action::Redirect { status, location }, _) => respond::redirect(status, &location),
         (Action::NotFound, _) | (_, None) => respond::not_found(),
