@@ -15,19 +15,17 @@ run as root) and fnlb nodes on loopback addresses of their own, then measures:
 Everything listens on 127.0.0.0/8; every process is stopped by its PID at the end.
 """
 
-import datetime
-import hashlib
-import hmac
 import http.client
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import fnlbapi
+from fnlbapi import attempt, deadline_poll, free_port, zip_source
 
 FNLB = os.path.abspath("target/release/fnlb")
 HELLO = os.path.abspath("examples/hello-clb/index.py")
@@ -37,26 +35,9 @@ DURATION = os.environ.get("DURATION", "8s")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 PHASES = os.environ.get("PHASES", "propagation,writes,throughput,proxy,jobs").split(",")
 UPSTREAM = os.path.abspath("target/release/examples/upstream")
-VERSIONS = {"scf": "2018-04-16", "clb": "2018-03-17"}
 PROCS = []
 WORK = tempfile.mkdtemp(prefix="fnlb-bench-cluster")
 os.chmod(WORK, 0o711)  # the database server's user reaches its directory inside
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def deadline_poll(what, check, seconds=30.0, pause=0.05):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(pause)
-    raise TimeoutError(f"{what}: not within {seconds} s")
 
 
 class Postgres:
@@ -95,7 +76,7 @@ class Postgres:
             self.run("pg_ctl", "-D", f"{self.dir}/data", "-m", "immediate", "-w", "stop")
 
 
-class Node:
+class Node(fnlbapi.Api):
     def __init__(self, name, store=None, address="127.0.0.1", extra=()):
         self.name, self.address = name, address
         self.data = os.path.join(WORK, name)
@@ -107,66 +88,12 @@ class Node:
         self.log = open(os.path.join(WORK, f"{name}.log"), "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env={**os.environ, "FNLB_LOG": "warn"})
         PROCS.append(self.proc)
-        creds = os.path.join(self.data, "credentials.json")
-        deadline_poll(f"{name} starts", lambda: os.path.exists(creds) and self.ping())
-        with open(creds) as f:
-            c = json.load(f)
-        self.sid, self.skey = c["secretId"], c["secretKey"]
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=30)
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.api_port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def call(self, service, action, params):
-        """One TC3-signed API call; the answer's Response."""
-        body = json.dumps(params)
-        ts = int(time.time())
-        date = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d")
-        host = f"127.0.0.1:{self.api_port}"
-        sha = lambda s: hashlib.sha256(s.encode()).hexdigest()
-        canonical = f"POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{sha(body)}"
-        scope = f"{date}/{service}/tc3_request"
-        to_sign = f"TC3-HMAC-SHA256\n{ts}\n{scope}\n{sha(canonical)}"
-        key = ("TC3" + self.skey).encode()
-        for part in (date, service, "tc3_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers = {
-            "Authorization": f"TC3-HMAC-SHA256 Credential={self.sid}/{scope}, SignedHeaders=content-type;host, "
-                             f"Signature={signature}",
-            "Content-Type": "application/json", "Host": host, "X-TC-Action": action, "X-TC-Timestamp": str(ts),
-            "X-TC-Version": VERSIONS[service], "X-TC-Region": "ap-guangzhou",
-        }
-        self.conn.request("POST", "/", body, headers)
-        answer = json.loads(self.conn.getresponse().read())["Response"]
-        if "Error" in answer:
-            raise RuntimeError(f"{action} on {self.name}: {answer['Error']}")
-        return answer
-
-
-def attempt(call):
-    """The call's answer, or None when it failed."""
-    try:
-        return call()
-    except (RuntimeError, OSError):
-        return None
+        super().__init__(name, self.data, self.api_port)
 
 
 def hello_zip():
     with open(HELLO) as f:
         return zip_source(f.read())
-
-
-def zip_source(source):
-    import base64, io, zipfile
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("index.py", source)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 # The asynchronous benchmark's function: 100 ms of waiting, as a call to another service would take.
