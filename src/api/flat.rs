@@ -34,6 +34,11 @@ enum Node {
     Branch(BTreeMap<String, Node>),
 }
 
+/// The name and value pairs of a query string or form body, decoded.
+pub fn pairs(encoded: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(encoded).into_owned().collect()
+}
+
 /// The JSON object the flattened `pairs` stand for. A branch whose parts are all array indices (`0`, `1`, … with
 /// none missing) is an array, any other an object; each leaf is a string.
 pub fn unflatten<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Map<String, Value>, FlatError> {

@@ -18,7 +18,9 @@ mod actions;
 pub mod backoff;
 pub mod clb;
 pub mod error;
-mod flat;
+/// Public for the fuzz targets (fuzz/), not an interface of the crate.
+#[doc(hidden)]
+pub mod flat;
 pub mod guard;
 mod monitor;
 mod params;
@@ -473,7 +475,9 @@ impl Api {
         // Nothing of the body is read before its head is authenticated as far as a head can be.
         let head = self.authenticate_head(headers, client)?;
         let (params, body_sha256) = match parts.method {
-            Method::GET => (Params::Flat(form_pairs(parts.uri.query().unwrap_or("").as_bytes())), tc3::sha256_hex(b"")),
+            Method::GET => {
+                (Params::Flat(flat::pairs(parts.uri.query().unwrap_or("").as_bytes())), tc3::sha256_hex(b""))
+            }
             _ => {
                 let read = self.read_body(headers, body, self.settings.max_body_bytes).await?;
                 let sha256 = read.sha256.clone();
@@ -614,19 +618,12 @@ impl Api {
             return Err(too_many_failures(wait));
         }
         let pairs = match parts.method {
-            Method::GET => form_pairs(parts.uri.query().unwrap_or("").as_bytes()),
-            _ => form_pairs(&self.read_body(&parts.headers, body, MAX_FORM_BODY_BYTES).await?.bytes),
+            Method::GET => flat::pairs(parts.uri.query().unwrap_or("").as_bytes()),
+            _ => flat::pairs(&self.read_body(&parts.headers, body, MAX_FORM_BODY_BYTES).await?.bytes),
         };
-        let mut common = std::collections::BTreeMap::new();
-        for (name, value) in &pairs {
-            let Some(name) = v1::COMMON_PARAMS.iter().find(|c| **c == name) else { continue };
-            if common.insert(*name, value.as_str()).is_some() {
-                return Err(ApiError::new(
-                    "InvalidParameter",
-                    format!("The parameter `{name}` is given more than once."),
-                ));
-            }
-        }
+        let common = v1::common_params(&pairs).map_err(|name| {
+            ApiError::new("InvalidParameter", format!("The parameter `{name}` is given more than once."))
+        })?;
         let required = |name: &str| common.get(name).copied().ok_or_else(|| ApiError::missing(name));
         let (action, version) = (required("Action")?, required("Version")?);
         let (secret_id, signature) = (required("SecretId")?, required(v1::SIGNATURE)?);
@@ -822,11 +819,6 @@ impl Params {
             }
         }
     }
-}
-
-/// The name and value pairs of a query string or form body, decoded.
-fn form_pairs(encoded: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(encoded).into_owned().collect()
 }
 
 /// The host a request was sent to: its `Host` header, or (HTTP/2) its authority.

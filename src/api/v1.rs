@@ -10,6 +10,8 @@
 //! Python SDK writes `_` in a name as `.`, and the host is signed as the client's endpoint (with or without its
 //! port; the caller gives the forms to try).
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use ring::hmac;
 
@@ -97,6 +99,19 @@ pub fn styles(params: &[(String, String)]) -> Vec<Style> {
     styles
 }
 
+/// The common parameters (`COMMON_PARAMS`) among a request's `params`, by name; `Err` names one given more than
+/// once.
+pub fn common_params(params: &[(String, String)]) -> Result<BTreeMap<&'static str, &str>, &'static str> {
+    let mut common = BTreeMap::new();
+    for (name, value) in params {
+        let Some(&name) = COMMON_PARAMS.iter().find(|c| **c == name) else { continue };
+        if common.insert(name, value.as_str()).is_some() {
+            return Err(name);
+        }
+    }
+    Ok(common)
+}
+
 /// The signature of `string_to_sign` (Base64, standard alphabet with padding).
 pub fn sign(secret_key: &str, algorithm: Algorithm, string_to_sign: &str) -> String {
     let tag = hmac::sign(&algorithm.key(secret_key), string_to_sign.as_bytes());
@@ -131,6 +146,14 @@ mod tests {
 
     fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn common_parameters_are_picked_out_once_each() {
+        let params = owned(&[("Action", "A"), ("Limit", "1"), ("Nonce", "7"), ("Signature", "x=")]);
+        let common = common_params(&params).unwrap();
+        assert_eq!(common.into_iter().collect::<Vec<_>>(), [("Action", "A"), ("Nonce", "7"), ("Signature", "x=")]);
+        assert_eq!(common_params(&owned(&[("Nonce", "1"), ("Limit", "1"), ("Nonce", "1")])), Err("Nonce"));
     }
 
     /// Tencent's documented example of signature v1 (its keys masked as the documentation prints them).

@@ -4,7 +4,9 @@ pub mod access_log;
 pub mod bridge;
 mod datagram;
 mod direct;
-mod h1;
+/// Public for the fuzz targets (fuzz/), not an interface of the crate.
+#[doc(hidden)]
+pub mod h1;
 pub mod health;
 mod keepalive;
 mod policy;

@@ -255,7 +255,14 @@ impl Stack {
         let file = path.display().to_string();
         let error = |place: &str, reason: String| StackError { file: file.clone(), place: place.to_string(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| error("the file", e.to_string()))?;
-        let deserializer = yaml_serde::Deserializer::from_str(&text);
+        Stack::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Reads and checks the text of stack file `file`; paths in it become relative to `base`.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Stack, StackError> {
+        let error =
+            |place: &str, reason: String| StackError { file: file.to_string(), place: place.to_string(), reason };
+        let deserializer = yaml_serde::Deserializer::from_str(text);
         let mut stack: Stack = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let place = e.path().to_string();
             let reason = e.into_inner().to_string();
@@ -263,7 +270,6 @@ impl Stack {
             let place = if place == "." { "the top level".to_string() } else { place };
             error(&place, reason)
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
         stack.check(base).map_err(|(place, reason)| error(&place, reason))?;
         Ok(stack)
     }
