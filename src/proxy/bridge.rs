@@ -172,7 +172,8 @@ pub fn event(
     let values = balancer_headers(headers, version, info.client_ip, info.scheme, info.start_ms);
     for ((header, title), value) in BALANCER_HEADERS.iter().zip(values) {
         let shown = if title_case { title.to_string() } else { header.as_str().to_string() };
-        out_headers.insert(shown, value.to_str().unwrap_or_default().into());
+        // A client's `X-Forwarded-For` may hold bytes that are not text: shown lossily, the client's address kept.
+        out_headers.insert(shown, String::from_utf8_lossy(value.as_bytes()).into());
     }
 
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -18,31 +18,31 @@ pub enum Framing {
 }
 
 /// The framing of a response, or `None` when its head contradicts itself (a `Content-Length` that is not one
-/// number): such a response is not forwarded (502).
+/// number): such a response is not forwarded (502). Transfer-Encoding overrides Content-Length (RFC 9112 section
+/// 6.3), whatever the order of the lines: all its lines make one list, whose final coding (empty elements aside)
+/// says whether the body is chunked.
 pub fn response_framing(head_request: bool, status: u16, headers: &[httparse::Header<'_>]) -> Option<Framing> {
     if head_request || status == 204 || status == 304 {
         return Some(Framing::Empty);
     }
-    let mut length = None;
     let mut coded = false;
-    for header in headers {
-        if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            coded = true;
-            // Chunked only when it is the last coding applied.
-            let last = header.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Some(Framing::UntilClose);
-            }
-        } else if header.name.eq_ignore_ascii_case("content-length") {
-            let value = content_length(header.value)?;
-            if length.is_some_and(|l| l != value) {
-                return None;
-            }
-            length = Some(value);
+    let mut chunked = false;
+    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+        coded = true;
+        if let Some(last) = header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii).rfind(|c| !c.is_empty()) {
+            chunked = last.eq_ignore_ascii_case(b"chunked");
         }
     }
     if coded {
-        return Some(Framing::Chunked);
+        return Some(if chunked { Framing::Chunked } else { Framing::UntilClose });
+    }
+    let mut length = None;
+    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        let value = content_length(header.value)?;
+        if length.is_some_and(|l| l != value) {
+            return None;
+        }
+        length = Some(value);
     }
     Some(length.map_or(Framing::UntilClose, Framing::Length))
 }
@@ -319,6 +319,23 @@ mod tests {
         assert_eq!(content_length(b"5, 5"), None);
         assert_eq!(content_length(b""), None);
         assert_eq!(content_length(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn transfer_encoding_is_one_list_over_its_lines_and_overrides_content_length() {
+        let split = headers(&[("Transfer-Encoding", b"gzip"), ("Transfer-Encoding", b"chunked")]);
+        assert_eq!(response_framing(false, 200, &split), Some(Framing::Chunked));
+        let last_gzip = headers(&[("Transfer-Encoding", b"chunked"), ("Transfer-Encoding", b"gzip")]);
+        assert_eq!(response_framing(false, 200, &last_gzip), Some(Framing::UntilClose));
+        let empty_element = headers(&[("Transfer-Encoding", b"chunked , ")]);
+        assert_eq!(response_framing(false, 200, &empty_element), Some(Framing::Chunked));
+        // A malformed Content-Length beside Transfer-Encoding: the same framing before or after it.
+        for coding in [&b"gzip, chunked"[..], b"gzip"] {
+            let before = headers(&[("Content-Length", b"\x8b 3"), ("Transfer-Encoding", coding)]);
+            let after = headers(&[("Transfer-Encoding", coding), ("Content-Length", b"\x8b 3")]);
+            assert!(response_framing(false, 200, &before).is_some());
+            assert_eq!(response_framing(false, 200, &before), response_framing(false, 200, &after));
+        }
     }
 
     #[test]

@@ -163,7 +163,10 @@ impl Settings {
                     let (header, value) = arg
                         .split_once(':')
                         .ok_or_else(|| error("`more_set_headers` takes \"Name: value\" arguments"))?;
-                    self.more_set_headers.push(header_pair(header.trim(), value.trim())?);
+                    // Set twice, a header has its last value (as the general path's `insert` gives it), once.
+                    let (name, value) = header_pair(header.trim(), value.trim())?;
+                    self.more_set_headers.retain(|(set, _)| *set != name);
+                    self.more_set_headers.push((name, value));
                 }
                 if args.is_empty() {
                     return Err(error("`more_set_headers` takes \"Name: value\" arguments"));
@@ -400,6 +403,13 @@ impl Var {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_set_twice_by_more_set_headers_has_its_last_value_once() {
+        let s = Settings::parse("more_set_headers 'X-A: 0 b' 'Server: edge';\nmore_set_headers 'x-a: b';").unwrap();
+        let set: Vec<_> = s.more_set_headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        assert_eq!(set, [("server", "edge"), ("x-a", "b")]);
+    }
 
     #[test]
     fn parses_the_documented_directives() {

@@ -267,7 +267,8 @@ impl Stack {
             let place = e.path().to_string();
             let reason = e.into_inner().to_string();
             let reason = without_place(&reason, &place).to_string();
-            let place = if place == "." { "the top level".to_string() } else { place };
+            // A field with an empty name has no path of its own.
+            let place = if place == "." || place.is_empty() { "the top level".to_string() } else { place };
             error(&place, reason)
         })?;
         stack.check(base).map_err(|(place, reason)| error(&place, reason))?;

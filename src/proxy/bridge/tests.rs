@@ -67,6 +67,15 @@ fn clb_headers_and_extensions() {
 }
 
 #[test]
+fn a_forwarded_for_that_is_not_text_keeps_the_client_address() {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-forwarded-for", HeaderValue::from_bytes(b"1.2.3.4, b=\x8e").unwrap());
+    let bytes = event(&Method::GET, &"/".parse().unwrap(), Version::HTTP_11, &headers, b"", &info());
+    let e: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(e["headers"]["X-Forwarded-For"], "1.2.3.4, b=\u{fffd}, 10.0.0.9");
+}
+
+#[test]
 fn integration_response_parses_documented_shape() {
     let r = integration_response(
         br#"{"isBase64Encoded":false,"statusCode":200,"headers":{"Content-Type":"text/html","Key":["v1","v2"],"Connection":"close"},"body":"<h1>x</h1>"}"#,

@@ -12,6 +12,12 @@ fn refused(text: &str) -> String {
 }
 
 #[test]
+fn an_unknown_field_with_an_empty_name_is_placed_at_the_top_level() {
+    let empty = refused("name: s\n\"\": 1\n");
+    assert!(empty.starts_with("the top level: unknown field ``"), "{empty}");
+}
+
+#[test]
 fn a_file_error_names_its_place_once() {
     let unknown = refused("name: s\nfunctions:\n  - {name: f1, code: code, memroy: 128}\n");
     assert!(unknown.starts_with("functions[0].memroy: unknown field `memroy`, expected one of"), "{unknown}");
