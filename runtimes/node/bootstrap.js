@@ -74,6 +74,7 @@ const { performance } = require('perf_hooks');
 
 // Frame kinds.
 const INVOKE = 1;
+const START = 3;
 const READY = 10;
 const INIT_ERROR = 11;
 const LOG = 12;
@@ -100,6 +101,8 @@ let requestId = '';       // of the running (or last) invocation, for the log fo
 let current = null;       // the running Invocation, or null
 let unrefed = false;      // the socket is unref'd while we wait for the event loop to empty
 const queued = [];        // INVOKE payloads that arrived while one was running (fnlb never does that)
+let expected = INVOKE;    // the frame kind fnlb may send next (START first, for a spare)
+let reader = null;        // reassembles fnlb's frames, once they are read
 
 // --------------------------------------------------------------------------- socket
 
@@ -136,7 +139,7 @@ class FrameReader {
           die(`protocol error: frame length ${length} out of range`, 2);
           return;
         }
-        if (kind !== INVOKE) {
+        if (kind !== expected) {
           die(`protocol error: unexpected frame kind ${kind}`, 2);
           return;
         }
@@ -403,7 +406,11 @@ function die(message, status) {
 
 /** NODE_PATH as on SCF (code dir, its node_modules, then /opt for layers) unless already set. */
 function setupModulePaths(codeDir) {
-  if (env.NODE_PATH) return;
+  if (env.NODE_PATH) {
+    // A spare took its NODE_PATH with its function, after Node.js read the one it started with.
+    if (typeof Module._initPaths === 'function') Module._initPaths();
+    return;
+  }
   const dirs = [codeDir, path.join(codeDir, 'node_modules')];
   if (isDir('/opt')) dirs.push('/opt', '/opt/node_modules');
   env.NODE_PATH = dirs.join(path.delimiter);
@@ -490,11 +497,16 @@ function initFailed(err, codeDir) {
 function ready(fn) {
   handler = fn;
   send(frame(READY, EMPTY));
-  const reader = new FrameReader(onFrame);
+  readFrames();
+}
+
+function readFrames() {
+  if (reader !== null) return;
+  reader = new FrameReader(onFrame);
   socket.on('data', (chunk) => reader.push(chunk));
 }
 
-function start(spec, codeDir) {
+function startFunction(spec, codeDir) {
   installLogCapture();
   setupModulePaths(codeDir);
   let loaded;
@@ -576,6 +588,11 @@ function runQueued() {
 }
 
 function onFrame(kind, payload) {
+  if (kind === START) {
+    expected = INVOKE;
+    takeOn(payload);
+    return;
+  }
   // kind is INVOKE (checked by FrameReader)
   if (current !== null || queued.length) queued.push(payload);
   else invoke(payload);
@@ -665,12 +682,127 @@ function main() {
       process.exit(0);
     });
     socket.on('end', () => {
-      sink.flush();
+      if (sink !== null) sink.flush();
       connected = false;
       process.exit(0);
     });
-    start(spec, codeDir);
+    if (spare === null) startFunction(spec, codeDir);
+    else readFrames();
   });
 }
 
+// --------------------------------------------------------------------------- spares
+
+/*
+ * A spare (FNLB_SPARE=1) is started ahead of time by a keeper (a child of the Python zygote, see
+ * runtimes/python/bootstrap.py run_keeper and docs/function-protocol.md), with no function: its own mount
+ * namespace, /tmp and /proc are made, no_new_privs is set and the system-call filter installed, but it runs as
+ * root with the zygote's capabilities until it takes on a function. It connects, and waits for START
+ * {"code", "env", "uid"}; then, before it loads a line of the function: its keeper (descriptor 3) binds the
+ * function's package at USER_CODE_ROOT and covers every other one; it takes the package as working directory,
+ * the function's environment (written over its environment block too, so that /proc/<pid>/environ shows it) and
+ * the function's user (which leaves it no capability). What its processes write to descriptors 1 and 2 outside
+ * the console comes back on descriptor 4 and goes to fnlb as LOG frames.
+ */
+const KEEPER_FD = 3;
+const OUTPUT_FD = 4;
+
+let spare = null;         // the spare's keeper link, until the spare takes on a function
+
+function becomeSpare() {
+  const keeper = new net.Socket({ fd: KEEPER_FD, readable: true, writable: true });
+  // A spare whose keeper is gone can never take on a function: it ends, and fnlb starts another.
+  keeper.on('end', () => {
+    if (spare !== null) process.exit(0);
+  });
+  keeper.on('error', () => process.exit(0));
+  keeper.unref();
+  spare = keeper;
+  expected = START;
+  const output = new net.Socket({ fd: OUTPUT_FD, readable: true, writable: false });
+  const decoder = new StringDecoder('utf8');
+  output.on('data', (chunk) => {
+    const text = decoder.write(chunk);
+    if (text) sendLog(text);
+  });
+  output.on('error', () => {});
+  output.unref();
+}
+
+function takeOn(payload) {
+  let start;
+  let functionEnv;
+  let codeDir;
+  try {
+    start = JSON.parse(payload.toString('utf8'));
+    functionEnv = new Map(start.env);
+    codeDir = functionEnv.get('USER_CODE_ROOT') || '/var/user';
+  } catch (err) {
+    die(`cannot take on the function: ${err.message}`, 2);
+    return;
+  }
+  const keeper = spare;
+  let answer = '';
+  keeper.setEncoding('utf8');
+  keeper.on('data', (text) => {
+    answer += text;
+    if (!answer.endsWith('\n')) return;
+    spare = null;
+    keeper.destroy();
+    if (answer !== 'ok\n') {
+      die(`cannot take on the function: the keeper answered ${answer.trim()}`, 2);
+      return;
+    }
+    try {
+      process.chdir(codeDir);
+      for (const key of Object.keys(env)) delete env[key];
+      showEnvironment(functionEnv);
+      for (const [key, value] of functionEnv) env[key] = value;
+      if (start.uid !== null && start.uid !== undefined) {
+        process.setgroups([]);
+        process.setgid(start.uid);
+        process.setuid(start.uid);
+      }
+    } catch (err) {
+      die(`cannot take on the function: ${err.message}`, 2);
+      return;
+    }
+    startFunction(env._HANDLER || '', codeDir);
+  });
+  keeper.ref();
+  keeper.write(`${JSON.stringify({ code: start.code, code_dir: codeDir })}\n`);
+}
+
+/**
+ * Writes the function's environment over the one the spare started with, in the process's environment block,
+ * so that /proc/<pid>/environ (and ps) show the function's: the keeper gives the spare room for it
+ * (FNLB_ENVIRONMENT_ROOM); what does not fit is left out there (process.env holds all of it). Nothing points
+ * into the block any more: process.env was emptied first.
+ */
+function showEnvironment(vars) {
+  const stat = fs.readFileSync('/proc/self/stat', 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 50 and 51 of proc_pid_stat(5): env_start and env_end; the list starts at field 3.
+  const begin = Number(fields[47]);
+  const size = Number(fields[48]) - begin;
+  if (!(size > 0)) return;
+  const block = Buffer.alloc(size);
+  let used = 0;
+  for (const [key, value] of vars) {
+    const entry = Buffer.from(`${key}=${value}\0`, 'utf8');
+    if (used + entry.length > size) break;
+    entry.copy(block, used);
+    used += entry.length;
+  }
+  const mem = fs.openSync('/proc/self/mem', 'r+');
+  try {
+    fs.writeSync(mem, block, 0, size, begin);
+  } finally {
+    fs.closeSync(mem);
+  }
+}
+
+if (env.FNLB_SPARE === '1') becomeSpare();
+delete env.FNLB_SPARE;
+delete env.FNLB_ENVIRONMENT_ROOM;
 main();

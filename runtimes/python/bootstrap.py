@@ -45,6 +45,7 @@ import traceback
 INVOKE = 1
 FORK = 2         # zygote mode: fork an instance that connects to the socket named in the payload
 START = 3        # a forked instance: load the function now
+SPARE = 4        # zygote mode: start a Node.js spare under a keeper (payload JSON: socket, argv, env)
 READY = 10
 INIT_ERROR = 11
 LOG = 12
@@ -668,7 +669,7 @@ class Confinement(object):
         self._check(self._libc.mount(source.encode(), target.encode(), fstype and fstype.encode(), flags,
                                      options and options.encode()), 'mount %s' % target)
 
-    def _show_environment(self, env):
+    def show_environment(self, env):
         """Writes the function's environment over the zygote's in the process's environment block, so that
         ``/proc/<pid>/environ`` (and ``ps``) show the function's, as if the instance had been started with it. fnlb
         gives the zygote room for it (``FNLB_ENVIRONMENT_ROOM``); what does not fit is left out there (the process's
@@ -695,34 +696,111 @@ class Confinement(object):
             self._mount('tmpfs', '/tmp', 'tmpfs', MS_NOSUID | MS_NODEV, 'size=%d,mode=1777' % self._tmp_bytes)
             self._mount('proc', '/proc', 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, 'hidepid=2')
 
-    def take_on(self, start):
-        code = start['code']
+    def bind_package(self, code, code_dir):
+        """The mount half of ``take_on``: the package ``code`` bound read-only at ``code_dir``, every other package
+        covered (with ``tmp_bytes`` only: without it there is no mount namespace of the instance's own)."""
         if not code or '/' in code or code.startswith('.'):
             raise ValueError('no code package named %r' % code)
-        package = os.path.join(self._code_root, code)
-        env = dict(start.get('env') or [])
-        code_dir = env.get('USER_CODE_ROOT') or package
         if self._tmp_bytes:
-            self._mount(package, code_dir, None, MS_BIND | MS_REC)
+            self._mount(os.path.join(self._code_root, code), code_dir, None, MS_BIND | MS_REC)
             self._mount('none', code_dir, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
             # Every other package is covered by an empty read-only file system (mounting is cheap; unmounting waits
             # for the kernel's grace period).
             self._mount('none', self._code_root, 'tmpfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 'size=4k,mode=0')
+
+    def restrict(self):
+        """``no_new_privs`` and the system-call filter, on every thread of the process."""
+        if _SYS_SECCOMP is None:
+            raise OSError(0, 'no system-call filter for %s' % os.uname().machine)
+        self._check(self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 'prctl(PR_SET_NO_NEW_PRIVS)')
+        self._check(self._libc.syscall(_SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+                                       self._ctypes.byref(self._fprog)), 'seccomp(SECCOMP_SET_MODE_FILTER)')
+
+    def take_on(self, start):
+        code = start['code']
+        env = dict(start.get('env') or [])
+        code_dir = env.get('USER_CODE_ROOT') or os.path.join(self._code_root, code)
+        self.bind_package(code, code_dir)
         os.chdir(code_dir)
         os.environ.clear()
         os.environ.update(env)
-        self._show_environment(env)
+        self.show_environment(env)
         uid = start.get('uid')
         if uid is not None:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-        ctypes = self._ctypes
-        if _SYS_SECCOMP is None:
-            raise OSError(0, 'no system-call filter for %s' % os.uname().machine)
-        self._check(self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 'prctl(PR_SET_NO_NEW_PRIVS)')
-        self._check(self._libc.syscall(_SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
-                                       ctypes.byref(self._fprog)), 'seccomp(SECCOMP_SET_MODE_FILTER)')
+        self.restrict()
+
+
+# The descriptors a Node.js spare finds its keeper's link and the reading end of its raw output on.
+SPARE_KEEPER_FD = 3
+SPARE_OUTPUT_FD = 4
+# The most a spare may ask its keeper (one JSON line).
+SPARE_REQUEST_BYTES = 4096
+
+
+def run_keeper(spare, confinement):
+    """The keeper of a Node.js spare (a child of the zygote; docs/function-protocol.md). Node.js cannot mount or make
+    namespaces, so the keeper does it for the interpreter it starts: it makes the spare's mount namespace, ``/tmp`` and
+    ``/proc`` (``Confinement.prepare``); it connects to the spare's socket and waits for one byte (fnlb has moved it
+    into the spare's cgroup); then it forks the interpreter, which connects to the same socket, which becomes a session leader, sets
+    ``no_new_privs``, installs the filter and executes Node.js with ``spare['argv']`` and ``spare['env']``, a link to
+    the keeper on descriptor 3, its descriptors 1 and 2 a pipe whose reading end is descriptor 4. When the spare takes
+    on a function it asks the keeper, over the link, to bind its package (``{"code": …, "code_dir": …}``, one line);
+    the keeper answers ``ok`` (or ``error: …``) and exits. It exits as well when the link ends (the spare is gone).
+    The kernel reaps it (``SIGCHLD`` ignored, as in the zygote); the spare is then a child of the sandbox's init."""
+    import signal
+    os.setsid()
+    # Not the zygote's environment: /proc/<pid>/environ and ps tell a keeper from the zygote and its spares.
+    confinement.show_environment({'FNLB_NODE_KEEPER': '1'})
+    confinement.prepare()
+    # fnlb moves the keeper into the spare's cgroup, then says so: the interpreter is born inside it.
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.connect(spare['socket'])
+    if not control.recv(1):
+        os._exit(0)
+    link, theirs = socket.socketpair()
+    output_read, output_write = os.pipe()
+    null = os.open('/dev/null', os.O_RDONLY)
+    if os.fork() == 0:
+        report = 2
+        try:
+            report = os.dup(2)      # where a failed exec is told (descriptor 2 becomes the spare's)
+            os.setsid()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.dup2(null, 0)
+            os.dup2(output_write, 1)
+            os.dup2(output_write, 2)
+            os.dup2(theirs.fileno(), SPARE_KEEPER_FD)
+            os.dup2(output_read, SPARE_OUTPUT_FD)
+            confinement.restrict()
+            argv = spare['argv']
+            os.execve(argv[0], argv, dict(spare['env']))
+        except BaseException as exc:
+            os.write(report, ('fnlb keeper: cannot start %s: %s\n' % (spare.get('argv'), exc)).encode())
+        finally:
+            os._exit(127)
+    # The control connection stays open until the keeper exits: fnlb sees a keeper (or its spare) gone before the
+    # spare connected.
+    theirs.close()
+    for fd in (output_read, output_write, null):
+        os.close(fd)
+    request = b''
+    while not request.endswith(b'\n') and len(request) < SPARE_REQUEST_BYTES:
+        data = link.recv(SPARE_REQUEST_BYTES - len(request))
+        if not data:
+            os._exit(0)
+        request += data
+    try:
+        asked = _decode_json(request.decode('utf-8'))
+        confinement.bind_package(asked['code'], asked['code_dir'])
+        answer = b'ok\n'
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        answer = ('error: %s\n' % exc).encode('utf-8', 'backslashreplace')
+    link.sendall(answer)
+    os._exit(0)
 
 
 def run_zygote(socket_path, confinement):
@@ -731,8 +809,9 @@ def run_zygote(socket_path, confinement):
     One zygote serves every function of the runtime. Each FORK frame names the socket the new instance connects
     to. The child becomes the leader of a session and process group of its own (fnlb kills instances by group),
     connects, and waits for START to take on a function (``Confinement``); then it runs as any instance does: it
-    imports the user's module itself, so the module's start-up code runs once per instance, as on SCF. Exited
-    children are reaped by the kernel (SIGCHLD ignored here, restored in the child).
+    imports the user's module itself, so the module's start-up code runs once per instance, as on SCF. A SPARE
+    frame forks the keeper of a Node.js spare instead (``run_keeper``). Exited children are reaped by the kernel
+    (SIGCHLD ignored here, restored in the child).
     """
     import signal
     try:
@@ -748,18 +827,30 @@ def run_zygote(socket_path, confinement):
     channel.send(READY, b'')
     while True:
         kind, payload = next_frame(channel)
-        if kind != FORK:
+        if kind == FORK:
+            child_socket = payload.decode('utf-8')
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.setsid()
+                    channel.close()
+                    run_instance(child_socket, confinement)
+                finally:
+                    os._exit(1)
+        elif kind == SPARE:
+            spare = _decode_json(payload.decode('utf-8'))
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    channel.close()
+                    run_keeper(spare, confinement)
+                except BaseException as exc:
+                    os.write(2, ('fnlb keeper: %s\n' % exc).encode('utf-8', 'backslashreplace'))
+                finally:
+                    os._exit(1)
+        else:
             die(None, 'protocol error: unexpected frame kind %d' % kind, 2)
-        child_socket = payload.decode('utf-8')
-        pid = os.fork()
-        if pid == 0:
-            try:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                os.setsid()
-                channel.close()
-                run_instance(child_socket, confinement)
-            finally:
-                os._exit(1)
         channel.send(FORKED, str(pid).encode('ascii'))
 
 

@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// Start Python instances by forking the Python runtime's pre-initialised zygote (false: start each interpreter).
     #[arg(long, env = "FNLB_ZYGOTE", default_value_t = true, action = clap::ArgAction::Set)]
     pub zygote: bool,
+    /// Node.js instances the zygote keeps started ahead of time, each taking on any Node.js function when a request
+    /// needs it (0: start an interpreter per Node.js instance). Needs the zygote, a sandbox and root.
+    #[arg(long, env = "FNLB_NODE_SPARES", default_value_t = crate::functions::DEFAULT_NODE_SPARES)]
+    pub node_spares: usize,
     /// Run function instances under the SCHED_BATCH scheduling policy, so that waking one never preempts fnlb
     /// (false: the default policy).
     #[arg(long, env = "FNLB_BATCH_SCHEDULING", default_value_t = true, action = clap::ArgAction::Set)]
@@ -286,6 +290,7 @@ impl ServeArgs {
         config.engine.mb_per_cpu = self.function_mb_per_cpu;
         config.engine.idle_timeout = Duration::from_secs(self.idle_timeout);
         config.engine.zygote = self.zygote;
+        config.engine.node_spares = self.node_spares;
         config.engine.batch_scheduling = self.batch_scheduling;
         config.queue.retry_interval = Duration::from_secs(self.async_retry_interval);
         config.engine.max_instances_per_function = self.max_instances_per_function.max(1);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
@@ -49,8 +49,11 @@ pub struct Launch {
     pub network: Option<Arc<FunctionNetwork>>,
     /// The system-call filter's program: on the host, and as the instance sees it.
     pub seccomp_filter: (PathBuf, PathBuf),
-    /// The runtime's zygote, which forks its instances (Python, where the host allows one).
+    /// The zygote whose spares take on this function's instances (Python's own forks, or the Node.js spares its
+    /// keepers start; where the host allows them).
     pub zygote: Option<Arc<super::runtimes::ZygoteSlot>>,
+    /// Which of the zygote's spares an instance is taken from.
+    pub spare: SpareKind,
     /// Run the instance under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
     pub batch_scheduling: bool,
     /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
@@ -65,6 +68,26 @@ impl Launch {
     pub fn instance_limits(&self) -> InstanceLimits {
         InstanceLimits { memory_mb: self.memory_mb, max_processes: self.max_processes, mb_per_cpu: self.mb_per_cpu }
     }
+}
+
+/// The spares a zygote keeps, one kind per runtime (docs/function-protocol.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpareKind {
+    /// A fork of the Python zygote itself.
+    Python,
+    /// A Node.js interpreter started by a keeper the zygote forks: Node.js cannot mount, so the keeper binds the
+    /// function's package for it when it takes on a function.
+    Node,
+}
+
+/// How a zygote's keepers start Node.js spares: the interpreter, its arguments and environment (paths as the zygote's
+/// sandbox sees them), and how many spares to keep.
+#[derive(Clone, Debug)]
+pub struct NodeSpares {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub count: usize,
 }
 
 /// An error the runtime reported while loading the function (`INIT_ERROR`), or the start failing.
@@ -128,6 +151,8 @@ pub struct Instance {
     detached_channel: bool,
     /// Counts the instance among its pool's for as long as it lives (`Pool::instance`).
     pub tally: Option<Tally>,
+    /// A Node.js spare's keeper (its pid and start time), which it needs to take on a function.
+    keeper: Option<(rustix::process::Pid, u64)>,
 }
 
 /// One instance counted in a shared count until it is dropped.
@@ -191,11 +216,29 @@ pub struct Zygote {
     _group: Option<InstanceGroup>,
     /// How the zygote was started (the limits its children wait under, the code root).
     launch: Launch,
-    /// Instances forked ahead of time, waiting for `START`.
-    spares: Mutex<Vec<Instance>>,
-    /// Spares being forked now.
-    forking: AtomicUsize,
+    /// How its keepers start Node.js spares, where the host allows them.
+    node: Option<NodeSpares>,
+    /// Instances made ahead of time, waiting for `START`: Python's and Node.js's.
+    python_spares: Spares,
+    node_spares: Spares,
     _dir: DirGuard,
+}
+
+/// One kind of a zygote's spares.
+#[derive(Default)]
+struct Spares {
+    ready: Mutex<Vec<Instance>>,
+    /// Spares being made now.
+    making: AtomicUsize,
+}
+
+/// What a zygote is asked to start a Node.js spare with (`SPARE`, docs/function-protocol.md).
+#[derive(serde::Serialize)]
+struct SpareRequest<'a> {
+    /// The socket the spare connects to, as the zygote's sandbox sees it.
+    socket: &'a str,
+    argv: Vec<&'a str>,
+    env: Vec<(&'a str, &'a str)>,
 }
 
 /// Instances a zygote keeps forked ahead of time: a burst of cold starts takes them all before it waits for a fork.
@@ -241,6 +284,7 @@ impl Instance {
             init_duration: Duration::ZERO,
             detached_channel: launch.runtime_api,
             tally: None,
+            keeper: None,
         };
         instance.handshake(deadline).await?;
         instance.init_duration = started.elapsed();
@@ -394,6 +438,11 @@ impl Instance {
         }
     }
 
+    /// Whether a spare can still take on a function: it is there, and so is its keeper (a Node.js spare's).
+    fn can_take_on(&self) -> bool {
+        self.is_running() && self.keeper.is_none_or(|(pid, started)| start_time(pid) == Some(started))
+    }
+
     /// Whether the process is still running (an idle instance may have died: a stray thread exiting, a kill).
     pub fn is_alive(&mut self) -> bool {
         match &mut self.process {
@@ -409,7 +458,7 @@ impl Instance {
 impl Zygote {
     /// Starts a runtime's zygote (Python): it loads the runtime, then forks instances on request. `launch` is the
     /// runtime's own (`Runtimes::prepare_zygote`): its code directory is the root of every package.
-    pub async fn start(id: u64, launch: &Launch) -> Result<Arc<Zygote>, StartError> {
+    pub async fn start(id: u64, launch: &Launch, node: Option<NodeSpares>) -> Result<Arc<Zygote>, StartError> {
         let host_dir = launch.socket_dir.join(format!("zygote-{id}"));
         std::fs::create_dir_all(&host_dir).map_err(StartError::Spawn)?;
         // The functions' users must reach the sockets in it (nothing else of the host sees the directory).
@@ -463,8 +512,9 @@ impl Zygote {
             dir: (host_dir, inside_dir),
             _group: spawned.group,
             launch: launch.clone(),
-            spares: Mutex::new(Vec::new()),
-            forking: AtomicUsize::new(0),
+            node,
+            python_spares: Spares::default(),
+            node_spares: Spares::default(),
             _dir: dir_guard,
         }))
     }
@@ -483,16 +533,31 @@ impl Zygote {
         started
     }
 
+    fn spares(&self, kind: SpareKind) -> &Spares {
+        match kind {
+            SpareKind::Python => &self.python_spares,
+            SpareKind::Node => &self.node_spares,
+        }
+    }
+
+    /// How many spares of a kind the zygote keeps.
+    fn wanted(&self, kind: SpareKind) -> usize {
+        match kind {
+            SpareKind::Python => ZYGOTE_SPARES,
+            SpareKind::Node => self.node.as_ref().map_or(0, |node| node.count),
+        }
+    }
+
     async fn take_on(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let started = std::time::Instant::now();
         let spare = {
-            let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
-            spares.retain(Instance::is_running);
+            let mut spares = self.spares(launch.spare).ready.lock().unwrap_or_else(|p| p.into_inner());
+            spares.retain(Instance::can_take_on);
             spares.pop()
         };
         let mut instance = match spare {
             Some(spare) => spare,
-            None => self.fork(crate::ids::next_instance_id()).await?,
+            None => self.make_spare(launch.spare, crate::ids::next_instance_id()).await?,
         };
         instance.id = id;
         if let Some(group) = &instance.group {
@@ -510,38 +575,62 @@ impl Zygote {
         Ok(instance)
     }
 
-    /// Forks spares in the background until there are `ZYGOTE_SPARES` (counting those being forked).
+    /// Makes spares in the background until there are as many of each kind as the zygote keeps (counting those being
+    /// made).
     pub fn replenish(self: &Arc<Self>) {
-        let have = self.spares.lock().unwrap_or_else(|p| p.into_inner()).len();
-        let forking = self.forking.load(Ordering::Relaxed);
-        for _ in have + forking..ZYGOTE_SPARES {
-            self.forking.fetch_add(1, Ordering::Relaxed);
-            let zygote = self.clone();
-            tokio::spawn(async move {
-                let forked = zygote.fork(crate::ids::next_instance_id()).await;
-                zygote.forking.fetch_sub(1, Ordering::Relaxed);
-                match forked {
-                    Ok(spare) => zygote.spares.lock().unwrap_or_else(|p| p.into_inner()).push(spare),
-                    Err(e) => tracing::debug!(error = ?e, "Could not prepare a spare instance."),
-                }
-            });
+        for kind in [SpareKind::Python, SpareKind::Node] {
+            let spares = self.spares(kind);
+            let have = spares.ready.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let making = spares.making.load(Ordering::Relaxed);
+            for _ in have + making..self.wanted(kind) {
+                spares.making.fetch_add(1, Ordering::Relaxed);
+                let zygote = self.clone();
+                tokio::spawn(async move {
+                    let made = zygote.make_spare(kind, crate::ids::next_instance_id()).await;
+                    let spares = zygote.spares(kind);
+                    spares.making.fetch_sub(1, Ordering::Relaxed);
+                    match made {
+                        Ok(spare) => spares.ready.lock().unwrap_or_else(|p| p.into_inner()).push(spare),
+                        Err(e) => tracing::debug!(error = ?e, ?kind, "Could not prepare a spare instance."),
+                    }
+                });
+            }
         }
     }
 
-    /// Forks an instance, accepts its connection and puts it in a cgroup of its own (with the zygote's limits
-    /// until it takes on a function); it waits for `START`.
-    async fn fork(&self, id: u64) -> Result<Instance, StartError> {
+    /// Makes a spare, accepts its connection and puts it in a cgroup of its own (with the zygote's limits until it
+    /// takes on a function); it waits for `START`. A Python spare is a fork of the zygote; a Node.js spare is an
+    /// interpreter started by a keeper the zygote forks.
+    async fn make_spare(&self, kind: SpareKind, id: u64) -> Result<Instance, StartError> {
         let launch = &self.launch;
         let name = socket_name(id);
         let socket = SocketFile(self.dir.0.join(&name));
         let listener = listen(&socket.0).map_err(StartError::Spawn)?;
         let inside = self.dir.1.join(&name).display().to_string();
+        let request = match (kind, &self.node) {
+            (SpareKind::Python, _) => (protocol::FORK, inside.clone().into_bytes()),
+            (SpareKind::Node, Some(node)) => {
+                // Room in the spare's environment block for the function's environment (`START`).
+                let room = " ".repeat(ENVIRONMENT_ROOM_BYTES);
+                let mut env: Vec<(&str, &str)> = node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                env.extend([("FNLB_RUNTIME_SOCKET", inside.as_str()), ("FNLB_SPARE", "1")]);
+                env.push(("FNLB_ENVIRONMENT_ROOM", &room));
+                let argv = std::iter::once(node.program.to_str().unwrap_or_default())
+                    .chain(node.args.iter().map(String::as_str))
+                    .collect();
+                let request = SpareRequest { socket: &inside, argv, env };
+                (protocol::SPARE, serde_json::to_vec(&request).expect("the spare request serialises"))
+            }
+            (SpareKind::Node, None) => {
+                return Err(StartError::Spawn(std::io::Error::other("the zygote keeps no Node.js spares")));
+            }
+        };
         let deadline = tokio::time::Instant::now() + launch.init_timeout;
         let lost = |what: String| StartError::Exited { log: format!("the zygote {what}\n") };
         {
             let mut channel = self.channel.lock().await;
             let (reader, writer) = &mut *channel;
-            protocol::write_frame(writer, protocol::FORK, &[inside.as_bytes()])
+            protocol::write_frame(writer, request.0, &[&request.1])
                 .await
                 .map_err(|e| lost(format!("cannot be asked to fork: {e}")))?;
             match tokio::time::timeout_at(deadline, protocol::read_frame(reader)).await {
@@ -549,24 +638,50 @@ impl Zygote {
                 other => return Err(lost(format!("did not fork: {other:?}"))),
             }
         }
-        // The new instance must be a child of the zygote.
-        let zygote = self.runtime_pid;
-        let accepted = tokio::time::timeout_at(
-            deadline,
-            accept_from(&listener, |peer| zygote.is_some() && parent_of(peer) == zygote),
-        )
-        .await;
-        drop(socket);
-        let (stream, peer) = match accepted {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(StartError::Spawn(e)),
-            Err(_) => return Err(StartError::TimedOut { log: String::new() }),
+        // The new instance must be a child of the zygote (Python), or of a keeper the zygote forked (Node.js).
+        let zygote = self.runtime_pid.ok_or_else(|| lost("has no known pid".to_string()))?;
+        let accept = |parent: rustix::process::Pid| {
+            let listener = &listener;
+            async move {
+                let accepted = accept_from(listener, |peer| parent_of(peer) == Some(parent));
+                match tokio::time::timeout_at(deadline, accepted).await {
+                    Ok(Ok(pair)) => Ok(pair),
+                    Ok(Err(e)) => Err(StartError::Spawn(e)),
+                    Err(_) => Err(StartError::TimedOut { log: String::new() }),
+                }
+            }
         };
-        let peer_pid = peer.as_raw_nonzero().get() as u32;
+        let (stream, peer) = accept(zygote).await?;
         // Moving a process between cgroups waits for the kernel (an RCU grace period): one reason spares are made
         // ahead of time.
         let group = launch.limits.instance(id, &launch.instance_limits()).map_err(StartError::Spawn)?;
-        confine(peer_pid, group.as_ref(), launch.max_open_files);
+        let (stream, peer, keeper) = match kind {
+            SpareKind::Python => {
+                confine(peer.as_raw_nonzero().get() as u32, group.as_ref(), launch.max_open_files);
+                (stream, peer, None)
+            }
+            SpareKind::Node => {
+                // The keeper enters the spare's cgroup before it starts the interpreter, so that the interpreter (each
+                // of its threads, all the memory it touches) is born inside it; a keeper that cannot be moved is not
+                // used. The interpreter connects next, as the keeper's child.
+                let keeper = peer.as_raw_nonzero().get() as u32;
+                if let Some(group) = &group {
+                    group.add(keeper).map_err(StartError::Spawn)?;
+                }
+                confine(keeper, None, launch.max_open_files);
+                let mut control = stream;
+                control.write_all(b"1").await.map_err(|e| lost(format!("lost the spare's keeper: {e}")))?;
+                // The keeper holds its connection until it exits: a keeper gone (or whose interpreter died before
+                // it connected) ends the wait.
+                let (stream, spare) = tokio::select! {
+                    accepted = accept(peer) => accepted?,
+                    _ = control.read_u8() => return Err(lost("lost the spare's keeper before its spare connected".to_string())),
+                };
+                (stream, spare, start_time(peer).map(|started| (peer, started)))
+            }
+        };
+        drop(socket);
+        let peer_pid = peer.as_raw_nonzero().get() as u32;
         let (read_half, writer) = stream.into_split();
         Ok(Instance {
             id,
@@ -583,6 +698,7 @@ impl Zygote {
             init_duration: Duration::ZERO,
             detached_channel: false,
             tally: None,
+            keeper,
         })
     }
 }

@@ -87,12 +87,16 @@ pub struct EngineSettings {
     pub mb_per_cpu: u32,
     /// Start Python instances by forking the Python runtime's pre-initialised zygote.
     pub zygote: bool,
+    /// Node.js spares the zygote keeps started ahead of time (0: an interpreter per Node.js instance).
+    pub node_spares: usize,
     /// Run instances under the `SCHED_BATCH` policy: waking one never preempts fnlb on its processor (the
     /// instance's share of processor time is unchanged; it waits for fnlb's time slice instead).
     pub batch_scheduling: bool,
 }
 
 pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
+/// Node.js spares kept started ahead of time: a burst of cold starts takes them before it waits for a new one.
+pub const DEFAULT_NODE_SPARES: usize = 2;
 /// Tencent's regional concurrency quota for the large regions (contract 2.9).
 pub const DEFAULT_TOTAL_CONCURRENCY_MB: u32 = 128_000;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -142,6 +146,7 @@ impl Default for EngineSettings {
             max_open_files_per_instance: limits::DEFAULT_MAX_OPEN_FILES,
             mb_per_cpu: limits::DEFAULT_MB_PER_CPU,
             zygote: true,
+            node_spares: DEFAULT_NODE_SPARES,
             batch_scheduling: true,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }

@@ -8,6 +8,8 @@ pub const INVOKE: u8 = 1;
 pub const FORK: u8 = 2;
 /// fnlb → forked instance: load the function now (an instance forked ahead of time waits for it).
 pub const START: u8 = 3;
+/// fnlb → zygote: start a Node.js spare under a keeper (payload: JSON `{socket, argv, env}`).
+pub const SPARE: u8 = 4;
 pub const READY: u8 = 10;
 pub const INIT_ERROR: u8 = 11;
 pub const LOG: u8 = 12;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::EngineSettings;
-use super::instance::{Launch, StartError, Zygote};
+use super::instance::{Launch, NodeSpares, SpareKind, StartError, Zygote};
 use super::limits::Cgroups;
 use super::network::FunctionNetwork;
 use super::sandbox::{self, Sandbox, Uids};
@@ -74,8 +74,9 @@ pub struct Runtimes {
     uids: std::sync::Mutex<Uids>,
     /// The system-call filter's program (`seccomp.rs`), on the host, under `bootstrap_dir`.
     seccomp_filter: PathBuf,
-    /// The Python runtime's zygote (`prepare_zygote`), where Python instances are forked.
-    python_zygote: Option<Arc<ZygoteSlot>>,
+    /// The Python runtime's zygote (`prepare_zygote`), where Python instances are forked and, where it keeps them,
+    /// Node.js spares are started.
+    zygote: Option<Arc<ZygoteSlot>>,
 }
 
 /// How long a zygote may take to load the runtime.
@@ -169,7 +170,7 @@ impl Runtimes {
             network: network.map(Arc::new),
             uids: std::sync::Mutex::new(Uids::new(uid_base)),
             seccomp_filter,
-            python_zygote: None,
+            zygote: None,
         })
     }
 
@@ -212,15 +213,31 @@ impl Runtimes {
             network: self.network.clone(),
             seccomp_filter: (self.seccomp_filter.clone(), runtime_root.join(SECCOMP_FILTER_FILE)),
             zygote: None,
+            spare: SpareKind::Python,
             batch_scheduling: settings.batch_scheduling,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         };
-        self.python_zygote = Some(Arc::new(ZygoteSlot { launch, zygote: tokio::sync::Mutex::new(None) }));
+        // Node.js spares need what the zygote gives its children only as root in a sandbox (a mount namespace and a
+        // user of their own), and an interpreter the zygote's sandbox sees.
+        let node = match &self.node {
+            Some(node) if privileged && settings.node_spares > 0 && Sandbox::sees_everywhere(node) => {
+                let mut env = pairs(&RUNTIME_ENV);
+                env.extend(scratch_env(isolated));
+                let bootstrap = runtime_root.join("node/bootstrap.js").display().to_string();
+                Some(NodeSpares { program: node.clone(), args: vec![bootstrap], env, count: settings.node_spares })
+            }
+            Some(node) if privileged && settings.node_spares > 0 => {
+                tracing::info!(node = %node.display(), "Node.js lies outside the system directories: no Node.js spares.");
+                None
+            }
+            _ => None,
+        };
+        self.zygote = Some(Arc::new(ZygoteSlot { launch, node, zygote: tokio::sync::Mutex::new(None) }));
     }
 
     /// Starts the runtimes' zygotes now rather than at the first cold start.
     pub fn start_zygotes(&self) {
-        if let Some(slot) = self.python_zygote.clone() {
+        if let Some(slot) = self.zygote.clone() {
             tokio::spawn(async move {
                 if let Err(e) = slot.running().await {
                     tracing::warn!(error = ?e, "The Python zygote could not start: Python instances start on their own.");
@@ -312,7 +329,12 @@ impl Runtimes {
             uid,
             network: self.network.clone(),
             seccomp_filter: (self.seccomp_filter.clone(), seccomp_inside),
-            zygote: (family == Family::Python).then(|| self.python_zygote.clone()).flatten(),
+            zygote: match family {
+                Family::Python => self.zygote.clone(),
+                Family::Node => self.zygote.clone().filter(|slot| slot.node.is_some()),
+                Family::Custom => None,
+            },
+            spare: if family == Family::Node { SpareKind::Node } else { SpareKind::Python },
             max_open_files: settings.max_open_files_per_instance,
             batch_scheduling: settings.batch_scheduling,
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
@@ -330,6 +352,8 @@ impl Drop for Runtimes {
 pub struct ZygoteSlot {
     /// How the zygote starts: the runtime, no function.
     launch: Launch,
+    /// How its keepers start Node.js spares, where the host allows them.
+    node: Option<NodeSpares>,
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
 }
 
@@ -349,7 +373,7 @@ impl ZygoteSlot {
             return Ok(zygote.clone());
         }
         *slot = None;
-        let zygote = Zygote::start(crate::ids::next_instance_id(), &self.launch).await?;
+        let zygote = Zygote::start(crate::ids::next_instance_id(), &self.launch, self.node.clone()).await?;
         zygote.replenish();
         tracing::info!("The Python zygote is ready.");
         *slot = Some(zygote.clone());

@@ -115,6 +115,11 @@ impl Sandbox {
         }
     }
 
+    /// Whether a program lies in the system directories every sandbox sees.
+    pub fn sees_everywhere(program: &Path) -> bool {
+        SYSTEM_DIRS.iter().any(|dir| program.starts_with(dir))
+    }
+
     pub fn is_isolated(&self) -> bool {
         matches!(self, Sandbox::Bubblewrap { .. })
     }
