@@ -4,7 +4,8 @@
 # and of a warm request for comparison. Instances are stopped as soon as they are idle (--idle-timeout 0), and the
 # client pauses between requests so that each one finds no warm instance.
 # The first request of a function just deployed, and the first after its code is updated, are measured too, for
-# Python (with and without the zygote) and for Node.js (an interpreter per instance).
+# Python (with and without the zygote) and for Node.js (from a spare the zygote's keepers started ahead of time, and
+# with --node-spares 0, an interpreter per instance).
 # Usage: bench/cold_start.sh [requests, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,15 +57,15 @@ measure "cold, new interpreter (no zygote)" 0 false 100
 # The first request of a function deployed a moment before, and the first after its code is updated: each sample
 # deploys (or updates) the seed's function through the API, binds it to a rule of its own on the example's listener,
 # then times one request through the load balancer.
-measure_deploys() { # label zygote runtime (Python3.9, or Nodejs18.15 for a Node.js port of the seed's function)
-    local api lb
+measure_deploys() { # label zygote runtime [node-spares] (Python3.9, or Nodejs18.15 for a Node.js port of the seed's function)
+    local api lb spares=${4:-2}
     api=$(free_port); lb=$(free_port)
-    ./target/release/fnlb serve --data-dir "$WORK/deploy-$3-$2" --api-addr "127.0.0.1:$api" --example \
-        --example-port "$lb" --zygote "$2" >"$WORK/deploy-$3-$2.log" 2>&1 &
+    ./target/release/fnlb serve --data-dir "$WORK/deploy-$3-$2-$spares" --api-addr "127.0.0.1:$api" --example \
+        --example-port "$lb" --zygote "$2" --node-spares "$spares" >"$WORK/deploy-$3-$2-$spares.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_http "http://127.0.0.1:$lb/"
-    python3 - "$1" "$api" "$lb" "$N" "$WORK/deploy-$3-$2" "$3" <<'PY'
+    python3 - "$1" "$api" "$lb" "$N" "$WORK/deploy-$3-$2-$spares" "$3" <<'PY'
 import base64, http.client, io, json, statistics, subprocess, sys, time, zipfile
 label, api, lb, n, data, runtime = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 NODE_HELLO = """exports.main_handler = async (event, context) => ({
@@ -118,4 +119,5 @@ PY
 
 measure_deploys "zygote" true Python3.9
 measure_deploys "no zygote" false Python3.9
-measure_deploys "Node.js" true Nodejs18.15
+measure_deploys "Node.js, from a spare" true Nodejs18.15
+measure_deploys "Node.js, no spares" true Nodejs18.15 0
