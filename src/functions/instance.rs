@@ -555,9 +555,12 @@ impl Zygote {
             spares.retain(Instance::can_take_on);
             spares.pop()
         };
-        let mut instance = match spare {
-            Some(spare) => spare,
-            None => self.make_spare(launch.spare, crate::ids::next_instance_id()).await?,
+        let mut instance = match (spare, launch.spare) {
+            (Some(spare), _) => spare,
+            (None, SpareKind::Python) => self.make_spare(SpareKind::Python, crate::ids::next_instance_id()).await?,
+            // Making a Node.js spare now would cost Node's start and a keeper besides: an interpreter of its own
+            // starts sooner (the spares are made again meanwhile).
+            (None, SpareKind::Node) => return Instance::start(id, launch).await,
         };
         instance.id = id;
         if let Some(group) = &instance.group {

@@ -136,6 +136,14 @@ fn node_spares(fnlb: u32) -> Vec<(u32, u32)> {
     spares
 }
 
+/// Waits until fnlb has its Node.js spares (without one at hand, a Node.js instance starts an interpreter of its own).
+async fn spares_ready(app: &TestApp) {
+    eventually("Node.js spares wait", Duration::from_secs(20), || async {
+        (node_spares(app.pid()).len() == fnlb::functions::DEFAULT_NODE_SPARES).then_some(())
+    })
+    .await;
+}
+
 fn parent(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
@@ -158,10 +166,7 @@ async fn a_node_function_runs_its_code_from_the_first_request_and_after_every_up
         return;
     }
     let app = TestApp::start();
-    eventually("Node.js spares wait", Duration::from_secs(20), || async {
-        (node_spares(app.pid()).len() == fnlb::functions::DEFAULT_NODE_SPARES).then_some(())
-    })
-    .await;
+    spares_ready(&app).await;
     let created = json!({"FunctionName": "node-fresh", "Runtime": "Nodejs18.15", "Handler": "index.main_handler",
         "Code": {"ZipFile": node_package("one")}});
     app.scf("CreateFunction", created).await.unwrap();
@@ -189,6 +194,7 @@ async fn two_node_functions_from_spares_see_only_their_own_code_environment_tmp_
     let functions = [("node-a", "alpha"), ("node-b", "beta")];
     let mut seen = Vec::new();
     for (name, secret) in functions {
+        spares_ready(&app).await;
         create_node(
             &app,
             name,
@@ -248,6 +254,7 @@ async fn a_node_instance_from_a_spare_is_held_to_its_memory_and_process_limits()
         return;
     }
     let app = TestApp::start();
+    spares_ready(&app).await;
     create_node(&app, "node-limits", "node_probe", json!({"MemorySize": 128, "Timeout": 30})).await;
     let seen = probe(&app, "node-limits", json!({"shell": "sleep 0.2 & cat /proc/self/cgroup; wait"})).await;
     let pids = crate::harness::instance_processes("node-limits");
