@@ -1,15 +1,16 @@
 #![no_main]
 //! A server's answer head as the direct path reads it (`direct::read_head`): parsed by httparse, its framing taken
 //! by `h1::response_framing` and compared with a reference written from RFC 9112 section 6.3; the head the client
-//! gets is written from it with the `h1` writers as `direct::write_answer_head` does (hop-by-hop and connection
-//! headers out, the framing's own header in), and must parse back to the same status, headers and framing, so
-//! that the client and the proxy agree on where the body ends.
+//! gets is written by `direct::write_answer_head` itself (hop-by-hop and connection headers out, the framing's own
+//! header in), and must parse back to the same status, headers and framing, so that the client and the proxy
+//! agree on where the body ends.
 //!
 //! The reference: no body for an answer to HEAD, 204 and 304; otherwise Transfer-Encoding (all its lines taken as
 //! one list, empty elements ignored) wins over Content-Length: chunked when `chunked` is its final coding, else
 //! until the server closes; otherwise every Content-Length must be the same number (digits only, at most 19),
 //! or the answer is refused; without either, until the server closes.
 
+use fnlb::proxy::direct;
 use fnlb::proxy::h1::{self, Framing};
 use libfuzzer_sys::fuzz_target;
 
@@ -82,25 +83,17 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(framing, reference(head_request, status, headers));
     let Some(framing) = framing else { return };
 
-    // The client's head, as direct::write_answer_head writes it.
+    // The client's head, as the direct path writes it.
     let mut out = Vec::new();
-    h1::push_status_line(&mut out, status, response.reason.unwrap_or(""));
-    let mut kept = Vec::new();
-    for header in headers {
-        let framed = framing != Framing::Empty && header.name.eq_ignore_ascii_case("content-length");
-        if framed || h1::is_hop_by_hop(header.name) || h1::connection_lists(headers, header.name) {
-            continue;
-        }
-        h1::push_header(&mut out, header.name.as_bytes(), header.value);
-        kept.push((header.name, header.value));
-    }
-    match framing {
-        Framing::Length(n) => h1::push_content_length(&mut out, n),
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Framing::Empty | Framing::UntilClose => {}
-    }
-    h1::push_date(&mut out);
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    let custom = fnlb::snapshot::custom::Settings::default();
+    direct::write_answer_head(&mut out, &response, framing, &custom, true);
+    let kept: Vec<_> = headers
+        .iter()
+        .filter(|h| !(framing != Framing::Empty && h.name.eq_ignore_ascii_case("content-length")))
+        .filter(|h| !(framing != Framing::Chunked && h.name.eq_ignore_ascii_case("trailer")))
+        .filter(|h| !h1::is_hop_by_hop(h.name) && !h1::connection_lists(headers, h.name))
+        .map(|h| (h.name, h.value))
+        .collect();
 
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS + 4];
     let mut client = httparse::Response::new(&mut storage);

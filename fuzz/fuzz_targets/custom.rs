@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     for status in [100, 200, 204, 302, 404, 502, 599] {
         let mut answer = http::Response::new(());
         *answer.status_mut() = http::StatusCode::from_u16(status).expect("a status");
-        settings.decorate(&mut answer);
+        fnlb::proxy::policy::decorate(&settings, &mut answer);
         assert!(answer.headers().contains_key(http::header::SERVER));
         for (name, value) in &settings.more_set_headers {
             assert_eq!(answer.headers().get_all(name).iter().collect::<Vec<_>>(), [value], "set once");

@@ -41,14 +41,14 @@ const MAX_BODY: u64 = 64 * 1024;
 const BUFFER: usize = 8 * 1024;
 
 /// How the direct path left a connection.
-pub enum Left<I> {
+pub(super) enum Left<I> {
     Closed,
     /// For the general path: the connection, with what was read of it and not yet served in front.
     HandedOver(Prefixed<I>),
 }
 
 /// Serves a connection's requests until it ends or one of them is for the general path.
-pub async fn serve<I>(proxy: &Proxy, peer: &Peer, mut io: I, phase: &watch::Receiver<Phase>) -> Left<I>
+pub(super) async fn serve<I>(proxy: &Proxy, peer: &Peer, mut io: I, phase: &watch::Receiver<Phase>) -> Left<I>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -203,53 +203,14 @@ enum Parsed {
 /// Reads the request head at the start of `buffer`; when the direct path takes the request, writes its head for
 /// the server into `out`.
 fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed {
-    if buffer.is_empty() {
-        return Parsed::Partial;
-    }
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut head = httparse::Request::new(&mut storage[..proxy.settings.max_headers.min(MAX_HEADERS)]);
-    let head_length = match head.parse(buffer) {
-        Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
+    let limit = proxy.settings.max_headers.min(MAX_HEADERS);
+    let head = match read_request_head(buffer, &mut storage[..limit]) {
+        Read::Partial => return Parsed::Partial,
+        Read::Other => return Parsed::Other,
+        Read::Head(head) => head,
     };
-    let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else {
-        return Parsed::Other;
-    };
-    if method == "CONNECT" || !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
-        return Parsed::Other;
-    }
-    let headers = &*head.headers;
-    let mut host = None;
-    let mut length = None;
-    let mut forwarded_for = None;
-    let mut trailers = false;
-    for header in headers {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("host") {
-            if host.is_some() {
-                return Parsed::Other;
-            }
-            host = std::str::from_utf8(header.value).ok();
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if length.is_some() {
-                return Parsed::Other;
-            }
-            length = h1::content_length(header.value);
-            if length.is_none() {
-                return Parsed::Other;
-            }
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded_for = forwarded_for.or(Some(header.value));
-        } else if name.eq_ignore_ascii_case("te") {
-            trailers |= header.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
-        } else if ["transfer-encoding", "expect", "upgrade"].iter().any(|n| name.eq_ignore_ascii_case(n))
-            || (name.eq_ignore_ascii_case("cookie") && contains(header.value, b"fnlb_console="))
-        {
-            return Parsed::Other;
-        }
-    }
-    let Some(host) = host else { return Parsed::Other };
+    let RequestHead { method, target, host, body, .. } = head;
     let snapshot = proxy.snapshots.current();
     let Some(routes) = snapshot.http_listeners.get(&peer.addr).cloned() else { return Parsed::Other };
     let path = target.split_once('?').map_or(target, |(path, _)| path);
@@ -259,83 +220,156 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     };
     let rule_target = &routes.rules[rule];
     let Some(servers) = direct_rule(rule_target) else { return Parsed::Other };
-    let body = length.unwrap_or(0);
     let max_body = rule_target.custom.client_max_body_size.unwrap_or(proxy.settings.max_body_bytes);
     if body > MAX_BODY.min(max_body) {
         return Parsed::Other;
     }
-    let started = Instant::now();
-    let start_ms = crate::clock::now_ms();
-    let head_request = method == "HEAD";
-    let close = h1::connection_lists(headers, "close");
-    let length = head_length + body as usize;
     let logged = proxy.access_log.as_ref().map(|_| (method.to_string(), path.to_string(), host.to_string()));
+    let mut plan = Plan {
+        routes,
+        rule,
+        head: head.length,
+        length: head.length + body as usize,
+        head_request: method == "HEAD",
+        trailers: head.trailers,
+        resendable: false,
+        close: head.close,
+        logged,
+        started: Instant::now(),
+        start_ms: crate::clock::now_ms(),
+        function: None,
+        snapshot,
+    };
     if !servers {
         if body > proxy.functions.settings().max_event_bytes as u64 {
             return Parsed::Other;
         }
         // A function gets the request as the client sent it, in its event.
-        let Some(parts) = request_parts(method, target, headers) else { return Parsed::Other };
-        let function = Some(Box::new(FunctionRequest { parts, host: host.to_string() }));
-        return Parsed::Ready(Plan {
-            routes,
-            rule,
-            head: head_length,
-            length,
-            head_request,
-            trailers,
-            resendable: false,
-            close,
-            logged,
-            started,
-            start_ms,
-            function,
-            snapshot,
-        });
+        let Some(parts) = request_parts(method, target, head.headers) else { return Parsed::Other };
+        plan.function = Some(Box::new(FunctionRequest { parts, host: host.to_string() }));
+        return Parsed::Ready(plan);
     }
-    // The head as a server gets it from CLB: hop-by-hop headers out, the balancer's own in (contract 1.2).
+    plan.resendable = retry::resendable(method, body == 0);
+    let scheme = if peer.tls { "https" } else { "http" };
+    let keepalive = plan.routes.rules[rule].keepalive;
+    write_upstream_head(out, &head, scheme, peer.client_ip.as_bytes(), plan.start_ms, keepalive);
+    Parsed::Ready(plan)
+}
+
+/// A request head as the direct path reads it.
+#[doc(hidden)]
+pub struct RequestHead<'h, 'b> {
+    /// The head's length in the buffer.
+    pub length: usize,
+    pub method: &'b str,
+    /// The request target, in origin form.
+    pub target: &'b str,
+    pub host: &'b str,
+    /// The body's length (`Content-Length`, or none).
+    pub body: u64,
+    pub headers: &'h [httparse::Header<'b>],
+    /// The first `X-Forwarded-For`.
+    pub forwarded_for: Option<&'b [u8]>,
+    /// The client asked for the connection to close.
+    pub close: bool,
+    /// The client takes trailer fields (`TE: trailers`).
+    pub trailers: bool,
+}
+
+/// What `read_request_head` found.
+#[doc(hidden)]
+pub enum Read<'h, 'b> {
+    /// The head is not all in yet.
+    Partial,
+    /// For the general path: anything but HTTP/1.1 with a plain origin-form target, one readable `Host`, at most
+    /// one valid `Content-Length` and no `Transfer-Encoding`, `Expect` or `Upgrade`; a `Connection` header that
+    /// names `Host` or `Content-Length`; the console's cookie.
+    Other,
+    Head(RequestHead<'h, 'b>),
+}
+
+/// Reads the request head at the start of `buffer`, with at most `storage.len()` header lines.
+#[doc(hidden)]
+pub fn read_request_head<'h, 'b>(buffer: &'b [u8], storage: &'h mut [httparse::Header<'b>]) -> Read<'h, 'b> {
+    if buffer.is_empty() {
+        return Read::Partial;
+    }
+    let mut head = httparse::Request::new(storage);
+    let length = match head.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Read::Partial,
+        Err(_) => return Read::Other,
+    };
+    let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else { return Read::Other };
+    if method == "CONNECT" || !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
+        return Read::Other;
+    }
+    let headers: &'h [httparse::Header<'b>] = head.headers;
+    let (mut hosts, mut host, mut body, mut lengths) = (0, None, 0, 0);
+    let (mut forwarded_for, mut trailers) = (None, false);
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            host = std::str::from_utf8(header.value).ok();
+        } else if name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            let Some(length) = h1::content_length(header.value) else { return Read::Other };
+            body = length;
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            forwarded_for = forwarded_for.or(Some(header.value));
+        } else if name.eq_ignore_ascii_case("te") {
+            trailers |= header.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+        } else if ["transfer-encoding", "expect", "upgrade"].iter().any(|n| name.eq_ignore_ascii_case(n))
+            || (name.eq_ignore_ascii_case("cookie") && contains(header.value, b"fnlb_console="))
+        {
+            return Read::Other;
+        }
+    }
+    let framing_named = h1::connection_lists(headers, "host") || h1::connection_lists(headers, "content-length");
+    let (1, Some(host), 0..=1, false) = (hosts, host, lengths, framing_named) else { return Read::Other };
+    let close = h1::connection_lists(headers, "close");
+    Read::Head(RequestHead { length, method, target, host, body, headers, forwarded_for, close, trailers })
+}
+
+/// Writes the head a server gets from CLB for `head` into `out`: hop-by-hop headers out, the balancer's own in
+/// (contract 1.2), `Connection: close` when the rule does not keep server connections.
+#[doc(hidden)]
+pub fn write_upstream_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_, '_>,
+    scheme: &str,
+    client_ip: &[u8],
+    start_ms: i64,
+    keepalive: bool,
+) {
+    let headers = head.headers;
     out.clear();
-    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for header in headers {
         if policy::forwards(header.name, h1::connection_lists(headers, header.name)) {
             h1::push_header(out, header.name.as_bytes(), header.value);
         }
     }
-    let scheme: &[u8] = if peer.tls { b"https" } else { b"http" };
-    let client_ip = peer.client_ip.as_bytes();
     let (_, time_name) = &BALANCER_HEADERS[0];
     out.extend_from_slice(time_name.as_bytes());
     out.extend_from_slice(b": ");
     bridge::push_stgw_time(out, start_ms);
     out.extend_from_slice(b"\r\n");
+    let scheme = scheme.as_bytes();
     let values: [&[u8]; 4] = [scheme, scheme, b"HTTP/1.1", client_ip];
     for ((_, name), value) in BALANCER_HEADERS[1..].iter().zip(values) {
         h1::push_header(out, name.as_bytes(), value);
     }
     let (_, forwarded_name) = &BALANCER_HEADERS[5];
-    h1::push_header(out, forwarded_name.as_bytes(), &policy::forwarded_for(forwarded_for, client_ip));
-    if !rule_target.keepalive {
+    h1::push_header(out, forwarded_name.as_bytes(), &policy::forwarded_for(head.forwarded_for, client_ip));
+    if !keepalive {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Parsed::Ready(Plan {
-        routes,
-        rule,
-        head: head_length,
-        length,
-        head_request,
-        trailers,
-        resendable: retry::resendable(method, body == 0),
-        close,
-        logged,
-        started,
-        start_ms,
-        function: None,
-        snapshot,
-    })
 }
 
 /// Whether a rule's requests may take the direct path, and where to: `Some(true)`, plain HTTP/1.1 to servers;
@@ -571,7 +605,8 @@ async fn read_head(
 /// Writes the head the client gets for a server's answer: the server's headers but those of its connection,
 /// the framing of the body as it is passed on, and what the configuration adds (`Server`, `add_header`,
 /// `more_set_headers`).
-fn write_answer_head(
+#[doc(hidden)]
+pub fn write_answer_head(
     out: &mut Vec<u8>,
     response: &httparse::Response<'_, '_>,
     framing: Framing,
@@ -727,13 +762,13 @@ where
 }
 
 /// A connection with bytes already read from it in front: the general path reads them first.
-pub struct Prefixed<I> {
+pub(super) struct Prefixed<I> {
     prefix: Bytes,
     io: I,
 }
 
 impl<I> Prefixed<I> {
-    pub fn new(io: I, prefix: Bytes) -> Prefixed<I> {
+    pub(super) fn new(io: I, prefix: Bytes) -> Prefixed<I> {
         Prefixed { prefix, io }
     }
 }
@@ -792,6 +827,24 @@ mod tests {
         let mut back = [0; 2];
         near.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"ok");
+    }
+
+    fn takes(head: &[u8]) -> bool {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        matches!(read_request_head(head, &mut storage), Read::Head(_))
+    }
+
+    #[test]
+    fn heads_whose_host_or_length_is_in_doubt_go_to_the_general_path() {
+        assert!(takes(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"));
+        // A second Host after one that is not text (the first read as none).
+        assert!(!takes(b"GET / HTTP/1.1\r\nHost: \xff\r\nHost: b\r\n\r\n"));
+        assert!(!takes(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"));
+        assert!(!takes(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"));
+        // A Connection header naming Content-Length would take it off the server's head and leave the body to be
+        // read as another request; naming Host, the server would get none.
+        assert!(!takes(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\n"));
+        assert!(!takes(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Host\r\n\r\n"));
     }
 
     #[test]

@@ -3,13 +3,17 @@
 pub mod access_log;
 pub mod bridge;
 mod datagram;
-mod direct;
+/// Public for the fuzz targets (fuzz/), not an interface of the crate.
+#[doc(hidden)]
+pub mod direct;
 /// Public for the fuzz targets (fuzz/), not an interface of the crate.
 #[doc(hidden)]
 pub mod h1;
 pub mod health;
 mod keepalive;
-mod policy;
+/// Public for the fuzz targets (fuzz/), not an interface of the crate.
+#[doc(hidden)]
+pub mod policy;
 pub mod respond;
 mod retry;
 mod server;

@@ -115,19 +115,17 @@ impl<'a> Decoration<'a> {
         !kept && !self.custom.sets("date")
     }
 
-    /// The headers added after the answer's own, in order (of two `more_set_headers` of one name, the last).
+    /// The headers added after the answer's own, in order (`more_set_headers` names each header once).
     pub fn added(&self) -> impl Iterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)> {
         let added = self.custom.added(self.status).map(|add| (&add.name, &add.value));
-        let set = &self.custom.more_set_headers;
-        let last = set.iter().enumerate().filter(|(i, (name, _))| !set[i + 1..].iter().any(|(later, _)| later == name));
-        added.chain(last.map(|(_, (name, value))| (name, value)))
+        added.chain(self.custom.more_set_headers.iter().map(|(name, value)| (name, value)))
     }
 }
 
 /// Decorates an answer held as `http` types (the general path's answers, and the balancer's and functions'
 /// answers on either path): its headers that `more_set_headers` replaces out, then what `Decoration` adds. `Date`
 /// is the encoder's to add.
-pub(super) fn decorate<B>(custom: &Settings, response: &mut http::Response<B>) {
+pub fn decorate<B>(custom: &Settings, response: &mut http::Response<B>) {
     let decoration = Decoration { custom, status: response.status().as_u16() };
     let headers = response.headers_mut();
     for (name, _) in &custom.more_set_headers {
