@@ -5,7 +5,8 @@
 #
 # Needs: valgrind, nginx. Everything runs on 127.0.0.1 and is stopped at the end.
 # Usage: bench/callgrind.sh [requests, default 2000]; with CALLGRIND_KEEP=DIR the profiles are copied there
-# (read them with callgrind_annotate).
+# (read them with callgrind_annotate); with BASELINE=PATH another fnlb binary (an earlier build) is counted in the
+# same run, for a before/after comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${1:-2000}
@@ -45,14 +46,25 @@ count() {
     echo $((total / REQUESTS))
 }
 
-API_PORT=$(free_port); FNLB_PORT=$(free_port)
-FNLB_DATA_DIR="$WORK/fnlb" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p" \
-    ./target/release/fnlb serve --api-addr "127.0.0.1:$API_PORT" --log-format text >"$WORK/fnlb.log" 2>&1 &
-FNLB_PID=$!; PIDS+=("$FNLB_PID")
-for _ in $(seq 1 600); do fnlb_call clb DescribeLoadBalancers >/dev/null 2>&1 && break; sleep 0.2; done
-fnlb_proxy HTTP "$FNLB_PORT" "$UP_PORT"
-wait_http "http://127.0.0.1:$FNLB_PORT/"
-FNLB=$(count fnlb "$FNLB_PID" "http://127.0.0.1:$FNLB_PORT/")
+# fnlb_count LABEL BINARY: the binary under callgrind, proxying the upstream; prints instructions per request.
+fnlb_count() {
+    API_PORT=$(free_port); FNLB_PORT=$(free_port)
+    FNLB_DATA_DIR="$WORK/$1" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p" \
+        "$2" serve --api-addr "127.0.0.1:$API_PORT" --log-format text >"$WORK/$1.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 1 600); do FNLB_HOME="$WORK/$1" fnlb_call clb DescribeLoadBalancers >/dev/null 2>&1 && break; sleep 0.2; done
+    FNLB_HOME="$WORK/$1" fnlb_proxy HTTP "$FNLB_PORT" "$UP_PORT"
+    wait_http "http://127.0.0.1:$FNLB_PORT/"
+    count "$1" "$pid" "http://127.0.0.1:$FNLB_PORT/"
+    kill "$pid" 2>/dev/null || true
+}
+
+FNLB=$(fnlb_count fnlb ./target/release/fnlb)
+if [ -n "${BASELINE:-}" ]; then
+    BEFORE=$(fnlb_count before "$BASELINE")
+    python3 -c "print('fnlb / the baseline build instructions per request: %.3fx' % ($FNLB / $BEFORE))" >&2
+fi
 
 NGINX_PORT=$(free_port)
 nginx_proxy_conf 256 "$NGINX_PORT:$UP_PORT"

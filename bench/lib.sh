@@ -68,7 +68,7 @@ fnlb_start() {
     return 1
 }
 
-fnlb_call() { FNLB_DATA_DIR="$WORK/fnlb" ./target/release/fnlb call --endpoint "http://127.0.0.1:$API_PORT" "$@"; }
+fnlb_call() { FNLB_DATA_DIR="${FNLB_HOME:-$WORK/fnlb}" ./target/release/fnlb call --endpoint "http://127.0.0.1:$API_PORT" "$@"; }
 
 # field NAME: the first element of the JSON array NAME in the answer on stdin.
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'][0])"; }

@@ -213,8 +213,11 @@ fn plan(proxy: &Proxy, peer: &Peer, buffer: &[u8], out: &mut Vec<u8>) -> Parsed 
     let RequestHead { method, target, host, body, .. } = head;
     let snapshot = proxy.snapshots.current();
     let Some(routes) = snapshot.http_listeners.get(&peer.addr).cloned() else { return Parsed::Other };
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let decision = policy::route(&routes, host, target);
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let decision = policy::route(&routes, host, path, query);
     let (Some(rule), Action::Servers | Action::Function(_)) = (decision.rule, decision.action) else {
         return Parsed::Other;
     };
@@ -274,6 +277,8 @@ pub struct RequestHead<'h, 'b> {
     pub close: bool,
     /// The client takes trailer fields (`TE: trailers`).
     pub trailers: bool,
+    /// The head has a `Connection` header (which may name hop-by-hop headers).
+    pub connection: bool,
 }
 
 /// What `read_request_head` found.
@@ -306,7 +311,7 @@ pub fn read_request_head<'h, 'b>(buffer: &'b [u8], storage: &'h mut [httparse::H
     }
     let headers: &'h [httparse::Header<'b>] = head.headers;
     let (mut hosts, mut host, mut body, mut lengths) = (0, None, 0, 0);
-    let (mut forwarded_for, mut trailers) = (None, false);
+    let (mut forwarded_for, mut trailers, mut connection) = (None, false, false);
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
@@ -318,6 +323,8 @@ pub fn read_request_head<'h, 'b>(buffer: &'b [u8], storage: &'h mut [httparse::H
             body = length;
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             forwarded_for = forwarded_for.or(Some(header.value));
+        } else if name.eq_ignore_ascii_case("connection") {
+            connection = true;
         } else if name.eq_ignore_ascii_case("te") {
             trailers |= header.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
         } else if ["transfer-encoding", "expect", "upgrade"].iter().any(|n| name.eq_ignore_ascii_case(n))
@@ -326,10 +333,11 @@ pub fn read_request_head<'h, 'b>(buffer: &'b [u8], storage: &'h mut [httparse::H
             return Read::Other;
         }
     }
-    let framing_named = h1::connection_lists(headers, "host") || h1::connection_lists(headers, "content-length");
+    let lists = |token| connection && h1::connection_lists(headers, token);
+    let framing_named = lists("host") || lists("content-length");
     let (1, Some(host), 0..=1, false) = (hosts, host, lengths, framing_named) else { return Read::Other };
-    let close = h1::connection_lists(headers, "close");
-    Read::Head(RequestHead { length, method, target, host, body, headers, forwarded_for, close, trailers })
+    let close = lists("close");
+    Read::Head(RequestHead { length, method, target, host, body, headers, forwarded_for, close, trailers, connection })
 }
 
 /// Writes the head a server gets from CLB for `head` into `out`: hop-by-hop headers out, the balancer's own in
@@ -350,7 +358,8 @@ pub fn write_upstream_head(
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for header in headers {
-        if policy::forwards(header.name, h1::connection_lists(headers, header.name)) {
+        let listed = head.connection && h1::connection_lists(headers, header.name);
+        if policy::forwards(header.name, listed) {
             h1::push_header(out, header.name.as_bytes(), header.value);
         }
     }
@@ -616,13 +625,15 @@ pub fn write_answer_head(
     let status = response.code.unwrap_or(502);
     h1::push_status_line(out, status, response.reason.unwrap_or(""));
     let (mut date, mut server) = (false, false);
+    let connection = response.headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
     for header in response.headers.iter() {
         let name = header.name;
         // The framing is the encoder's: the server's length when the body passes through otherwise, and `Trailer`
         // only over the chunked coding (as hyper writes it).
         let framed = (framing != Framing::Empty && name.eq_ignore_ascii_case("content-length"))
             || (framing != Framing::Chunked && name.eq_ignore_ascii_case("trailer"));
-        if framed || !policy::keeps_answer_header(name, h1::connection_lists(response.headers, name), custom) {
+        let listed = connection && h1::connection_lists(response.headers, name);
+        if framed || !policy::keeps_answer_header(name, listed, custom) {
             continue;
         }
         date |= name.eq_ignore_ascii_case("date");

@@ -38,12 +38,8 @@ pub(super) enum Action<'a> {
     NoTarget,
 }
 
-/// Where a request for `host` and `path_and_query` (origin form) on a listener goes.
-pub(super) fn route<'a>(routes: &'a ListenerRoutes, host: &str, path_and_query: &str) -> Decision<'a> {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (path_and_query, None),
-    };
+/// Where a request for `host`, `path` and `query` on a listener goes.
+pub(super) fn route<'a>(routes: &'a ListenerRoutes, host: &str, path: &str, query: Option<&str>) -> Decision<'a> {
     let rule = match routes.router.route(host, path) {
         Route::Rule(rule) => rule,
         Route::Redirect(to) => {
@@ -60,7 +56,11 @@ pub(super) fn route<'a>(routes: &'a ListenerRoutes, host: &str, path_and_query: 
     };
     let target = &routes.rules[rule];
     let action = if let Some(redirect) = &target.redirect {
-        Action::Redirect { status: redirect.status, location: redirect.location(host, path_and_query) }
+        let path_and_query = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_string(),
+        };
+        Action::Redirect { status: redirect.status, location: redirect.location(host, &path_and_query) }
     } else if !target.servers.is_empty() || target.fallback.is_some() {
         Action::Servers
     } else {

@@ -244,7 +244,7 @@ async fn handle(proxy: &Proxy, peer: &Peer, req: Request<Incoming>) -> Response<
         let mut account = Account::new(proxy, peer, Counted { routes, target: None, started, logged });
         return answer(&mut account, &routes.custom, respond::bad_request());
     };
-    let decision = policy::route(routes, &host, req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let decision = policy::route(routes, &host, req.uri().path(), req.uri().query());
     let target = decision.rule.map(|rule| &routes.rules[rule]);
     let custom = target.map_or(&routes.custom, |t| &t.custom);
     let settings = &proxy.settings;
