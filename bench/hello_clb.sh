@@ -5,8 +5,12 @@
 # the same wrk command, in rounds that take each setup in turn (so that a change in the machine's speed during the
 # run weighs on all of them). Prints req/s and p50/p99 of each run, then the medians and their ratios.
 #
+# With BUSY=1 another process keeps one core busy during the rounds (a bounded `stress-ng --cpu 1`, Debian's
+# stress-ng). Each run also counts the context switches of the whole machine (`perf stat -a`, when perf works) per
+# request.
+#
 # Needs: wrk, nginx (Debian packages), python3 with venv. Everything runs on 127.0.0.1 and is stopped at the end.
-# Usage: bench/hello_clb.sh [duration, default 10s] [connections, default 64] [rounds, default 3]
+# Usage: [BUSY=1] bench/hello_clb.sh [duration, default 10s] [connections, default 64] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -14,15 +18,23 @@ CONNS=${2:-64}
 ROUNDS=${3:-3}
 . bench/lib.sh
 
-run_wrk() { # label url
-    local out
-    out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$2")
-    local rps p50 p99
+run_wrk() { # label url: prints "REQ/S P99" on stdout, the run's line on stderr
+    local out switches=""
+    if perf stat -a -e context-switches -o "$WORK/perf.txt" true 2>/dev/null; then
+        out=$(perf stat -a -e context-switches -o "$WORK/perf.txt" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$2")
+        switches=$(awk '/context-switches/ {gsub(",", "", $1); print $1}' "$WORK/perf.txt")
+    else
+        out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$2")
+    fi
+    local rps p50 p99 requests
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-40s %10s req/s   p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99" >&2
-    echo "$rps"
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    local per=""
+    [ -n "$switches" ] && per=$(python3 -c "print('  %.2f context switches/request' % ($switches / max($requests, 1)))")
+    printf '%-40s %10s req/s   p50 %-9s p99 %-9s%s\n' "$1" "$rps" "$p50" "$p99" "$per" >&2
+    echo "$rps $p99"
 }
 
 cargo build --release --quiet
@@ -69,6 +81,13 @@ wait_http "http://127.0.0.1:$NGINX_UVI_PORT/"
 run_wrk "nginx -> uvicorn (warm-up)" "http://127.0.0.1:$NGINX_UVI_PORT/" >/dev/null
 run_wrk "nginx -> gunicorn (warm-up)" "http://127.0.0.1:$NGINX_PORT/" >/dev/null
 
+if [ "${BUSY:-0}" = 1 ]; then
+    # Bounded: the rounds' length and a margin.
+    busy_for=$(python3 -c "import re; d='$DURATION'; s=float(re.sub('[a-z]+$', '', d)) * {'s': 1, 'm': 60}.get(d[-1], 1); print(int(s * 3 * $ROUNDS + 60))")
+    stress-ng --cpu 1 --timeout "${busy_for}s" --quiet & PIDS+=($!)
+    echo "one core kept busy by stress-ng --cpu 1 (at most ${busy_for} s)" >&2
+fi
+
 FNLB=(); UVI=(); PEER=()
 for round in $(seq 1 "$ROUNDS"); do
     FNLB+=("$(run_wrk "fnlb (warm), round $round" "http://127.0.0.1:$LB_PORT/")")
@@ -78,9 +97,20 @@ done
 
 python3 - "${FNLB[*]}" "${UVI[*]}" "${PEER[*]}" >&2 <<'PY'
 import statistics, sys
-fnlb, uvi, peer = ([float(x) for x in arg.split()] for arg in sys.argv[1:])
+
+def ms(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+fnlb, uvi, peer = ([[float(x[0]), ms(x[1])] for x in zip(*[iter(arg.split())] * 2)] for arg in sys.argv[1:])
 m = statistics.median
-print('medians: fnlb %.0f, nginx+uvicorn %.0f, nginx+gunicorn %.0f req/s' % (m(fnlb), m(uvi), m(peer)))
+rps = lambda runs: m(r[0] for r in runs)
+print('medians: fnlb %.0f, nginx+uvicorn %.0f, nginx+gunicorn %.0f req/s' % (rps(fnlb), rps(uvi), rps(peer)))
 print('fnlb / nginx+uvicorn: %.2fx (rounds: %s); fnlb / nginx+gunicorn: %.2fx' % (
-    m(fnlb) / m(uvi), ', '.join('%.2f' % (f / u) for f, u in zip(fnlb, uvi)), m(fnlb) / m(peer)))
+    rps(fnlb) / rps(uvi), ', '.join('%.2f' % (f[0] / u[0]) for f, u in zip(fnlb, uvi)), rps(fnlb) / rps(peer)))
+print('p99 fnlb / nginx+uvicorn per round: %s (fnlb %s ms; nginx+uvicorn %s ms)' % (
+    ', '.join('%.2f' % (f[1] / u[1]) for f, u in zip(fnlb, uvi)),
+    ', '.join('%.2f' % f[1] for f in fnlb), ', '.join('%.2f' % u[1] for u in uvi)))
 PY

@@ -58,7 +58,7 @@ nginx_proxy_conf() {
 # to `fnlb serve`. Sets FNLB_PID and API_PORT.
 fnlb_start() {
     API_PORT=$(free_port)
-    FNLB_DATA_DIR="$WORK/fnlb" taskset -c 0 ./target/release/fnlb serve --api-addr "127.0.0.1:$API_PORT" \
+    FNLB_DATA_DIR="${FNLB_HOME:-$WORK/fnlb}" taskset -c 0 "${FNLB_BIN:-./target/release/fnlb}" serve --api-addr "127.0.0.1:$API_PORT" \
         --admin-addr 127.0.0.1:0 \
         --log-format text "$@" >"$WORK/fnlb.log" 2>&1 &
     FNLB_PID=$!
@@ -118,9 +118,9 @@ measure_once() {
 # measured in $ROUNDS rounds that take each in turn (so that a change in the machine's speed weighs on all three);
 # prints every run, then the medians and their ratios.
 compare() {
-    local label=$1 scheme=$2 c=$3 port round fnlb=() nginx=() haproxy=()
+    local label=$1 scheme=$2 c=$3 port round fnlb=() nginx=() haproxy=() before=()
     shift 3
-    for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+    for port in "$FNLB_PORT" "$NGINX_PORT" "$HAPROXY_PORT" ${BEFORE_PORT:-}; do
         warm_up "$scheme://127.0.0.1:$port/" "$c" "$@"
     done
     for round in $(seq 1 "$ROUNDS"); do
@@ -128,20 +128,28 @@ compare() {
         nginx+=("$(CPU_PID=$NGINX_PID measure_once "nginx $label, round $round" "$scheme://127.0.0.1:$NGINX_PORT/" "$c" "$@")")
         haproxy+=("$(CPU_PID=$HAPROXY_PID measure_once "haproxy $label, round $round" \
             "$scheme://127.0.0.1:$HAPROXY_PORT/" "$c" "$@")")
+        if [ -n "${BEFORE_PORT:-}" ]; then
+            before+=("$(CPU_PID=$BEFORE_PID measure_once "before $label, round $round" \
+                "$scheme://127.0.0.1:$BEFORE_PORT/" "$c" "$@")")
+        fi
     done
-    print_medians "$label" "${fnlb[*]}" "${nginx[*]}" "${haproxy[*]}"
+    print_medians "$label" "${fnlb[*]}" "${nginx[*]}" "${haproxy[*]}" "${before[*]}"
 }
 
-# print_medians LABEL FNLB NGINX HAPROXY (each a space-separated list of req/s, one per round): the medians, the
-# ratio of fnlb's to nginx's with each round's, and the ratio of fnlb's to HAProxy's, on stderr.
+# print_medians LABEL FNLB NGINX HAPROXY [BEFORE] (each a space-separated list of req/s, one per round): the
+# medians, the ratio of fnlb's to nginx's with each round's, the ratio of fnlb's to HAProxy's, and to the baseline
+# build's when there is one, on stderr.
 print_medians() {
     python3 - "$@" >&2 <<'PY'
 import statistics, sys
-label, fnlb, nginx, haproxy = sys.argv[1], *[[float(x) for x in a.split()] for a in sys.argv[2:]]
+label, fnlb, nginx, haproxy, before = sys.argv[1], *[[float(x) for x in a.split()] for a in (sys.argv[2:] + [''])[:4]]
 m = statistics.median
 print('%s medians: fnlb %.0f, nginx %.0f, haproxy %.0f req/s; fnlb / nginx: %.2fx (rounds: %s); fnlb / haproxy: %.2fx' % (
     label, m(fnlb), m(nginx), m(haproxy), m(fnlb) / m(nginx),
     ' '.join('%.2f' % (f / n) for f, n in zip(fnlb, nginx)), m(fnlb) / m(haproxy)))
+if before:
+    print('%s: fnlb / the baseline build: %.3fx (baseline %.0f req/s; rounds: %s)' % (
+        label, m(fnlb) / m(before), m(before), ' '.join('%.2f' % (f / b) for f, b in zip(fnlb, before))))
 PY
 }
 

@@ -7,7 +7,8 @@
 # their ratios.
 #
 # Needs: wrk, nginx, haproxy (Debian packages). Everything runs on 127.0.0.1 and is stopped at the end.
-# Usage: bench/proxy.sh [duration, default 10s] [connections, default "64 256"] [rounds, default 3]
+# Usage: bench/proxy.sh [duration, default 10s] [connections, default "64 256"] [rounds, default 3]; with
+# BASELINE=PATH another fnlb binary (an earlier build) is measured in the same rounds, for a before/after ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -22,6 +23,15 @@ echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -d$DURATION" >&2
 UP_PORT=$(free_port)
 taskset -c 1 ./target/release/examples/upstream "127.0.0.1:$UP_PORT" & PIDS+=($!)
 wait_http "http://127.0.0.1:$UP_PORT/"
+
+# The baseline build first (when given), the same way.
+if [ -n "${BASELINE:-}" ]; then
+    BEFORE_PORT=$(free_port)
+    FNLB_BIN=$BASELINE FNLB_HOME="$WORK/before" fnlb_start
+    FNLB_HOME="$WORK/before" fnlb_proxy HTTP "$BEFORE_PORT" "$UP_PORT"
+    BEFORE_PID=$FNLB_PID
+    wait_http "http://127.0.0.1:$BEFORE_PORT/"
+fi
 
 # fnlb: a load balancer, an HTTP listener, a rule with the upstream as its one target (health checks off).
 FNLB_PORT=$(free_port)
