@@ -69,7 +69,8 @@ fn tc3_checks(text: &str, timestamp: i64) {
     }
     let headers: Vec<(String, &str)> = lines
         .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| !n.is_empty() && !n.contains([';', ',', ' ', '=']))
+        // Header names as HTTP has them (tokens, RFC 9110 section 5.1); the signature lists them by name.
+        .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
         .map(|(n, v)| (n.to_ascii_lowercase(), v))
         .collect();
     let mut names: Vec<&String> = headers.iter().map(|(n, _)| n).collect();
