@@ -43,10 +43,7 @@ pub(super) fn route<'a>(routes: &'a ListenerRoutes, host: &str, path: &str, quer
     let rule = match routes.router.route(host, path) {
         Route::Rule(rule) => rule,
         Route::Redirect(to) => {
-            let location = match query {
-                Some(query) => format!("{to}?{query}"),
-                None => to,
-            };
+            let location = with_query(&to, query);
             return Decision {
                 rule: None,
                 action: Action::Redirect { status: StatusCode::MOVED_PERMANENTLY, location },
@@ -56,17 +53,21 @@ pub(super) fn route<'a>(routes: &'a ListenerRoutes, host: &str, path: &str, quer
     };
     let target = &routes.rules[rule];
     let action = if let Some(redirect) = &target.redirect {
-        let path_and_query = match query {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_string(),
-        };
-        Action::Redirect { status: redirect.status, location: redirect.location(host, &path_and_query) }
+        Action::Redirect { status: redirect.status, location: redirect.location(host, &with_query(path, query)) }
     } else if !target.servers.is_empty() || target.fallback.is_some() {
         Action::Servers
     } else {
         target.function.as_ref().map_or(Action::NoTarget, Action::Function)
     };
     Decision { rule: Some(rule), action }
+}
+
+/// `path`, with `?query` when there is one.
+fn with_query(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    }
 }
 
 /// Whether a header describes one connection and never crosses the balancer: hop-by-hop (RFC 9110 section 7.6.1),

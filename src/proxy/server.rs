@@ -400,18 +400,17 @@ async fn send<'a>(
     let request_id = &served.request_id;
     let request_id = || request_id.get_or_init(crate::ids::request_id).as_str();
     let extra = proxy_headers(custom, request, &req, request_id);
-    let function = match action {
-        Action::Servers => None,
-        Action::Function(function) => Some(function),
+    match action {
+        Action::Servers => {}
+        Action::Function(function) => {
+            let (mut parts, body) = req.into_parts();
+            parts.headers.extend(extra);
+            let body = Event { body: Some(body), bounded: event_bound };
+            let id = request_id().to_string();
+            served.function = Some(function);
+            return invoke(proxy, snapshot, request, function, parts, body, &id).await;
+        }
         Action::NotFound | Action::Redirect { .. } | Action::NoTarget => return respond::no_target(),
-    };
-    if let Some(function) = function {
-        let (mut parts, body) = req.into_parts();
-        parts.headers.extend(extra);
-        let body = Event { body: Some(body), bounded: event_bound };
-        let id = request_id().to_string();
-        served.function = Some(function);
-        return invoke(proxy, snapshot, request, function, parts, body, &id).await;
     }
     // The fallback gets the request as the client sent it, not as prepared for a server.
     let head = target.fallback.as_ref().map(|_| {
