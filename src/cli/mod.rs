@@ -139,10 +139,11 @@ pub struct ServeArgs {
     /// needs it (0: start an interpreter per Node.js instance). Needs the zygote, a sandbox and root.
     #[arg(long, env = "FNLB_NODE_SPARES", default_value_t = crate::functions::DEFAULT_NODE_SPARES)]
     pub node_spares: usize,
-    /// Run function instances under the SCHED_BATCH scheduling policy, so that waking one never preempts fnlb
-    /// (false: the default policy).
-    #[arg(long, env = "FNLB_BATCH_SCHEDULING", default_value_t = true, action = clap::ArgAction::Set)]
-    pub batch_scheduling: bool,
+    /// When function instances run under the SCHED_BATCH scheduling policy, where waking one never preempts fnlb:
+    /// auto (while other processes take less than a quarter of the processors' time, measured every second),
+    /// true (always) or false (never: the default policy).
+    #[arg(long, env = "FNLB_BATCH_SCHEDULING", value_enum, default_value_t = crate::functions::scheduling::BatchScheduling::Auto)]
+    pub batch_scheduling: crate::functions::scheduling::BatchScheduling,
     /// Seconds between the attempts of a failed asynchronous invocation.
     #[arg(long, env = "FNLB_ASYNC_RETRY_INTERVAL", default_value_t = crate::functions::queue::DEFAULT_ASYNC_RETRY_INTERVAL.as_secs())]
     pub async_retry_interval: u64,
@@ -211,6 +212,10 @@ pub struct ServeArgs {
     /// before it starts another (0: start one at once).
     #[arg(long, env = "FNLB_WARM_WAIT_LIMIT", default_value_t = crate::functions::DEFAULT_WARM_WAIT_LIMIT.as_millis() as u64)]
     pub warm_wait_limit: u64,
+    /// Milliseconds a request waits for a busy instance of a function with invocations shorter than this to be
+    /// released before it starts another, while the processors are saturated (0: as when they are not).
+    #[arg(long, env = "FNLB_SATURATED_WAIT_LIMIT", default_value_t = crate::functions::DEFAULT_SATURATED_WAIT_LIMIT.as_millis() as u64)]
+    pub saturated_wait_limit: u64,
     /// Instances of one function started on demand before callers of short invocations wait for a busy one first
     /// (at least 1; default: 4 per processor).
     #[arg(long, env = "FNLB_EAGER_INSTANCES_PER_FUNCTION")]
@@ -311,6 +316,7 @@ impl ServeArgs {
         config.proxy.direct_path = self.direct_path;
         config.engine.max_starting_per_function = self.max_starting_per_function.max(1);
         config.engine.warm_wait_limit = Duration::from_millis(self.warm_wait_limit);
+        config.engine.saturated_wait_limit = Duration::from_millis(self.saturated_wait_limit);
         if let Some(eager) = self.eager_instances_per_function {
             config.engine.eager_instances_per_function = eager.max(1);
         }

@@ -17,6 +17,7 @@ use super::limits::{AtExec, Cgroups, InstanceGroup, InstanceLimits, apply_at_exe
 use super::network::FunctionNetwork;
 use super::protocol::{self, Frame, FrameError};
 use super::sandbox::{self, Confinement, SCRATCH_BYTES, Sandbox};
+use super::scheduling::Scheduling;
 
 /// How to start an instance of one function revision.
 #[derive(Clone, Debug)]
@@ -54,8 +55,8 @@ pub struct Launch {
     pub zygote: Option<Arc<super::runtimes::ZygoteSlot>>,
     /// Which of the zygote's spares an instance is taken from.
     pub spare: SpareKind,
-    /// Run the instance under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
-    pub batch_scheduling: bool,
+    /// Whether the instance starts under `SCHED_BATCH` (`scheduling.rs`).
+    pub scheduling: Arc<Scheduling>,
     /// Without a sandbox, each instance gets a private scratch directory under this one (its `HOME` and
     /// `TMPDIR`); a sandbox gives it a private `/tmp` instead.
     pub scratch_root: Option<PathBuf>,
@@ -797,7 +798,7 @@ async fn spawn(
     }
     let group = launch.limits.instance(id, &launch.instance_limits()).map_err(StartError::Spawn)?;
     // The process enters its cgroups before it runs: everything it forks is born inside them.
-    let mut at_exec = AtExec::new(group.as_ref(), launch.max_open_files, launch.batch_scheduling)
+    let mut at_exec = AtExec::new(group.as_ref(), launch.max_open_files, launch.scheduling.batch())
         .map_err(StartError::Spawn)?
         .join_network(launch.network.as_ref().map(|n| n.netns()));
     if filtered {

@@ -123,6 +123,26 @@ impl Cgroups {
         }
     }
 
+    /// The processes in instances' cgroups now (zygotes and their spares included), at most `limit` of them.
+    pub fn instance_processes(&self, limit: usize) -> Vec<rustix::process::Pid> {
+        let parent = match self {
+            Cgroups::V1 { memory, .. } => memory,
+            Cgroups::V2 { base } => base,
+            Cgroups::Unavailable => return Vec::new(),
+        };
+        let mut processes = Vec::new();
+        for child in fs::read_dir(parent).into_iter().flatten().flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                processes.extend(read_pids(&child.path().join("cgroup.procs")));
+                if processes.len() >= limit {
+                    processes.truncate(limit);
+                    break;
+                }
+            }
+        }
+        processes
+    }
+
     /// Creates the cgroup of one instance with its limits.
     pub fn instance(&self, id: u64, limits: &InstanceLimits) -> std::io::Result<Option<InstanceGroup>> {
         let name = format!("instance-{id}");
@@ -254,7 +274,7 @@ pub struct AtExec {
     /// The `cgroup.procs` files of the instance's groups, opened before the fork.
     procs: Vec<fs::File>,
     max_open_files: u64,
-    /// Run under `SCHED_BATCH` (`EngineSettings::batch_scheduling`).
+    /// Run under `SCHED_BATCH` (`scheduling::Scheduling::batch`).
     batch: bool,
     /// The functions' network namespace to join (`network.rs`).
     netns: Option<Arc<OwnedFd>>,

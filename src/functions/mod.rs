@@ -12,6 +12,7 @@ pub mod reserve;
 mod runtime_api;
 pub mod runtimes;
 pub mod sandbox;
+pub mod scheduling;
 mod seccomp;
 
 use std::collections::HashMap;
@@ -75,6 +76,10 @@ pub struct EngineSettings {
     /// The longest a caller waits for a busy instance of a function with short invocations to be released before
     /// it starts another (`Pool::instance`); zero: never wait.
     pub warm_wait_limit: Duration,
+    /// While the processors are saturated (`scheduling::Scheduling::saturated`): the longest a caller waits for a
+    /// busy instance of a function whose invocations are shorter than this to be released before it starts
+    /// another (an instance more would add no processor time); zero: as when they are not saturated.
+    pub saturated_wait_limit: Duration,
     pub max_event_bytes: usize,
     pub max_response_bytes: usize,
     pub max_log_bytes: usize,
@@ -89,9 +94,9 @@ pub struct EngineSettings {
     pub zygote: bool,
     /// Node.js spares the zygote keeps started ahead of time (0: an interpreter per Node.js instance).
     pub node_spares: usize,
-    /// Run instances under the `SCHED_BATCH` policy: waking one never preempts fnlb on its processor (the
-    /// instance's share of processor time is unchanged; it waits for fnlb's time slice instead).
-    pub batch_scheduling: bool,
+    /// When instances run under the `SCHED_BATCH` policy, where waking one never preempts fnlb on its processor
+    /// (`scheduling.rs`: by default while no other process keeps the processors busy).
+    pub batch_scheduling: scheduling::BatchScheduling,
 }
 
 pub const DEFAULT_MAX_INSTANCES_PER_FUNCTION: usize = 64;
@@ -104,6 +109,7 @@ pub const DEFAULT_MAX_QUEUE_PER_FUNCTION: usize = 1024;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STARTING_PER_FUNCTION: usize = 4;
 pub const DEFAULT_WARM_WAIT_LIMIT: Duration = Duration::from_millis(10);
+pub const DEFAULT_SATURATED_WAIT_LIMIT: Duration = Duration::from_millis(100);
 /// Instances per processor a function starts on demand before short invocations wait for busy ones first.
 pub const EAGER_INSTANCES_PER_PROCESSOR: usize = 4;
 
@@ -136,6 +142,7 @@ impl Default for EngineSettings {
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_starting_per_function: DEFAULT_MAX_STARTING_PER_FUNCTION,
             warm_wait_limit: DEFAULT_WARM_WAIT_LIMIT,
+            saturated_wait_limit: DEFAULT_SATURATED_WAIT_LIMIT,
             eager_instances_per_function: default_eager_instances(),
             max_event_bytes: SYNC_PAYLOAD_LIMIT,
             max_response_bytes: SYNC_PAYLOAD_LIMIT,
@@ -147,7 +154,7 @@ impl Default for EngineSettings {
             mb_per_cpu: limits::DEFAULT_MB_PER_CPU,
             zygote: true,
             node_spares: DEFAULT_NODE_SPARES,
-            batch_scheduling: true,
+            batch_scheduling: scheduling::BatchScheduling::Auto,
             max_code_unpacked_bytes: DEFAULT_MAX_CODE_UNPACKED_BYTES,
         }
     }
@@ -251,6 +258,7 @@ pub struct Engine {
 impl Engine {
     /// The engine, its runtimes' zygotes prepared (`start_zygotes` starts them).
     pub fn new(settings: EngineSettings, mut runtimes: Runtimes, data_dir: &Path, store: Store) -> Engine {
+        runtimes.schedule(settings.batch_scheduling);
         runtimes.prepare_zygote(&data_dir.join("code"), &settings);
         Engine {
             logs: LogStore::new(settings.logs_per_function, settings.log_bytes_per_function),

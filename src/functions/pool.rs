@@ -184,17 +184,38 @@ struct Load {
     /// The moving averages of an instance's start and of an invocation (zero until measured).
     start_time: Duration,
     invoke_time: Duration,
+    /// The machine's processors are saturated (`scheduling::Scheduling::saturated`).
+    saturated: bool,
+}
+
+/// The longest waits `patience` gives.
+#[derive(Clone, Copy, Debug)]
+struct Waits {
+    /// For invocations shorter than a start (`--warm-wait-limit`).
+    warm: Duration,
+    /// For invocations shorter than this, while the processors are saturated (`--saturated-wait-limit`).
+    saturated: Duration,
 }
 
 /// How long a caller that found no idle instance waits for a running one to be released before it starts one:
-/// not at all below `eager` instances (counting those starting), nor when starts are not measured yet or are no
-/// longer than invocations; otherwise about one start time, at most `limit`.
-fn patience(load: Load, eager: usize, limit: Duration) -> Duration {
-    let Load { instances, starting, start_time, invoke_time } = load;
-    if instances + starting < eager || start_time.is_zero() || invoke_time >= start_time {
+/// * not at all below `eager` instances (counting those starting), nor when starts are not measured yet;
+/// * while the processors are saturated and invocations are shorter than `waits.saturated`, that long: an
+///   instance more would add no processor time, only a start's work and one more process to share the caches
+///   with, and under contention a burst of slow releases would otherwise start instance after instance;
+/// * otherwise not at all when starts are no longer than invocations, and about one start time (at most
+///   `waits.warm`) when they are.
+fn patience(load: Load, eager: usize, waits: Waits) -> Duration {
+    let Load { instances, starting, start_time, invoke_time, saturated } = load;
+    if instances + starting < eager || start_time.is_zero() {
         return Duration::ZERO;
     }
-    start_time.min(limit)
+    if saturated && invoke_time < waits.saturated {
+        return waits.saturated;
+    }
+    if invoke_time >= start_time {
+        return Duration::ZERO;
+    }
+    start_time.min(waits.warm)
 }
 
 /// Why an invocation is refused before it waits: the function may run no instance (a limit of 0, or a
@@ -459,8 +480,10 @@ impl Pool {
             starting: (self.start_slots - self.starting.available_permits()).saturating_sub(mine),
             start_time: self.start_time.get(),
             invoke_time: self.invoke_time.get(),
+            saturated: self.launch.scheduling.saturated(),
         };
-        patience(load, self.settings.eager_instances_per_function, self.settings.warm_wait_limit)
+        let waits = Waits { warm: self.settings.warm_wait_limit, saturated: self.settings.saturated_wait_limit };
+        patience(load, self.settings.eager_instances_per_function, waits)
     }
 
     /// Starts a new instance: forked from its runtime's zygote when the runtime allows (the zygote is started again

@@ -10,6 +10,7 @@ use super::instance::{Launch, NodeSpares, SpareKind, StartError, Zygote};
 use super::limits::Cgroups;
 use super::network::FunctionNetwork;
 use super::sandbox::{self, Sandbox, Uids};
+use super::scheduling::{BatchScheduling, Scheduling};
 use crate::snapshot::{FunctionSpec, Resolved};
 
 /// The bootstraps, embedded so that the binary alone is enough.
@@ -77,6 +78,8 @@ pub struct Runtimes {
     /// The Python runtime's zygote (`prepare_zygote`), where Python instances are forked and, where it keeps them,
     /// Node.js spares are started.
     zygote: Option<Arc<ZygoteSlot>>,
+    /// The scheduling policy instances start under (`schedule`).
+    scheduling: Arc<Scheduling>,
 }
 
 /// How long a zygote may take to load the runtime.
@@ -171,7 +174,15 @@ impl Runtimes {
             uids: std::sync::Mutex::new(Uids::new(uid_base)),
             seccomp_filter,
             zygote: None,
+            scheduling: Scheduling::new(BatchScheduling::Always),
         })
+    }
+
+    /// Sets when instances run under `SCHED_BATCH`, and in `auto` starts moving them as the machine's load changes
+    /// (before any instance or zygote starts).
+    pub fn schedule(&mut self, mode: BatchScheduling) {
+        self.scheduling = Scheduling::new(mode);
+        self.scheduling.watch(&self.limits);
     }
 
     /// Prepares the Python zygote, where the host has Python and the settings ask for forks: every package under
@@ -214,7 +225,7 @@ impl Runtimes {
             seccomp_filter: (self.seccomp_filter.clone(), runtime_root.join(SECCOMP_FILTER_FILE)),
             zygote: None,
             spare: SpareKind::Python,
-            batch_scheduling: settings.batch_scheduling,
+            scheduling: self.scheduling.clone(),
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         };
         // Node.js spares need what the zygote gives its children only as root in a sandbox (a mount namespace and a
@@ -336,7 +347,7 @@ impl Runtimes {
             },
             spare: if family == Family::Node { SpareKind::Node } else { SpareKind::Python },
             max_open_files: settings.max_open_files_per_instance,
-            batch_scheduling: settings.batch_scheduling,
+            scheduling: self.scheduling.clone(),
             scratch_root: (!isolated).then(|| self.scratch_root.clone()),
         })
     }

@@ -1,6 +1,8 @@
 //! Limits of a function instance: memory (434), the next request after a kill, open files, cgroups and the
 //! scheduling policy of every process it starts.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use crate::harness::{TestApp, get};
@@ -23,7 +25,8 @@ async fn memory_past_the_limit_is_errno_434_and_the_instance_is_replaced() {
 
 #[tokio::test]
 async fn every_process_of_an_instance_is_born_inside_its_limits() {
-    let app = TestApp::start();
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--batch-scheduling", "true"]);
     let created = json!({"Runtime": "CustomRuntime", "Handler": "index.handler"});
     app.create_fixture("bounded", "custom_bash", created).await.unwrap();
     let base = app.route_to("bounded").await.base;
@@ -57,9 +60,58 @@ async fn instances_keep_the_default_scheduling_policy_when_asked() {
     let base = app.route_to("ordinary").await.base;
     assert_eq!(get(&format!("{base}/")).await.status, 200);
     let policies: Vec<_> = function_processes("ordinary").iter().map(|p| scheduling_policy(p)).collect();
-    assert!(!policies.is_empty() && policies.iter().all(|p| *p == Some(0)), "SCHED_OTHER: {policies:?}");
+    assert!(!policies.is_empty() && policies.iter().all(|p| *p == Some(SCHED_OTHER)), "SCHED_OTHER: {policies:?}");
 }
 
+#[tokio::test]
+async fn instances_leave_batch_scheduling_while_other_processes_keep_the_processors_busy() {
+    if !rustix::process::geteuid().is_root() {
+        return; // fnlb finds its instances through their cgroups, made only when it may write them.
+    }
+    let app = TestApp::start();
+    app.create_fixture("neighbourly", "echo", json!({})).await.unwrap();
+    let base = app.route_to("neighbourly").await.base;
+    assert_eq!(get(&format!("{base}/")).await.status, 200);
+    let policies = || -> Vec<Option<u32>> {
+        function_processes("neighbourly").iter().map(|p| scheduling_policy(p)).filter(Option::is_some).collect()
+    };
+    assert!(!policies().is_empty(), "the instance runs");
+
+    // A busy neighbour on every processor (each ends by itself after 30 s, and is killed at the end of the test).
+    let processors = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _hogs: Vec<Hog> = (0..processors).map(|_| Hog::start(Duration::from_secs(30))).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = policies();
+        if !now.is_empty() && now.iter().all(|p| *p == Some(SCHED_OTHER)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instances still under SCHED_BATCH beside busy neighbours: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The function still answers, and an instance started now starts under the same policy.
+    assert_eq!(get(&format!("{base}/")).await.status, 200);
+}
+
+/// A process that keeps one processor busy for at most `limit`; killed when dropped.
+struct Hog(std::process::Child);
+
+impl Hog {
+    fn start(limit: Duration) -> Hog {
+        let program =
+            format!("import time\nend = time.monotonic() + {}\nwhile time.monotonic() < end: pass", limit.as_secs());
+        Hog(std::process::Command::new("python3").args(["-c", &program]).spawn().expect("python3 runs"))
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SCHED_OTHER: u32 = 0;
 const SCHED_BATCH: u32 = 3;
 
 /// The `/proc` directories of a function's processes (found by their `SCF_FUNCTIONNAME`).

@@ -140,23 +140,25 @@ fn the_shelf_neither_loses_nor_duplicates_an_instance_under_any_sequence() {
 #[test]
 fn patience_waits_about_one_start_only_past_the_eager_instances_and_for_short_invocations() {
     let limit = Duration::from_millis(200);
+    let waits = Waits { warm: limit, saturated: Duration::from_secs(1) };
     let load = |instances, starting, start_ms, invoke_ms| Load {
         instances,
         starting,
         start_time: Duration::from_millis(start_ms),
         invoke_time: Duration::from_millis(invoke_ms),
+        saturated: false,
     };
-    assert_eq!(patience(load(3, 0, 50, 5), 4, limit), Duration::ZERO, "below the eager instances");
-    assert_eq!(patience(load(3, 1, 50, 5), 4, limit), Duration::from_millis(50), "those starting count");
-    assert_eq!(patience(load(8, 0, 0, 5), 4, limit), Duration::ZERO, "starts not measured yet");
-    assert_eq!(patience(load(8, 0, 50, 50), 4, limit), Duration::ZERO, "invocations as long as a start");
-    assert_eq!(patience(load(8, 0, 900, 5), 4, limit), limit, "at most the limit");
+    assert_eq!(patience(load(3, 0, 50, 5), 4, waits), Duration::ZERO, "below the eager instances");
+    assert_eq!(patience(load(3, 1, 50, 5), 4, waits), Duration::from_millis(50), "those starting count");
+    assert_eq!(patience(load(8, 0, 0, 5), 4, waits), Duration::ZERO, "starts not measured yet");
+    assert_eq!(patience(load(8, 0, 50, 50), 4, waits), Duration::ZERO, "invocations as long as a start");
+    assert_eq!(patience(load(8, 0, 900, 5), 4, waits), limit, "at most the limit");
     // For every load: never past the limit nor past one start, and zero whenever invocations are the longer.
     for instances in 0..10 {
         for starting in 0..4 {
             for start_ms in [0, 1, 7, 50, 300] {
                 for invoke_ms in [0, 1, 7, 50, 300] {
-                    let waited = patience(load(instances, starting, start_ms, invoke_ms), 4, limit);
+                    let waited = patience(load(instances, starting, start_ms, invoke_ms), 4, waits);
                     assert!(waited <= limit && waited <= Duration::from_millis(start_ms));
                     if invoke_ms >= start_ms {
                         assert_eq!(waited, Duration::ZERO);
@@ -165,6 +167,30 @@ fn patience_waits_about_one_start_only_past_the_eager_instances_and_for_short_in
             }
         }
     }
+}
+
+#[test]
+fn on_saturated_processors_patience_waits_longer_for_short_invocations_past_the_eager_instances() {
+    let waits = Waits { warm: Duration::from_millis(10), saturated: Duration::from_millis(100) };
+    let load = |instances, start_ms, invoke_ms| Load {
+        instances,
+        starting: 0,
+        start_time: Duration::from_millis(start_ms),
+        invoke_time: Duration::from_millis(invoke_ms),
+        saturated: true,
+    };
+    assert_eq!(patience(load(3, 5, 50), 4, waits), Duration::ZERO, "below the eager instances");
+    assert_eq!(patience(load(8, 0, 50), 4, waits), Duration::ZERO, "starts not measured yet");
+    for (start_ms, invoke_ms) in [(5, 50), (50, 50), (5, 1), (900, 5), (5, 99)] {
+        let waited = patience(load(8, start_ms, invoke_ms), 4, waits);
+        assert_eq!(waited, waits.saturated, "{start_ms} ms starts, {invoke_ms} ms calls");
+    }
+    // Invocations as long as the saturated wait or longer (waiting on something else than the processors, most
+    // likely) start instances as on idle processors.
+    assert_eq!(patience(load(8, 5, 100), 4, waits), Duration::ZERO);
+    assert_eq!(patience(load(8, 500, 100), 4, waits), Duration::from_millis(10));
+    // Zero waits as on idle processors: about one start.
+    assert_eq!(patience(load(8, 5, 1), 4, Waits { saturated: Duration::ZERO, ..waits }), Duration::from_millis(5));
 }
 
 #[test]
