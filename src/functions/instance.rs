@@ -231,7 +231,15 @@ struct Spares {
     ready: Mutex<Vec<Instance>>,
     /// Spares being made now.
     making: AtomicUsize,
+    /// Callers waiting for one of those (`Zygote::take_spare`).
+    waiting: AtomicUsize,
+    /// Tells them that one was made, or failed.
+    made: tokio::sync::Notify,
 }
+
+/// The longest a Node.js cold start waits for a spare being made rather than start an interpreter of its own (the
+/// spare, already on its way, is ready sooner than an interpreter started now would be).
+const NODE_SPARE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a zygote is asked to start a Node.js spare with (`SPARE`, docs/function-protocol.md).
 #[derive(serde::Serialize)]
@@ -551,11 +559,7 @@ impl Zygote {
 
     async fn take_on(&self, id: u64, launch: &Launch) -> Result<Instance, StartError> {
         let started = std::time::Instant::now();
-        let spare = {
-            let mut spares = self.spares(launch.spare).ready.lock().unwrap_or_else(|p| p.into_inner());
-            spares.retain(Instance::can_take_on);
-            spares.pop()
-        };
+        let spare = self.take_spare(launch.spare).await;
         let mut instance = match (spare, launch.spare) {
             (Some(spare), _) => spare,
             (None, SpareKind::Python) => self.make_spare(SpareKind::Python, crate::ids::next_instance_id()).await?,
@@ -579,24 +583,54 @@ impl Zygote {
         Ok(instance)
     }
 
+    /// A ready spare of `kind`; for Node.js, when none is ready, one being made that no earlier caller waits for
+    /// (for at most `NODE_SPARE_WAIT`). A Python caller forks one at once instead: a fork is quicker than any wait.
+    async fn take_spare(&self, kind: SpareKind) -> Option<Instance> {
+        let spares = self.spares(kind);
+        let deadline = tokio::time::Instant::now() + NODE_SPARE_WAIT;
+        loop {
+            // Listening before looking: a spare made in between still wakes this caller.
+            let made = spares.made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            {
+                let mut ready = spares.ready.lock().unwrap_or_else(|p| p.into_inner());
+                ready.retain(Instance::can_take_on);
+                if let Some(spare) = ready.pop() {
+                    return Some(spare);
+                }
+            }
+            if kind == SpareKind::Python
+                || spares.making.load(Ordering::SeqCst) <= spares.waiting.load(Ordering::SeqCst)
+            {
+                return None;
+            }
+            spares.waiting.fetch_add(1, Ordering::SeqCst);
+            let woken = tokio::time::timeout_at(deadline, made).await;
+            spares.waiting.fetch_sub(1, Ordering::SeqCst);
+            woken.ok()?;
+        }
+    }
+
     /// Makes spares in the background until there are as many of each kind as the zygote keeps (counting those being
     /// made).
     pub fn replenish(self: &Arc<Self>) {
         for kind in [SpareKind::Python, SpareKind::Node] {
             let spares = self.spares(kind);
             let have = spares.ready.lock().unwrap_or_else(|p| p.into_inner()).len();
-            let making = spares.making.load(Ordering::Relaxed);
+            let making = spares.making.load(Ordering::SeqCst);
             for _ in have + making..self.wanted(kind) {
-                spares.making.fetch_add(1, Ordering::Relaxed);
+                spares.making.fetch_add(1, Ordering::SeqCst);
                 let zygote = self.clone();
                 tokio::spawn(async move {
                     let made = zygote.make_spare(kind, crate::ids::next_instance_id()).await;
                     let spares = zygote.spares(kind);
-                    spares.making.fetch_sub(1, Ordering::Relaxed);
                     match made {
                         Ok(spare) => spares.ready.lock().unwrap_or_else(|p| p.into_inner()).push(spare),
                         Err(e) => tracing::debug!(error = ?e, ?kind, "Could not prepare a spare instance."),
                     }
+                    spares.making.fetch_sub(1, Ordering::SeqCst);
+                    spares.made.notify_waiters();
                 });
             }
         }

@@ -186,6 +186,34 @@ async fn a_node_function_runs_its_code_from_the_first_request_and_after_every_up
 }
 
 #[tokio::test]
+async fn a_node_cold_start_that_finds_no_spare_ready_takes_the_one_being_made() {
+    if !runs_as_root() {
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--node-spares", "1"]);
+    eventually("the Node.js spare waits", Duration::from_secs(20), || async {
+        (node_spares(app.pid()).len() == 1).then_some(())
+    })
+    .await;
+    for name in ["node-first", "node-second"] {
+        let created = json!({"FunctionName": name, "Runtime": "Nodejs18.15", "Handler": "index.main_handler",
+            "Code": {"ZipFile": node_package(name)}});
+        app.scf("CreateFunction", created).await.unwrap();
+    }
+    // The first takes the one spare, and another is made; the second comes at once and takes that one rather than
+    // starting an interpreter of its own.
+    assert_eq!(invoke_text(&app, "node-first").await, "node-first");
+    assert_eq!(invoke_text(&app, "node-second").await, "node-second");
+    let zygote = zygote_of(app.pid()).expect("the zygote runs");
+    for name in ["node-first", "node-second"] {
+        let instance = crate::harness::instance_processes(name);
+        assert_eq!(instance.len(), 1, "{name}: {instance:?}");
+        assert_eq!(pid_namespace(instance[0]), pid_namespace(zygote), "{name} was taken from a spare");
+    }
+}
+
+#[tokio::test]
 async fn two_node_functions_from_spares_see_only_their_own_code_environment_tmp_and_processes() {
     if !runs_as_root() {
         return;
