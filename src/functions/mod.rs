@@ -231,6 +231,43 @@ pub struct Invocation {
     pub log: Arc<str>,
 }
 
+/// An invocation polled by its caller (no task of its own to spawn, schedule and join on the request's path); if the
+/// caller goes away before it ends, dropping this hands the rest of it to a task of its own, which runs it to its
+/// end and records its log. A panic in it is caught and returned.
+struct Detachable {
+    run: Option<std::pin::Pin<Box<dyn Future<Output = Invocation> + Send>>>,
+}
+
+impl Future for Detachable {
+    type Output = std::thread::Result<Invocation>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let Some(run) = self.run.as_mut() else { return std::task::Poll::Pending };
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx)));
+        match polled {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(invocation)) => {
+                self.run = None;
+                std::task::Poll::Ready(Ok(invocation))
+            }
+            Err(panic) => {
+                self.run = None;
+                std::task::Poll::Ready(Err(panic))
+            }
+        }
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run);
+        }
+    }
+}
+
 pub struct Engine {
     settings: EngineSettings,
     runtimes: Runtimes,
@@ -487,8 +524,8 @@ impl Engine {
     }
 
     /// Runs one synchronous invocation of a function, at most `limit` long (the function's `Timeout` when
-    /// shorter), and records its log. The invocation runs on its own task: a caller that goes away does not
-    /// cut it short.
+    /// shorter), and records its log. The invocation runs in the caller's task while the caller waits for it, and
+    /// on a task of its own if the caller goes away: that does not cut it short.
     pub async fn invoke(
         self: &Arc<Self>,
         spec: &Arc<FunctionSpec>,
@@ -501,11 +538,11 @@ impl Engine {
         let spec = spec.clone();
         let qualifier = qualifier.to_string();
         let rid = request_id.clone();
-        let task = tokio::spawn(async move { engine.run(&spec, &qualifier, &event, rid, limit).await });
-        match task.await {
+        let run = Box::pin(async move { engine.run(&spec, &qualifier, &event, rid, limit).await });
+        match (Detachable { run: Some(run) }).await {
             Ok(invocation) => invocation,
-            Err(e) => {
-                tracing::error!(error = %e, "An invocation task failed.");
+            Err(_) => {
+                tracing::error!("An invocation panicked.");
                 Invocation {
                     result: Err(FunctionError::new(status::INTERNAL, "InternalError")),
                     request_id,

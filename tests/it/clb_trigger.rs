@@ -537,3 +537,30 @@ async fn what_is_wrong_with_the_target_is_said_before_what_is_missing() {
     let params = json!({"LoadBalancerId": lb, "ListenerId": http, "FunctionTargets": targets});
     assert_eq!(api_code(app.clb("RegisterFunctionTargets", params).await), "MissingParameter");
 }
+
+#[tokio::test]
+async fn an_invocation_runs_to_its_end_and_is_logged_when_the_client_goes_away() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // On the general path (hyper), which drops a request's future when its client goes away.
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(&temp.path().join("data"), &["--direct-path", "false"]);
+    app.create_fixture("left", "sleep_on_request", json!({"Timeout": 10})).await.unwrap();
+    let route = app.route_to("left").await;
+    let address = route.base.trim_start_matches("http://").to_string();
+    // The client asks for a one-second invocation, then hangs up while it runs.
+    let mut client = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!("GET /?sleep=1 HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(300), client.read(&mut answer)).await;
+    assert!(waited.is_err(), "no answer before the function returns");
+    drop(client);
+    // The invocation still ends as the function returns, and its log is recorded.
+    let record = eventually("the invocation's log", Duration::from_secs(15), || async {
+        let logs = app.scf("GetFunctionLogs", json!({"FunctionName": "left"})).await.ok()?;
+        logs["Data"].as_array()?.iter().find(|r| r["RetCode"] == 0).cloned()
+    })
+    .await;
+    assert!(record["Duration"].as_f64().unwrap() >= 1000.0, "{record}");
+    assert!(record["Log"].as_str().unwrap().contains("Response RequestId:"), "{record}");
+}
