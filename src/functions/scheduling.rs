@@ -97,30 +97,30 @@ async fn watch(me: Weak<Scheduling>, cgroups: Option<Arc<Cgroups>>) {
         ticks.tick().await;
         let Some(scheduling) = me.upgrade() else { return };
         let now = Sample::take(cgroups.as_deref());
-        let (Some(before), Some(after)) = (&last, &now) else {
-            last = now;
-            continue;
-        };
-        scheduling.saturated.store(after.idle_share_since(before) < SATURATED_IDLE, Ordering::Relaxed);
-        if cgroups.is_none() {
-            last = now;
-            continue;
+        if let (Some(before), Some(after)) = (&last, &now) {
+            scheduling.saturated.store(after.idle_share_since(before) < SATURATED_IDLE, Ordering::Relaxed);
+            if cgroups.is_some() {
+                follow(&scheduling, after.others_share_since(before), after.processes());
+            }
         }
-        let batch = decide(scheduling.batch(), after.others_share_since(before));
-        if batch != scheduling.batch() {
-            let share = after.others_share_since(before);
-            tracing::info!(
-                others = format!("{:.0} %", share * 100.0),
-                policy = if batch { "SCHED_BATCH" } else { "SCHED_OTHER" },
-                "Other processes' share of the processors changed: instances move to another scheduling policy."
-            );
-            scheduling.batch.store(batch, Ordering::Relaxed);
-        }
-        // Every look, not only at a change: a process forked by a zygote just as it was moved keeps the old
-        // policy until then.
-        move_all(after.processes(), batch);
         last = now;
     }
+}
+
+/// Decides the policy from others' share and moves the instance processes to it.
+fn follow(scheduling: &Scheduling, others: f64, processes: impl Iterator<Item = i32>) {
+    let batch = decide(scheduling.batch(), others);
+    if batch != scheduling.batch() {
+        tracing::info!(
+            others = format!("{:.0} %", others * 100.0),
+            policy = if batch { "SCHED_BATCH" } else { "SCHED_OTHER" },
+            "Other processes' share of the processors changed: instances move to another scheduling policy."
+        );
+        scheduling.batch.store(batch, Ordering::Relaxed);
+    }
+    // Every look, not only at a change: a process a zygote forked just as it was moved keeps the old policy until
+    // then.
+    move_all(processes, batch);
 }
 
 /// The next policy from the current one and others' share of the machine.
