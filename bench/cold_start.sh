@@ -3,9 +3,10 @@
 # the load balancer, with the zygote (instances forked from a template) and without (an interpreter per instance),
 # and of a warm request for comparison. Instances are stopped as soon as they are idle (--idle-timeout 0), and the
 # client pauses between requests so that each one finds no warm instance.
-# The first request of a function just deployed, and the first after its code is updated, are measured too, for
-# Python (with and without the zygote) and for Node.js (from a spare the zygote's keepers started ahead of time, and
-# with --node-spares 0, an interpreter per instance).
+# The first request of a function just deployed, the first after its code is updated and the first of a version just
+# published (through a rule bound to that version) are measured too, for Python (with and without the zygote) and
+# for Node.js (from a spare the zygote's keepers started ahead of time, and with --node-spares 0, an interpreter per
+# instance).
 # Usage: bench/cold_start.sh [requests, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,7 +96,7 @@ def first_request(path):
     took = (time.perf_counter() - t) * 1000
     assert r.status == 200, (r.status, body); c.close()
     return took, body
-new, updated = [], []
+new, updated, published = [], [], []
 for i in range(n):
     name, path = "bench-%d" % i, "/bench-%d" % i
     call("scf", "CreateFunction", {"FunctionName": name, "Runtime": runtime, "Handler": "index.main_handler",
@@ -110,10 +111,19 @@ for i in range(n):
     call("scf", "UpdateFunctionCode", {"FunctionName": name, "ZipFile": package("second %d" % i)})
     took, body = first_request(path); updated.append(took)
     assert b"second %d" % i in body, body
+    # A version just published, on a rule of its own: its own instances, started for its first request.
+    version = call("scf", "PublishVersion", {"FunctionName": name})["FunctionVersion"]
+    published_rule = call("clb", "CreateRule", {"LoadBalancerId": lb_id, "ListenerId": listener,
+                                                "Rules": [{"Domain": "127.0.0.1", "Url": path + "-v"}]})["LocationIds"][0]
+    call("clb", "RegisterFunctionTargets", {"LoadBalancerId": lb_id, "ListenerId": listener,
+         "LocationId": published_rule, "FunctionTargets": [{"Function": {"FunctionNamespace": "default",
+         "FunctionName": name, "FunctionQualifier": version}}]})
+    took, body = first_request(path + "-v"); published.append(took)
+    assert b"second %d" % i in body, body
     # Within the namespace's function quota, whatever the number of samples.
-    call("clb", "DeleteRule", {"LoadBalancerId": lb_id, "ListenerId": listener, "LocationIds": [rule]})
+    call("clb", "DeleteRule", {"LoadBalancerId": lb_id, "ListenerId": listener, "LocationIds": [rule, published_rule]})
     call("scf", "DeleteFunction", {"FunctionName": name})
-for what, samples in (("just deployed", new), ("after UpdateFunctionCode", updated)):
+for what, samples in (("just deployed", new), ("after UpdateFunctionCode", updated), ("after PublishVersion", published)):
     samples.sort()
     print("%-36s median %7.2f ms   p99 %7.2f ms   min %7.2f ms" % (label + ", " + what, statistics.median(samples),
           samples[max(0, int(len(samples) * 0.99) - 1)], samples[0]), file=sys.stderr)
