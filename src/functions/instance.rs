@@ -920,15 +920,19 @@ async fn accept_from(
 /// with the same pid.
 fn start_time(pid: rustix::process::Pid) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+    stat_fields(&stat)?.nth(19)?.parse().ok()
+}
+
+/// The fields of a `/proc/<pid>/stat` line after the command name, from the state on (`pid (comm) state ppid …`):
+/// the name may hold spaces and parentheses, so they start after the last `)`.
+pub(super) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.get(stat.rfind(')')? + 1..)?.split_whitespace())
 }
 
 /// The parent of a process, from `/proc`.
 pub(super) fn parent_of(pid: rustix::process::Pid) -> Option<rustix::process::Pid> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
-    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so read after the last `)`.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse::<i32>().ok().and_then(rustix::process::Pid::from_raw)
+    stat_fields(&stat)?.nth(1)?.parse::<i32>().ok().and_then(rustix::process::Pid::from_raw)
 }
 
 fn socket_name(id: u64) -> String {

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use rustix::process::Pid;
 
+use super::instance::stat_fields;
 use super::limits::Cgroups;
 
 /// Others' share of the machine's processor time above which instances leave `SCHED_BATCH`.
@@ -129,7 +130,7 @@ pub fn decide(batch: bool, others: f64) -> bool {
 }
 
 /// Processor time so far, in clock ticks: the machine's (all of it, idle, and spent running tasks), fnlb's own, and
-/// each process's in its instances' cgroups (by pid, in order; with cgroups to look in).
+/// each process's in its instances' cgroups (by pid, in order); the last two only with cgroups to look in.
 struct Sample {
     all: u64,
     idle: u64,
@@ -141,10 +142,12 @@ struct Sample {
 impl Sample {
     fn take(cgroups: Option<&Cgroups>) -> Option<Sample> {
         let MachineTime { all, idle, running } = machine_time(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        let Some(cgroups) = cgroups else {
+            return Some(Sample { all, idle, running, own: 0, instances: Vec::new() });
+        };
         let own = process_time(Path::new("/proc/self/stat")).unwrap_or(0);
         let mut instances: Vec<(i32, u64)> = cgroups
-            .map(|c| c.instance_processes(MAX_PROCESSES_PER_LOOK))
-            .unwrap_or_default()
+            .instance_processes(MAX_PROCESSES_PER_LOOK)
             .into_iter()
             .map(Pid::as_raw_nonzero)
             .filter_map(|pid| Some((pid.get(), process_time(&proc_path(pid.get(), "stat"))?)))
@@ -212,9 +215,8 @@ fn machine_time(stat: &str) -> Option<MachineTime> {
 /// A process's user and system time, in clock ticks, from its `stat` file.
 fn process_time(path: &Path) -> Option<u64> {
     let stat = std::fs::read_to_string(path).ok()?;
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    let mut fields = stat_fields(&stat)?.skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
 fn proc_path(pid: i32, file: &str) -> std::path::PathBuf {

@@ -1,11 +1,11 @@
 //! Limits of a function instance: memory (434), the next request after a kill, open files, cgroups and the
 //! scheduling policy of every process it starts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{TestApp, get};
+use crate::harness::{TestApp, eventually, get};
 
 #[tokio::test]
 async fn memory_past_the_limit_is_errno_434_and_the_instance_is_replaced() {
@@ -80,16 +80,12 @@ async fn instances_leave_batch_scheduling_while_other_processes_keep_the_process
     // A busy neighbour on every processor (each ends by itself after 30 s, and is killed at the end of the test).
     let processors = std::thread::available_parallelism().map_or(2, |n| n.get());
     let _hogs: Vec<Hog> = (0..processors).map(|_| Hog::start(Duration::from_secs(30))).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("every instance process under SCHED_OTHER beside busy neighbours", Duration::from_secs(20), || async {
         let now = policies();
-        if !now.is_empty() && now.iter().all(|p| *p == Some(SCHED_OTHER)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "instances still under SCHED_BATCH beside busy neighbours: {now:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // The function still answers, and an instance started now starts under the same policy.
+        (!now.is_empty() && now.iter().all(|p| *p == Some(SCHED_OTHER))).then_some(())
+    })
+    .await;
+    // The function still answers.
     assert_eq!(get(&format!("{base}/")).await.status, 200);
 }
 
